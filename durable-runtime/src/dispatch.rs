@@ -1,0 +1,152 @@
+//! In-process dispatch: which instance has messages waiting, which live executions are cached,
+//! and who is waiting for an instance to finish.
+//!
+//! Work is handed over the moment its write is durable (no polling): a committed message goes
+//! to its instance's slot, and an instance with messages is queued for an orchestration worker
+//! exactly once, so its steps never run concurrently.
+
+use crate::replay::Execution;
+use crate::store::{ActivityWorkItem, Message};
+use parking_lot::Mutex;
+use std::collections::HashMap;
+use std::collections::hash_map::Entry;
+use tokio::sync::{mpsc, oneshot};
+
+/// An instance known to the dispatcher: messages not yet consumed and, if hot, its execution.
+#[derive(Default)]
+struct Slot {
+    messages: Vec<Message>,
+    execution: Option<Box<Execution>>,
+    /// Queued for, or held by, an orchestration worker.
+    claimed: bool,
+}
+
+/// What an orchestration worker takes to run one step.
+pub(crate) struct Claim {
+    pub messages: Vec<Message>,
+    pub execution: Option<Box<Execution>>,
+}
+
+pub(crate) struct Dispatcher {
+    slots: Mutex<HashMap<String, Slot>>,
+    cached: Mutex<usize>,
+    cache_capacity: usize,
+    ready: mpsc::UnboundedSender<String>,
+    activities: mpsc::UnboundedSender<ActivityWorkItem>,
+    waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+}
+
+impl Dispatcher {
+    pub(crate) fn new(
+        cache_capacity: usize,
+    ) -> (
+        Self,
+        mpsc::UnboundedReceiver<String>,
+        mpsc::UnboundedReceiver<ActivityWorkItem>,
+    ) {
+        let (ready, ready_rx) = mpsc::unbounded_channel();
+        let (activities, activities_rx) = mpsc::unbounded_channel();
+        let dispatcher = Dispatcher {
+            slots: Mutex::new(HashMap::new()),
+            cached: Mutex::new(0),
+            cache_capacity,
+            ready,
+            activities,
+            waiters: Mutex::new(HashMap::new()),
+        };
+        (dispatcher, ready_rx, activities_rx)
+    }
+
+    /// Hands a durable message to its instance, queueing the instance if it is idle.
+    pub(crate) fn deliver(&self, message: Message) {
+        let mut slots = self.slots.lock();
+        let slot = slots.entry(message.instance_id.clone()).or_default();
+        slot.messages.push(message);
+        if !slot.claimed {
+            slot.claimed = true;
+            let id = slot.messages[0].instance_id.clone();
+            drop(slots);
+            // The receiver lives as long as the runtime; after shutdown the message stays in
+            // the store and is recovered at the next start.
+            let _ = self.ready.send(id);
+        }
+    }
+
+    /// Hands a durable activity work item to the activity workers.
+    pub(crate) fn enqueue_activity(&self, item: ActivityWorkItem) {
+        let _ = self.activities.send(item);
+    }
+
+    /// Takes the waiting messages and cached execution of a claimed instance.
+    pub(crate) fn claim(&self, instance_id: &str) -> Claim {
+        let mut slots = self.slots.lock();
+        let Some(slot) = slots.get_mut(instance_id) else {
+            return Claim {
+                messages: Vec::new(),
+                execution: None,
+            };
+        };
+        let execution = slot.execution.take();
+        if execution.is_some() {
+            *self.cached.lock() -= 1;
+        }
+        Claim {
+            messages: std::mem::take(&mut slot.messages),
+            execution,
+        }
+    }
+
+    /// Returns a claimed instance after a step. Returns true if more messages arrived meanwhile
+    /// (the caller keeps the claim and runs another step); otherwise releases the claim,
+    /// caching the execution if there is room.
+    pub(crate) fn release(
+        &self,
+        instance_id: &str,
+        execution: Option<Box<Execution>>,
+        unconsumed: Vec<Message>,
+    ) -> (bool, Option<Box<Execution>>) {
+        let mut slots = self.slots.lock();
+        let Entry::Occupied(mut entry) = slots.entry(instance_id.to_string()) else {
+            return (false, None);
+        };
+        let slot = entry.get_mut();
+        if !unconsumed.is_empty() {
+            let newer = std::mem::replace(&mut slot.messages, unconsumed);
+            slot.messages.extend(newer);
+        }
+        if !slot.messages.is_empty() {
+            return (true, execution);
+        }
+        let mut cached = self.cached.lock();
+        match execution {
+            Some(execution) if !execution.is_finished() && *cached < self.cache_capacity => {
+                *cached += 1;
+                slot.execution = Some(execution);
+                slot.claimed = false;
+            }
+            _ => {
+                // Nothing waiting and nothing cached: an idle instance costs no memory.
+                entry.remove();
+            }
+        }
+        (false, None)
+    }
+
+    /// Registers interest in `instance_id` finishing.
+    pub(crate) fn watch(&self, instance_id: &str) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        let mut waiters = self.waiters.lock();
+        let list = waiters.entry(instance_id.to_string()).or_default();
+        list.retain(|w| !w.is_closed());
+        list.push(tx);
+        rx
+    }
+
+    /// Wakes everyone waiting for `instance_id`.
+    pub(crate) fn finished(&self, instance_id: &str) {
+        let waiting = self.waiters.lock().remove(instance_id);
+        for waiter in waiting.into_iter().flatten() {
+            let _ = waiter.send(());
+        }
+    }
+}

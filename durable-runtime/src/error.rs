@@ -1,0 +1,78 @@
+//! The errors a runtime, client or store call can return.
+
+use std::time::Duration;
+
+/// What went wrong in a runtime or client call.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// Two functions of one kind were registered under one name.
+    #[error(
+        "two {kind} functions are registered as '{name}': {first} and {second}; \
+         give one another name with #[{kind}(name = \"...\")]"
+    )]
+    DuplicateRegistration {
+        /// `activity` or `orchestrator`.
+        kind: &'static str,
+        /// The shared name.
+        name: String,
+        /// Where the first is defined (`file:line`).
+        first: String,
+        /// Where the second is defined (`file:line`).
+        second: String,
+    },
+    /// No orchestrator with this name is registered in the program.
+    #[error("no orchestrator named '{0}' is registered in this program")]
+    UnknownOrchestrator(String),
+    /// `start` was given an instance id that is already in use.
+    #[error("an instance with id '{0}' already exists")]
+    InstanceAlreadyExists(String),
+    /// No instance has this id.
+    #[error("no instance with id '{0}'")]
+    InstanceNotFound(String),
+    /// The instance id is not acceptable.
+    #[error("invalid instance id '{id}': {reason}")]
+    InvalidInstanceId {
+        /// The id given.
+        id: String,
+        /// Why it was refused.
+        reason: &'static str,
+    },
+    /// A value could not be encoded as JSON.
+    #[error("the input does not serialize as JSON: {0}")]
+    Serialize(#[source] serde_json::Error),
+    /// An output could not be decoded into the type asked for.
+    #[error("the output of instance '{instance_id}' does not decode as `{expected}`: {source}")]
+    Decode {
+        /// The instance.
+        instance_id: String,
+        /// The Rust type asked for.
+        expected: &'static str,
+        /// The decoder's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// An output was asked of an instance that has none (yet).
+    #[error("instance '{instance_id}' has no output: it is {status}{}", failure.as_ref().map(|f| format!(" ({f})")).unwrap_or_default())]
+    NoOutput {
+        /// The instance.
+        instance_id: String,
+        /// Its status.
+        status: crate::RuntimeStatus,
+        /// Its failure message, if it failed.
+        failure: Option<String>,
+    },
+    /// The instance did not finish in time.
+    #[error("instance '{instance_id}' did not finish within {timeout:?}")]
+    Timeout {
+        /// The instance.
+        instance_id: String,
+        /// How long was waited.
+        timeout: Duration,
+    },
+    /// The storage backend failed.
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    /// The runtime is shutting down or gone.
+    #[error("the runtime has shut down")]
+    ShutDown,
+}

@@ -1,0 +1,113 @@
+//! The append-only history an orchestration is rebuilt from.
+//!
+//! Event names follow the Durable Functions history event types so that status queries can
+//! show them to existing tooling unchanged.
+
+use crate::failure::FailureDetails;
+use crate::payload::Payload;
+use serde::{Deserialize, Serialize};
+
+/// One event in an orchestration's history (or a message on its way to becoming one).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub enum HistoryEvent {
+    /// The instance was started with this orchestrator and input.
+    ExecutionStarted {
+        /// Registered orchestrator name.
+        name: String,
+        /// Orchestrator version, if it declared one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        /// The orchestrator's input.
+        input: Payload,
+    },
+    /// A step (episode) of the orchestrator began; its timestamp is the orchestration's "now".
+    OrchestratorStarted,
+    /// The orchestrator scheduled activity `name`; `task_id` is the orchestrator's sequence number.
+    TaskScheduled {
+        /// The orchestrator's sequence number for this task.
+        task_id: u64,
+        /// Registered activity name.
+        name: String,
+        /// The activity's input.
+        input: Payload,
+    },
+    /// The activity scheduled as `task_id` returned a value.
+    TaskCompleted {
+        /// Which scheduled task this completes.
+        task_id: u64,
+        /// The activity's output.
+        result: Payload,
+    },
+    /// The activity scheduled as `task_id` failed.
+    TaskFailed {
+        /// Which scheduled task this completes.
+        task_id: u64,
+        /// What went wrong.
+        failure: FailureDetails,
+    },
+    /// The orchestrator returned a value; the instance is complete.
+    ExecutionCompleted {
+        /// The orchestrator's output.
+        result: Payload,
+    },
+    /// The orchestrator failed (its error, a panic, or non-deterministic replay).
+    ExecutionFailed {
+        /// What went wrong.
+        failure: FailureDetails,
+    },
+}
+
+impl HistoryEvent {
+    /// The Durable Functions name of this event type (`"TaskScheduled"`, ...).
+    pub fn event_type(&self) -> &'static str {
+        match self {
+            HistoryEvent::ExecutionStarted { .. } => "ExecutionStarted",
+            HistoryEvent::OrchestratorStarted => "OrchestratorStarted",
+            HistoryEvent::TaskScheduled { .. } => "TaskScheduled",
+            HistoryEvent::TaskCompleted { .. } => "TaskCompleted",
+            HistoryEvent::TaskFailed { .. } => "TaskFailed",
+            HistoryEvent::ExecutionCompleted { .. } => "ExecutionCompleted",
+            HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
+        }
+    }
+}
+
+/// A history event with its position and the time it was recorded.
+#[derive(Clone, Debug, PartialEq)]
+pub struct HistoryRecord {
+    /// Position in the instance's history, from 0.
+    pub seq: u64,
+    /// When the event was recorded, in milliseconds since the Unix epoch.
+    pub timestamp_ms: i64,
+    /// The event.
+    pub event: HistoryEvent,
+}
+
+/// Milliseconds since the Unix epoch, the time unit of stored timestamps.
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn events_round_trip_as_readable_json() {
+        let event = HistoryEvent::TaskScheduled {
+            task_id: 3,
+            name: "say_hello".into(),
+            input: Payload::encode("Tokyo").expect("encodes"),
+        };
+        let json = serde_json::to_string(&event).expect("serializes");
+        assert_eq!(
+            json,
+            r#"{"TaskScheduled":{"task_id":3,"name":"say_hello","input":"Tokyo"}}"#
+        );
+        let back: HistoryEvent = serde_json::from_str(&json).expect("parses");
+        assert_eq!(back, event);
+    }
+}

@@ -1,0 +1,116 @@
+//! # durable
+//!
+//! Durable workflows for Rust. Write orchestrations as plain `async fn`s; every `.await` on the
+//! [`OrchestrationContext`] is checkpointed into an append-only history, and after a crash the
+//! orchestration is rebuilt by replaying its code against that history.
+//!
+//! ```no_run
+//! use durable_runtime::prelude::*;
+//!
+//! #[activity]
+//! async fn say_hello(city: String) -> Result<String, ActivityError> {
+//!     Ok(format!("Hello {city}!"))
+//! }
+//!
+//! #[orchestrator]
+//! async fn hello_sequence(ctx: OrchestrationContext) -> Result<Vec<String>, OrchestrationError> {
+//!     let mut out = Vec::new();
+//!     for city in ["Tokyo", "Seattle", "London"] {
+//!         out.push(ctx.call_activity(say_hello, city.to_string()).await?);
+//!     }
+//!     Ok(out)
+//! }
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), durable_runtime::Error> {
+//!     let runtime = Runtime::builder().sqlite("durable.db").start().await?;
+//!     let client = runtime.client();
+//!     let id = client.start(hello_sequence, ()).await?;
+//!     println!("{:?}", client.wait_for_completion(&id, Duration::from_secs(30)).await?);
+//!     Ok(())
+//! }
+//! ```
+//!
+//! Modules, by concept: [`registry`] (what the macros register), [`context`] (the orchestration
+//! API), [`history`] (the event log), [`store`] (backends), plus the replay engine, dispatcher
+//! and workers inside the runtime.
+
+pub mod activity_context;
+pub mod client;
+pub mod context;
+mod dispatch;
+pub mod error;
+pub mod failure;
+pub mod history;
+pub mod instance;
+pub mod payload;
+pub mod registry;
+mod replay;
+pub mod runtime;
+pub mod store;
+mod worker;
+
+pub use activity_context::ActivityContext;
+pub use client::Client;
+pub use context::{OrchestrationContext, TaskFuture};
+pub use durable_macros::{activity, orchestrator};
+pub use error::Error;
+pub use failure::{ActivityError, FailureDetails, OrchestrationError, TaskFailed};
+pub use history::{HistoryEvent, HistoryRecord};
+pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
+pub use payload::Payload;
+pub use registry::{Activity, Orchestrator};
+pub use runtime::{Runtime, RuntimeBuilder};
+
+/// Everything a typical program needs: `use durable_runtime::prelude::*;`.
+pub mod prelude {
+    pub use crate::{
+        Activity, ActivityContext, ActivityError, Client, InstanceStatus, OrchestrationContext,
+        OrchestrationError, Orchestrator, Runtime, RuntimeStatus, TaskFailed, activity,
+        orchestrator,
+    };
+    pub use std::time::Duration;
+}
+
+/// What macro-generated code uses. Not public API: may change in any release.
+#[doc(hidden)]
+pub mod __private {
+    pub use crate::failure::{FailureDetails, IntoOutcome};
+    pub use crate::payload::Payload;
+    pub use crate::registry::{ActivityRegistration, BoxFuture, OrchestratorRegistration};
+    pub use inventory;
+    pub use serde;
+
+    /// Decodes a registered function's input, naming the function and type on failure.
+    pub fn decode_input<T: serde::de::DeserializeOwned>(
+        kind: &str,
+        name: &str,
+        input: &Payload,
+    ) -> Result<T, FailureDetails> {
+        input.decode().map_err(|err| {
+            FailureDetails::new(format!(
+                "the input {input} of {kind} '{name}' does not decode as `{}`: {err}",
+                std::any::type_name::<T>()
+            ))
+        })
+    }
+
+    /// Encodes a registered function's output.
+    pub fn encode_output<T: serde::Serialize>(
+        kind: &str,
+        name: &str,
+        output: Result<T, FailureDetails>,
+    ) -> Result<Payload, FailureDetails> {
+        let output = output?;
+        Payload::encode(&output).map_err(|err| {
+            FailureDetails::new(format!(
+                "the output of {kind} '{name}' does not serialize as JSON: {err}"
+            ))
+        })
+    }
+
+    /// Wraps a plain (non-`Result`) return value.
+    pub fn plain<T>(value: T) -> Result<T, FailureDetails> {
+        Ok(value)
+    }
+}

@@ -1,0 +1,303 @@
+//! The replay engine: runs an orchestrator's code against its history, one step at a time.
+//!
+//! An [`Execution`] is a live orchestrator future plus the state its context shares. A hot
+//! instance keeps its `Execution` in memory between steps, so a step costs only the new events;
+//! after a restart or a cache eviction, [`Execution::replay`] rebuilds it by feeding the recorded
+//! history back through the same code, checking that the code makes the same decisions.
+
+use crate::context::{Delivery, OrchestrationContext, OrchestrationState};
+use crate::failure::{FailureDetails, panic_failure};
+use crate::history::{HistoryEvent, HistoryRecord};
+use crate::payload::Payload;
+use crate::registry::{BoxFuture, Registry};
+use parking_lot::Mutex;
+use std::panic::AssertUnwindSafe;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::task::{Context, Poll, Wake, Waker};
+
+/// What one step produced, ready to be committed.
+#[derive(Debug)]
+pub(crate) struct StepOutput {
+    /// Events to append to history, in order.
+    pub events: Vec<HistoryEvent>,
+    /// Activities to enqueue: `(task_id, name, input)` as recorded in `events`.
+    pub scheduled: Vec<(u64, String, Payload)>,
+    /// Set when the instance finished in this step.
+    pub outcome: Option<Result<Payload, FailureDetails>>,
+}
+
+/// A live orchestration instance.
+pub(crate) struct Execution {
+    instance_id: String,
+    name: String,
+    state: Arc<Mutex<OrchestrationState>>,
+    future: Option<BoxFuture<Result<Payload, FailureDetails>>>,
+    /// Set once the instance completed or failed; later messages are dropped.
+    finished: bool,
+    /// An outcome reached while rebuilding (e.g. non-determinism), reported by the next step.
+    pending_outcome: Option<Result<Payload, FailureDetails>>,
+    /// Number of events in the durable history.
+    history_len: u64,
+    wake_flag: Arc<WakeFlag>,
+}
+
+impl Execution {
+    /// A brand-new instance with an empty history.
+    pub(crate) fn new(instance_id: &str) -> Self {
+        Execution::with_recorded(instance_id, Vec::new())
+    }
+
+    fn with_recorded(instance_id: &str, recorded: Vec<Option<String>>) -> Self {
+        Execution {
+            instance_id: instance_id.to_string(),
+            name: String::new(),
+            state: Arc::new(Mutex::new(OrchestrationState::new(recorded))),
+            future: None,
+            finished: false,
+            pending_outcome: None,
+            history_len: 0,
+            wake_flag: Arc::new(WakeFlag(AtomicBool::new(false))),
+        }
+    }
+
+    /// Rebuilds an instance from its whole history.
+    pub(crate) fn replay(
+        registry: &Registry,
+        instance_id: &str,
+        history: &[HistoryRecord],
+    ) -> Self {
+        let mut recorded: Vec<Option<String>> = Vec::new();
+        for record in history {
+            if let HistoryEvent::TaskScheduled { task_id, name, .. } = &record.event {
+                let index = *task_id as usize;
+                if recorded.len() <= index {
+                    recorded.resize(index + 1, None);
+                }
+                recorded[index] = Some(name.clone());
+            }
+        }
+        let mut execution = Execution::with_recorded(instance_id, recorded);
+        execution.history_len = history.len() as u64;
+        execution.state.lock().is_replaying = true;
+        for record in history {
+            if execution.finished || execution.pending_outcome.is_some() {
+                break;
+            }
+            match &record.event {
+                HistoryEvent::OrchestratorStarted => {
+                    // The previous step's events are all in: let the code catch up.
+                    execution.pending_outcome = execution.run_to_block();
+                    execution.state.lock().current_time_ms = record.timestamp_ms;
+                }
+                HistoryEvent::ExecutionCompleted { .. } | HistoryEvent::ExecutionFailed { .. } => {
+                    execution.finished = true;
+                }
+                HistoryEvent::TaskScheduled { .. } => {}
+                event => {
+                    if let Err(message) = execution.apply(registry, event, true) {
+                        execution.pending_outcome = Some(Err(FailureDetails::new(message)));
+                    }
+                }
+            }
+        }
+        if !execution.finished && execution.pending_outcome.is_none() {
+            execution.pending_outcome = execution.run_to_block();
+            let state = execution.state.lock();
+            let failure = match (&state.nondeterminism, state.first_unreplayed_task()) {
+                (Some(message), _) => Some(message.clone()),
+                (None, Some((task_id, name))) => Some(format!(
+                    "non-deterministic orchestrator: history has TaskScheduled '{name}' as task \
+                     {task_id}, but the code no longer schedules it"
+                )),
+                (None, None) => None,
+            };
+            drop(state);
+            if let Some(message) = failure {
+                execution.pending_outcome = Some(Err(FailureDetails::new(message)));
+            }
+        }
+        execution.state.lock().is_replaying = false;
+        execution
+    }
+
+    /// True once the instance completed or failed.
+    pub(crate) fn is_finished(&self) -> bool {
+        self.finished
+    }
+
+    /// The number of events in durable history, where the next step's events go.
+    pub(crate) fn history_len(&self) -> u64 {
+        self.history_len
+    }
+
+    /// The orchestrator's registered name, once started.
+    pub(crate) fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Runs one step: records `events` (newly arrived messages), runs the code until it waits,
+    /// and returns what to commit. Call [`Execution::committed`] once it is durable.
+    pub(crate) fn step(
+        &mut self,
+        registry: &Registry,
+        now_ms: i64,
+        events: Vec<HistoryEvent>,
+    ) -> StepOutput {
+        if self.finished {
+            return StepOutput {
+                events: Vec::new(),
+                scheduled: Vec::new(),
+                outcome: None,
+            };
+        }
+        self.state.lock().current_time_ms = now_ms;
+        let mut out = Vec::with_capacity(events.len() + 2);
+        out.push(HistoryEvent::OrchestratorStarted);
+        for event in events {
+            if self.pending_outcome.is_none()
+                && let Err(message) = self.apply(registry, &event, false)
+            {
+                self.pending_outcome = Some(Err(FailureDetails::new(message)));
+            }
+            out.push(event);
+        }
+        let mut outcome = self.run_to_block();
+        let mut scheduled = Vec::new();
+        {
+            let mut state = self.state.lock();
+            if let Some(message) = state.nondeterminism.take() {
+                // Record none of the diverging actions: history stays a true record.
+                state.new_tasks.clear();
+                outcome = Some(Err(FailureDetails::new(message)));
+            }
+            for task in state.new_tasks.drain(..) {
+                out.push(HistoryEvent::TaskScheduled {
+                    task_id: task.task_id,
+                    name: task.name.clone(),
+                    input: task.input.clone(),
+                });
+                scheduled.push((task.task_id, task.name, task.input));
+            }
+        }
+        match &outcome {
+            Some(Ok(result)) => out.push(HistoryEvent::ExecutionCompleted {
+                result: result.clone(),
+            }),
+            Some(Err(failure)) => out.push(HistoryEvent::ExecutionFailed {
+                failure: failure.clone(),
+            }),
+            None => {}
+        }
+        if outcome.is_some() {
+            self.finished = true;
+            self.future = None;
+        }
+        StepOutput {
+            events: out,
+            scheduled,
+            outcome,
+        }
+    }
+
+    /// Records that a step's events are durable.
+    pub(crate) fn committed(&mut self, appended: usize) {
+        self.history_len += appended as u64;
+    }
+
+    /// Feeds one incoming event to the code. `Err` is a reason to fail the instance.
+    fn apply(
+        &mut self,
+        registry: &Registry,
+        event: &HistoryEvent,
+        replaying: bool,
+    ) -> Result<(), String> {
+        let (task_id, result) = match event {
+            HistoryEvent::ExecutionStarted { name, input, .. } => {
+                self.start(registry, name, input.clone());
+                return Ok(());
+            }
+            HistoryEvent::TaskCompleted { task_id, result } => (*task_id, Ok(result.clone())),
+            HistoryEvent::TaskFailed { task_id, failure } => (*task_id, Err(failure.clone())),
+            _ => return Ok(()),
+        };
+        let (delivery, waker) = self.state.lock().deliver(task_id, result);
+        match delivery {
+            Delivery::Delivered => {
+                if let Some(waker) = waker {
+                    waker.wake();
+                }
+                Ok(())
+            }
+            Delivery::Unexpected if replaying => Err(format!(
+                "non-deterministic orchestrator: history has a result for task {task_id}, \
+                 which the code did not schedule"
+            )),
+            Delivery::Unexpected => {
+                tracing::warn!(instance = %self.instance_id, task_id, "dropping a result for a task that is not awaited");
+                Ok(())
+            }
+        }
+    }
+
+    fn start(&mut self, registry: &Registry, name: &str, input: Payload) {
+        self.name = name.to_string();
+        let Some(registration) = registry.orchestrator(name) else {
+            self.pending_outcome = Some(Err(FailureDetails::new(format!(
+                "no orchestrator named '{name}' is registered in this program"
+            ))));
+            return;
+        };
+        let ctx = OrchestrationContext::new(&self.instance_id, self.state.clone());
+        match (registration.start)(ctx, input) {
+            Ok(future) => self.future = Some(future),
+            Err(failure) => self.pending_outcome = Some(Err(failure)),
+        }
+    }
+
+    /// Polls the orchestrator until it waits on something that has not arrived; returns its
+    /// outcome once it has one.
+    fn run_to_block(&mut self) -> Option<Result<Payload, FailureDetails>> {
+        if let Some(outcome) = self.pending_outcome.take() {
+            return Some(outcome);
+        }
+        let future = self.future.as_mut()?;
+        let waker = Waker::from(self.wake_flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        let outcome = loop {
+            self.wake_flag.0.store(false, Ordering::Relaxed);
+            let polled =
+                std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
+            match polled {
+                Ok(Poll::Ready(result)) => break result,
+                Ok(Poll::Pending) => {
+                    // A combinator may yield and wake itself to stay fair; honour that.
+                    if !self.wake_flag.0.swap(false, Ordering::Relaxed)
+                        || self.state.lock().nondeterminism.is_some()
+                    {
+                        return None;
+                    }
+                }
+                Err(panic) => {
+                    let what = format!("orchestrator '{}'", self.name);
+                    break Err(panic_failure(&what, panic));
+                }
+            }
+        };
+        self.future = None;
+        Some(outcome)
+    }
+}
+
+/// The top-level waker: records that something asked to be polled again.
+struct WakeFlag(AtomicBool);
+
+impl Wake for WakeFlag {
+    fn wake(self: Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}

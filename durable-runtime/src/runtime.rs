@@ -1,0 +1,235 @@
+//! `Runtime`: opens the store, recovers unfinished work, and runs the workers.
+
+use crate::client::Client;
+use crate::dispatch::Dispatcher;
+use crate::error::Error;
+use crate::registry::Registry;
+use crate::store::sqlite::SqliteStore;
+use crate::store::{ActivityWorkItem, Backend};
+use crate::worker::{Shared, activity, orchestration};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+/// Configures and starts a [`Runtime`].
+///
+/// ```no_run
+/// # async fn demo() -> Result<(), durable_runtime::Error> {
+/// use durable_runtime::Runtime;
+/// let runtime = Runtime::builder()
+///     .sqlite("durable.db")
+///     .activity_concurrency(256)
+///     .start()
+///     .await?;
+/// runtime.shutdown().await;
+/// # Ok(()) }
+/// ```
+#[must_use = "call .start().await to run the runtime"]
+pub struct RuntimeBuilder {
+    store: StoreChoice,
+    activity_concurrency: usize,
+    orchestration_concurrency: usize,
+    cache_capacity: usize,
+    shutdown_timeout: Duration,
+}
+
+enum StoreChoice {
+    Sqlite(PathBuf),
+    Custom(Arc<dyn Backend>),
+}
+
+impl RuntimeBuilder {
+    /// Use the embedded store in the file at `path` (created if missing). The default is
+    /// `durable.db` in the working directory.
+    pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
+        self.store = StoreChoice::Sqlite(path.into());
+        self
+    }
+
+    /// Use another [`Backend`].
+    pub fn store(mut self, store: Arc<dyn Backend>) -> Self {
+        self.store = StoreChoice::Custom(store);
+        self
+    }
+
+    /// Most activities running at once (default 512).
+    pub fn activity_concurrency(mut self, limit: usize) -> Self {
+        self.activity_concurrency = limit.max(1);
+        self
+    }
+
+    /// Most orchestration steps running at once (default 512).
+    pub fn orchestration_concurrency(mut self, limit: usize) -> Self {
+        self.orchestration_concurrency = limit.max(1);
+        self
+    }
+
+    /// Most idle instances kept in memory between steps (default 10,000). An instance that is
+    /// not cached is rebuilt by replaying its history when its next message arrives; 0 replays
+    /// every step.
+    pub fn cache_capacity(mut self, instances: usize) -> Self {
+        self.cache_capacity = instances;
+        self
+    }
+
+    /// How long [`Runtime::shutdown`] waits for work in flight (default 30 s).
+    pub fn shutdown_timeout(mut self, timeout: Duration) -> Self {
+        self.shutdown_timeout = timeout;
+        self
+    }
+
+    /// Checks the registrations, opens the store, resumes unfinished work and starts workers.
+    /// Must be called inside a Tokio runtime.
+    pub async fn start(self) -> Result<Runtime, Error> {
+        let registry = Registry::from_inventory()?;
+        let store: Arc<dyn Backend> = match self.store {
+            StoreChoice::Sqlite(path) => Arc::new(
+                tokio::task::spawn_blocking(move || SqliteStore::open(path))
+                    .await
+                    .map_err(|_| Error::ShutDown)??,
+            ),
+            StoreChoice::Custom(store) => store,
+        };
+        let pending = store.pending_work().await?;
+        let (dispatcher, ready, activities) = Dispatcher::new(self.cache_capacity);
+        let shared = Arc::new(Shared {
+            store,
+            registry,
+            dispatcher,
+        });
+        tracing::info!(
+            messages = pending.messages.len(),
+            activities = pending.activities.len(),
+            "resuming unfinished work"
+        );
+        for message in pending.messages {
+            shared.dispatcher.deliver(message);
+        }
+        for item in pending.activities {
+            shared.dispatcher.enqueue_activity(item);
+        }
+        let (stop, stopped) = watch::channel(false);
+        let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
+        let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
+        let loops = vec![
+            tokio::spawn(run_orchestrations(
+                shared.clone(),
+                ready,
+                orchestration_slots.clone(),
+                stopped.clone(),
+            )),
+            tokio::spawn(run_activities(
+                shared.clone(),
+                activities,
+                activity_slots.clone(),
+                stopped,
+            )),
+        ];
+        Ok(Runtime {
+            shared,
+            loops,
+            stop,
+            orchestration_slots: (orchestration_slots, self.orchestration_concurrency),
+            activity_slots: (activity_slots, self.activity_concurrency),
+            shutdown_timeout: self.shutdown_timeout,
+        })
+    }
+}
+
+/// A running durable runtime: workers plus the store they share.
+///
+/// Every `#[orchestrator]` and `#[activity]` linked into the program is registered.
+pub struct Runtime {
+    shared: Arc<Shared>,
+    loops: Vec<tokio::task::JoinHandle<()>>,
+    stop: watch::Sender<bool>,
+    orchestration_slots: (Arc<Semaphore>, usize),
+    activity_slots: (Arc<Semaphore>, usize),
+    shutdown_timeout: Duration,
+}
+
+impl Runtime {
+    /// A builder with the defaults: the embedded store in `durable.db`.
+    pub fn builder() -> RuntimeBuilder {
+        RuntimeBuilder {
+            store: StoreChoice::Sqlite(PathBuf::from("durable.db")),
+            activity_concurrency: 512,
+            orchestration_concurrency: 512,
+            cache_capacity: 10_000,
+            shutdown_timeout: Duration::from_secs(30),
+        }
+    }
+
+    /// A client for starting and querying instances.
+    pub fn client(&self) -> Client {
+        Client::new(self.shared.clone())
+    }
+
+    /// Stops taking new work and waits (up to the shutdown timeout) for steps and activities in
+    /// flight to finish and commit. Work not started stays in the store for the next start.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        let drain = async {
+            for handle in &mut self.loops {
+                let _ = handle.await;
+            }
+            let (slots, count) = &self.orchestration_slots;
+            let _held = slots.acquire_many(*count as u32).await;
+            let (slots, count) = &self.activity_slots;
+            let _held = slots.acquire_many(*count as u32).await;
+        };
+        if tokio::time::timeout(self.shutdown_timeout, drain)
+            .await
+            .is_err()
+        {
+            tracing::warn!("shutdown timed out with work in flight; it resumes at the next start");
+        }
+    }
+}
+
+async fn run_orchestrations(
+    shared: Arc<Shared>,
+    mut ready: mpsc::UnboundedReceiver<String>,
+    slots: Arc<Semaphore>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let instance_id = tokio::select! {
+            biased;
+            _ = stopped.wait_for(|stop| *stop) => return,
+            next = ready.recv() => match next { Some(id) => id, None => return },
+        };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            orchestration::process_instance(shared, instance_id).await;
+            drop(permit);
+        });
+    }
+}
+
+async fn run_activities(
+    shared: Arc<Shared>,
+    mut queue: mpsc::UnboundedReceiver<ActivityWorkItem>,
+    slots: Arc<Semaphore>,
+    mut stopped: watch::Receiver<bool>,
+) {
+    loop {
+        let item = tokio::select! {
+            biased;
+            _ = stopped.wait_for(|stop| *stop) => return,
+            next = queue.recv() => match next { Some(item) => item, None => return },
+        };
+        let Ok(permit) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let shared = shared.clone();
+        tokio::spawn(async move {
+            activity::execute(shared, item).await;
+            drop(permit);
+        });
+    }
+}

@@ -1,0 +1,178 @@
+//! Storage: the `Backend` trait every store implements, and the units of work it commits.
+//!
+//! The runtime never writes row by row: each orchestration step, activity completion or new
+//! instance is one [`Write`], applied atomically. A backend may group many writes into one
+//! transaction (one fsync), but must acknowledge a write only once it is durable.
+
+pub mod sqlite;
+
+use crate::failure::FailureDetails;
+use crate::history::{HistoryEvent, HistoryRecord};
+use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
+use crate::payload::Payload;
+use async_trait::async_trait;
+
+/// A message waiting to be consumed by an instance's next step.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Message {
+    /// Store-assigned id; the consuming step deletes it by id.
+    pub id: i64,
+    /// The addressee.
+    pub instance_id: String,
+    /// The event it becomes in the addressee's history.
+    pub event: HistoryEvent,
+}
+
+/// An activity waiting to run.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ActivityWorkItem {
+    /// Store-assigned id; the completion deletes it by id.
+    pub id: i64,
+    /// The orchestration that scheduled it.
+    pub instance_id: String,
+    /// The orchestration's sequence number for it.
+    pub task_id: u64,
+    /// Registered activity name.
+    pub name: String,
+    /// Encoded input.
+    pub input: Payload,
+}
+
+/// A new instance: its row plus its `ExecutionStarted` message.
+#[derive(Clone, Debug)]
+pub struct NewInstance {
+    /// The id; must not exist yet.
+    pub instance_id: String,
+    /// Orchestrator name.
+    pub name: String,
+    /// Orchestrator version.
+    pub version: Option<String>,
+    /// Encoded input.
+    pub input: Payload,
+    /// Creation time (ms since the epoch).
+    pub created_ms: i64,
+}
+
+/// Everything one orchestration step changes, committed atomically.
+#[derive(Clone, Debug)]
+pub struct StepCommit {
+    /// The instance.
+    pub instance_id: String,
+    /// History position of the first appended event.
+    pub first_seq: u64,
+    /// When the step ran (ms since the epoch); the timestamp of every appended event.
+    pub timestamp_ms: i64,
+    /// Events to append.
+    pub events: Vec<HistoryEvent>,
+    /// Ids of the messages this step consumed; they are deleted.
+    pub consumed: Vec<i64>,
+    /// Activities to enqueue: `(task_id, name, input)`.
+    pub activities: Vec<(u64, String, Payload)>,
+    /// The instance's status after the step; `None` leaves the row as it is (a step that only
+    /// consumes messages sent to a finished or unknown instance).
+    pub status: Option<RuntimeStatus>,
+    /// The output, if the step completed the instance.
+    pub output: Option<Payload>,
+    /// The failure, if the step failed the instance.
+    pub failure: Option<FailureDetails>,
+}
+
+/// One atomic unit of work.
+#[derive(Clone, Debug)]
+pub enum Write {
+    /// Create an instance and send it `ExecutionStarted`.
+    CreateInstance(NewInstance),
+    /// Apply an orchestration step.
+    Step(StepCommit),
+    /// Delete a finished activity's work item and send its result to the instance.
+    CompleteActivity {
+        /// The work item.
+        work_item_id: i64,
+        /// Its instance.
+        instance_id: String,
+        /// `TaskCompleted` or `TaskFailed`.
+        event: HistoryEvent,
+    },
+}
+
+/// What a write created, with store-assigned ids, for the runtime to dispatch.
+#[derive(Clone, Debug, PartialEq)]
+pub enum Written {
+    /// The instance exists; its first message.
+    Instance(Message),
+    /// The step is durable; the activities it enqueued.
+    Step(Vec<ActivityWorkItem>),
+    /// The result is durable; the message it sent. `None` when the work item was already gone
+    /// (a duplicate execution after a crash): nothing is sent twice.
+    Activity(Option<Message>),
+}
+
+/// Work left over from before a restart.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PendingWork {
+    /// Unconsumed messages, oldest first.
+    pub messages: Vec<Message>,
+    /// Activities not yet completed, oldest first.
+    pub activities: Vec<ActivityWorkItem>,
+}
+
+/// What a storage backend failed at.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database reported an error.
+    #[error("database error: {0}")]
+    Database(#[from] rusqlite::Error),
+    /// The store file is used by another process.
+    #[error("the store {path} is in use by another process (lock file {lock_path})")]
+    Locked {
+        /// The store.
+        path: String,
+        /// The lock file held by the other process.
+        lock_path: String,
+    },
+    /// A file operation failed.
+    #[error("I/O error on {path}: {source}")]
+    Io {
+        /// The file.
+        path: String,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A stored row does not decode; nothing is guessed or dropped.
+    #[error("corrupt {table} row {key}: {reason}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// The row's key.
+        key: String,
+        /// What is wrong with it.
+        reason: String,
+    },
+    /// `CreateInstance` named an id that exists.
+    #[error("an instance with id '{0}' already exists")]
+    InstanceExists(String),
+    /// The store's writer stopped (after an earlier fatal error or at shutdown).
+    #[error("the store is closed")]
+    Closed,
+}
+
+/// A place to keep histories and queues. Implemented by the embedded SQLite store; a shared
+/// database backend implements the same contract with leased work items.
+#[async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Applies `write` atomically and durably, then reports what it created.
+    async fn write(&self, write: Write) -> Result<Written, StoreError>;
+
+    /// The instance's row, if it exists.
+    async fn read_instance(&self, instance_id: &str) -> Result<Option<InstanceStatus>, StoreError>;
+
+    /// The instance's whole history, in order.
+    async fn read_history(&self, instance_id: &str) -> Result<Vec<HistoryRecord>, StoreError>;
+
+    /// One page of instances matching `query`.
+    async fn list_instances(&self, query: &InstanceQuery) -> Result<InstancePage, StoreError>;
+
+    /// All unconsumed messages and unfinished activities, to resume after a restart.
+    async fn pending_work(&self) -> Result<PendingWork, StoreError>;
+}

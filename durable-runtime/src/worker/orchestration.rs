@@ -1,0 +1,140 @@
+//! Runs orchestration steps: claim an instance's messages, step its execution, commit.
+
+use super::{RETRY_DELAY, Shared};
+use crate::history::{HistoryEvent, now_ms};
+use crate::instance::RuntimeStatus;
+use crate::replay::Execution;
+use crate::store::{StepCommit, StoreError, Write, Written};
+use std::sync::Arc;
+use tracing::Instrument;
+
+/// Runs steps for `instance_id` until no messages are waiting for it.
+pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
+    let span = tracing::info_span!("orchestration", instance = %instance_id);
+    async {
+        let claim = shared.dispatcher.claim(&instance_id);
+        let mut messages = claim.messages;
+        let mut execution = claim.execution;
+        loop {
+            if messages.is_empty() {
+                let (more, kept) = shared
+                    .dispatcher
+                    .release(&instance_id, execution, Vec::new());
+                if !more {
+                    return;
+                }
+                execution = kept;
+                messages = shared.dispatcher.claim(&instance_id).messages;
+                continue;
+            }
+            match run_step(&shared, &instance_id, execution.take(), &messages).await {
+                Ok(kept) => {
+                    execution = kept;
+                    messages.clear();
+                }
+                Err(err) => {
+                    tracing::error!(error = %err, "step not committed; retrying after a delay");
+                    // The in-memory execution may be ahead of history: drop it and replay later.
+                    tokio::time::sleep(RETRY_DELAY).await;
+                    let (_, _) = shared.dispatcher.release(
+                        &instance_id,
+                        None,
+                        std::mem::take(&mut messages),
+                    );
+                    messages = shared.dispatcher.claim(&instance_id).messages;
+                }
+            }
+        }
+    }
+    .instrument(span)
+    .await
+}
+
+/// Runs one step over `messages` and commits it. Returns the execution to keep, if any.
+async fn run_step(
+    shared: &Shared,
+    instance_id: &str,
+    execution: Option<Box<Execution>>,
+    messages: &[crate::store::Message],
+) -> Result<Option<Box<Execution>>, StoreError> {
+    let mut execution = match execution {
+        Some(execution) => execution,
+        None => {
+            let history = shared.store.read_history(instance_id).await?;
+            let starts_here = messages
+                .iter()
+                .any(|m| matches!(m.event, HistoryEvent::ExecutionStarted { .. }));
+            if history.is_empty() && !starts_here {
+                // Messages for an instance that never started (or was purged): consume them.
+                tracing::warn!(
+                    count = messages.len(),
+                    "dropping messages sent to an unknown instance"
+                );
+                commit_consume_only(shared, instance_id, messages).await?;
+                return Ok(None);
+            }
+            if history.is_empty() {
+                Box::new(Execution::new(instance_id))
+            } else {
+                Box::new(Execution::replay(&shared.registry, instance_id, &history))
+            }
+        }
+    };
+    if execution.is_finished() {
+        commit_consume_only(shared, instance_id, messages).await?;
+        return Ok(Some(execution));
+    }
+    let now = now_ms();
+    let events = messages.iter().map(|m| m.event.clone()).collect();
+    let step = execution.step(&shared.registry, now, events);
+    let (status, output, failure) = match &step.outcome {
+        None => (RuntimeStatus::Running, None, None),
+        Some(Ok(output)) => (RuntimeStatus::Completed, Some(output.clone()), None),
+        Some(Err(failure)) => {
+            tracing::warn!(orchestrator = execution.name(), failure = %failure.message, "instance failed");
+            (RuntimeStatus::Failed, None, Some(failure.clone()))
+        }
+    };
+    let appended = step.events.len();
+    let commit = StepCommit {
+        instance_id: instance_id.to_string(),
+        first_seq: execution.history_len(),
+        timestamp_ms: now,
+        events: step.events,
+        consumed: messages.iter().map(|m| m.id).collect(),
+        activities: step.scheduled,
+        status: Some(status),
+        output,
+        failure,
+    };
+    let Written::Step(activities) = shared.store.write(Write::Step(commit)).await? else {
+        unreachable!("a step write answers with Written::Step")
+    };
+    execution.committed(appended);
+    for item in activities {
+        shared.dispatcher.enqueue_activity(item);
+    }
+    if step.outcome.is_some() {
+        shared.dispatcher.finished(instance_id);
+    }
+    Ok(Some(execution))
+}
+
+async fn commit_consume_only(
+    shared: &Shared,
+    instance_id: &str,
+    messages: &[crate::store::Message],
+) -> Result<(), StoreError> {
+    let commit = StepCommit {
+        instance_id: instance_id.to_string(),
+        first_seq: 0,
+        timestamp_ms: now_ms(),
+        events: Vec::new(),
+        consumed: messages.iter().map(|m| m.id).collect(),
+        activities: Vec::new(),
+        status: None,
+        output: None,
+        failure: None,
+    };
+    shared.store.write(Write::Step(commit)).await.map(|_| ())
+}

@@ -1,0 +1,88 @@
+//! R6: replay that diverges from history fails the instance with a clear error naming the
+//! expected and the actual action, and appends nothing of the diverging code.
+
+mod support;
+
+use durable_runtime::HistoryEvent;
+use durable_runtime::prelude::*;
+use std::sync::atomic::{AtomicBool, Ordering};
+use support::{TestStore, WAIT};
+
+/// Stands for a code change between deployments: flipped by the first activity.
+static CODE_CHANGED: AtomicBool = AtomicBool::new(false);
+
+#[activity]
+async fn first_step() -> u32 {
+    CODE_CHANGED.store(true, Ordering::SeqCst);
+    1
+}
+
+#[activity]
+async fn replacement_step() -> u32 {
+    2
+}
+
+#[activity]
+async fn second_step(n: u32) -> u32 {
+    n + 10
+}
+
+#[orchestrator]
+async fn evolving(ctx: OrchestrationContext) -> Result<u32, OrchestrationError> {
+    let n = if CODE_CHANGED.load(Ordering::SeqCst) {
+        ctx.call_activity(replacement_step, ()).await?
+    } else {
+        ctx.call_activity(first_step, ()).await?
+    };
+    Ok(ctx.call_activity(second_step, n).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn changed_code_fails_the_instance_on_replay() {
+    let store = TestStore::new();
+    // Cache off: the second step rebuilds the instance from history with the "new" code.
+    let runtime = store
+        .builder()
+        .cache_capacity(0)
+        .start()
+        .await
+        .expect("starts");
+    let client = runtime.client();
+    let id = client.start(evolving, ()).await.expect("start");
+    let status = client
+        .wait_for_completion(&id, WAIT)
+        .await
+        .expect("finishes");
+    assert_eq!(status.runtime_status, RuntimeStatus::Failed, "{status:?}");
+    let message = status.failure.expect("failure").message;
+    assert_eq!(
+        message,
+        "non-deterministic orchestrator: history has TaskScheduled 'first_step' as task 0, \
+         but the code now schedules activity 'replacement_step'"
+    );
+
+    let history = client
+        .get_status_with_history(&id)
+        .await
+        .expect("reads")
+        .expect("exists")
+        .history
+        .expect("history");
+    let scheduled: Vec<&str> = history
+        .iter()
+        .filter_map(|r| match &r.event {
+            HistoryEvent::TaskScheduled { name, .. } => Some(name.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        scheduled,
+        ["first_step"],
+        "nothing of the diverging code is recorded"
+    );
+    assert!(matches!(
+        history.last().map(|r| &r.event),
+        Some(HistoryEvent::ExecutionFailed { .. })
+    ));
+    runtime.shutdown().await;
+}

@@ -1,0 +1,35 @@
+//! Helpers shared by the integration tests.
+#![allow(dead_code)]
+
+use durable_runtime::{Client, Runtime, RuntimeBuilder};
+use std::path::PathBuf;
+use tempfile::TempDir;
+
+/// A fresh store in its own temporary directory (removed on drop).
+pub struct TestStore {
+    pub dir: TempDir,
+}
+
+impl TestStore {
+    pub fn new() -> Self {
+        TestStore {
+            dir: tempfile::tempdir().expect("create a temporary directory"),
+        }
+    }
+
+    pub fn path(&self) -> PathBuf {
+        self.dir.path().join("durable.db")
+    }
+
+    pub fn builder(&self) -> RuntimeBuilder {
+        Runtime::builder().sqlite(self.path())
+    }
+
+    pub async fn start(&self) -> (Runtime, Client) {
+        let runtime = self.builder().start().await.expect("runtime starts");
+        let client = runtime.client();
+        (runtime, client)
+    }
+}
+
+pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
