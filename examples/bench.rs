@@ -1,0 +1,322 @@
+//! The benchmark program: SPEC §10's workloads on the embedded store, fsync on, default settings.
+//!
+//! ```sh
+//! cargo run --release --example bench                       # every workload, as a table
+//! cargo run --release --example bench -- --workload w1,w3   # some of them
+//! cargo run --release --example bench -- --json             # one JSON object per line
+//! cargo run --release --example bench -- --quick            # small sizes (CI smoke run)
+//! ```
+//!
+//! Each workload runs on a fresh store file in a temporary directory.
+
+use clap::Parser;
+use durable_runtime::prelude::*;
+use serde_json::json;
+use std::time::Instant;
+
+#[activity]
+async fn say_hello(city: String) -> String {
+    format!("Hello {city}!")
+}
+
+#[activity]
+async fn double(i: u64) -> u64 {
+    i * 2
+}
+
+#[activity]
+async fn never_returns() {
+    std::future::pending::<()>().await
+}
+
+#[orchestrator]
+async fn hello_sequence(ctx: OrchestrationContext) -> Result<Vec<String>, OrchestrationError> {
+    let mut out = Vec::with_capacity(5);
+    for city in ["Tokyo", "Seattle", "London", "Paris", "Lima"] {
+        out.push(ctx.call_activity(say_hello, city.to_string()).await?);
+    }
+    Ok(out)
+}
+
+#[orchestrator]
+async fn fan_out(ctx: OrchestrationContext, n: u64) -> Result<u64, OrchestrationError> {
+    let mut sum = 0;
+    for result in ctx
+        .when_all((0..n).map(|i| ctx.call_activity(double, i)))
+        .await
+    {
+        sum += result?;
+    }
+    Ok(sum)
+}
+
+#[orchestrator]
+async fn single(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    Ok(ctx.call_activity(say_hello, "Oslo".to_string()).await?)
+}
+
+#[orchestrator]
+async fn long_sequence(ctx: OrchestrationContext, n: u64) -> Result<u64, OrchestrationError> {
+    let mut sum = 0;
+    for i in 0..n {
+        sum += ctx.call_activity(double, i).await?;
+    }
+    Ok(sum)
+}
+
+#[orchestrator]
+async fn idle(ctx: OrchestrationContext) -> Result<(), OrchestrationError> {
+    Ok(ctx.call_activity(never_returns, ()).await?)
+}
+
+#[derive(Parser)]
+#[command(about = "durable benchmark workloads (SPEC §10)")]
+struct Args {
+    /// Workloads to run, comma-separated: w1, w2, w3, w5, mem.
+    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w5,mem")]
+    workload: Vec<String>,
+    /// Print one JSON object per workload line instead of a table.
+    #[arg(long)]
+    json: bool,
+    /// Small sizes, for a quick smoke run.
+    #[arg(long)]
+    quick: bool,
+}
+
+type BoxError = Box<dyn std::error::Error>;
+
+struct Bench {
+    json: bool,
+    quick: bool,
+}
+
+impl Bench {
+    fn report(&self, row: serde_json::Value, text: String) {
+        if self.json {
+            println!("{row}");
+        } else {
+            println!("{text}");
+        }
+    }
+
+    fn scale(&self, full: u64, quick: u64) -> u64 {
+        if self.quick { quick } else { full }
+    }
+}
+
+/// A fresh store in a temporary directory, with the runtime's defaults.
+async fn fresh_runtime() -> Result<(tempfile::TempDir, Runtime), BoxError> {
+    let dir = tempfile::tempdir()?;
+    let runtime = Runtime::builder()
+        .sqlite(dir.path().join("bench.db"))
+        .start()
+        .await?;
+    Ok((dir, runtime))
+}
+
+async fn wait_all(client: &Client, ids: &[String]) -> Result<(), BoxError> {
+    for id in ids {
+        let status = client
+            .wait_for_completion(id, Duration::from_secs(600))
+            .await?;
+        if status.runtime_status != RuntimeStatus::Completed {
+            return Err(format!(
+                "instance {id} ended {}: {:?}",
+                status.runtime_status, status.failure
+            )
+            .into());
+        }
+    }
+    Ok(())
+}
+
+async fn w1(bench: &Bench) -> Result<(), BoxError> {
+    let instances = bench.scale(500, 50);
+    let (_dir, runtime) = fresh_runtime().await?;
+    let client = runtime.client();
+    let started = Instant::now();
+    let mut ids = Vec::with_capacity(instances as usize);
+    // Starts go out concurrently, as from many callers; each returns once durable.
+    let starts: Vec<_> = (0..instances)
+        .map(|_| client.start(hello_sequence, ()))
+        .collect();
+    for id in futures::future::join_all(starts).await {
+        ids.push(id?);
+    }
+    wait_all(&client, &ids).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let activities = instances * 5;
+    bench.report(
+        json!({"workload": "w1", "instances": instances, "activities": activities, "seconds": seconds,
+               "instances_per_s": instances as f64 / seconds, "activities_per_s": activities as f64 / seconds}),
+        format!(
+            "| W1 sequence | {instances} instances x 5 activities | {seconds:.3} s | {:.0} instances/s, {:.0} activities/s |",
+            instances as f64 / seconds,
+            activities as f64 / seconds
+        ),
+    );
+    runtime.shutdown().await;
+    Ok(())
+}
+
+async fn w2(bench: &Bench) -> Result<(), BoxError> {
+    let n = bench.scale(10_000, 1_000);
+    let (_dir, runtime) = fresh_runtime().await?;
+    let client = runtime.client();
+    reset_peak_rss();
+    let started = Instant::now();
+    let id = client.start(fan_out, n).await?;
+    wait_all(&client, std::slice::from_ref(&id)).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let sum: u64 = client
+        .get_status(&id)
+        .await?
+        .ok_or("instance vanished")?
+        .output_as()?;
+    if sum != n * (n - 1) {
+        return Err(format!("wrong sum {sum}").into());
+    }
+    let peak = peak_rss_mib();
+    bench.report(
+        json!({"workload": "w2", "activities": n, "seconds": seconds,
+               "activities_per_s": n as f64 / seconds, "peak_rss_mib": peak}),
+        format!(
+            "| W2 fan-out/fan-in | {n} activities | {seconds:.3} s | {:.0} activities/s, peak RSS {peak:.1} MiB |",
+            n as f64 / seconds
+        ),
+    );
+    runtime.shutdown().await;
+    Ok(())
+}
+
+async fn w3(bench: &Bench) -> Result<(), BoxError> {
+    let runs = 50;
+    let (_dir, runtime) = fresh_runtime().await?;
+    let client = runtime.client();
+    let mut latencies = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let started = Instant::now();
+        let id = client.start(single, ()).await?;
+        wait_all(&client, std::slice::from_ref(&id)).await?;
+        latencies.push(started.elapsed().as_secs_f64() * 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let p50 = percentile(&latencies, 0.50);
+    let p99 = percentile(&latencies, 0.99);
+    bench.report(
+        json!({"workload": "w3", "runs": runs, "p50_ms": p50, "p99_ms": p99}),
+        format!("| W3 latency | {runs} sequential single-activity runs | | p50 {p50:.2} ms, p99 {p99:.2} ms |"),
+    );
+    runtime.shutdown().await;
+    Ok(())
+}
+
+async fn w5(bench: &Bench) -> Result<(), BoxError> {
+    let sizes: &[u64] = if bench.quick {
+        &[100, 1000]
+    } else {
+        &[100, 1000, 10_000]
+    };
+    for &n in sizes {
+        let (_dir, runtime) = fresh_runtime().await?;
+        let client = runtime.client();
+        let started = Instant::now();
+        let id = client.start(long_sequence, n).await?;
+        wait_all(&client, std::slice::from_ref(&id)).await?;
+        let us = started.elapsed().as_secs_f64() * 1e6 / n as f64;
+        bench.report(
+            json!({"workload": "w5", "n": n, "us_per_activity": us}),
+            format!("| W5 long history | {n} sequential activities | | {us:.1} us/activity |"),
+        );
+        runtime.shutdown().await;
+    }
+    Ok(())
+}
+
+async fn mem(bench: &Bench) -> Result<(), BoxError> {
+    let instances = bench.scale(10_000, 1_000);
+    let (_dir, runtime) = fresh_runtime().await?;
+    let client = runtime.client();
+    let before = current_rss_mib();
+    let starts: Vec<_> = (0..instances).map(|_| client.start(idle, ())).collect();
+    let mut ids = Vec::with_capacity(instances as usize);
+    for id in futures::future::join_all(starts).await {
+        ids.push(id?);
+    }
+    // Wait until every instance has run its first step and is idle, waiting on its activity.
+    loop {
+        let page = client
+            .list(&durable_runtime::InstanceQuery {
+                statuses: vec![RuntimeStatus::Pending],
+                page_size: 1,
+                ..Default::default()
+            })
+            .await?;
+        if page.instances.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let rss = current_rss_mib();
+    bench.report(
+        json!({"workload": "mem", "idle_instances": instances, "rss_mib": rss, "rss_before_mib": before,
+               "waiting_on": "an activity that never returns (queued behind the activity concurrency limit)"}),
+        format!("| mem | {instances} idle instances (each awaiting a never-ending activity) | | RSS {rss:.1} MiB (runtime alone {before:.1} MiB) |"),
+    );
+    // The activities never finish: leave without waiting for them.
+    drop(client);
+    drop(runtime);
+    Ok(())
+}
+
+fn percentile(sorted: &[f64], q: f64) -> f64 {
+    let rank = ((sorted.len() as f64 - 1.0) * q).round() as usize;
+    sorted[rank.min(sorted.len() - 1)]
+}
+
+fn status_field_kib(field: &str) -> Option<f64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse::<f64>().ok()
+}
+
+fn current_rss_mib() -> f64 {
+    status_field_kib("VmRSS:").unwrap_or(0.0) / 1024.0
+}
+
+fn peak_rss_mib() -> f64 {
+    status_field_kib("VmHWM:").unwrap_or(0.0) / 1024.0
+}
+
+/// Resets the kernel's peak-RSS mark so each workload's peak is its own.
+fn reset_peak_rss() {
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+}
+
+#[tokio::main]
+async fn main() -> Result<(), BoxError> {
+    let args = Args::parse();
+    let bench = Bench {
+        json: args.json,
+        quick: args.quick,
+    };
+    if !bench.json {
+        println!("| workload | shape | time | result |");
+        println!("|---|---|---|---|");
+    }
+    for workload in &args.workload {
+        match workload.as_str() {
+            "w1" => w1(&bench).await?,
+            "w2" => w2(&bench).await?,
+            "w3" => w3(&bench).await?,
+            "w5" => w5(&bench).await?,
+            "mem" => mem(&bench).await?,
+            other => {
+                return Err(
+                    format!("unknown workload '{other}' (expected w1, w2, w3, w5, mem)").into(),
+                );
+            }
+        }
+    }
+    Ok(())
+}
