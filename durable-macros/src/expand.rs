@@ -1,6 +1,7 @@
 //! Writing the code an annotated function turns into.
 
 use crate::attr;
+use crate::determinism;
 use crate::signature::{self, Kind, Returns, Signature};
 use proc_macro2::{Span, TokenStream};
 use quote::{format_ident, quote};
@@ -28,20 +29,34 @@ pub(crate) fn function(kind: Kind, args: TokenStream, item: TokenStream) -> Toke
         }
     };
     let signature = signature::check(kind, &item, &mut errors);
-    match (options, signature, errors.is_empty()) {
-        (Some(options), Some(signature), true) => expand(kind, &options, &signature, item),
-        _ => report(errors, &item),
+    if kind == Kind::Orchestrator {
+        let inputs: Vec<&syn::PatType> = item
+            .sig
+            .inputs
+            .iter()
+            .filter_map(|arg| match arg {
+                syn::FnArg::Typed(typed) => Some(typed),
+                syn::FnArg::Receiver(_) => None,
+            })
+            .collect();
+        let file = determinism::FileScope::of_invocation();
+        errors.extend(determinism::check(&item.block, &inputs, &file));
     }
-}
-
-/// On error: every message, plus the user's function unchanged so that the rest of the crate
-/// (and the IDE) still sees it.
-fn report(errors: Vec<syn::Error>, item: &ItemFn) -> TokenStream {
-    let compile_errors = errors.iter().map(syn::Error::to_compile_error);
-    quote! {
-        #(#compile_errors)*
-        #[allow(dead_code)]
-        #item
+    let mut item = item;
+    determinism::strip_escape_hatches(&mut item.block);
+    let compile_errors: Vec<TokenStream> = errors.iter().map(syn::Error::to_compile_error).collect();
+    match (options, signature) {
+        // A sound signature still expands, so that a determinism error does not cascade into
+        // errors at every use of the handle.
+        (Some(options), Some(signature)) => {
+            let expanded = expand(kind, &options, &signature, item);
+            quote! { #(#compile_errors)* #expanded }
+        }
+        _ => quote! {
+            #(#compile_errors)*
+            #[allow(dead_code)]
+            #item
+        },
     }
 }
 

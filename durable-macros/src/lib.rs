@@ -6,6 +6,7 @@
 //! together beside the user's unchanged function, so tooling keeps working.
 
 mod attr;
+mod determinism;
 mod expand;
 mod signature;
 

@@ -29,7 +29,9 @@ async fn second_step(n: u32) -> u32 {
 
 #[orchestrator]
 async fn evolving(ctx: OrchestrationContext) -> Result<u32, OrchestrationError> {
-    let n = if CODE_CHANGED.load(Ordering::SeqCst) {
+    #[durable::allow_nondeterministic("this test simulates a code change between deployments")]
+    let changed = CODE_CHANGED.load(Ordering::SeqCst);
+    let n = if changed {
         ctx.call_activity(replacement_step, ()).await?
     } else {
         ctx.call_activity(first_step, ()).await?
