@@ -49,13 +49,14 @@ impl FileScope {
         let mut scope = FileScope::default();
         for item in items {
             match item {
-                Item::Use(item) => collect_use(&item.tree, Vec::new(), &mut scope.aliases, &mut scope.globs),
-                Item::Static(item) => {
+                Item::Use(item) => {
+                    collect_use(&item.tree, Vec::new(), &mut scope.aliases, &mut scope.globs)
+                }
+                Item::Static(item)
                     if matches!(item.mutability, syn::StaticMutability::Mut(_))
-                        || has_interior_mutability(&item.ty)
-                    {
-                        scope.mutable_statics.insert(item.ident.to_string());
-                    }
+                        || has_interior_mutability(&item.ty) =>
+                {
+                    scope.mutable_statics.insert(item.ident.to_string());
                 }
                 _ => {}
             }
@@ -129,7 +130,7 @@ impl Category {
             ),
             Category::Random => format!(
                 "`{written}` is random, so a replay would see other values: \
-                 use `ctx.random()` or `ctx.new_guid()`"
+                 use `ctx.random_u64()` or `ctx.new_guid()`"
             ),
             Category::Sleep => format!(
                 "`{written}` is not durable and stalls replay: \
@@ -220,7 +221,11 @@ const ITERATING_METHODS: &[&str] = &[
 ];
 
 /// Checks an orchestrator's body; one error per offending expression.
-pub(crate) fn check(block: &syn::Block, inputs: &[&syn::PatType], file: &FileScope) -> Vec<syn::Error> {
+pub(crate) fn check(
+    block: &syn::Block,
+    inputs: &[&syn::PatType],
+    file: &FileScope,
+) -> Vec<syn::Error> {
     let mut checker = Checker {
         file,
         local_aliases: HashMap::new(),
@@ -276,13 +281,22 @@ impl Checker<'_> {
             return Vec::new();
         };
         let rest = &segments[1..];
-        let expand = |prefix: &Vec<String>| -> Vec<String> { prefix.iter().chain(rest).cloned().collect() };
-        if let Some(full) = self.local_aliases.get(first).or_else(|| self.file.aliases.get(first)) {
+        let expand =
+            |prefix: &Vec<String>| -> Vec<String> { prefix.iter().chain(rest).cloned().collect() };
+        if let Some(full) = self
+            .local_aliases
+            .get(first)
+            .or_else(|| self.file.aliases.get(first))
+        {
             return vec![expand(full)];
         }
         let mut candidates = vec![segments.to_vec()];
         if STD_MODULES.contains(&first.as_str()) {
-            candidates.push(std::iter::once("std".to_string()).chain(segments.iter().cloned()).collect());
+            candidates.push(
+                std::iter::once("std".to_string())
+                    .chain(segments.iter().cloned())
+                    .collect(),
+            );
         }
         for glob in self.local_globs.iter().chain(&self.file.globs) {
             candidates.push(glob.iter().chain(segments).cloned().collect());
@@ -318,8 +332,17 @@ impl Checker<'_> {
     }
 
     fn check_macro(&mut self, mac: &Macro) {
-        let segments: Vec<String> = mac.path.segments.iter().map(|s| s.ident.to_string()).collect();
-        let resolved = self.resolve(&segments).into_iter().next().unwrap_or_default();
+        let segments: Vec<String> = mac
+            .path
+            .segments
+            .iter()
+            .map(|s| s.ident.to_string())
+            .collect();
+        let resolved = self
+            .resolve(&segments)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
         let name = segments.last().map(String::as_str).unwrap_or_default();
         let from = resolved.first().map(String::as_str).unwrap_or_default();
         let written = path_text(&mac.path);
@@ -378,7 +401,11 @@ impl Checker<'_> {
 
 fn classify(path: &[String]) -> Option<Category> {
     let matches_suffix = |rule: &[&str]| {
-        path.len() >= rule.len() && path[path.len() - rule.len()..].iter().zip(rule).all(|(a, b)| a == b)
+        path.len() >= rule.len()
+            && path[path.len() - rule.len()..]
+                .iter()
+                .zip(rule)
+                .all(|(a, b)| a == b)
     };
     let matches_prefix =
         |rule: &[&str]| path.len() >= rule.len() && path.iter().zip(rule).all(|(a, b)| a == b);
@@ -391,12 +418,19 @@ fn classify(path: &[String]) -> Option<Category> {
 
 fn path_text(path: &syn::Path) -> String {
     let text: Vec<String> = path.segments.iter().map(|s| s.ident.to_string()).collect();
-    let lead = if path.leading_colon.is_some() { "::" } else { "" };
+    let lead = if path.leading_colon.is_some() {
+        "::"
+    } else {
+        ""
+    };
     format!("{lead}{}", text.join("::"))
 }
 
 pub(crate) fn is_escape_hatch(attr: &Attribute) -> bool {
-    attr.path().segments.last().is_some_and(|s| s.ident == ESCAPE_HATCH)
+    attr.path()
+        .segments
+        .last()
+        .is_some_and(|s| s.ident == ESCAPE_HATCH)
 }
 
 fn is_hash_collection_type(ty: &Type) -> bool {
@@ -422,12 +456,14 @@ fn builds_hash_collection(expr: &Expr) -> bool {
                 .any(|s| s.ident == "HashMap" || s.ident == "HashSet"),
             _ => false,
         },
-        Expr::MethodCall(call) if call.method == "collect" => call.turbofish.as_ref().is_some_and(|t| {
-            t.args.iter().any(|arg| match arg {
-                syn::GenericArgument::Type(ty) => is_hash_collection_type(ty),
-                _ => false,
+        Expr::MethodCall(call) if call.method == "collect" => {
+            call.turbofish.as_ref().is_some_and(|t| {
+                t.args.iter().any(|arg| match arg {
+                    syn::GenericArgument::Type(ty) => is_hash_collection_type(ty),
+                    _ => false,
+                })
             })
-        }),
+        }
         _ => false,
     }
 }
@@ -435,7 +471,9 @@ fn builds_hash_collection(expr: &Expr) -> bool {
 /// The local variable an expression names, looking through `&`, `&mut` and parentheses.
 fn named_local(expr: &Expr) -> Option<String> {
     match expr {
-        Expr::Path(path) if path.path.segments.len() == 1 => Some(path.path.segments[0].ident.to_string()),
+        Expr::Path(path) if path.path.segments.len() == 1 => {
+            Some(path.path.segments[0].ident.to_string())
+        }
         Expr::Reference(reference) => named_local(&reference.expr),
         Expr::Paren(paren) => named_local(&paren.expr),
         _ => None,
@@ -477,7 +515,10 @@ impl<'ast> Visit<'ast> for Checker<'_> {
         };
         if let Some(name) = name {
             let is_hash = annotated.is_some_and(is_hash_collection_type)
-                || local.init.as_ref().is_some_and(|init| builds_hash_collection(&init.expr));
+                || local
+                    .init
+                    .as_ref()
+                    .is_some_and(|init| builds_hash_collection(&init.expr));
             if is_hash {
                 self.hash_collections.insert(name);
             } else {
@@ -515,7 +556,9 @@ impl<'ast> Visit<'ast> for Checker<'_> {
     }
 
     fn visit_item_static(&mut self, item: &'ast syn::ItemStatic) {
-        if matches!(item.mutability, syn::StaticMutability::Mut(_)) || has_interior_mutability(&item.ty) {
+        if matches!(item.mutability, syn::StaticMutability::Mut(_))
+            || has_interior_mutability(&item.ty)
+        {
             self.error(
                 item.ident.span(),
                 format!(
@@ -533,33 +576,114 @@ impl<'ast> Visit<'ast> for Checker<'_> {
 macro_rules! with_expr_attrs {
     ($expr:expr, $attrs:ident => $body:expr, $default:expr) => {
         match $expr {
-            Expr::Array(e) => { let $attrs = &e.attrs; $body }
-            Expr::Assign(e) => { let $attrs = &e.attrs; $body }
-            Expr::Async(e) => { let $attrs = &e.attrs; $body }
-            Expr::Await(e) => { let $attrs = &e.attrs; $body }
-            Expr::Binary(e) => { let $attrs = &e.attrs; $body }
-            Expr::Block(e) => { let $attrs = &e.attrs; $body }
-            Expr::Call(e) => { let $attrs = &e.attrs; $body }
-            Expr::Cast(e) => { let $attrs = &e.attrs; $body }
-            Expr::Closure(e) => { let $attrs = &e.attrs; $body }
-            Expr::Field(e) => { let $attrs = &e.attrs; $body }
-            Expr::ForLoop(e) => { let $attrs = &e.attrs; $body }
-            Expr::If(e) => { let $attrs = &e.attrs; $body }
-            Expr::Index(e) => { let $attrs = &e.attrs; $body }
-            Expr::Loop(e) => { let $attrs = &e.attrs; $body }
-            Expr::Macro(e) => { let $attrs = &e.attrs; $body }
-            Expr::Match(e) => { let $attrs = &e.attrs; $body }
-            Expr::MethodCall(e) => { let $attrs = &e.attrs; $body }
-            Expr::Paren(e) => { let $attrs = &e.attrs; $body }
-            Expr::Path(e) => { let $attrs = &e.attrs; $body }
-            Expr::Reference(e) => { let $attrs = &e.attrs; $body }
-            Expr::Return(e) => { let $attrs = &e.attrs; $body }
-            Expr::Struct(e) => { let $attrs = &e.attrs; $body }
-            Expr::Try(e) => { let $attrs = &e.attrs; $body }
-            Expr::Tuple(e) => { let $attrs = &e.attrs; $body }
-            Expr::Unary(e) => { let $attrs = &e.attrs; $body }
-            Expr::Unsafe(e) => { let $attrs = &e.attrs; $body }
-            Expr::While(e) => { let $attrs = &e.attrs; $body }
+            Expr::Array(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Assign(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Async(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Await(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Binary(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Block(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Call(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Cast(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Closure(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Field(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::ForLoop(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::If(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Index(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Loop(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Macro(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Match(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::MethodCall(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Paren(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Path(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Reference(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Return(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Struct(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Try(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Tuple(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Unary(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::Unsafe(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
+            Expr::While(e) => {
+                let $attrs = &e.attrs;
+                $body
+            }
             _ => $default,
         }
     };
@@ -631,7 +755,9 @@ mod tests {
             let now = ctx.current_utc_datetime();
             let mut map = std::collections::BTreeMap::new();
             map.insert(1, now);
-            for (k, v) in &map { let _ = (k, v); }
+            for (k, v) in &map {
+                let _ = (k, v);
+            }
             let x = ctx.call_activity(work, 3).await?;
             println!("{x}");
         });
@@ -640,7 +766,9 @@ mod tests {
 
     #[test]
     fn wall_clock_is_refused_with_the_alternative() {
-        let found = messages(parse_quote!({ let t = std::time::SystemTime::now(); }));
+        let found = messages(parse_quote!({
+            let t = std::time::SystemTime::now();
+        }));
         assert_eq!(found.len(), 1);
         assert!(found[0].contains("`std::time::SystemTime::now` reads the wall clock"));
         assert!(found[0].contains("ctx.current_utc_datetime()"));
@@ -660,26 +788,62 @@ mod tests {
         assert_eq!(found.len(), 1, "{found:?}");
         assert!(found[0].contains("ctx.sleep"));
         let file: syn::File = parse_quote! { use std::thread::*; };
-        assert_eq!(messages_with_file(parse_quote!({ spawn(|| ()) }), file).len(), 1);
+        assert_eq!(
+            messages_with_file(parse_quote!({ spawn(|| ()) }), file).len(),
+            1
+        );
     }
 
     #[test]
     fn each_family_is_caught() {
         for (block, needle) in [
-            (parse_quote!({ rand::random::<u8>() }), "ctx.random()"),
+            (parse_quote!({ rand::random::<u8>() }), "ctx.random_u64()"),
             (parse_quote!({ uuid::Uuid::new_v4() }), "ctx.new_guid()"),
             (parse_quote!({ std::thread::sleep(d) }), "ctx.sleep"),
-            (parse_quote!({ tokio::spawn(async {}) }), "ctx.call_activity"),
+            (
+                parse_quote!({ tokio::spawn(async {}) }),
+                "ctx.call_activity",
+            ),
             (parse_quote!({ std::fs::read("x") }), "#[activity]"),
             (parse_quote!({ fs::read("x") }), "#[activity]"),
             (parse_quote!({ reqwest::get(url) }), "#[activity]"),
             (parse_quote!({ std::env::var("X") }), "orchestrator's input"),
-            (parse_quote!({ tokio::select! { _ = a => {} } }), "biased"),
-            (parse_quote!({ futures::select! { _ = a => {} } }), "ctx.when_any"),
-            (parse_quote!({ static mut N: u32 = 0; }), "mutable static"),
-            (parse_quote!({ let m = HashMap::new(); for x in &m {} }), "BTreeMap"),
-            (parse_quote!({ let s: HashSet<u8> = x; s.iter().count() }), "BTreeMap"),
-            (parse_quote!({ println!("{:?}", Instant::now()) }), "current_utc_datetime"),
+            (
+                parse_quote!({
+                    tokio::select! { _ = a => {} }
+                }),
+                "biased",
+            ),
+            (
+                parse_quote!({
+                    futures::select! { _ = a => {} }
+                }),
+                "ctx.when_any",
+            ),
+            (
+                parse_quote!({
+                    static mut N: u32 = 0;
+                }),
+                "mutable static",
+            ),
+            (
+                parse_quote!({
+                    let m = HashMap::new();
+                    for x in &m {}
+                }),
+                "BTreeMap",
+            ),
+            (
+                parse_quote!({
+                    let s: HashSet<u8> = x;
+                    s.iter().count()
+                }),
+                "BTreeMap",
+            ),
+            (
+                parse_quote!({ println!("{:?}", Instant::now()) }),
+                "current_utc_datetime",
+            ),
         ] {
             let found = messages(block);
             assert_eq!(found.len(), 1, "{needle}: {found:?}");
@@ -689,8 +853,19 @@ mod tests {
 
     #[test]
     fn biased_select_and_hash_lookups_are_fine() {
-        assert!(messages(parse_quote!({ tokio::select! { biased; _ = a => {} } })).is_empty());
-        assert!(messages(parse_quote!({ let m = HashMap::new(); m.get(&1) })).is_empty());
+        assert!(
+            messages(parse_quote!({
+                tokio::select! { biased; _ = a => {} }
+            }))
+            .is_empty()
+        );
+        assert!(
+            messages(parse_quote!({
+                let m = HashMap::new();
+                m.get(&1)
+            }))
+            .is_empty()
+        );
     }
 
     #[test]
@@ -700,7 +875,14 @@ mod tests {
             static FLAG: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
             static NAME: &str = "fine";
         };
-        let found = messages_with_file(parse_quote!({ FLAG.load(o); unsafe { COUNT += 1 }; NAME }), file);
+        let found = messages_with_file(
+            parse_quote!({
+                FLAG.load(o);
+                unsafe { COUNT += 1 };
+                NAME
+            }),
+            file,
+        );
         assert_eq!(found.len(), 2, "{found:?}");
     }
 

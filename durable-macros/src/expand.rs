@@ -44,7 +44,8 @@ pub(crate) fn function(kind: Kind, args: TokenStream, item: TokenStream) -> Toke
     }
     let mut item = item;
     determinism::strip_escape_hatches(&mut item.block);
-    let compile_errors: Vec<TokenStream> = errors.iter().map(syn::Error::to_compile_error).collect();
+    let compile_errors: Vec<TokenStream> =
+        errors.iter().map(syn::Error::to_compile_error).collect();
     match (options, signature) {
         // A sound signature still expands, so that a determinism error does not cascade into
         // errors at every use of the handle.

@@ -40,12 +40,52 @@ pub struct OrchestrationContext {
     instance_id: Arc<str>,
 }
 
+/// Something the orchestrator asked for, which history records.
+#[derive(Debug, Clone)]
+pub(crate) enum Action {
+    /// Run an activity.
+    Activity { name: String, input: Payload },
+    /// Fire a durable timer at this time (ms since the epoch).
+    Timer { fire_at_ms: i64 },
+}
+
+/// What history says a task id was used for, to check the code against on replay.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Recorded {
+    Activity(String),
+    Timer,
+}
+
+impl Recorded {
+    fn describe(&self) -> String {
+        match self {
+            Recorded::Activity(name) => format!("TaskScheduled '{name}'"),
+            Recorded::Timer => "TimerCreated".to_string(),
+        }
+    }
+}
+
+impl Action {
+    fn recorded(&self) -> Recorded {
+        match self {
+            Action::Activity { name, .. } => Recorded::Activity(name.clone()),
+            Action::Timer { .. } => Recorded::Timer,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Action::Activity { name, .. } => format!("schedules activity '{name}'"),
+            Action::Timer { .. } => "creates a timer".to_string(),
+        }
+    }
+}
+
 /// A task the orchestrator scheduled during the current step.
 #[derive(Debug)]
 pub(crate) struct ScheduledTask {
     pub task_id: u64,
-    pub name: String,
-    pub input: Payload,
+    pub action: Action,
 }
 
 enum TaskSlot {
@@ -56,6 +96,8 @@ enum TaskSlot {
     Done {
         name: String,
         result: Result<Payload, FailureDetails>,
+        /// Position among all results delivered to this instance: history order.
+        order: u64,
     },
     Taken,
 }
@@ -64,8 +106,13 @@ enum TaskSlot {
 pub(crate) struct OrchestrationState {
     /// One slot per task id the orchestrator has handed out.
     tasks: Vec<TaskSlot>,
-    /// Names of the tasks recorded in history, by task id; `None` where no task was recorded.
-    recorded: Vec<Option<String>>,
+    /// What history recorded for each task id; `None` where nothing was recorded.
+    recorded: Vec<Option<Recorded>>,
+    /// Results delivered so far, for ordering `when_any` by history.
+    delivered: u64,
+    /// Deterministic ids and random numbers handed out so far.
+    guids: u64,
+    randoms: u64,
     /// Tasks scheduled in this step that history does not hold yet.
     pub(crate) new_tasks: Vec<ScheduledTask>,
     /// Set when the code diverged from history; the step then fails the instance.
@@ -82,10 +129,13 @@ pub(crate) enum Delivery {
 }
 
 impl OrchestrationState {
-    pub(crate) fn new(recorded: Vec<Option<String>>) -> Self {
+    pub(crate) fn new(recorded: Vec<Option<Recorded>>) -> Self {
         OrchestrationState {
             tasks: Vec::new(),
             recorded,
+            delivered: 0,
+            guids: 0,
+            randoms: 0,
             new_tasks: Vec::new(),
             nondeterminism: None,
             is_replaying: false,
@@ -107,7 +157,12 @@ impl OrchestrationState {
         };
         match std::mem::replace(slot, TaskSlot::Taken) {
             TaskSlot::Waiting { name, waker } => {
-                *slot = TaskSlot::Done { name, result };
+                self.delivered += 1;
+                *slot = TaskSlot::Done {
+                    name,
+                    result,
+                    order: self.delivered,
+                };
                 (Delivery::Delivered, waker)
             }
             other => {
@@ -117,52 +172,57 @@ impl OrchestrationState {
         }
     }
 
-    /// The recorded tasks the code has not scheduled (again) yet, for the end-of-replay check.
-    pub(crate) fn first_unreplayed_task(&self) -> Option<(u64, &str)> {
+    /// The first recorded task the code has not scheduled (again), for the end-of-replay check.
+    pub(crate) fn first_unreplayed_task(&self) -> Option<(u64, String)> {
         self.recorded
             .iter()
             .enumerate()
             .skip(self.tasks.len())
-            .find_map(|(id, name)| name.as_deref().map(|n| (id as u64, n)))
+            .find_map(|(id, recorded)| recorded.as_ref().map(|r| (id as u64, r.describe())))
     }
 
-    fn schedule(&mut self, name: &str, input: Result<Payload, serde_json::Error>) -> u64 {
+    fn completion_order(&self, task_id: u64) -> Option<u64> {
+        match self.tasks.get(task_id as usize) {
+            Some(TaskSlot::Done { order, .. }) => Some(*order),
+            _ => None,
+        }
+    }
+
+    /// Hands out the next task id for `action`, checking it against history on replay.
+    fn schedule(&mut self, name: &str, action: Action) -> u64 {
         let task_id = self.tasks.len() as u64;
-        let input = match input {
-            Ok(input) => input,
-            Err(err) => {
-                let failure = FailureDetails::new(format!(
-                    "the input for '{name}' does not serialize: {err}"
-                ));
-                self.tasks.push(TaskSlot::Done {
-                    name: name.to_string(),
-                    result: Err(failure),
-                });
-                return task_id;
-            }
-        };
         match self.recorded.get(task_id as usize) {
-            Some(Some(recorded)) if recorded == name => {}
+            Some(Some(recorded)) if *recorded == action.recorded() => {}
             Some(recorded) if self.nondeterminism.is_none() => {
                 let expected = match recorded {
-                    Some(recorded) => format!("TaskScheduled '{recorded}'"),
+                    Some(recorded) => recorded.describe(),
                     None => "no task".to_string(),
                 };
                 self.nondeterminism = Some(format!(
                     "non-deterministic orchestrator: history has {expected} as task {task_id}, \
-                     but the code now schedules activity '{name}'"
+                     but the code now {}",
+                    action.describe()
                 ));
             }
             Some(_) => {}
-            None => self.new_tasks.push(ScheduledTask {
-                task_id,
-                name: name.to_string(),
-                input,
-            }),
+            None => self.new_tasks.push(ScheduledTask { task_id, action }),
         }
         self.tasks.push(TaskSlot::Waiting {
             name: name.to_string(),
             waker: None,
+        });
+        task_id
+    }
+
+    /// A task that failed before it could be scheduled (its input did not serialize). It uses
+    /// no task id in history, so replays see the same ids.
+    fn failed_before_scheduling(&mut self, name: &str, failure: FailureDetails) -> u64 {
+        let task_id = self.tasks.len() as u64;
+        self.delivered += 1;
+        self.tasks.push(TaskSlot::Done {
+            name: name.to_string(),
+            result: Err(failure),
+            order: self.delivered,
         });
         task_id
     }
@@ -200,12 +260,118 @@ impl OrchestrationContext {
     }
 
     fn schedule<O>(&self, name: &str, input: Result<Payload, serde_json::Error>) -> TaskFuture<O> {
-        let task_id = self.state.lock().schedule(name, input);
+        let mut state = self.state.lock();
+        let task_id = match input {
+            Ok(input) => state.schedule(
+                name,
+                Action::Activity {
+                    name: name.to_string(),
+                    input,
+                },
+            ),
+            Err(err) => state.failed_before_scheduling(
+                name,
+                FailureDetails::new(format!("the input for '{name}' does not serialize: {err}")),
+            ),
+        };
+        drop(state);
         TaskFuture {
             state: self.state.clone(),
             task_id,
             output: PhantomData,
         }
+    }
+
+    /// A durable timer that fires at `fire_at`: it survives restarts, and a replay does not wait
+    /// for it again. A time in the past fires at once.
+    pub fn create_timer(&self, fire_at: SystemTime) -> TimerFuture {
+        let fire_at_ms = fire_at
+            .duration_since(UNIX_EPOCH)
+            .map(|d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+            .unwrap_or(0);
+        let task_id = self
+            .state
+            .lock()
+            .schedule("timer", Action::Timer { fire_at_ms });
+        TimerFuture {
+            inner: TaskFuture {
+                state: self.state.clone(),
+                task_id,
+                output: PhantomData,
+            },
+        }
+    }
+
+    /// A durable timer that fires `duration` after the current step's time.
+    ///
+    /// ```
+    /// use durable_runtime::prelude::*;
+    ///
+    /// #[orchestrator]
+    /// async fn reminder(ctx: OrchestrationContext) -> Result<(), OrchestrationError> {
+    ///     ctx.sleep(Duration::from_secs(72 * 3600)).await; // costs nothing while waiting
+    ///     Ok(())
+    /// }
+    /// ```
+    pub fn sleep(&self, duration: Duration) -> TimerFuture {
+        self.create_timer(self.current_utc_datetime() + duration)
+    }
+
+    /// Waits for the first of `tasks` to finish and returns its index and output. When several
+    /// have finished, the one recorded first in history wins, so replays choose the same one;
+    /// poll order never decides.
+    ///
+    /// ```
+    /// use durable_runtime::prelude::*;
+    ///
+    /// #[activity]
+    /// async fn approve(request: u32) -> bool { request % 2 == 0 }
+    ///
+    /// #[orchestrator]
+    /// async fn approval(ctx: OrchestrationContext, request: u32) -> Result<String, OrchestrationError> {
+    ///     let decision = ctx.call_activity(approve, request);
+    ///     let deadline = ctx.sleep(Duration::from_secs(3600));
+    ///     match ctx.when_any2(decision, deadline).await {
+    ///         Either::Left(approved) => Ok(format!("approved: {}", approved?)),
+    ///         Either::Right(()) => Ok("timed out".into()),
+    ///     }
+    /// }
+    /// ```
+    pub fn when_any<F: DurableFuture + Unpin>(&self, tasks: Vec<F>) -> WhenAny<F> {
+        WhenAny { tasks }
+    }
+
+    /// [`when_any`](Self::when_any) over two tasks of different types.
+    pub fn when_any2<A, B>(&self, left: A, right: B) -> WhenAny2<A, B>
+    where
+        A: DurableFuture + Unpin,
+        B: DurableFuture + Unpin,
+    {
+        WhenAny2 {
+            left: Some(left),
+            right: Some(right),
+        }
+    }
+
+    /// A new UUID, the same on every replay (derived from the instance id and a counter).
+    pub fn new_guid(&self) -> uuid::Uuid {
+        let mut state = self.state.lock();
+        state.guids += 1;
+        let name = format!("{}:{}", self.instance_id, state.guids);
+        uuid::Uuid::new_v5(&GUID_NAMESPACE, name.as_bytes())
+    }
+
+    /// A pseudo-random number, the same on every replay (seeded by the instance id).
+    pub fn random_u64(&self) -> u64 {
+        let mut state = self.state.lock();
+        state.randoms += 1;
+        let seed = self
+            .instance_id
+            .bytes()
+            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+            });
+        splitmix64(seed.wrapping_add(state.randoms.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
     }
 
     /// Waits for every future and returns their outputs in the order given.
@@ -236,6 +402,22 @@ impl OrchestrationContext {
     }
 }
 
+/// Namespace of the UUIDs from [`OrchestrationContext::new_guid`].
+const GUID_NAMESPACE: uuid::Uuid = uuid::Uuid::from_u128(0x9e1f_5d2c_6a4b_4c1e_9a7e_3b2f_d0c8_a417);
+
+fn splitmix64(mut z: u64) -> u64 {
+    z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    z ^ (z >> 31)
+}
+
+/// A future whose completion is recorded in history; [`OrchestrationContext::when_any`] uses
+/// the recorded order to pick a winner.
+pub trait DurableFuture: Future {
+    /// When this task's result arrived, among all results of the instance; `None` if it has not.
+    fn completion_order(&self) -> Option<u64>;
+}
+
 /// The future of one scheduled task; resolves to its typed result or [`TaskFailed`].
 #[must_use = "a task is scheduled either way, but its result is lost unless awaited"]
 pub struct TaskFuture<O> {
@@ -261,7 +443,7 @@ impl<O: DeserializeOwned> Future for TaskFuture<O> {
                 Poll::Pending
             }
             TaskSlot::Done { .. } => {
-                let TaskSlot::Done { name, result } = std::mem::replace(slot, TaskSlot::Taken)
+                let TaskSlot::Done { name, result, .. } = std::mem::replace(slot, TaskSlot::Taken)
                 else {
                     unreachable!("matched Done above")
                 };
@@ -271,6 +453,122 @@ impl<O: DeserializeOwned> Future for TaskFuture<O> {
             // Polled again after completion: behave like a fused future that never resolves again.
             TaskSlot::Taken => Poll::Pending,
         }
+    }
+}
+
+impl<O: DeserializeOwned> DurableFuture for TaskFuture<O> {
+    fn completion_order(&self) -> Option<u64> {
+        self.state.lock().completion_order(self.task_id)
+    }
+}
+
+/// A durable timer; resolves when it fires.
+#[must_use = "the timer is recorded either way, but awaiting it is what waits"]
+pub struct TimerFuture {
+    inner: TaskFuture<()>,
+}
+
+impl Future for TimerFuture {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // A timer cannot fail: its TimerFired event carries no error.
+        Pin::new(&mut self.inner).poll(cx).map(|_| ())
+    }
+}
+
+impl DurableFuture for TimerFuture {
+    fn completion_order(&self) -> Option<u64> {
+        self.inner.completion_order()
+    }
+}
+
+/// The future of [`OrchestrationContext::when_any`]: the winner's index and output.
+pub struct WhenAny<F> {
+    tasks: Vec<F>,
+}
+
+impl<F: DurableFuture + Unpin> Future for WhenAny<F> {
+    type Output = (usize, F::Output);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let winner = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, task)| task.completion_order().map(|order| (order, i)))
+            .min();
+        if let Some((_, index)) = winner
+            && let Poll::Ready(output) = Pin::new(&mut self.tasks[index]).poll(cx)
+        {
+            return Poll::Ready((index, output));
+        }
+        for task in &mut self.tasks {
+            // Registers the waker; none is ready (or it would have won above).
+            let _ = Pin::new(task).poll(cx).is_ready();
+        }
+        Poll::Pending
+    }
+}
+
+/// Which of two tasks finished first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Either<L, R> {
+    /// The first task.
+    Left(L),
+    /// The second task.
+    Right(R),
+}
+
+/// The future of [`OrchestrationContext::when_any2`].
+pub struct WhenAny2<A, B> {
+    left: Option<A>,
+    right: Option<B>,
+}
+
+impl<A, B> Future for WhenAny2<A, B>
+where
+    A: DurableFuture + Unpin,
+    B: DurableFuture + Unpin,
+{
+    type Output = Either<A::Output, B::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let left = self.left.as_ref().and_then(DurableFuture::completion_order);
+        let right = self
+            .right
+            .as_ref()
+            .and_then(DurableFuture::completion_order);
+        let left_first = match (left, right) {
+            (Some(l), Some(r)) => Some(l < r),
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (None, None) => None,
+        };
+        match left_first {
+            Some(true) => {
+                if let Some(task) = self.left.as_mut()
+                    && let Poll::Ready(output) = Pin::new(task).poll(cx)
+                {
+                    return Poll::Ready(Either::Left(output));
+                }
+            }
+            Some(false) => {
+                if let Some(task) = self.right.as_mut()
+                    && let Poll::Ready(output) = Pin::new(task).poll(cx)
+                {
+                    return Poll::Ready(Either::Right(output));
+                }
+            }
+            None => {}
+        }
+        if let Some(task) = self.left.as_mut() {
+            let _ = Pin::new(task).poll(cx).is_ready();
+        }
+        if let Some(task) = self.right.as_mut() {
+            let _ = Pin::new(task).poll(cx).is_ready();
+        }
+        Poll::Pending
     }
 }
 

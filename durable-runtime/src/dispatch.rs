@@ -6,7 +6,7 @@
 //! exactly once, so its steps never run concurrently.
 
 use crate::replay::Execution;
-use crate::store::{ActivityWorkItem, Message};
+use crate::store::{ActivityWorkItem, Message, TimerWorkItem};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
@@ -21,6 +21,16 @@ struct Slot {
     claimed: bool,
 }
 
+/// The receiving ends the workers drain.
+pub(crate) struct Queues {
+    /// Instances with messages waiting.
+    pub ready: mpsc::UnboundedReceiver<String>,
+    /// Activities to run.
+    pub activities: mpsc::UnboundedReceiver<ActivityWorkItem>,
+    /// Timers to arm.
+    pub timers: mpsc::UnboundedReceiver<TimerWorkItem>,
+}
+
 /// What an orchestration worker takes to run one step.
 pub(crate) struct Claim {
     pub messages: Vec<Message>,
@@ -33,28 +43,30 @@ pub(crate) struct Dispatcher {
     cache_capacity: usize,
     ready: mpsc::UnboundedSender<String>,
     activities: mpsc::UnboundedSender<ActivityWorkItem>,
+    timers: mpsc::UnboundedSender<TimerWorkItem>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
 }
 
 impl Dispatcher {
-    pub(crate) fn new(
-        cache_capacity: usize,
-    ) -> (
-        Self,
-        mpsc::UnboundedReceiver<String>,
-        mpsc::UnboundedReceiver<ActivityWorkItem>,
-    ) {
+    pub(crate) fn new(cache_capacity: usize) -> (Self, Queues) {
         let (ready, ready_rx) = mpsc::unbounded_channel();
         let (activities, activities_rx) = mpsc::unbounded_channel();
+        let (timers, timers_rx) = mpsc::unbounded_channel();
         let dispatcher = Dispatcher {
             slots: Mutex::new(HashMap::new()),
             cached: Mutex::new(0),
             cache_capacity,
             ready,
             activities,
+            timers,
             waiters: Mutex::new(HashMap::new()),
         };
-        (dispatcher, ready_rx, activities_rx)
+        let queues = Queues {
+            ready: ready_rx,
+            activities: activities_rx,
+            timers: timers_rx,
+        };
+        (dispatcher, queues)
     }
 
     /// Hands a durable message to its instance, queueing the instance if it is idle.
@@ -75,6 +87,11 @@ impl Dispatcher {
     /// Hands a durable activity work item to the activity workers.
     pub(crate) fn enqueue_activity(&self, item: ActivityWorkItem) {
         let _ = self.activities.send(item);
+    }
+
+    /// Hands a durable timer to the timer service.
+    pub(crate) fn arm_timer(&self, timer: TimerWorkItem) {
+        let _ = self.timers.send(timer);
     }
 
     /// Takes the waiting messages and cached execution of a claimed instance.

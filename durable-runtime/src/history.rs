@@ -45,6 +45,18 @@ pub enum HistoryEvent {
         /// What went wrong.
         failure: FailureDetails,
     },
+    /// The orchestrator created a durable timer; `task_id` is the orchestrator's sequence number.
+    TimerCreated {
+        /// The orchestrator's sequence number for this timer.
+        task_id: u64,
+        /// When it fires, in milliseconds since the Unix epoch.
+        fire_at_ms: i64,
+    },
+    /// The timer created as `task_id` fired.
+    TimerFired {
+        /// Which timer fired.
+        task_id: u64,
+    },
     /// The orchestrator returned a value; the instance is complete.
     ExecutionCompleted {
         /// The orchestrator's output.
@@ -66,6 +78,8 @@ impl HistoryEvent {
             HistoryEvent::TaskScheduled { .. } => "TaskScheduled",
             HistoryEvent::TaskCompleted { .. } => "TaskCompleted",
             HistoryEvent::TaskFailed { .. } => "TaskFailed",
+            HistoryEvent::TimerCreated { .. } => "TimerCreated",
+            HistoryEvent::TimerFired { .. } => "TimerFired",
             HistoryEvent::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
         }

@@ -52,7 +52,9 @@ mod worker;
 
 pub use activity_context::ActivityContext;
 pub use client::Client;
-pub use context::{OrchestrationContext, TaskFuture};
+pub use context::{
+    DurableFuture, Either, OrchestrationContext, TaskFuture, TimerFuture, WhenAny, WhenAny2,
+};
 pub use durable_macros::{activity, orchestrator};
 pub use error::Error;
 pub use failure::{ActivityError, FailureDetails, OrchestrationError, TaskFailed};
@@ -61,13 +63,14 @@ pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 pub use payload::Payload;
 pub use registry::{Activity, Orchestrator};
 pub use runtime::{Runtime, RuntimeBuilder};
+pub use uuid::Uuid;
 
 /// Everything a typical program needs: `use durable_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Activity, ActivityContext, ActivityError, Client, InstanceStatus, OrchestrationContext,
-        OrchestrationError, Orchestrator, Runtime, RuntimeStatus, TaskFailed, activity,
-        orchestrator,
+        Activity, ActivityContext, ActivityError, Client, DurableFuture, Either, InstanceStatus,
+        OrchestrationContext, OrchestrationError, Orchestrator, Runtime, RuntimeStatus, TaskFailed,
+        activity, orchestrator,
     };
     pub use std::time::Duration;
 }

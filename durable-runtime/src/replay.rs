@@ -5,7 +5,7 @@
 //! after a restart or a cache eviction, [`Execution::replay`] rebuilds it by feeding the recorded
 //! history back through the same code, checking that the code makes the same decisions.
 
-use crate::context::{Delivery, OrchestrationContext, OrchestrationState};
+use crate::context::{Action, Delivery, OrchestrationContext, OrchestrationState, Recorded};
 use crate::failure::{FailureDetails, panic_failure};
 use crate::history::{HistoryEvent, HistoryRecord};
 use crate::payload::Payload;
@@ -23,6 +23,8 @@ pub(crate) struct StepOutput {
     pub events: Vec<HistoryEvent>,
     /// Activities to enqueue: `(task_id, name, input)` as recorded in `events`.
     pub scheduled: Vec<(u64, String, Payload)>,
+    /// Timers to arm: `(task_id, fire_at_ms)`.
+    pub timers: Vec<(u64, i64)>,
     /// Set when the instance finished in this step.
     pub outcome: Option<Result<Payload, FailureDetails>>,
 }
@@ -48,7 +50,7 @@ impl Execution {
         Execution::with_recorded(instance_id, Vec::new())
     }
 
-    fn with_recorded(instance_id: &str, recorded: Vec<Option<String>>) -> Self {
+    fn with_recorded(instance_id: &str, recorded: Vec<Option<Recorded>>) -> Self {
         Execution {
             instance_id: instance_id.to_string(),
             name: String::new(),
@@ -67,15 +69,20 @@ impl Execution {
         instance_id: &str,
         history: &[HistoryRecord],
     ) -> Self {
-        let mut recorded: Vec<Option<String>> = Vec::new();
+        let mut recorded: Vec<Option<Recorded>> = Vec::new();
         for record in history {
-            if let HistoryEvent::TaskScheduled { task_id, name, .. } = &record.event {
-                let index = *task_id as usize;
-                if recorded.len() <= index {
-                    recorded.resize(index + 1, None);
+            let (task_id, what) = match &record.event {
+                HistoryEvent::TaskScheduled { task_id, name, .. } => {
+                    (*task_id, Recorded::Activity(name.clone()))
                 }
-                recorded[index] = Some(name.clone());
+                HistoryEvent::TimerCreated { task_id, .. } => (*task_id, Recorded::Timer),
+                _ => continue,
+            };
+            let index = task_id as usize;
+            if recorded.len() <= index {
+                recorded.resize(index + 1, None);
             }
+            recorded[index] = Some(what);
         }
         let mut execution = Execution::with_recorded(instance_id, recorded);
         execution.history_len = history.len() as u64;
@@ -93,7 +100,7 @@ impl Execution {
                 HistoryEvent::ExecutionCompleted { .. } | HistoryEvent::ExecutionFailed { .. } => {
                     execution.finished = true;
                 }
-                HistoryEvent::TaskScheduled { .. } => {}
+                HistoryEvent::TaskScheduled { .. } | HistoryEvent::TimerCreated { .. } => {}
                 event => {
                     if let Err(message) = execution.apply(registry, event, true) {
                         execution.pending_outcome = Some(Err(FailureDetails::new(message)));
@@ -106,9 +113,9 @@ impl Execution {
             let state = execution.state.lock();
             let failure = match (&state.nondeterminism, state.first_unreplayed_task()) {
                 (Some(message), _) => Some(message.clone()),
-                (None, Some((task_id, name))) => Some(format!(
-                    "non-deterministic orchestrator: history has TaskScheduled '{name}' as task \
-                     {task_id}, but the code no longer schedules it"
+                (None, Some((task_id, recorded))) => Some(format!(
+                    "non-deterministic orchestrator: history has {recorded} as task {task_id}, \
+                     but the code no longer schedules it"
                 )),
                 (None, None) => None,
             };
@@ -148,6 +155,7 @@ impl Execution {
             return StepOutput {
                 events: Vec::new(),
                 scheduled: Vec::new(),
+                timers: Vec::new(),
                 outcome: None,
             };
         }
@@ -164,6 +172,7 @@ impl Execution {
         }
         let mut outcome = self.run_to_block();
         let mut scheduled = Vec::new();
+        let mut timers = Vec::new();
         {
             let mut state = self.state.lock();
             if let Some(message) = state.nondeterminism.take() {
@@ -172,12 +181,23 @@ impl Execution {
                 outcome = Some(Err(FailureDetails::new(message)));
             }
             for task in state.new_tasks.drain(..) {
-                out.push(HistoryEvent::TaskScheduled {
-                    task_id: task.task_id,
-                    name: task.name.clone(),
-                    input: task.input.clone(),
-                });
-                scheduled.push((task.task_id, task.name, task.input));
+                match task.action {
+                    Action::Activity { name, input } => {
+                        out.push(HistoryEvent::TaskScheduled {
+                            task_id: task.task_id,
+                            name: name.clone(),
+                            input: input.clone(),
+                        });
+                        scheduled.push((task.task_id, name, input));
+                    }
+                    Action::Timer { fire_at_ms } => {
+                        out.push(HistoryEvent::TimerCreated {
+                            task_id: task.task_id,
+                            fire_at_ms,
+                        });
+                        timers.push((task.task_id, fire_at_ms));
+                    }
+                }
             }
         }
         match &outcome {
@@ -196,6 +216,7 @@ impl Execution {
         StepOutput {
             events: out,
             scheduled,
+            timers,
             outcome,
         }
     }
@@ -219,6 +240,7 @@ impl Execution {
             }
             HistoryEvent::TaskCompleted { task_id, result } => (*task_id, Ok(result.clone())),
             HistoryEvent::TaskFailed { task_id, failure } => (*task_id, Err(failure.clone())),
+            HistoryEvent::TimerFired { task_id } => (*task_id, Ok(Payload::null())),
             _ => return Ok(()),
         };
         let (delivery, waker) = self.state.lock().deliver(task_id, result);

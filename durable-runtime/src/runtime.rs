@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::registry::Registry;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ActivityWorkItem, Backend};
-use crate::worker::{Shared, activity, orchestration};
+use crate::worker::{Shared, activity, orchestration, timer};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -92,7 +92,7 @@ impl RuntimeBuilder {
             StoreChoice::Custom(store) => store,
         };
         let pending = store.pending_work().await?;
-        let (dispatcher, ready, activities) = Dispatcher::new(self.cache_capacity);
+        let (dispatcher, queues) = Dispatcher::new(self.cache_capacity);
         let shared = Arc::new(Shared {
             store,
             registry,
@@ -109,22 +109,26 @@ impl RuntimeBuilder {
         for item in pending.activities {
             shared.dispatcher.enqueue_activity(item);
         }
+        for timer in pending.timers {
+            shared.dispatcher.arm_timer(timer);
+        }
         let (stop, stopped) = watch::channel(false);
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
         let loops = vec![
             tokio::spawn(run_orchestrations(
                 shared.clone(),
-                ready,
+                queues.ready,
                 orchestration_slots.clone(),
                 stopped.clone(),
             )),
             tokio::spawn(run_activities(
                 shared.clone(),
-                activities,
+                queues.activities,
                 activity_slots.clone(),
-                stopped,
+                stopped.clone(),
             )),
+            tokio::spawn(timer::run(shared.clone(), queues.timers, stopped)),
         ];
         Ok(Runtime {
             shared,

@@ -38,6 +38,19 @@ pub struct ActivityWorkItem {
     pub input: Payload,
 }
 
+/// A durable timer waiting to fire.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TimerWorkItem {
+    /// Store-assigned id; firing deletes it by id.
+    pub id: i64,
+    /// The orchestration that created it.
+    pub instance_id: String,
+    /// The orchestration's sequence number for it.
+    pub task_id: u64,
+    /// When it fires (ms since the epoch).
+    pub fire_at_ms: i64,
+}
+
 /// A new instance: its row plus its `ExecutionStarted` message.
 #[derive(Clone, Debug)]
 pub struct NewInstance {
@@ -68,6 +81,8 @@ pub struct StepCommit {
     pub consumed: Vec<i64>,
     /// Activities to enqueue: `(task_id, name, input)`.
     pub activities: Vec<(u64, String, Payload)>,
+    /// Timers to arm: `(task_id, fire_at_ms)`.
+    pub timers: Vec<(u64, i64)>,
     /// The instance's status after the step; `None` leaves the row as it is (a step that only
     /// consumes messages sent to a finished or unknown instance).
     pub status: Option<RuntimeStatus>,
@@ -93,6 +108,24 @@ pub enum Write {
         /// `TaskCompleted` or `TaskFailed`.
         event: HistoryEvent,
     },
+    /// Delete a due timer and send `TimerFired` to its instance.
+    FireTimer {
+        /// The timer.
+        timer_id: i64,
+        /// Its instance.
+        instance_id: String,
+        /// Its task id.
+        task_id: u64,
+    },
+}
+
+/// The work a committed step created.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct StepWork {
+    /// Activities to run.
+    pub activities: Vec<ActivityWorkItem>,
+    /// Timers to arm.
+    pub timers: Vec<TimerWorkItem>,
 }
 
 /// What a write created, with store-assigned ids, for the runtime to dispatch.
@@ -100,11 +133,11 @@ pub enum Write {
 pub enum Written {
     /// The instance exists; its first message.
     Instance(Message),
-    /// The step is durable; the activities it enqueued.
-    Step(Vec<ActivityWorkItem>),
-    /// The result is durable; the message it sent. `None` when the work item was already gone
-    /// (a duplicate execution after a crash): nothing is sent twice.
-    Activity(Option<Message>),
+    /// The step is durable; the work it created.
+    Step(StepWork),
+    /// The result (or timer firing) is durable; the message it sent. `None` when the work item
+    /// was already gone (a duplicate execution after a crash): nothing is sent twice.
+    Delivered(Option<Message>),
 }
 
 /// Work left over from before a restart.
@@ -114,6 +147,8 @@ pub struct PendingWork {
     pub messages: Vec<Message>,
     /// Activities not yet completed, oldest first.
     pub activities: Vec<ActivityWorkItem>,
+    /// Timers not yet fired.
+    pub timers: Vec<TimerWorkItem>,
 }
 
 /// What a storage backend failed at.

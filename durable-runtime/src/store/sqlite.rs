@@ -6,8 +6,8 @@
 //! Reads use their own connections and never block the writer.
 
 use super::{
-    ActivityWorkItem, Backend, Message, NewInstance, PendingWork, StepCommit, StoreError, Write,
-    Written,
+    ActivityWorkItem, Backend, Message, NewInstance, PendingWork, StepCommit, StepWork, StoreError,
+    TimerWorkItem, Write, Written,
 };
 use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, HistoryRecord};
@@ -54,6 +54,12 @@ CREATE TABLE IF NOT EXISTS activities (
     task_id     INTEGER NOT NULL,
     name        TEXT NOT NULL,
     input       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS timers (
+    id          INTEGER PRIMARY KEY,
+    instance_id TEXT NOT NULL,
+    task_id     INTEGER NOT NULL,
+    fire_at_ms  INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS instances_by_created ON instances(created_ms);
 ";
@@ -267,12 +273,30 @@ fn apply_write(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<Written,
                 .prepare_cached("DELETE FROM activities WHERE id = ?1")?
                 .execute(params![work_item_id])?;
             if deleted == 0 {
-                return Ok(Written::Activity(None));
+                return Ok(Written::Delivered(None));
             }
-            Ok(Written::Activity(Some(insert_message(
+            Ok(Written::Delivered(Some(insert_message(
                 tx,
                 instance_id,
                 event,
+            )?)))
+        }
+        Write::FireTimer {
+            timer_id,
+            instance_id,
+            task_id,
+        } => {
+            let deleted = tx
+                .prepare_cached("DELETE FROM timers WHERE id = ?1")?
+                .execute(params![timer_id])?;
+            if deleted == 0 {
+                return Ok(Written::Delivered(None));
+            }
+            let fired = HistoryEvent::TimerFired { task_id: *task_id };
+            Ok(Written::Delivered(Some(insert_message(
+                tx,
+                instance_id,
+                &fired,
             )?)))
         }
     }
@@ -347,6 +371,21 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, step: &StepCommit) -> Result<Writt
             });
         }
     }
+    let mut timers = Vec::with_capacity(step.timers.len());
+    {
+        let mut arm = tx.prepare_cached(
+            "INSERT INTO timers (instance_id, task_id, fire_at_ms) VALUES (?1, ?2, ?3)",
+        )?;
+        for (task_id, fire_at_ms) in &step.timers {
+            arm.execute(params![step.instance_id, task_id, fire_at_ms])?;
+            timers.push(TimerWorkItem {
+                id: tx.last_insert_rowid(),
+                instance_id: step.instance_id.clone(),
+                task_id: *task_id,
+                fire_at_ms: *fire_at_ms,
+            });
+        }
+    }
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;
         tx.prepare_cached(
@@ -361,7 +400,7 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, step: &StepCommit) -> Result<Writt
             step.timestamp_ms
         ])?;
     }
-    Ok(Written::Step(activities))
+    Ok(Written::Step(StepWork { activities, timers }))
 }
 
 fn corrupt(table: &'static str, key: impl Into<String>, reason: impl ToString) -> StoreError {
@@ -499,6 +538,18 @@ impl Backend for SqliteStore {
                     task_id: task_id as u64,
                     name: row.get(3)?,
                     input: parse_payload("activities", &id.to_string(), row.get(4)?)?,
+                });
+            }
+            let mut stmt =
+                conn.prepare("SELECT id, instance_id, task_id, fire_at_ms FROM timers")?;
+            let mut rows = stmt.query([])?;
+            while let Some(row) = rows.next()? {
+                let task_id: i64 = row.get(2)?;
+                work.timers.push(TimerWorkItem {
+                    id: row.get(0)?,
+                    instance_id: row.get(1)?,
+                    task_id: task_id as u64,
+                    fire_at_ms: row.get(3)?,
                 });
             }
             Ok(work)

@@ -48,7 +48,7 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
                 event: event.clone(),
             };
             match shared.store.write(write).await {
-                Ok(Written::Activity(Some(message))) => return shared.dispatcher.deliver(message),
+                Ok(Written::Delivered(Some(message))) => return shared.dispatcher.deliver(message),
                 Ok(_) => return,
                 Err(err) => {
                     tracing::error!(error = %err, attempt, "activity result not recorded; retrying");

@@ -2,6 +2,7 @@
 
 pub(crate) mod activity;
 pub(crate) mod orchestration;
+pub(crate) mod timer;
 
 use crate::dispatch::Dispatcher;
 use crate::registry::Registry;

@@ -103,16 +103,20 @@ async fn run_step(
         events: step.events,
         consumed: messages.iter().map(|m| m.id).collect(),
         activities: step.scheduled,
+        timers: step.timers,
         status: Some(status),
         output,
         failure,
     };
-    let Written::Step(activities) = shared.store.write(Write::Step(commit)).await? else {
+    let Written::Step(work) = shared.store.write(Write::Step(commit)).await? else {
         unreachable!("a step write answers with Written::Step")
     };
     execution.committed(appended);
-    for item in activities {
+    for item in work.activities {
         shared.dispatcher.enqueue_activity(item);
+    }
+    for timer in work.timers {
+        shared.dispatcher.arm_timer(timer);
     }
     if step.outcome.is_some() {
         shared.dispatcher.finished(instance_id);
@@ -132,6 +136,7 @@ async fn commit_consume_only(
         events: Vec::new(),
         consumed: messages.iter().map(|m| m.id).collect(),
         activities: Vec::new(),
+        timers: Vec::new(),
         status: None,
         output: None,
         failure: None,
