@@ -6,11 +6,9 @@
 //! is not visible. A call hidden inside a helper function defined elsewhere cannot be seen; the
 //! runtime's replay check is the backstop for those.
 
-use proc_macro2::Span;
 use quote::ToTokens;
 use std::collections::{HashMap, HashSet};
 use syn::punctuated::Punctuated;
-use syn::spanned::Spanned;
 use syn::visit::Visit;
 use syn::{Attribute, Expr, Item, Macro, Pat, Stmt, Type, UseTree};
 
@@ -122,30 +120,32 @@ enum Category {
 }
 
 impl Category {
-    fn explain(self, written: &str) -> String {
+    /// The message for `subject`, already quoted (`` `nap` (`tokio::time::sleep`) ``).
+    fn explain(self, subject: &str) -> String {
+        let written = subject;
         match self {
             Category::Clock => format!(
-                "`{written}` reads the wall clock, which differs when the orchestrator is replayed: \
+                "{written} reads the wall clock, which differs when the orchestrator is replayed: \
                  use `ctx.current_utc_datetime()`"
             ),
             Category::Random => format!(
-                "`{written}` is random, so a replay would see other values: \
+                "{written} is random, so a replay would see other values: \
                  use `ctx.random_u64()` or `ctx.new_guid()`"
             ),
             Category::Sleep => format!(
-                "`{written}` is not durable and stalls replay: \
+                "{written} is not durable and stalls replay: \
                  use a durable timer, `ctx.sleep(duration)` or `ctx.create_timer(at)`"
             ),
             Category::Spawn => format!(
-                "`{written}` runs work outside the orchestration's history: \
+                "{written} runs work outside the orchestration's history: \
                  use `ctx.call_activity(..)`, and `ctx.when_all(..)` to run activities in parallel"
             ),
             Category::Io => format!(
-                "`{written}` does I/O, whose result can differ on replay: \
+                "{written} does I/O, whose result can differ on replay: \
                  move it into an #[activity] and call it with `ctx.call_activity(..)`"
             ),
             Category::Environment => format!(
-                "`{written}` reads the process environment, which can differ between processes: \
+                "{written} reads the process environment, which can differ between processes: \
                  pass the value in the orchestrator's input, or read it in an #[activity]"
             ),
         }
@@ -271,8 +271,9 @@ struct Checker<'a> {
 }
 
 impl Checker<'_> {
-    fn error(&mut self, span: Span, message: String) {
-        self.errors.push(syn::Error::new(span, message));
+    /// An error covering all of `tokens` (not just their first token).
+    fn error(&mut self, tokens: &dyn ToTokens, message: String) {
+        self.errors.push(syn::Error::new_spanned(tokens, message));
     }
 
     /// The path with its first segment expanded through the visible imports.
@@ -320,12 +321,18 @@ impl Checker<'_> {
                 "`{written}` is a mutable static: its value can differ between the first run and a \
                  replay. Keep state in local variables or in the orchestrator's input"
             );
-            self.error(path.span(), message);
+            self.error(path, message);
             return;
         }
         for candidate in self.resolve(&segments) {
             if let Some(category) = classify(&candidate) {
-                self.error(path.span(), category.explain(&written));
+                // Name what an alias stands for, so `nap(..)` is not a mystery.
+                let subject = if candidate == segments || candidate.ends_with(&segments) {
+                    format!("`{written}`")
+                } else {
+                    format!("`{written}` (`{}`)", candidate.join("::"))
+                };
+                self.error(path, category.explain(&subject));
                 return;
             }
         }
@@ -348,7 +355,7 @@ impl Checker<'_> {
         let written = path_text(&mac.path);
         match name {
             "select" if from == "futures" => self.error(
-                mac.path.span(),
+                &mac.path,
                 format!(
                     "`{written}!` picks among ready branches at random, so a replay can take another \
                      branch: use `ctx.when_any(..)`, which picks by history order"
@@ -358,7 +365,7 @@ impl Checker<'_> {
                 let biased = mac.tokens.to_string().trim_start().starts_with("biased");
                 if !biased {
                     self.error(
-                        mac.path.span(),
+                        &mac.path,
                         format!(
                             "`{written}!` polls its branches in random order, so a replay can take \
                              another branch: add `biased;` as its first line, or use `ctx.when_any(..)`"
@@ -367,7 +374,7 @@ impl Checker<'_> {
                 }
             }
             "thread_local" => self.error(
-                mac.path.span(),
+                &mac.path,
                 "thread-local state can differ between the first run and a replay: keep state in \
                  local variables or in the orchestrator's input"
                     .to_string(),
@@ -391,7 +398,7 @@ impl Checker<'_> {
         match reason {
             Ok(reason) if !reason.value().trim().is_empty() => {}
             _ => self.error(
-                attr.span(),
+                attr,
                 "say why this is safe: #[durable::allow_nondeterministic(\"reason\")]".to_string(),
             ),
         }
@@ -532,7 +539,7 @@ impl<'ast> Visit<'ast> for Checker<'_> {
         if let Some(name) = named_local(&expr.expr)
             && self.hash_collections.contains(&name)
         {
-            self.error(expr.expr.span(), HASH_ITERATION.to_string());
+            self.error(&expr.expr, HASH_ITERATION.to_string());
         }
         syn::visit::visit_expr_for_loop(self, expr);
     }
@@ -542,7 +549,7 @@ impl<'ast> Visit<'ast> for Checker<'_> {
             && let Some(name) = named_local(&call.receiver)
             && self.hash_collections.contains(&name)
         {
-            self.error(call.method.span(), HASH_ITERATION.to_string());
+            self.error(&call.method, HASH_ITERATION.to_string());
         }
         syn::visit::visit_expr_method_call(self, call);
     }
@@ -560,7 +567,7 @@ impl<'ast> Visit<'ast> for Checker<'_> {
             || has_interior_mutability(&item.ty)
         {
             self.error(
-                item.ident.span(),
+                &item.ident,
                 format!(
                     "`{}` is a mutable static: its value can differ between the first run and a \
                      replay. Keep state in local variables or in the orchestrator's input",

@@ -91,7 +91,8 @@ pub(crate) fn check(kind: Kind, item: &ItemFn, errors: &mut Vec<syn::Error>) -> 
     let mut takes_context = false;
     let mut context_type = None;
     let mut inputs = Vec::new();
-    for (index, arg) in sig.inputs.iter().enumerate() {
+    let mut typed_index = 0;
+    for arg in &sig.inputs {
         match arg {
             FnArg::Receiver(receiver) => errors.push(syn::Error::new_spanned(
                 receiver,
@@ -99,7 +100,8 @@ pub(crate) fn check(kind: Kind, item: &ItemFn, errors: &mut Vec<syn::Error>) -> 
             )),
             FnArg::Typed(typed) => {
                 let is_context = last_segment_is(&typed.ty, context);
-                if is_context && index == 0 {
+                typed_index += 1;
+                if is_context && typed_index == 1 {
                     takes_context = true;
                     context_type = Some((*typed.ty).clone());
                 } else if is_context {
@@ -113,7 +115,7 @@ pub(crate) fn check(kind: Kind, item: &ItemFn, errors: &mut Vec<syn::Error>) -> 
                         format!(
                             "#[{kind}] inputs are deserialized from history and must be owned: \
                              take `{}` instead of a reference",
-                            reference.elem.to_token_stream()
+                            owned_form(&reference.elem)
                         ),
                     ));
                 } else if let Type::ImplTrait(imp) = &*typed.ty {
@@ -163,6 +165,15 @@ pub(crate) fn check(kind: Kind, item: &ItemFn, errors: &mut Vec<syn::Error>) -> 
         returns,
         return_type,
     })
+}
+
+/// What to take instead of a borrowed `elem`: `String` for `str`, `Vec<T>` for `[T]`.
+fn owned_form(elem: &Type) -> String {
+    match elem {
+        Type::Path(path) if path.path.is_ident("str") => "String".to_string(),
+        Type::Slice(slice) => format!("Vec<{}>", slice.elem.to_token_stream()),
+        other => other.to_token_stream().to_string(),
+    }
 }
 
 /// `T` in `Result<T, E>` / `Result<T>`.

@@ -1,0 +1,10 @@
+use durable_runtime::prelude::*;
+
+#[orchestrator]
+async fn workflow(ctx: OrchestrationContext) -> Result<(), OrchestrationError> {
+    let _ = &ctx;
+    let _ = std::thread::spawn(|| ());
+    Ok(())
+}
+
+fn main() {}

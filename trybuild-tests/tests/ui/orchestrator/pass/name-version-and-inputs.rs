@@ -1,0 +1,17 @@
+//! Options, several inputs, a plain return type, and starting by handle.
+use durable_runtime::prelude::*;
+
+#[orchestrator(name = "orders.process", version = "3")]
+async fn process(ctx: OrchestrationContext, id: u32, note: String) -> String {
+    format!("{} {id} {note}", ctx.instance_id())
+}
+
+#[allow(dead_code)]
+async fn start(client: Client) -> Result<String, durable_runtime::Error> {
+    client.start(process, (7, "rush".to_string())).await
+}
+
+fn main() {
+    assert_eq!(<process as Orchestrator>::NAME, "orders.process");
+    assert_eq!(<process as Orchestrator>::VERSION, Some("3"));
+}
