@@ -859,6 +859,20 @@ mod tests {
     }
 
     #[test]
+    fn nested_blocks_closures_and_async_blocks_are_checked() {
+        let found = messages(parse_quote!({
+            let read = |path: &str| async move { std::fs::read(path) };
+            if true {
+                loop {
+                    let _ = async { tokio::spawn(async {}) };
+                    break;
+                }
+            }
+        }));
+        assert_eq!(found.len(), 2, "{found:?}");
+    }
+
+    #[test]
     fn biased_select_and_hash_lookups_are_fine() {
         assert!(
             messages(parse_quote!({
