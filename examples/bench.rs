@@ -24,11 +24,6 @@ async fn double(i: u64) -> u64 {
     i * 2
 }
 
-#[activity]
-async fn never_returns() {
-    std::future::pending::<()>().await
-}
-
 #[orchestrator]
 async fn hello_sequence(ctx: OrchestrationContext) -> Result<Vec<String>, OrchestrationError> {
     let mut out = Vec::with_capacity(5);
@@ -66,14 +61,26 @@ async fn long_sequence(ctx: OrchestrationContext, n: u64) -> Result<u64, Orchest
 
 #[orchestrator]
 async fn idle(ctx: OrchestrationContext) -> Result<(), OrchestrationError> {
-    Ok(ctx.call_activity(never_returns, ()).await?)
+    Ok(ctx.wait_for_event::<()>("never-sent").await?)
+}
+
+/// Sleeps on a durable timer; returns how late (ms) the step after the timer ran.
+#[orchestrator]
+async fn timed(ctx: OrchestrationContext, delay_ms: u64) -> Result<i64, OrchestrationError> {
+    let due = ctx.current_utc_datetime() + Duration::from_millis(delay_ms);
+    ctx.create_timer(due).await;
+    let woke = ctx.current_utc_datetime();
+    Ok(match woke.duration_since(due) {
+        Ok(late) => late.as_millis() as i64,
+        Err(early) => -(early.duration().as_millis() as i64),
+    })
 }
 
 #[derive(Parser)]
 #[command(about = "durable benchmark workloads (SPEC §10)")]
 struct Args {
-    /// Workloads to run, comma-separated: w1, w2, w3, w5, mem.
-    #[arg(long, value_delimiter = ',', default_value = "w1,w2,w3,w5,mem")]
+    /// Workloads to run, comma-separated: w1, w2, w3, w5, w6, mem.
+    #[arg(long, value_delimiter = ',', default_value = "mem,w1,w2,w3,w5,w6")]
     workload: Vec<String>,
     /// Print one JSON object per workload line instead of a table.
     #[arg(long)]
@@ -233,17 +240,54 @@ async fn w5(bench: &Bench) -> Result<(), BoxError> {
     Ok(())
 }
 
+async fn w6(bench: &Bench) -> Result<(), BoxError> {
+    let instances = bench.scale(1000, 100);
+    let (_dir, runtime) = fresh_runtime().await?;
+    let client = runtime.client();
+    let started = Instant::now();
+    let starts: Vec<_> = (0..instances).map(|_| client.start(timed, 1000)).collect();
+    let mut ids = Vec::with_capacity(instances as usize);
+    for id in futures::future::join_all(starts).await {
+        ids.push(id?);
+    }
+    wait_all(&client, &ids).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let mut lateness = Vec::with_capacity(ids.len());
+    for id in &ids {
+        let late: i64 = client
+            .get_status(id)
+            .await?
+            .ok_or("instance vanished")?
+            .output_as()?;
+        lateness.push(late as f64);
+    }
+    lateness.sort_by(f64::total_cmp);
+    let p50 = percentile(&lateness, 0.50);
+    let p99 = percentile(&lateness, 0.99);
+    bench.report(
+        json!({"workload": "w6", "instances": instances, "timer_s": 1, "seconds": seconds,
+               "lateness_p50_ms": p50, "lateness_p99_ms": p99}),
+        format!(
+            "| W6 timers | {instances} instances x 1 s durable timer | {seconds:.3} s | lateness p50 {p50:.0} ms, p99 {p99:.0} ms |"
+        ),
+    );
+    runtime.shutdown().await;
+    Ok(())
+}
+
 async fn mem(bench: &Bench) -> Result<(), BoxError> {
     let instances = bench.scale(10_000, 1_000);
     let (_dir, runtime) = fresh_runtime().await?;
     let client = runtime.client();
     let before = current_rss_mib();
-    let starts: Vec<_> = (0..instances).map(|_| client.start(idle, ())).collect();
-    let mut ids = Vec::with_capacity(instances as usize);
-    for id in futures::future::join_all(starts).await {
-        ids.push(id?);
+    // Started 500 at a time, as a steady stream of callers would.
+    for _ in 0..instances / 500 {
+        let starts: Vec<_> = (0..500).map(|_| client.start(idle, ())).collect();
+        for id in futures::future::join_all(starts).await {
+            id?;
+        }
     }
-    // Wait until every instance has run its first step and is idle, waiting on its activity.
+    // Wait until every instance has run its first step and is idle, waiting on its event.
     loop {
         let page = client
             .list(&durable_runtime::InstanceQuery {
@@ -260,12 +304,10 @@ async fn mem(bench: &Bench) -> Result<(), BoxError> {
     let rss = current_rss_mib();
     bench.report(
         json!({"workload": "mem", "idle_instances": instances, "rss_mib": rss, "rss_before_mib": before,
-               "waiting_on": "an activity that never returns (queued behind the activity concurrency limit)"}),
-        format!("| mem | {instances} idle instances (each awaiting a never-ending activity) | | RSS {rss:.1} MiB (runtime alone {before:.1} MiB) |"),
+               "waiting_on": "wait_for_event"}),
+        format!("| mem | {instances} idle instances on wait_for_event | | RSS {rss:.1} MiB (runtime alone {before:.1} MiB) |"),
     );
-    // The activities never finish: leave without waiting for them.
-    drop(client);
-    drop(runtime);
+    runtime.shutdown().await;
     Ok(())
 }
 
@@ -310,11 +352,13 @@ async fn main() -> Result<(), BoxError> {
             "w2" => w2(&bench).await?,
             "w3" => w3(&bench).await?,
             "w5" => w5(&bench).await?,
+            "w6" => w6(&bench).await?,
             "mem" => mem(&bench).await?,
             other => {
-                return Err(
-                    format!("unknown workload '{other}' (expected w1, w2, w3, w5, mem)").into(),
-                );
+                return Err(format!(
+                    "unknown workload '{other}' (expected w1, w2, w3, w5, w6, mem)"
+                )
+                .into());
             }
         }
     }

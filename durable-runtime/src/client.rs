@@ -125,6 +125,40 @@ impl Client {
         }
     }
 
+    /// Sends the event `name` with `data` to a running instance, returning once it is durable.
+    /// The instance receives it through `ctx.wait_for_event(name)` (buffered until it waits).
+    /// An unknown instance is [`Error::InstanceNotFound`]; a finished one,
+    /// [`Error::InstanceFinished`].
+    pub async fn raise_event(
+        &self,
+        instance_id: &str,
+        name: &str,
+        data: impl Serialize,
+    ) -> Result<(), Error> {
+        let input = Payload::encode(&data).map_err(Error::Serialize)?;
+        let write = Write::RaiseEvent {
+            instance_id: instance_id.to_string(),
+            name: name.to_string(),
+            input,
+        };
+        match self.shared.store.write(write).await {
+            Ok(Written::Delivered(Some(message))) => {
+                self.shared.dispatcher.deliver(message);
+                Ok(())
+            }
+            Ok(other) => unreachable!("RaiseEvent answered with {other:?}"),
+            Err(StoreError::InstanceNotFound(id)) => Err(Error::InstanceNotFound(id)),
+            Err(StoreError::InstanceFinished {
+                instance_id,
+                status,
+            }) => Err(Error::InstanceFinished {
+                instance_id,
+                status,
+            }),
+            Err(err) => Err(err.into()),
+        }
+    }
+
     /// The instance's status, or `None` if no instance has this id.
     pub async fn get_status(&self, instance_id: &str) -> Result<Option<InstanceStatus>, Error> {
         Ok(self.shared.store.read_instance(instance_id).await?)

@@ -9,6 +9,7 @@ use crate::registry::Activity;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
+use std::collections::{HashMap, VecDeque};
 use std::future::Future;
 use std::marker::PhantomData;
 use std::pin::Pin;
@@ -110,6 +111,10 @@ pub(crate) struct OrchestrationState {
     recorded: Vec<Option<Recorded>>,
     /// Results delivered so far, for ordering `when_any` by history.
     delivered: u64,
+    /// Events that arrived before anyone waited for them, by name, oldest first.
+    buffered_events: HashMap<String, VecDeque<Payload>>,
+    /// Task slots waiting for an event, by name, oldest first.
+    event_waiters: HashMap<String, VecDeque<u64>>,
     /// Deterministic ids and random numbers handed out so far.
     guids: u64,
     randoms: u64,
@@ -134,6 +139,8 @@ impl OrchestrationState {
             tasks: Vec::new(),
             recorded,
             delivered: 0,
+            buffered_events: HashMap::new(),
+            event_waiters: HashMap::new(),
             guids: 0,
             randoms: 0,
             new_tasks: Vec::new(),
@@ -170,6 +177,51 @@ impl OrchestrationState {
                 (Delivery::Unexpected, None)
             }
         }
+    }
+
+    /// Hands an external event to the oldest wait for its name, or buffers it until one comes.
+    pub(crate) fn raise_event(&mut self, name: &str, input: Payload) -> Option<Waker> {
+        let waiter = self
+            .event_waiters
+            .get_mut(name)
+            .and_then(VecDeque::pop_front);
+        match waiter {
+            Some(task_id) => self.deliver(task_id, Ok(input)).1,
+            None => {
+                self.buffered_events
+                    .entry(name.to_string())
+                    .or_default()
+                    .push_back(input);
+                None
+            }
+        }
+    }
+
+    /// A slot that resolves with the next event called `name`. Waits are not recorded in
+    /// history: the code makes them in the same order on every replay, and the events they
+    /// receive are recorded.
+    fn wait_for_event(&mut self, name: &str) -> u64 {
+        let task_id = self.tasks.len() as u64;
+        self.tasks.push(TaskSlot::Waiting {
+            name: name.to_string(),
+            waker: None,
+        });
+        let buffered = self
+            .buffered_events
+            .get_mut(name)
+            .and_then(VecDeque::pop_front);
+        match buffered {
+            Some(input) => {
+                // Nobody polls this slot yet, so there is no waker to wake.
+                let _ = self.deliver(task_id, Ok(input));
+            }
+            None => self
+                .event_waiters
+                .entry(name.to_string())
+                .or_default()
+                .push_back(task_id),
+        }
+        task_id
     }
 
     /// The first recorded task the code has not scheduled (again), for the end-of-replay check.
@@ -275,6 +327,34 @@ impl OrchestrationContext {
             ),
         };
         drop(state);
+        TaskFuture {
+            state: self.state.clone(),
+            task_id,
+            output: PhantomData,
+        }
+    }
+
+    /// Waits for the external event `name` (sent with `Client::raise_event`) and decodes its
+    /// payload as `T`. Events that arrive before the wait are buffered; several waits for one
+    /// name receive its events in arrival order. A payload that does not decode as `T` is an
+    /// `Err` naming the type. Combine with a timer through [`when_any2`](Self::when_any2) for a
+    /// deadline.
+    ///
+    /// ```
+    /// use durable_runtime::prelude::*;
+    ///
+    /// #[orchestrator]
+    /// async fn approval(ctx: OrchestrationContext) -> Result<bool, OrchestrationError> {
+    ///     let decision = ctx.wait_for_event::<bool>("approved");
+    ///     let deadline = ctx.sleep(Duration::from_secs(72 * 3600));
+    ///     Ok(match ctx.when_any2(decision, deadline).await {
+    ///         Either::Left(approved) => approved?,
+    ///         Either::Right(()) => false,
+    ///     })
+    /// }
+    /// ```
+    pub fn wait_for_event<T: DeserializeOwned>(&self, name: &str) -> TaskFuture<T> {
+        let task_id = self.state.lock().wait_for_event(name);
         TaskFuture {
             state: self.state.clone(),
             task_id,

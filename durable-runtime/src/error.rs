@@ -29,6 +29,14 @@ pub enum Error {
     /// No instance has this id.
     #[error("no instance with id '{0}'")]
     InstanceNotFound(String),
+    /// The instance has finished and takes no more events.
+    #[error("instance '{instance_id}' is {status} and takes no more events")]
+    InstanceFinished {
+        /// The instance.
+        instance_id: String,
+        /// Its final status.
+        status: crate::RuntimeStatus,
+    },
     /// The instance id is not acceptable.
     #[error("invalid instance id '{id}': {reason}")]
     InvalidInstanceId {

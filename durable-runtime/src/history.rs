@@ -57,6 +57,13 @@ pub enum HistoryEvent {
         /// Which timer fired.
         task_id: u64,
     },
+    /// An external event arrived (`Client::raise_event`).
+    EventRaised {
+        /// The event's name.
+        name: String,
+        /// Its payload.
+        input: Payload,
+    },
     /// The orchestrator returned a value; the instance is complete.
     ExecutionCompleted {
         /// The orchestrator's output.
@@ -80,6 +87,7 @@ impl HistoryEvent {
             HistoryEvent::TaskFailed { .. } => "TaskFailed",
             HistoryEvent::TimerCreated { .. } => "TimerCreated",
             HistoryEvent::TimerFired { .. } => "TimerFired",
+            HistoryEvent::EventRaised { .. } => "EventRaised",
             HistoryEvent::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
         }

@@ -241,6 +241,12 @@ impl Execution {
             HistoryEvent::TaskCompleted { task_id, result } => (*task_id, Ok(result.clone())),
             HistoryEvent::TaskFailed { task_id, failure } => (*task_id, Err(failure.clone())),
             HistoryEvent::TimerFired { task_id } => (*task_id, Ok(Payload::null())),
+            HistoryEvent::EventRaised { name, input } => {
+                if let Some(waker) = self.state.lock().raise_event(name, input.clone()) {
+                    waker.wake();
+                }
+                return Ok(());
+            }
             _ => return Ok(()),
         };
         let (delivery, waker) = self.state.lock().deliver(task_id, result);

@@ -108,6 +108,15 @@ pub enum Write {
         /// `TaskCompleted` or `TaskFailed`.
         event: HistoryEvent,
     },
+    /// Send an external event to a running instance.
+    RaiseEvent {
+        /// The addressee; must exist and not be finished.
+        instance_id: String,
+        /// The event's name.
+        name: String,
+        /// Its payload.
+        input: Payload,
+    },
     /// Delete a due timer and send `TimerFired` to its instance.
     FireTimer {
         /// The timer.
@@ -187,6 +196,17 @@ pub enum StoreError {
     /// `CreateInstance` named an id that exists.
     #[error("an instance with id '{0}' already exists")]
     InstanceExists(String),
+    /// No instance has this id.
+    #[error("no instance with id '{0}'")]
+    InstanceNotFound(String),
+    /// The instance has finished and takes no more events.
+    #[error("instance '{instance_id}' is {status} and takes no more events")]
+    InstanceFinished {
+        /// The instance.
+        instance_id: String,
+        /// Its final status.
+        status: RuntimeStatus,
+    },
     /// The store's writer stopped (after an earlier fatal error or at shutdown).
     #[error("the store is closed")]
     Closed,

@@ -15,11 +15,14 @@ use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus
 use crate::payload::Payload;
 use async_trait::async_trait;
 use parking_lot::Mutex;
-use rusqlite::{Connection, OpenFlags, params};
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::mpsc;
 use tokio::sync::oneshot;
+
+/// Most read connections open at once.
+const MAX_READERS: usize = 4;
 
 /// Most writes committed in one transaction; bounds the latency a large batch adds.
 const MAX_BATCH: usize = 4096;
@@ -76,6 +79,8 @@ pub struct SqliteStore {
     path: PathBuf,
     writer: mpsc::Sender<PendingWrite>,
     readers: Mutex<Vec<Connection>>,
+    /// Bounds the read connections (each has its own page cache) however many reads queue.
+    reader_slots: tokio::sync::Semaphore,
     // Held for the store's lifetime: the OS releases it when the process dies, even by kill -9.
     _lock: File,
 }
@@ -105,6 +110,7 @@ impl SqliteStore {
             path,
             writer,
             readers: Mutex::new(Vec::new()),
+            reader_slots: tokio::sync::Semaphore::new(MAX_READERS),
             _lock: lock,
         })
     }
@@ -119,6 +125,11 @@ impl SqliteStore {
         &self,
         f: impl FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     ) -> Result<T, StoreError> {
+        let _slot = self
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| StoreError::Closed)?;
         let pooled = self.readers.lock().pop();
         let conn = match pooled {
             Some(conn) => conn,
@@ -279,6 +290,37 @@ fn apply_write(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<Written,
                 tx,
                 instance_id,
                 event,
+            )?)))
+        }
+        Write::RaiseEvent {
+            instance_id,
+            name,
+            input,
+        } => {
+            let status: Option<String> = tx
+                .prepare_cached("SELECT status FROM instances WHERE instance_id = ?1")?
+                .query_row(params![instance_id], |row| row.get(0))
+                .optional()?;
+            let Some(status) = status else {
+                return Err(StoreError::InstanceNotFound(instance_id.clone()));
+            };
+            let status: RuntimeStatus = status
+                .parse()
+                .map_err(|err| corrupt("instances", instance_id.clone(), err))?;
+            if status.is_terminal() {
+                return Err(StoreError::InstanceFinished {
+                    instance_id: instance_id.clone(),
+                    status,
+                });
+            }
+            let event = HistoryEvent::EventRaised {
+                name: name.clone(),
+                input: input.clone(),
+            };
+            Ok(Written::Delivered(Some(insert_message(
+                tx,
+                instance_id,
+                &event,
             )?)))
         }
         Write::FireTimer {

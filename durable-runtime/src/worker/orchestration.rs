@@ -60,10 +60,16 @@ async fn run_step(
     let mut execution = match execution {
         Some(execution) => execution,
         None => {
-            let history = shared.store.read_history(instance_id).await?;
             let starts_here = messages
                 .iter()
                 .any(|m| matches!(m.event, HistoryEvent::ExecutionStarted { .. }));
+            // ExecutionStarted is consumed by the first step, in the same transaction that
+            // writes the first history: while it is pending, the history is empty.
+            let history = if starts_here {
+                Vec::new()
+            } else {
+                shared.store.read_history(instance_id).await?
+            };
             if history.is_empty() && !starts_here {
                 // Messages for an instance that never started (or was purged): consume them.
                 tracing::warn!(
