@@ -119,7 +119,7 @@ impl Client {
                 self.shared.dispatcher.deliver(message);
                 Ok(instance_id)
             }
-            Ok(other) => unreachable!("CreateInstance answered with {other:?}"),
+            Ok(_) => Err(StoreError::UnexpectedAnswer("create-instance").into()),
             Err(StoreError::InstanceExists(id)) => Err(Error::InstanceAlreadyExists(id)),
             Err(err) => Err(err.into()),
         }
@@ -146,7 +146,7 @@ impl Client {
                 self.shared.dispatcher.deliver(message);
                 Ok(())
             }
-            Ok(other) => unreachable!("RaiseEvent answered with {other:?}"),
+            Ok(_) => Err(StoreError::UnexpectedAnswer("raise-event").into()),
             Err(StoreError::InstanceNotFound(id)) => Err(Error::InstanceNotFound(id)),
             Err(StoreError::InstanceFinished {
                 instance_id,

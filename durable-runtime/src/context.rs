@@ -514,19 +514,16 @@ impl<O: DeserializeOwned> Future for TaskFuture<O> {
         let Some(slot) = state.tasks.get_mut(self.task_id as usize) else {
             return Poll::Pending;
         };
-        match slot {
-            TaskSlot::Waiting { waker, .. } => {
-                match waker {
-                    Some(w) if w.will_wake(cx.waker()) => {}
-                    _ => *waker = Some(cx.waker().clone()),
-                }
+        match std::mem::replace(slot, TaskSlot::Taken) {
+            TaskSlot::Waiting { name, waker } => {
+                let waker = match waker {
+                    Some(w) if w.will_wake(cx.waker()) => Some(w),
+                    _ => Some(cx.waker().clone()),
+                };
+                *slot = TaskSlot::Waiting { name, waker };
                 Poll::Pending
             }
-            TaskSlot::Done { .. } => {
-                let TaskSlot::Done { name, result, .. } = std::mem::replace(slot, TaskSlot::Taken)
-                else {
-                    unreachable!("matched Done above")
-                };
+            TaskSlot::Done { name, result, .. } => {
                 drop(state);
                 Poll::Ready(decode_result(&name, result))
             }

@@ -207,6 +207,9 @@ pub enum StoreError {
         /// Its final status.
         status: RuntimeStatus,
     },
+    /// A backend answered a write with the wrong kind of result (a bug in the backend).
+    #[error("the store answered a {0} write with another kind of result")]
+    UnexpectedAnswer(&'static str),
     /// The store's writer stopped (after an earlier fatal error or at shutdown).
     #[error("the store is closed")]
     Closed,

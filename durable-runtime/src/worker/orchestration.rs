@@ -115,7 +115,7 @@ async fn run_step(
         failure,
     };
     let Written::Step(work) = shared.store.write(Write::Step(commit)).await? else {
-        unreachable!("a step write answers with Written::Step")
+        return Err(StoreError::UnexpectedAnswer("step"));
     };
     execution.committed(appended);
     for item in work.activities {
