@@ -3,6 +3,17 @@
 //! The runtime never writes row by row: each orchestration step, activity completion or new
 //! instance is one [`Write`], applied atomically. A backend may group many writes into one
 //! transaction (one fsync), but must acknowledge a write only once it is durable.
+//!
+//! Work reaches workers in two ways: at once, in-process, when the write that created it is
+//! acknowledged (the [`Written`] answer carries the new work items), and through
+//! [`Backend::pending_work`] at startup for whatever an earlier process left. The embedded store
+//! is owned by one process (it holds a lock file), so that is all it needs. A shared database
+//! backend adds leases to the same shape: `pending_work` becomes "lease up to N unleased or
+//! expired items for this worker", polled periodically as well as at startup; work items carry
+//! a lease owner and expiry (taken with `FOR UPDATE SKIP LOCKED`); and a step's or completion's
+//! `Write` also checks that the lease is still held, so a worker that lost its lease cannot
+//! commit over the one that took the work over. The `Write` units and their atomicity stay as
+//! they are.
 
 pub mod sqlite;
 
