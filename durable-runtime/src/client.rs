@@ -44,15 +44,8 @@ impl Client {
         orchestrator: O,
         input: O::Input,
     ) -> Result<String, Error> {
-        let _ = orchestrator;
-        let input = Payload::encode(&input).map_err(Error::Serialize)?;
-        self.create(
-            O::NAME,
-            O::VERSION.map(str::to_string),
-            new_instance_id(),
-            input,
-        )
-        .await
+        self.start_with_id(orchestrator, new_instance_id(), input)
+            .await
     }
 
     /// Starts `orchestrator` under `instance_id`; an id already in use is

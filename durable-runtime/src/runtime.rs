@@ -4,8 +4,8 @@ use crate::client::Client;
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::registry::Registry;
+use crate::store::Backend;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{ActivityWorkItem, Backend};
 use crate::worker::{Shared, activity, orchestration, timer};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -116,17 +116,19 @@ impl RuntimeBuilder {
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
         let loops = vec![
-            tokio::spawn(run_orchestrations(
+            tokio::spawn(run_queue(
                 shared.clone(),
                 queues.ready,
                 orchestration_slots.clone(),
                 stopped.clone(),
+                orchestration::process_instance,
             )),
-            tokio::spawn(run_activities(
+            tokio::spawn(run_queue(
                 shared.clone(),
                 queues.activities,
                 activity_slots.clone(),
                 stopped.clone(),
+                activity::execute,
             )),
             tokio::spawn(timer::run(shared.clone(), queues.timers, stopped)),
         ];
@@ -192,35 +194,19 @@ impl Runtime {
     }
 }
 
-async fn run_orchestrations(
+/// Drains `queue`, running `work` on each item as its own task, at most `slots` at a time,
+/// until the runtime stops.
+async fn run_queue<T, F, Fut>(
     shared: Arc<Shared>,
-    mut ready: mpsc::UnboundedReceiver<String>,
+    mut queue: mpsc::UnboundedReceiver<T>,
     slots: Arc<Semaphore>,
     mut stopped: watch::Receiver<bool>,
-) {
-    loop {
-        let instance_id = tokio::select! {
-            biased;
-            _ = stopped.wait_for(|stop| *stop) => return,
-            next = ready.recv() => match next { Some(id) => id, None => return },
-        };
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
-        };
-        let shared = shared.clone();
-        tokio::spawn(async move {
-            orchestration::process_instance(shared, instance_id).await;
-            drop(permit);
-        });
-    }
-}
-
-async fn run_activities(
-    shared: Arc<Shared>,
-    mut queue: mpsc::UnboundedReceiver<ActivityWorkItem>,
-    slots: Arc<Semaphore>,
-    mut stopped: watch::Receiver<bool>,
-) {
+    work: F,
+) where
+    T: Send + 'static,
+    F: Fn(Arc<Shared>, T) -> Fut,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
     loop {
         let item = tokio::select! {
             biased;
@@ -230,9 +216,9 @@ async fn run_activities(
         let Ok(permit) = slots.clone().acquire_owned().await else {
             return;
         };
-        let shared = shared.clone();
+        let task = work(shared.clone(), item);
         tokio::spawn(async move {
-            activity::execute(shared, item).await;
+            task.await;
             drop(permit);
         });
     }

@@ -61,13 +61,7 @@ async fn a_thousand_concurrent_events_arrive_exactly_once() {
         .expect("finishes");
     let (count, sum): (u32, u64) = status.output_as().expect("output");
     assert_eq!((count, sum), (1000, 500_500));
-    let history = client
-        .get_status_with_history(&id)
-        .await
-        .expect("reads")
-        .expect("exists")
-        .history
-        .expect("history");
+    let history = support::history(&client, &id).await;
     let raised = history
         .iter()
         .filter(|r| matches!(r.event, HistoryEvent::EventRaised { .. }))
@@ -98,13 +92,9 @@ async fn events_sent_before_the_wait_are_buffered_and_survive_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_or_a_deadline_decides() {
     let store = TestStore::new();
-    let runtime = store
-        .builder()
-        .shutdown_timeout(Duration::from_millis(50))
-        .start()
-        .await
-        .expect("starts");
-    let client = runtime.client();
+    let (runtime, client) = store
+        .start_with(|b| b.shutdown_timeout(Duration::from_millis(50)))
+        .await;
     let approved = client.start(approval, 3_600_000).await.expect("start");
     client
         .raise_event(&approved, "approved", true)

@@ -43,13 +43,7 @@ async fn evolving(ctx: OrchestrationContext) -> Result<u32, OrchestrationError> 
 async fn changed_code_fails_the_instance_on_replay() {
     let store = TestStore::new();
     // Cache off: the second step rebuilds the instance from history with the "new" code.
-    let runtime = store
-        .builder()
-        .cache_capacity(0)
-        .start()
-        .await
-        .expect("starts");
-    let client = runtime.client();
+    let (runtime, client) = store.start_with(|b| b.cache_capacity(0)).await;
     let id = client.start(evolving, ()).await.expect("start");
     let status = client
         .wait_for_completion(&id, WAIT)
@@ -63,13 +57,7 @@ async fn changed_code_fails_the_instance_on_replay() {
          but the code now schedules activity 'replacement_step'"
     );
 
-    let history = client
-        .get_status_with_history(&id)
-        .await
-        .expect("reads")
-        .expect("exists")
-        .history
-        .expect("history");
+    let history = support::history(&client, &id).await;
     let scheduled: Vec<&str> = history
         .iter()
         .filter_map(|r| match &r.event {

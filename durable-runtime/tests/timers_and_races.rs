@@ -83,13 +83,7 @@ async fn a_durable_timer_fires_and_is_recorded() {
         .expect("finishes");
     let slept: u64 = status.output_as().expect("output");
     assert!(slept >= 40, "slept {slept} ms");
-    let history = client
-        .get_status_with_history(&id)
-        .await
-        .expect("reads")
-        .expect("exists")
-        .history
-        .expect("history");
+    let history = support::history(&client, &id).await;
     assert!(
         history
             .iter()
@@ -123,13 +117,9 @@ async fn a_timer_survives_a_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn when_any_returns_the_first_finished() {
     let store = TestStore::new();
-    let runtime = store
-        .builder()
-        .shutdown_timeout(Duration::from_millis(50))
-        .start()
-        .await
-        .expect("starts");
-    let client = runtime.client();
+    let (runtime, client) = store
+        .start_with(|b| b.shutdown_timeout(Duration::from_millis(50)))
+        .await;
     let fast = client
         .start(race_activity_against_timer, false)
         .await
@@ -155,13 +145,7 @@ async fn when_any_returns_the_first_finished() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn races_and_generated_values_replay_identically() {
     let store = TestStore::new();
-    let runtime = store
-        .builder()
-        .cache_capacity(0)
-        .start()
-        .await
-        .expect("starts");
-    let client = runtime.client();
+    let (runtime, client) = store.start_with(|b| b.cache_capacity(0)).await;
     let race = client.start(first_of_many, ()).await.expect("start");
     let values = client.start(replay_stable_values, ()).await.expect("start");
     let race = client

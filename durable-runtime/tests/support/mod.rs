@@ -26,10 +26,32 @@ impl TestStore {
     }
 
     pub async fn start(&self) -> (Runtime, Client) {
-        let runtime = self.builder().start().await.expect("runtime starts");
+        self.start_with(|builder| builder).await
+    }
+
+    /// Starts a runtime on this store with adjusted settings.
+    pub async fn start_with(
+        &self,
+        settings: impl FnOnce(RuntimeBuilder) -> RuntimeBuilder,
+    ) -> (Runtime, Client) {
+        let runtime = settings(self.builder())
+            .start()
+            .await
+            .expect("runtime starts");
         let client = runtime.client();
         (runtime, client)
     }
+}
+
+/// The instance's full history (the instance must exist).
+pub async fn history(client: &Client, id: &str) -> Vec<durable_runtime::HistoryRecord> {
+    client
+        .get_status_with_history(id)
+        .await
+        .expect("reads the store")
+        .expect("the instance exists")
+        .history
+        .expect("history was asked for")
 }
 
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
