@@ -1,9 +1,10 @@
 //! Procedural macros for `durable`. Use them through `durable_runtime`, which re-exports them
 //! and provides everything the generated code refers to.
 //!
-//! Each attribute runs in three stages kept apart: [`signature`] parses and validates the
-//! function, [`expand`] writes the registration, and errors are collected and reported
-//! together beside the user's unchanged function, so tooling keeps working.
+//! Each attribute runs in stages kept apart: `attr` and `signature` parse and validate the
+//! attribute and the function, `determinism` checks an orchestrator's body, and `expand` writes
+//! the registration. Errors are collected and reported together; where the signature is sound
+//! the expansion is still emitted, so one mistake does not cascade into errors at every use.
 
 mod attr;
 mod determinism;
