@@ -149,6 +149,15 @@ impl Dispatcher {
         (false, None)
     }
 
+    /// Forgets a claimed instance and its in-memory messages (they stay in the store).
+    pub(crate) fn abandon(&self, instance_id: &str) {
+        if let Some(slot) = self.slots.lock().remove(instance_id)
+            && slot.execution.is_some()
+        {
+            *self.cached.lock() -= 1;
+        }
+    }
+
     /// Registers interest in `instance_id` finishing.
     pub(crate) fn watch(&self, instance_id: &str) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();

@@ -6,7 +6,7 @@ use crate::error::Error;
 use crate::registry::Registry;
 use crate::store::Backend;
 use crate::store::sqlite::SqliteStore;
-use crate::worker::{Shared, activity, orchestration, timer};
+use crate::worker::{InFlight, Shared, activity, orchestration, timer};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -115,30 +115,30 @@ impl RuntimeBuilder {
         let (stop, stopped) = watch::channel(false);
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
+        let grace = self.shutdown_timeout;
         let loops = vec![
             tokio::spawn(run_queue(
                 shared.clone(),
                 queues.ready,
-                orchestration_slots.clone(),
+                orchestration_slots,
                 stopped.clone(),
+                grace,
                 orchestration::process_instance,
             )),
             tokio::spawn(run_queue(
                 shared.clone(),
                 queues.activities,
-                activity_slots.clone(),
+                activity_slots,
                 stopped.clone(),
+                grace,
                 activity::execute,
             )),
-            tokio::spawn(timer::run(shared.clone(), queues.timers, stopped)),
+            tokio::spawn(timer::run(shared.clone(), queues.timers, stopped, grace)),
         ];
         Ok(Runtime {
             shared,
             loops,
             stop,
-            orchestration_slots: (orchestration_slots, self.orchestration_concurrency),
-            activity_slots: (activity_slots, self.activity_concurrency),
-            shutdown_timeout: self.shutdown_timeout,
         })
     }
 }
@@ -148,11 +148,8 @@ impl RuntimeBuilder {
 /// Every `#[orchestrator]` and `#[activity]` linked into the program is registered.
 pub struct Runtime {
     shared: Arc<Shared>,
-    loops: Vec<tokio::task::JoinHandle<()>>,
+    loops: Vec<tokio::task::JoinHandle<bool>>,
     stop: watch::Sender<bool>,
-    orchestration_slots: (Arc<Semaphore>, usize),
-    activity_slots: (Arc<Semaphore>, usize),
-    shutdown_timeout: Duration,
 }
 
 impl Runtime {
@@ -173,53 +170,53 @@ impl Runtime {
     }
 
     /// Stops taking new work and waits (up to the shutdown timeout) for steps and activities in
-    /// flight to finish and commit. Work not started stays in the store for the next start.
-    pub async fn shutdown(mut self) {
+    /// flight to finish and commit; what is still running then is abandoned, to run again at
+    /// the next start. Work not started stays in the store. The store closes (and its lock is
+    /// released) once the runtime and every [`Client`] of it are dropped.
+    pub async fn shutdown(self) {
         let _ = self.stop.send(true);
-        let drain = async {
-            for handle in &mut self.loops {
-                let _ = handle.await;
-            }
-            let (slots, count) = &self.orchestration_slots;
-            let _held = slots.acquire_many(*count as u32).await;
-            let (slots, count) = &self.activity_slots;
-            let _held = slots.acquire_many(*count as u32).await;
-        };
-        if tokio::time::timeout(self.shutdown_timeout, drain)
-            .await
-            .is_err()
-        {
+        let mut clean = true;
+        for handle in self.loops {
+            clean &= handle.await.unwrap_or(false);
+        }
+        if !clean {
             tracing::warn!("shutdown timed out with work in flight; it resumes at the next start");
         }
     }
 }
 
 /// Drains `queue`, running `work` on each item as its own task, at most `slots` at a time,
-/// until the runtime stops.
+/// until the runtime stops; then lets the tasks in flight finish (up to `grace`). Returns false
+/// if some had to be abandoned.
 async fn run_queue<T, F, Fut>(
     shared: Arc<Shared>,
     mut queue: mpsc::UnboundedReceiver<T>,
     slots: Arc<Semaphore>,
     mut stopped: watch::Receiver<bool>,
+    grace: Duration,
     work: F,
-) where
+) -> bool
+where
     T: Send + 'static,
     F: Fn(Arc<Shared>, T) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
+    let mut in_flight = InFlight::default();
     loop {
         let item = tokio::select! {
             biased;
-            _ = stopped.wait_for(|stop| *stop) => return,
-            next = queue.recv() => match next { Some(item) => item, None => return },
+            _ = stopped.wait_for(|stop| *stop) => break,
+            next = queue.recv() => match next { Some(item) => item, None => break },
         };
         let Ok(permit) = slots.clone().acquire_owned().await else {
-            return;
+            break;
         };
         let task = work(shared.clone(), item);
-        tokio::spawn(async move {
+        in_flight.spawn(async move {
             task.await;
             drop(permit);
         });
     }
+    drop(shared);
+    in_flight.drain(grace).await
 }

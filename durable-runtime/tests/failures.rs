@@ -303,3 +303,67 @@ async fn corrupt_rows_surface_as_errors() {
     );
     runtime.shutdown().await;
 }
+
+/// Signalled by `gate` once the first step (which scheduled it) is durable.
+static GATE_REACHED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[activity]
+async fn gate() {
+    GATE_REACHED.notify_one();
+    std::future::pending::<()>().await
+}
+
+#[orchestrator]
+async fn gated(ctx: OrchestrationContext) -> Result<(), OrchestrationError> {
+    let opened = ctx.call_activity(gate, ());
+    let go = ctx.wait_for_event::<()>("go");
+    ctx.when_any2(opened, go).await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_history_fails_its_instance_naming_the_row() {
+    let store = TestStore::new();
+    let quick_stop =
+        |b: durable_runtime::RuntimeBuilder| b.shutdown_timeout(Duration::from_millis(20));
+    let (runtime, client) = store.start_with(quick_stop).await;
+    let id = client.start(gated, ()).await.expect("start");
+    GATE_REACHED.notified().await;
+    drop(client);
+    runtime.shutdown().await;
+
+    let conn = rusqlite::Connection::open(store.path()).expect("open");
+    let changed = conn
+        .execute(
+            "UPDATE history SET event = 'garbage' WHERE instance_id = ?1 AND seq = 2",
+            [&id],
+        )
+        .expect("corrupt a history row");
+    assert_eq!(changed, 1);
+    drop(conn);
+
+    let (runtime, client) = store.start_with(quick_stop).await;
+    client.raise_event(&id, "go", ()).await.expect("raised");
+    let status = finished(&client, &id).await;
+    let message = &failure(&status).message;
+    assert!(
+        message.starts_with(&format!(
+            "the instance cannot be replayed: corrupt history row {id}#2"
+        )),
+        "{message}"
+    );
+    // Other instances are unaffected.
+    let other = client
+        .start(panicking_orchestrator, 2)
+        .await
+        .expect("start");
+    assert_eq!(
+        finished(&client, &other)
+            .await
+            .output_as::<u32>()
+            .expect("output"),
+        2
+    );
+    drop(client);
+    runtime.shutdown().await;
+}

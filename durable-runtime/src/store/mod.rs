@@ -119,6 +119,15 @@ pub enum Write {
         /// `TaskCompleted` or `TaskFailed`.
         event: HistoryEvent,
     },
+    /// Mark an instance failed without touching its history (which cannot be trusted).
+    FailInstance {
+        /// The instance.
+        instance_id: String,
+        /// Why.
+        failure: FailureDetails,
+        /// When (ms since the epoch).
+        timestamp_ms: i64,
+    },
     /// Send an external event to a running instance.
     RaiseEvent {
         /// The addressee; must exist and not be finished.

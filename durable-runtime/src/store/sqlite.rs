@@ -292,6 +292,22 @@ fn apply_write(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<Written,
                 event,
             )?)))
         }
+        Write::FailInstance {
+            instance_id,
+            failure,
+            timestamp_ms,
+        } => {
+            tx.prepare_cached(
+                "UPDATE instances SET status = ?2, failure = ?3, updated_ms = ?4 WHERE instance_id = ?1",
+            )?
+            .execute(params![
+                instance_id,
+                RuntimeStatus::Failed.as_str(),
+                to_json(failure)?,
+                timestamp_ms
+            ])?;
+            Ok(Written::Delivered(None))
+        }
         Write::RaiseEvent {
             instance_id,
             name,

@@ -1,6 +1,7 @@
 //! Runs orchestration steps: claim an instance's messages, step its execution, commit.
 
 use super::{RETRY_DELAY, Shared};
+use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, now_ms};
 use crate::instance::RuntimeStatus;
 use crate::replay::Execution;
@@ -31,6 +32,25 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                 Ok(kept) => {
                     execution = kept;
                     messages.clear();
+                }
+                Err(StoreError::Corrupt { table, key, reason }) => {
+                    // Retrying cannot help: fail the instance, saying which row, and keep its
+                    // messages in the store for whoever repairs the row.
+                    let failure = FailureDetails::new(format!(
+                        "the instance cannot be replayed: corrupt {table} row {key}: {reason}"
+                    ));
+                    tracing::error!(failure = %failure.message, "failing the instance");
+                    let write = Write::FailInstance {
+                        instance_id: instance_id.clone(),
+                        failure,
+                        timestamp_ms: now_ms(),
+                    };
+                    if let Err(err) = shared.store.write(write).await {
+                        tracing::error!(error = %err, "could not record the failure");
+                    }
+                    shared.dispatcher.abandon(&instance_id);
+                    shared.dispatcher.finished(&instance_id);
+                    return;
                 }
                 Err(err) => {
                     tracing::error!(error = %err, "step not committed; retrying after a delay");

@@ -3,7 +3,7 @@
 //! Armed timers live in the store (so they survive restarts) and in a heap here ordered by due
 //! time; one task sleeps until the earliest and then commits `TimerFired` for every due timer.
 
-use super::{RETRY_DELAY, Shared};
+use super::{InFlight, RETRY_DELAY, Shared};
 use crate::history::now_ms;
 use crate::store::{TimerWorkItem, Write, Written};
 use std::cmp::Reverse;
@@ -40,8 +40,10 @@ pub(crate) async fn run(
     shared: Arc<Shared>,
     mut armed: mpsc::UnboundedReceiver<TimerWorkItem>,
     mut stopped: watch::Receiver<bool>,
-) {
+    grace: Duration,
+) -> bool {
     let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
+    let mut in_flight = InFlight::default();
     loop {
         let now = now_ms();
         while heap
@@ -49,7 +51,7 @@ pub(crate) async fn run(
             .is_some_and(|Reverse(due)| due.0.fire_at_ms <= now)
         {
             if let Some(Reverse(Due(timer))) = heap.pop() {
-                tokio::spawn(fire(shared.clone(), timer));
+                in_flight.spawn(fire(shared.clone(), timer));
             }
         }
         let wait = heap
@@ -60,14 +62,16 @@ pub(crate) async fn run(
             .unwrap_or(Duration::from_secs(3600));
         tokio::select! {
             biased;
-            _ = stopped.wait_for(|stop| *stop) => return,
+            _ = stopped.wait_for(|stop| *stop) => break,
             timer = armed.recv() => match timer {
                 Some(timer) => heap.push(Reverse(Due(timer))),
-                None => return,
+                None => break,
             },
             _ = tokio::time::sleep(wait) => {}
         }
     }
+    drop(shared);
+    in_flight.drain(grace).await
 }
 
 /// Commits the firing, then hands `TimerFired` to the instance.
