@@ -90,6 +90,10 @@ pub struct StepCommit {
     pub events: Vec<HistoryEvent>,
     /// Ids of the messages this step consumed; they are deleted.
     pub consumed: Vec<i64>,
+    /// Activity work items whose results (`TaskCompleted` / `TaskFailed` in `events`) this
+    /// step records; they are deleted. If one is already gone, its result was recorded before,
+    /// and the write fails with [`StoreError::AlreadyRecorded`] so nothing is recorded twice.
+    pub completed_activities: Vec<i64>,
     /// Activities to enqueue: `(task_id, name, input)`.
     pub activities: Vec<(u64, String, Payload)>,
     /// Timers to arm: `(task_id, fire_at_ms)`.
@@ -110,15 +114,6 @@ pub enum Write {
     CreateInstance(NewInstance),
     /// Apply an orchestration step.
     Step(StepCommit),
-    /// Delete a finished activity's work item and send its result to the instance.
-    CompleteActivity {
-        /// The work item.
-        work_item_id: i64,
-        /// Its instance.
-        instance_id: String,
-        /// `TaskCompleted` or `TaskFailed`.
-        event: HistoryEvent,
-    },
     /// Mark an instance failed without touching its history (which cannot be trusted).
     FailInstance {
         /// The instance.
@@ -164,8 +159,8 @@ pub enum Written {
     Instance(Message),
     /// The step is durable; the work it created.
     Step(StepWork),
-    /// The result (or timer firing) is durable; the message it sent. `None` when the work item
-    /// was already gone (a duplicate execution after a crash): nothing is sent twice.
+    /// The event (or timer firing) is durable; the message it sent. `None` when the timer was
+    /// already gone (fired before a crash): nothing is sent twice.
     Delivered(Option<Message>),
 }
 
@@ -227,6 +222,10 @@ pub enum StoreError {
         /// Its final status.
         status: RuntimeStatus,
     },
+    /// A step tried to record activity results whose work items are already gone (recorded by
+    /// an earlier step); the step was not applied.
+    #[error("the results of activity work items {0:?} are already recorded")]
+    AlreadyRecorded(Vec<i64>),
     /// A backend answered a write with the wrong kind of result (a bug in the backend).
     #[error("the store answered a {0} write with another kind of result")]
     UnexpectedAnswer(&'static str),

@@ -275,23 +275,6 @@ fn apply_write(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<Written,
     match write {
         Write::CreateInstance(new) => create_instance(tx, new),
         Write::Step(step) => apply_step(tx, step),
-        Write::CompleteActivity {
-            work_item_id,
-            instance_id,
-            event,
-        } => {
-            let deleted = tx
-                .prepare_cached("DELETE FROM activities WHERE id = ?1")?
-                .execute(params![work_item_id])?;
-            if deleted == 0 {
-                return Ok(Written::Delivered(None));
-            }
-            Ok(Written::Delivered(Some(insert_message(
-                tx,
-                instance_id,
-                event,
-            )?)))
-        }
         Write::FailInstance {
             instance_id,
             failure,
@@ -411,6 +394,16 @@ fn apply_step(tx: &rusqlite::Transaction<'_>, step: &StepCommit) -> Result<Writt
         let mut consume = tx.prepare_cached("DELETE FROM messages WHERE id = ?1")?;
         for id in &step.consumed {
             consume.execute(params![id])?;
+        }
+        let mut complete = tx.prepare_cached("DELETE FROM activities WHERE id = ?1")?;
+        let mut gone = Vec::new();
+        for id in &step.completed_activities {
+            if complete.execute(params![id])? == 0 {
+                gone.push(*id);
+            }
+        }
+        if !gone.is_empty() {
+            return Err(StoreError::AlreadyRecorded(gone));
         }
     }
     let mut activities = Vec::with_capacity(step.activities.len());
@@ -683,5 +676,69 @@ impl std::fmt::Debug for SqliteStore {
         f.debug_struct("SqliteStore")
             .field("path", &self.path)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn step(instance_id: &str, completed_activities: Vec<i64>) -> StepCommit {
+        StepCommit {
+            instance_id: instance_id.to_string(),
+            first_seq: 0,
+            timestamp_ms: 1,
+            events: vec![HistoryEvent::OrchestratorStarted],
+            consumed: Vec::new(),
+            completed_activities,
+            activities: Vec::new(),
+            timers: Vec::new(),
+            status: Some(RuntimeStatus::Running),
+            output: None,
+            failure: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_step_recording_a_result_twice_is_refused_whole() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let store = SqliteStore::open(dir.path().join("s.db")).expect("opens");
+        let new = NewInstance {
+            instance_id: "i".into(),
+            name: "o".into(),
+            version: None,
+            input: Payload::null(),
+            created_ms: 0,
+        };
+        store
+            .write(Write::CreateInstance(new))
+            .await
+            .expect("created");
+        let err = store
+            .write(Write::Step(step("i", vec![404])))
+            .await
+            .expect_err("no such work item");
+        assert!(
+            matches!(err, StoreError::AlreadyRecorded(ref ids) if ids == &[404]),
+            "{err}"
+        );
+        // Nothing of the refused step was applied: the same step applies cleanly without it.
+        assert!(store.read_history("i").await.expect("reads").is_empty());
+        store
+            .write(Write::Step(step("i", vec![])))
+            .await
+            .expect("applies");
+        assert_eq!(store.read_history("i").await.expect("reads").len(), 1);
+    }
+
+    #[test]
+    fn a_second_store_on_the_same_file_is_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join("s.db");
+        let _first = SqliteStore::open(&path).expect("opens");
+        assert!(matches!(
+            SqliteStore::open(&path),
+            Err(StoreError::Locked { .. })
+        ));
     }
 }

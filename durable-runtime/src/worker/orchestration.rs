@@ -1,6 +1,7 @@
 //! Runs orchestration steps: claim an instance's messages, step its execution, commit.
 
 use super::{RETRY_DELAY, Shared};
+use crate::dispatch::{Inbound, Source};
 use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, now_ms};
 use crate::instance::RuntimeStatus;
@@ -52,6 +53,20 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                     shared.dispatcher.finished(&instance_id);
                     return;
                 }
+                Err(StoreError::AlreadyRecorded(work_items)) => {
+                    // Those results were recorded by an earlier step: drop the duplicates and
+                    // run the step again from history.
+                    tracing::warn!(?work_items, "dropping activity results recorded before");
+                    messages.retain(
+                        |m| !matches!(m.source, Source::Activity(id) if work_items.contains(&id)),
+                    );
+                    let (_, _) = shared.dispatcher.release(
+                        &instance_id,
+                        None,
+                        std::mem::take(&mut messages),
+                    );
+                    messages = shared.dispatcher.claim(&instance_id).messages;
+                }
                 Err(err) => {
                     tracing::error!(error = %err, "step not committed; retrying after a delay");
                     // The in-memory execution may be ahead of history: drop it and replay later.
@@ -75,7 +90,7 @@ async fn run_step(
     shared: &Shared,
     instance_id: &str,
     execution: Option<Box<Execution>>,
-    messages: &[crate::store::Message],
+    messages: &[Inbound],
 ) -> Result<Option<Box<Execution>>, StoreError> {
     let mut execution = match execution {
         Some(execution) => execution,
@@ -127,7 +142,8 @@ async fn run_step(
         first_seq: execution.history_len(),
         timestamp_ms: now,
         events: step.events,
-        consumed: messages.iter().map(|m| m.id).collect(),
+        consumed: stored_messages(messages),
+        completed_activities: completed_activities(messages),
         activities: step.scheduled,
         timers: step.timers,
         status: Some(status),
@@ -153,14 +169,15 @@ async fn run_step(
 async fn commit_consume_only(
     shared: &Shared,
     instance_id: &str,
-    messages: &[crate::store::Message],
+    messages: &[Inbound],
 ) -> Result<(), StoreError> {
     let commit = StepCommit {
         instance_id: instance_id.to_string(),
         first_seq: 0,
         timestamp_ms: now_ms(),
         events: Vec::new(),
-        consumed: messages.iter().map(|m| m.id).collect(),
+        consumed: stored_messages(messages),
+        completed_activities: completed_activities(messages),
         activities: Vec::new(),
         timers: Vec::new(),
         status: None,
@@ -168,4 +185,26 @@ async fn commit_consume_only(
         failure: None,
     };
     shared.store.write(Write::Step(commit)).await.map(|_| ())
+}
+
+/// The ids of the stored messages among `inbound`.
+fn stored_messages(inbound: &[Inbound]) -> Vec<i64> {
+    inbound
+        .iter()
+        .filter_map(|m| match m.source {
+            Source::Message(id) => Some(id),
+            Source::Activity(_) => None,
+        })
+        .collect()
+}
+
+/// The activity work items whose results are among `inbound`.
+fn completed_activities(inbound: &[Inbound]) -> Vec<i64> {
+    inbound
+        .iter()
+        .filter_map(|m| match m.source {
+            Source::Activity(id) => Some(id),
+            Source::Message(_) => None,
+        })
+        .collect()
 }
