@@ -1,7 +1,8 @@
 //! Storage: the `Backend` trait every store implements, and the units of work it commits.
 //!
-//! The runtime never writes row by row: each orchestration step, activity completion or new
-//! instance is one [`Write`], applied atomically. A backend may group many writes into one
+//! The runtime never writes row by row: each orchestration step (which also records the results
+//! of the activities it consumed), new instance, raised event or fired timer is one [`Write`],
+//! applied atomically. A backend may group many writes into one
 //! transaction (one fsync), but must acknowledge a write only once it is durable.
 //!
 //! Work reaches workers in two ways: at once, in-process, when the write that created it is
@@ -10,10 +11,12 @@
 //! is owned by one process (it holds a lock file), so that is all it needs. A shared database
 //! backend adds leases to the same shape: `pending_work` becomes "lease up to N unleased or
 //! expired items for this worker", polled periodically as well as at startup; work items carry
-//! a lease owner and expiry (taken with `FOR UPDATE SKIP LOCKED`); and a step's or completion's
+//! a lease owner and expiry (taken with `FOR UPDATE SKIP LOCKED`); and a step's
 //! `Write` also checks that the lease is still held, so a worker that lost its lease cannot
-//! commit over the one that took the work over. The `Write` units and their atomicity stay as
-//! they are.
+//! commit over the one that took the work over. An activity finished by a worker that does not
+//! hold its orchestration's lease would send its result as a stored message (as raised events
+//! are sent), instead of handing it over in memory. The `Write` units and their atomicity stay
+//! as they are.
 
 pub mod sqlite;
 
