@@ -10,7 +10,6 @@ use durable_runtime::prelude::*;
 use durable_runtime::{HistoryEvent, Payload};
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
-use std::process::{Command, Stdio};
 use support::TestStore;
 
 const EVENTS: u64 = 300;
@@ -77,35 +76,21 @@ fn event_raiser_process() {
 #[test]
 fn acknowledged_events_survive_kill_9() {
     let store = TestStore::new();
-    let exe = std::env::current_exe().expect("test binary path");
-    let mut seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(11);
-    println!("seed {seed}");
+    let mut rng = support::Lcg::from_clock();
     let mut next_first = 1;
     // Numbers that were in flight (raised, not acknowledged) when a process was killed.
     let mut in_flight = BTreeSet::new();
     let mut finished = false;
     for incarnation in 0..=KILLS {
-        let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "event_raiser_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("DURABLE_EV_STORE", store.path())
-            .env("DURABLE_EV_FIRST", next_first.to_string())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn worker");
-        seed = seed
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        let kill_after = (incarnation < KILLS).then(|| 10 + (seed >> 33) % 60);
+        let first = next_first.to_string();
+        let mut child = support::spawn_worker(
+            "event_raiser_process",
+            &[
+                ("DURABLE_EV_STORE", store.path().as_os_str()),
+                ("DURABLE_EV_FIRST", first.as_ref()),
+            ],
+        );
+        let kill_after = (incarnation < KILLS).then(|| rng.next_in(10, 70));
         let stdout = child.stdout.take().expect("piped stdout");
         let mut acknowledged_here = 0;
         let mut killed = false;

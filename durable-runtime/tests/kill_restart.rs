@@ -12,7 +12,6 @@ use durable_runtime::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::io::{BufRead, BufReader, Write};
 use std::path::Path;
-use std::process::{Command, Stdio};
 use support::TestStore;
 
 const INSTANCES: u32 = 300;
@@ -113,49 +112,23 @@ fn pending_activities(store: &Path) -> HashSet<(String, u64)> {
     .expect("decode")
 }
 
-/// A small deterministic generator, seeded from the clock and printed for reproduction.
-struct Lcg(u64);
-
-impl Lcg {
-    fn next_in(&mut self, low: u64, high: u64) -> u64 {
-        self.0 = self
-            .0
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        low + (self.0 >> 33) % (high - low)
-    }
-}
-
 #[test]
 fn kill_9_at_random_moments_loses_nothing() {
     let store = TestStore::new();
     let log = store.dir.path().join("executions.log");
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64)
-        .unwrap_or(7);
-    println!("seed {seed}");
-    let mut rng = Lcg(seed);
-    let exe = std::env::current_exe().expect("test binary path");
+    let mut rng = support::Lcg::from_clock();
     // Executions per incarnation, and the activities pending at the kill that ended it.
     let mut incarnations: Vec<(u32, HashSet<(String, u64)>)> = Vec::new();
     let mut kills = 0;
     let mut finished = false;
     for incarnation in 0..KILLS + 1 {
-        let mut child = Command::new(&exe)
-            .args([
-                "--ignored",
-                "--exact",
-                "crash_worker_process",
-                "--nocapture",
-                "--test-threads=1",
-            ])
-            .env("DURABLE_R1_STORE", store.path())
-            .env("DURABLE_R1_LOG", &log)
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn worker");
+        let mut child = support::spawn_worker(
+            "crash_worker_process",
+            &[
+                ("DURABLE_R1_STORE", store.path().as_os_str()),
+                ("DURABLE_R1_LOG", log.as_os_str()),
+            ],
+        );
         let pid = child.id();
         let kill_after = if incarnation < KILLS {
             Some(rng.next_in(20, 400))

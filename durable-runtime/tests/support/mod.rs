@@ -54,4 +54,49 @@ pub async fn history(client: &Client, id: &str) -> Vec<durable_runtime::HistoryR
         .expect("history was asked for")
 }
 
+/// Re-runs this test binary as a worker process executing only the ignored test `test`, with
+/// `env` set and its stdout piped back (for kill -9 tests).
+pub fn spawn_worker(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Child {
+    let exe = std::env::current_exe().expect("test binary path");
+    let mut command = std::process::Command::new(exe);
+    command
+        .args([
+            "--ignored",
+            "--exact",
+            test,
+            "--nocapture",
+            "--test-threads=1",
+        ])
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    command.spawn().expect("spawn worker process")
+}
+
+/// A small deterministic generator, seeded from the clock; the seed is printed so a failing
+/// run can be told apart.
+pub struct Lcg(u64);
+
+impl Lcg {
+    pub fn from_clock() -> Self {
+        let seed = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(7);
+        println!("seed {seed}");
+        Lcg(seed)
+    }
+
+    /// A number in `low..high`.
+    pub fn next_in(&mut self, low: u64, high: u64) -> u64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        low + (self.0 >> 33) % (high - low)
+    }
+}
+
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
