@@ -183,12 +183,15 @@ impl Client {
             .await?
             .ok_or_else(|| Error::InstanceNotFound(instance_id.to_string()))?;
         if status.runtime_status.is_terminal() {
+            drop(finished);
+            self.shared.dispatcher.forget_abandoned_waits(instance_id);
             return Ok(status);
         }
         match tokio::time::timeout(timeout, finished).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(Error::ShutDown),
             Err(_) => {
+                self.shared.dispatcher.forget_abandoned_waits(instance_id);
                 return Err(Error::Timeout {
                     instance_id: instance_id.to_string(),
                     timeout,

@@ -208,6 +208,17 @@ impl Dispatcher {
         rx
     }
 
+    /// Drops the registrations of callers that stopped waiting for `instance_id`.
+    pub(crate) fn forget_abandoned_waits(&self, instance_id: &str) {
+        let mut waiters = self.waiters.lock();
+        if let Some(list) = waiters.get_mut(instance_id) {
+            list.retain(|w| !w.is_closed());
+            if list.is_empty() {
+                waiters.remove(instance_id);
+            }
+        }
+    }
+
     /// Wakes everyone waiting for `instance_id`.
     pub(crate) fn finished(&self, instance_id: &str) {
         let waiting = self.waiters.lock().remove(instance_id);
