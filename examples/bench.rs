@@ -121,6 +121,25 @@ async fn fresh_runtime() -> Result<(tempfile::TempDir, Runtime), BoxError> {
     Ok((dir, runtime))
 }
 
+/// Starts `count` instances of `orchestrator` concurrently, as from many callers; each start
+/// returns once durable.
+async fn start_all<O: Orchestrator>(
+    client: &Client,
+    orchestrator: O,
+    input: O::Input,
+    count: u64,
+) -> Result<Vec<String>, BoxError>
+where
+    O::Input: Clone,
+{
+    let starts = (0..count).map(|_| client.start(orchestrator, input.clone()));
+    let mut ids = Vec::with_capacity(count as usize);
+    for id in futures::future::join_all(starts).await {
+        ids.push(id?);
+    }
+    Ok(ids)
+}
+
 async fn wait_all(client: &Client, ids: &[String]) -> Result<(), BoxError> {
     for id in ids {
         let status = client
@@ -142,14 +161,7 @@ async fn w1(bench: &Bench) -> Result<(), BoxError> {
     let (_dir, runtime) = fresh_runtime().await?;
     let client = runtime.client();
     let started = Instant::now();
-    let mut ids = Vec::with_capacity(instances as usize);
-    // Starts go out concurrently, as from many callers; each returns once durable.
-    let starts: Vec<_> = (0..instances)
-        .map(|_| client.start(hello_sequence, ()))
-        .collect();
-    for id in futures::future::join_all(starts).await {
-        ids.push(id?);
-    }
+    let ids = start_all(&client, hello_sequence, (), instances).await?;
     wait_all(&client, &ids).await?;
     let seconds = started.elapsed().as_secs_f64();
     let activities = instances * 5;
@@ -245,11 +257,7 @@ async fn w6(bench: &Bench) -> Result<(), BoxError> {
     let (_dir, runtime) = fresh_runtime().await?;
     let client = runtime.client();
     let started = Instant::now();
-    let starts: Vec<_> = (0..instances).map(|_| client.start(timed, 1000)).collect();
-    let mut ids = Vec::with_capacity(instances as usize);
-    for id in futures::future::join_all(starts).await {
-        ids.push(id?);
-    }
+    let ids = start_all(&client, timed, 1000, instances).await?;
     wait_all(&client, &ids).await?;
     let seconds = started.elapsed().as_secs_f64();
     let mut lateness = Vec::with_capacity(ids.len());
@@ -282,10 +290,7 @@ async fn mem(bench: &Bench) -> Result<(), BoxError> {
     let before = current_rss_mib();
     // Started 500 at a time, as a steady stream of callers would.
     for _ in 0..instances / 500 {
-        let starts: Vec<_> = (0..500).map(|_| client.start(idle, ())).collect();
-        for id in futures::future::join_all(starts).await {
-            id?;
-        }
+        start_all(&client, idle, (), 500).await?;
     }
     // Wait until every instance has run its first step and is idle, waiting on its event.
     loop {

@@ -580,125 +580,46 @@ impl<'ast> Visit<'ast> for Checker<'_> {
     fn visit_item_use(&mut self, _: &'ast syn::ItemUse) {}
 }
 
-macro_rules! with_expr_attrs {
-    ($expr:expr, $attrs:ident => $body:expr, $default:expr) => {
+/// The attribute list of the expression kinds that can carry ours (one list serves both the
+/// check and the stripping).
+macro_rules! expr_attrs_of {
+    ($expr:expr, $($ref:tt)+) => {
         match $expr {
-            Expr::Array(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Assign(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Async(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Await(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Binary(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Block(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Call(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Cast(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Closure(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Field(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::ForLoop(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::If(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Index(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Loop(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Macro(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Match(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::MethodCall(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Paren(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Path(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Reference(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Return(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Struct(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Try(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Tuple(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Unary(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::Unsafe(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            Expr::While(e) => {
-                let $attrs = &e.attrs;
-                $body
-            }
-            _ => $default,
+            Expr::Array(e) => Some($($ref)+ e.attrs),
+            Expr::Assign(e) => Some($($ref)+ e.attrs),
+            Expr::Async(e) => Some($($ref)+ e.attrs),
+            Expr::Await(e) => Some($($ref)+ e.attrs),
+            Expr::Binary(e) => Some($($ref)+ e.attrs),
+            Expr::Block(e) => Some($($ref)+ e.attrs),
+            Expr::Call(e) => Some($($ref)+ e.attrs),
+            Expr::Cast(e) => Some($($ref)+ e.attrs),
+            Expr::Closure(e) => Some($($ref)+ e.attrs),
+            Expr::Field(e) => Some($($ref)+ e.attrs),
+            Expr::ForLoop(e) => Some($($ref)+ e.attrs),
+            Expr::If(e) => Some($($ref)+ e.attrs),
+            Expr::Index(e) => Some($($ref)+ e.attrs),
+            Expr::Loop(e) => Some($($ref)+ e.attrs),
+            Expr::Macro(e) => Some($($ref)+ e.attrs),
+            Expr::Match(e) => Some($($ref)+ e.attrs),
+            Expr::MethodCall(e) => Some($($ref)+ e.attrs),
+            Expr::Paren(e) => Some($($ref)+ e.attrs),
+            Expr::Path(e) => Some($($ref)+ e.attrs),
+            Expr::Reference(e) => Some($($ref)+ e.attrs),
+            Expr::Return(e) => Some($($ref)+ e.attrs),
+            Expr::Struct(e) => Some($($ref)+ e.attrs),
+            Expr::Try(e) => Some($($ref)+ e.attrs),
+            Expr::Tuple(e) => Some($($ref)+ e.attrs),
+            Expr::Unary(e) => Some($($ref)+ e.attrs),
+            Expr::Unsafe(e) => Some($($ref)+ e.attrs),
+            Expr::While(e) => Some($($ref)+ e.attrs),
+            _ => None,
         }
     };
 }
 
 /// The attributes written on an expression (for the kinds that can carry ours).
 fn expr_attrs(expr: &Expr) -> &[Attribute] {
-    with_expr_attrs!(expr, attrs => attrs.as_slice(), &[])
+    expr_attrs_of!(expr, &).map_or(&[], Vec::as_slice)
 }
 
 /// Removes the escape-hatch attributes so the compiler never sees them.
@@ -722,19 +643,9 @@ pub(crate) fn strip_escape_hatches(block: &mut syn::Block) {
 }
 
 fn strip_expr_attrs(expr: &mut Expr) {
-    macro_rules! strip {
-        ($($variant:ident),*) => {
-            match expr {
-                $(Expr::$variant(e) => e.attrs.retain(|a| !is_escape_hatch(a)),)*
-                _ => {}
-            }
-        };
+    if let Some(attrs) = expr_attrs_of!(expr, &mut) {
+        attrs.retain(|a| !is_escape_hatch(a));
     }
-    strip!(
-        Array, Assign, Async, Await, Binary, Block, Call, Cast, Closure, Field, ForLoop, If, Index,
-        Loop, Macro, Match, MethodCall, Paren, Path, Reference, Return, Struct, Try, Tuple, Unary,
-        Unsafe, While
-    );
 }
 
 #[cfg(test)]
