@@ -6,16 +6,17 @@
 //! transaction (one fsync), but must acknowledge a write only once it is durable.
 //!
 //! Work reaches workers in two ways: at once, in-process, when the write that created it is
-//! acknowledged (the [`Written`] answer carries the new work items), and through
-//! [`Backend::pending_work`] at startup for whatever an earlier process left. The embedded store
-//! is owned by one process (it holds a lock file), so that is all it needs. A shared database
-//! backend adds leases to the same shape: `pending_work` becomes "lease up to N unleased or
+//! acknowledged (the [`Written`] answer carries the new work items), and through the paged
+//! [`Backend::pending_messages`], [`Backend::pending_activities`] and
+//! [`Backend::pending_timers`] at startup for whatever an earlier process left. The embedded
+//! store is owned by one process (it locks its file), so that is all it needs. A shared database
+//! backend adds leases to the same shape: the `pending_*` reads become "lease up to N unleased or
 //! expired items for this worker", polled periodically as well as at startup; work items carry
 //! a lease owner and expiry (taken with `FOR UPDATE SKIP LOCKED`); and a step's
 //! `Write` also checks that the lease is still held, so a worker that lost its lease cannot
 //! commit over the one that took the work over. An activity finished by a worker that does not
-//! hold its orchestration's lease would send its result as a stored message (as raised events
-//! are sent), instead of handing it over in memory. The `Write` units and their atomicity stay
+//! hold its orchestration's lease sends its result as a stored message
+//! ([`Write::CompleteActivity`]), instead of handing it over in memory. The `Write` units and their atomicity stay
 //! as they are.
 
 pub mod sqlite;
@@ -85,13 +86,17 @@ pub struct NewInstance {
 pub struct StepCommit {
     /// The instance.
     pub instance_id: String,
-    /// History position of the first appended event.
+    /// History position of the first appended event, which is also the history length the step
+    /// was computed against (fencing): when `events` is not empty and the stored history has
+    /// another length, the write is refused whole with [`StoreError::Fenced`].
     pub first_seq: u64,
     /// When the step ran (ms since the epoch); the timestamp of every appended event.
     pub timestamp_ms: i64,
     /// Events to append.
     pub events: Vec<HistoryEvent>,
-    /// Ids of the messages this step consumed; they are deleted.
+    /// Ids of the messages this step consumed; they are deleted. Each must still be there: if
+    /// one is gone (consumed by another step), the write is refused whole with
+    /// [`StoreError::Fenced`].
     pub consumed: Vec<i64>,
     /// Activity work items whose results (`TaskCompleted` / `TaskFailed` in `events`) this
     /// step records; they are deleted. If one is already gone, its result was recorded before,
@@ -102,7 +107,11 @@ pub struct StepCommit {
     /// Timers to arm: `(task_id, fire_at_ms)`.
     pub timers: Vec<(u64, i64)>,
     /// The instance's status after the step; `None` leaves the row as it is (a step that only
-    /// consumes messages sent to a finished or unknown instance).
+    /// consumes messages sent to a finished or unknown instance). Statuses are a state machine
+    /// the store enforces: a step may move only a `Pending` or `Running` instance, so a step
+    /// against an instance a client terminated or suspended (or one already finished) is
+    /// refused whole with [`StoreError::Fenced`]. A step that finishes the instance also deletes
+    /// its armed timers.
     pub status: Option<RuntimeStatus>,
     /// The output, if the step completed the instance.
     pub output: Option<Payload>,
@@ -117,7 +126,9 @@ pub enum Write {
     CreateInstance(NewInstance),
     /// Apply an orchestration step.
     Step(StepCommit),
-    /// Mark an instance failed without touching its history (which cannot be trusted).
+    /// Mark an instance failed without touching its history (which cannot be trusted), and
+    /// delete its armed timers. Refused with [`StoreError::Fenced`] if the instance has already
+    /// finished.
     FailInstance {
         /// The instance.
         instance_id: String,
@@ -134,6 +145,21 @@ pub enum Write {
         name: String,
         /// Its payload.
         input: Payload,
+        /// Set by callers that may retry (an HTTP request): an event raised to this instance
+        /// with this key before is not recorded again, and the answer is `Delivered(None)`.
+        idempotency_key: Option<String>,
+    },
+    /// Record a finished activity's result as a stored message (`TaskCompleted` / `TaskFailed`
+    /// in `event`) and delete its work item, atomically: the path for a worker that does not
+    /// hold the orchestration in memory. If the work item is already gone (its result was
+    /// recorded before), nothing is written and the answer is `Delivered(None)`.
+    CompleteActivity {
+        /// The activity's work item.
+        work_item_id: i64,
+        /// Its orchestration.
+        instance_id: String,
+        /// The result event.
+        event: HistoryEvent,
     },
     /// Delete a due timer and send `TimerFired` to its instance.
     FireTimer {
@@ -167,30 +193,52 @@ pub enum Written {
     Delivered(Option<Message>),
 }
 
-/// Work left over from before a restart.
-#[derive(Clone, Debug, Default, PartialEq)]
-pub struct PendingWork {
-    /// Unconsumed messages, oldest first.
-    pub messages: Vec<Message>,
-    /// Activities not yet completed, oldest first.
-    pub activities: Vec<ActivityWorkItem>,
-    /// Timers not yet fired.
-    pub timers: Vec<TimerWorkItem>,
+/// How a caller should react to a [`StoreError`]: the worker's retry logic reads only this,
+/// never a backend's own error type.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Nothing was applied and the same write may succeed later (a busy or full disk, an I/O
+    /// error, a rolled-back transaction): retry with back-off, never give up on it.
+    Transient,
+    /// Nothing was applied because the store is not where the write expected it to be (fenced:
+    /// another step, a client or an earlier attempt changed it first). Re-read and decide again.
+    Conflict,
+    /// The addressed instance does not exist.
+    NotFound,
+    /// A stored row does not decode: only the instance it belongs to is affected.
+    Corrupt,
+    /// The write can never succeed as it is (too large, refused by a constraint) or the store
+    /// cannot be used at all: retrying is pointless.
+    Fatal,
 }
 
-/// What a storage backend failed at.
+/// What a storage backend failed at. Independent of any backend: a backend maps its own errors
+/// into these variants, and callers decide by [`StoreError::class`].
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    /// The database reported an error.
-    #[error("database error: {0}")]
-    Database(#[from] rusqlite::Error),
+    /// The backend could not apply the write now; nothing was applied (class `Transient`).
+    #[error("the store is unavailable: {0}")]
+    Unavailable(String),
+    /// The backend refused the write as it is, and always will (class `Fatal`).
+    #[error("the store refused the write: {0}")]
+    Refused(String),
+    /// The write's expectations about the store no longer hold (history length, messages it
+    /// consumes, the instance's status); nothing was applied (class `Conflict`).
+    #[error("the write was fenced off: {0}")]
+    Fenced(String),
     /// The store file is used by another process.
-    #[error("the store {path} is in use by another process (lock file {lock_path})")]
+    #[error("the store {path} is in use by another process or runtime")]
     Locked {
         /// The store.
         path: String,
-        /// The lock file held by the other process.
-        lock_path: String,
+    },
+    /// The store was written by an unknown release (or is not a durable store at all).
+    #[error("the store {path} {reason}")]
+    IncompatibleSchema {
+        /// The store.
+        path: String,
+        /// What does not match.
+        reason: String,
     },
     /// A file operation failed.
     #[error("I/O error on {path}: {source}")]
@@ -237,6 +285,58 @@ pub enum StoreError {
     Closed,
 }
 
+impl StoreError {
+    /// How to react to this error.
+    ///
+    /// ```
+    /// use durable_runtime::store::{ErrorClass, StoreError};
+    /// assert_eq!(StoreError::Unavailable("disk full".into()).class(), ErrorClass::Transient);
+    /// assert_eq!(StoreError::Refused("string or blob too big".into()).class(), ErrorClass::Fatal);
+    /// ```
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Unavailable(_) | StoreError::Io { .. } => ErrorClass::Transient,
+            StoreError::Fenced(_)
+            | StoreError::InstanceExists(_)
+            | StoreError::InstanceFinished { .. }
+            | StoreError::AlreadyRecorded(_) => ErrorClass::Conflict,
+            StoreError::InstanceNotFound(_) => ErrorClass::NotFound,
+            StoreError::Corrupt { .. } => ErrorClass::Corrupt,
+            StoreError::Refused(_)
+            | StoreError::Locked { .. }
+            | StoreError::IncompatibleSchema { .. }
+            | StoreError::UnexpectedAnswer(_)
+            | StoreError::Closed => ErrorClass::Fatal,
+        }
+    }
+}
+
+/// A stored work row (message, activity or timer) that does not decode. Recovery reports it
+/// instead of failing: it fails only its own instance.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CorruptRow {
+    /// The table.
+    pub table: &'static str,
+    /// The row's id.
+    pub id: i64,
+    /// The instance it belongs to, if that much could be read.
+    pub instance_id: Option<String>,
+    /// What is wrong with it.
+    pub reason: String,
+}
+
+/// One page of pending work of one kind, in id order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingPage<T> {
+    /// The rows that decoded.
+    pub items: Vec<T>,
+    /// The rows that did not.
+    pub corrupt: Vec<CorruptRow>,
+    /// The largest id on this page (decoded or not), to ask for the next page after it; `None`
+    /// when the page is empty (there is no more).
+    pub last_id: Option<i64>,
+}
+
 /// A place to keep histories and queues. Implemented by the embedded SQLite store; a shared
 /// database backend implements the same contract with leased work items.
 #[async_trait]
@@ -253,6 +353,30 @@ pub trait Backend: Send + Sync + 'static {
     /// One page of instances matching `query`.
     async fn list_instances(&self, query: &InstanceQuery) -> Result<InstancePage, StoreError>;
 
-    /// All unconsumed messages and unfinished activities, to resume after a restart.
-    async fn pending_work(&self) -> Result<PendingWork, StoreError>;
+    /// The instance's runtime status alone (cheap: no payloads), if it exists.
+    async fn read_runtime_status(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<RuntimeStatus>, StoreError>;
+
+    /// Up to `limit` unconsumed messages with ids above `after_id`, oldest first.
+    async fn pending_messages(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<PendingPage<Message>, StoreError>;
+
+    /// Up to `limit` activity work items with ids above `after_id`, oldest first.
+    async fn pending_activities(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<PendingPage<ActivityWorkItem>, StoreError>;
+
+    /// Up to `limit` armed timers with ids above `after_id`, in id order.
+    async fn pending_timers(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<PendingPage<TimerWorkItem>, StoreError>;
 }
