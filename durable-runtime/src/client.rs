@@ -1,11 +1,10 @@
 //! `Client`: start instances, query them, wait for them.
 
 use crate::error::Error;
-use crate::history::now_ms;
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus};
 use crate::payload::Payload;
 use crate::registry::Orchestrator;
-use crate::store::{NewInstance, StoreError, Write, Written};
+use crate::store::{NewInstance, StoreError, Write};
 use crate::worker::Shared;
 use serde::Serialize;
 use std::sync::Arc;
@@ -57,7 +56,7 @@ impl Client {
         input: O::Input,
     ) -> Result<String, Error> {
         let _ = orchestrator;
-        let input = Payload::encode(&input).map_err(Error::Serialize)?;
+        let input = self.encode("input", &input)?;
         self.create(
             O::NAME,
             O::VERSION.map(str::to_string),
@@ -81,7 +80,7 @@ impl Client {
             .registry
             .orchestrator(name)
             .ok_or_else(|| Error::UnknownOrchestrator(name.to_string()))?;
-        let input = Payload::encode(&input).map_err(Error::Serialize)?;
+        let input = self.encode("input", &input)?;
         let id = instance_id.unwrap_or_else(new_instance_id);
         self.create(
             registration.name,
@@ -105,17 +104,24 @@ impl Client {
             name: name.to_string(),
             version,
             input,
-            created_ms: now_ms(),
+            created_ms: self.shared.clock.now_ms(),
         };
-        match self.shared.store.write(Write::CreateInstance(new)).await {
-            Ok(Written::Instance(message)) => {
-                self.shared.dispatcher.deliver(message);
-                Ok(instance_id)
-            }
-            Ok(_) => Err(StoreError::UnexpectedAnswer("create-instance").into()),
+        match self.shared.commit(Write::CreateInstance(new)).await {
+            Ok(_) => Ok(instance_id),
             Err(StoreError::InstanceExists(id)) => Err(Error::InstanceAlreadyExists(id)),
             Err(err) => Err(err.into()),
         }
+    }
+
+    /// Encodes a payload, refusing one over the runtime's payload limit.
+    fn encode(&self, what: &'static str, value: &impl Serialize) -> Result<Payload, Error> {
+        let payload = Payload::encode(value).map_err(Error::Serialize)?;
+        let limit = self.shared.limits.max_payload_bytes;
+        let size = payload.as_str().len();
+        if size > limit {
+            return Err(Error::PayloadTooLarge { what, size, limit });
+        }
+        Ok(payload)
     }
 
     /// Sends the event `name` with `data` to a running instance, returning once it is durable.
@@ -128,18 +134,47 @@ impl Client {
         name: &str,
         data: impl Serialize,
     ) -> Result<(), Error> {
-        let input = Payload::encode(&data).map_err(Error::Serialize)?;
+        self.raise(instance_id, name, &data, None).await
+    }
+
+    /// [`raise_event`](Self::raise_event) for callers that may send the same event twice (an
+    /// HTTP request retried after a timeout): an event raised to this instance with the same
+    /// `idempotency_key` before is not recorded again, and the call succeeds.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: durable_runtime::Client) -> Result<(), durable_runtime::Error> {
+    /// client.raise_event_once("order-42", "approved", true, "request-7f3a").await?;
+    /// client.raise_event_once("order-42", "approved", true, "request-7f3a").await?; // no-op
+    /// # Ok(()) }
+    /// ```
+    pub async fn raise_event_once(
+        &self,
+        instance_id: &str,
+        name: &str,
+        data: impl Serialize,
+        idempotency_key: &str,
+    ) -> Result<(), Error> {
+        self.raise(instance_id, name, &data, Some(idempotency_key.to_string()))
+            .await
+    }
+
+    async fn raise(
+        &self,
+        instance_id: &str,
+        name: &str,
+        data: &impl Serialize,
+        idempotency_key: Option<String>,
+    ) -> Result<(), Error> {
+        let input = self.encode("event data", data)?;
         let write = Write::RaiseEvent {
             instance_id: instance_id.to_string(),
             name: name.to_string(),
             input,
+            idempotency_key,
         };
-        match self.shared.store.write(write).await {
-            Ok(Written::Delivered(Some(message))) => {
-                self.shared.dispatcher.deliver(message);
-                Ok(())
-            }
-            Ok(_) => Err(StoreError::UnexpectedAnswer("raise-event").into()),
+        match self.shared.commit(write).await {
+            // Sent now, or (a repeated idempotency key) sent before.
+            Ok(_) => Ok(()),
             Err(StoreError::InstanceNotFound(id)) => Err(Error::InstanceNotFound(id)),
             Err(StoreError::InstanceFinished {
                 instance_id,
@@ -170,37 +205,38 @@ impl Client {
     }
 
     /// Waits until the instance completes, fails or is terminated, and returns its status.
-    /// Wakes on the commit that finishes it (no polling).
+    ///
+    /// Wakes on the commit that finishes it, in this process; a finish this process does not
+    /// see (another worker process sharing the store) is noticed by re-reading the status at
+    /// least every [`COMPLETION_POLL_INTERVAL`].
     pub async fn wait_for_completion(
         &self,
         instance_id: &str,
         timeout: Duration,
     ) -> Result<InstanceStatus, Error> {
-        // Watch before reading, so a finish between the read and the wait is not missed.
-        let finished = self.shared.dispatcher.watch(instance_id);
-        let status = self
-            .get_status(instance_id)
-            .await?
-            .ok_or_else(|| Error::InstanceNotFound(instance_id.to_string()))?;
-        if status.runtime_status.is_terminal() {
-            drop(finished);
-            self.shared.dispatcher.forget_abandoned_waits(instance_id);
-            return Ok(status);
-        }
-        match tokio::time::timeout(timeout, finished).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(Error::ShutDown),
-            Err(_) => {
-                self.shared.dispatcher.forget_abandoned_waits(instance_id);
-                return Err(Error::Timeout {
-                    instance_id: instance_id.to_string(),
-                    timeout,
-                });
+        let waited = tokio::time::timeout(timeout, async {
+            loop {
+                // Watch before reading, so a finish between the read and the wait is not missed.
+                let finished = self.shared.dispatcher.watch(instance_id);
+                let status = self
+                    .get_status(instance_id)
+                    .await?
+                    .ok_or_else(|| Error::InstanceNotFound(instance_id.to_string()))?;
+                if status.runtime_status.is_terminal() {
+                    return Ok(status);
+                }
+                // A wake-up is a hint to read again, never a status in itself.
+                let _ = tokio::time::timeout(COMPLETION_POLL_INTERVAL, finished).await;
             }
-        }
-        self.get_status(instance_id)
-            .await?
-            .ok_or_else(|| Error::InstanceNotFound(instance_id.to_string()))
+        })
+        .await;
+        self.shared.dispatcher.forget_abandoned_waits(instance_id);
+        waited.unwrap_or_else(|_| {
+            Err(Error::Timeout {
+                instance_id: instance_id.to_string(),
+                timeout,
+            })
+        })
     }
 
     /// One page of instances matching `query`.
@@ -208,6 +244,9 @@ impl Client {
         Ok(self.shared.store.list_instances(query).await?)
     }
 }
+
+/// The longest [`Client::wait_for_completion`] goes without reading the instance's status.
+pub const COMPLETION_POLL_INTERVAL: Duration = Duration::from_secs(1);
 
 /// A fresh instance id: 32 hex digits, like Durable Functions' GUIDs without dashes.
 fn new_instance_id() -> String {

@@ -189,6 +189,22 @@ impl Dispatcher {
         (false, None)
     }
 
+    /// Puts `messages` back and releases the claim without queueing the instance: it runs
+    /// again when its next message arrives. Returns true (and keeps the claim) if a message
+    /// arrived meanwhile.
+    pub(crate) fn park(&self, instance_id: &str, messages: Vec<Inbound>) -> bool {
+        let mut slots = self.slots.lock();
+        let slot = slots.entry(instance_id.to_string()).or_default();
+        if !slot.messages.is_empty() {
+            let newer = std::mem::replace(&mut slot.messages, messages);
+            slot.messages.extend(newer);
+            return true;
+        }
+        slot.messages = messages;
+        slot.claimed = false;
+        false
+    }
+
     /// Forgets a claimed instance and its in-memory messages (they stay in the store).
     pub(crate) fn abandon(&self, instance_id: &str) {
         if let Some(slot) = self.slots.lock().remove(instance_id)

@@ -45,6 +45,16 @@ pub enum Error {
         /// Why it was refused.
         reason: &'static str,
     },
+    /// A payload is larger than the runtime's limit (`RuntimeBuilder::max_payload_size`).
+    #[error("the {what} is {size} bytes, over the payload limit of {limit} bytes")]
+    PayloadTooLarge {
+        /// Which payload.
+        what: &'static str,
+        /// Its encoded size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A value could not be encoded as JSON.
     #[error("the input does not serialize as JSON: {0}")]
     Serialize(#[source] serde_json::Error),

@@ -105,14 +105,6 @@ pub struct HistoryRecord {
     pub event: HistoryEvent,
 }
 
-/// Milliseconds since the Unix epoch, the time unit of stored timestamps.
-pub(crate) fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as i64)
-        .unwrap_or(0)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -37,6 +37,7 @@
 
 pub mod activity_context;
 pub mod client;
+pub mod clock;
 pub mod context;
 mod dispatch;
 pub mod error;

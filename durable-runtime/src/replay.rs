@@ -41,24 +41,35 @@ pub(crate) struct Execution {
     pending_outcome: Option<Result<Payload, FailureDetails>>,
     /// Number of events in the durable history.
     history_len: u64,
+    /// Set when the orchestrator's code itself ran to its end (rather than failing to start or
+    /// diverging).
+    code_returned: bool,
     wake_flag: Arc<WakeFlag>,
 }
 
 impl Execution {
     /// A brand-new instance with an empty history.
-    pub(crate) fn new(instance_id: &str) -> Self {
-        Execution::with_recorded(instance_id, Vec::new())
+    pub(crate) fn new(instance_id: &str, max_payload_bytes: usize) -> Self {
+        Execution::with_recorded(instance_id, Vec::new(), max_payload_bytes)
     }
 
-    fn with_recorded(instance_id: &str, recorded: Vec<Option<Recorded>>) -> Self {
+    fn with_recorded(
+        instance_id: &str,
+        recorded: Vec<Option<Recorded>>,
+        max_payload_bytes: usize,
+    ) -> Self {
         Execution {
             instance_id: instance_id.to_string(),
             name: String::new(),
-            state: Arc::new(Mutex::new(OrchestrationState::new(recorded))),
+            state: Arc::new(Mutex::new(OrchestrationState::new(
+                recorded,
+                max_payload_bytes,
+            ))),
             future: None,
             finished: false,
             pending_outcome: None,
             history_len: 0,
+            code_returned: false,
             wake_flag: Arc::new(WakeFlag(AtomicBool::new(false))),
         }
     }
@@ -68,6 +79,7 @@ impl Execution {
         registry: &Registry,
         instance_id: &str,
         history: &[HistoryRecord],
+        max_payload_bytes: usize,
     ) -> Self {
         let mut recorded: Vec<Option<Recorded>> = Vec::new();
         for record in history {
@@ -84,7 +96,7 @@ impl Execution {
             }
             recorded[index] = Some(what);
         }
-        let mut execution = Execution::with_recorded(instance_id, recorded);
+        let mut execution = Execution::with_recorded(instance_id, recorded, max_payload_bytes);
         execution.history_len = history.len() as u64;
         execution.state.lock().is_replaying = true;
         for record in history {
@@ -108,19 +120,26 @@ impl Execution {
                 }
             }
         }
-        if !execution.finished && execution.pending_outcome.is_none() {
-            execution.pending_outcome = execution.run_to_block();
+        if !execution.finished {
+            if execution.pending_outcome.is_none() {
+                execution.pending_outcome = execution.run_to_block();
+            }
+            // Divergence is checked whenever the code ran to its end or to a wait: code that
+            // now returns early (even mid-history) must not complete with a new output while
+            // history holds tasks it no longer schedules.
+            let checked = execution.pending_outcome.is_none() || execution.code_returned;
             let state = execution.state.lock();
             let failure = match (&state.nondeterminism, state.first_unreplayed_task()) {
                 (Some(message), _) => Some(message.clone()),
-                (None, Some((task_id, recorded))) => Some(format!(
-                    "non-deterministic orchestrator: history has {recorded} as task {task_id}, \
-                     but the code no longer schedules it"
+                (None, Some((task_id, recorded))) if checked => Some(format!(
+                    "non-deterministic orchestrator: history has {recorded} as task \
+                         {task_id}, but the code no longer schedules it"
                 )),
-                (None, None) => None,
+                _ => None,
             };
             drop(state);
             if let Some(message) = failure {
+                execution.drop_future();
                 execution.pending_outcome = Some(Err(FailureDetails::new(message)));
             }
         }
@@ -211,7 +230,7 @@ impl Execution {
         }
         if outcome.is_some() {
             self.finished = true;
-            self.future = None;
+            self.drop_future();
         }
         StepOutput {
             events: out,
@@ -277,9 +296,16 @@ impl Execution {
             return;
         };
         let ctx = OrchestrationContext::new(&self.instance_id, self.state.clone());
-        match (registration.start)(ctx, input) {
-            Ok(future) => self.future = Some(future),
-            Err(failure) => self.pending_outcome = Some(Err(failure)),
+        // Decoding the input runs user code (a `Deserialize` impl), which may panic.
+        let started =
+            std::panic::catch_unwind(AssertUnwindSafe(|| (registration.start)(ctx, input)));
+        match started {
+            Ok(Ok(future)) => self.future = Some(future),
+            Ok(Err(failure)) => self.pending_outcome = Some(Err(failure)),
+            Err(panic) => {
+                let what = format!("orchestrator '{name}'");
+                self.pending_outcome = Some(Err(panic_failure(&what, panic)));
+            }
         }
     }
 
@@ -297,7 +323,10 @@ impl Execution {
             let polled =
                 std::panic::catch_unwind(AssertUnwindSafe(|| future.as_mut().poll(&mut cx)));
             match polled {
-                Ok(Poll::Ready(result)) => break result,
+                Ok(Poll::Ready(result)) => {
+                    self.code_returned = true;
+                    break result.and_then(|output| self.check_output_size(output));
+                }
                 Ok(Poll::Pending) => {
                     // A combinator may yield and wake itself to stay fair; honour that.
                     if !self.wake_flag.0.swap(false, Ordering::Relaxed)
@@ -312,8 +341,38 @@ impl Execution {
                 }
             }
         };
-        self.future = None;
+        self.drop_future();
         Some(outcome)
+    }
+
+    /// Drops the orchestrator's future, containing a panic from a user `Drop`: it must not
+    /// unwind through the worker, which would leave the instance claimed forever.
+    fn drop_future(&mut self) {
+        if let Some(future) = self.future.take()
+            && std::panic::catch_unwind(AssertUnwindSafe(move || drop(future))).is_err()
+        {
+            tracing::warn!(instance = %self.instance_id, "a value dropped by the orchestrator panicked");
+        }
+    }
+
+    /// An output over the payload limit fails the instance instead of failing its commit.
+    fn check_output_size(&self, output: Payload) -> Result<Payload, FailureDetails> {
+        let limit = self.state.lock().max_payload_bytes;
+        let size = output.as_str().len();
+        if size > limit {
+            return Err(FailureDetails::new(format!(
+                "the output of orchestrator '{}' is {size} bytes, over the payload limit of \
+                 {limit} bytes",
+                self.name
+            )));
+        }
+        Ok(output)
+    }
+}
+
+impl Drop for Execution {
+    fn drop(&mut self) {
+        self.drop_future();
     }
 }
 

@@ -1,12 +1,14 @@
 //! `Runtime`: opens the store, recovers unfinished work, and runs the workers.
 
 use crate::client::Client;
+use crate::clock::{Clock, SystemClock};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
 use crate::registry::Registry;
 use crate::store::Backend;
 use crate::store::sqlite::SqliteStore;
-use crate::worker::{InFlight, Shared, activity, orchestration, timer};
+use crate::worker::{InFlight, Limits, Shared, activity, orchestration, recovery, timer};
+use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
@@ -32,7 +34,12 @@ pub struct RuntimeBuilder {
     orchestration_concurrency: usize,
     cache_capacity: usize,
     shutdown_timeout: Duration,
+    clock: Arc<dyn Clock>,
+    limits: Limits,
 }
+
+/// The default payload limit: 16 MiB.
+pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
 
 enum StoreChoice {
     Sqlite(PathBuf),
@@ -79,6 +86,38 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Largest encoded payload, in bytes (default [`DEFAULT_MAX_PAYLOAD_BYTES`]): orchestration
+    /// and activity inputs and outputs, and event data. A client call over it is refused with
+    /// [`Error::PayloadTooLarge`]; an activity input or result over it fails the task, and an
+    /// orchestration output over it fails the instance, each with a message giving the size
+    /// and the limit.
+    pub fn max_payload_size(mut self, bytes: usize) -> Self {
+        self.limits.max_payload_bytes = bytes;
+        self
+    }
+
+    /// Start-to-close timeout of every activity (default: none). An activity still running
+    /// after it is cancelled, its task fails with `TaskFailed` saying so, and its slot is
+    /// freed for the next activity.
+    pub fn activity_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.activity_timeout = Some(timeout);
+        self
+    }
+
+    /// Start-to-close timeout of the activity registered as `name`, overriding
+    /// [`activity_timeout`](Self::activity_timeout).
+    pub fn activity_timeout_for(mut self, name: impl Into<String>, timeout: Duration) -> Self {
+        self.limits.activity_timeouts.insert(name.into(), timeout);
+        self
+    }
+
+    /// The clock durable timers and step times are read from (default: the system clock).
+    /// For tests that move time.
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
     /// Checks the registrations, opens the store, resumes unfinished work and starts workers.
     /// Must be called inside a Tokio runtime.
     pub async fn start(self) -> Result<Runtime, Error> {
@@ -91,27 +130,15 @@ impl RuntimeBuilder {
             ),
             StoreChoice::Custom(store) => store,
         };
-        let pending = store.pending_work().await?;
         let (dispatcher, queues) = Dispatcher::new(self.cache_capacity);
         let shared = Arc::new(Shared {
             store,
             registry,
             dispatcher,
+            clock: self.clock,
+            limits: self.limits,
         });
-        tracing::info!(
-            messages = pending.messages.len(),
-            activities = pending.activities.len(),
-            "resuming unfinished work"
-        );
-        for message in pending.messages {
-            shared.dispatcher.deliver(message);
-        }
-        for item in pending.activities {
-            shared.dispatcher.enqueue_activity(item);
-        }
-        for timer in pending.timers {
-            shared.dispatcher.arm_timer(timer);
-        }
+        recovery::recover(&shared).await?;
         let (stop, stopped) = watch::channel(false);
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
@@ -161,6 +188,12 @@ impl Runtime {
             orchestration_concurrency: 512,
             cache_capacity: 10_000,
             shutdown_timeout: Duration::from_secs(30),
+            clock: Arc::new(SystemClock),
+            limits: Limits {
+                max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+                activity_timeout: None,
+                activity_timeouts: HashMap::new(),
+            },
         }
     }
 
@@ -208,8 +241,15 @@ where
             _ = stopped.wait_for(|stop| *stop) => break,
             next = queue.recv() => match next { Some(item) => item, None => break },
         };
-        let Ok(permit) = slots.clone().acquire_owned().await else {
-            break;
+        // Waiting for a slot watches the stop signal too: with every slot held by work that
+        // never ends, shutdown must still go ahead.
+        let permit = tokio::select! {
+            biased;
+            _ = stopped.wait_for(|stop| *stop) => break,
+            permit = slots.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
         };
         let task = work(shared.clone(), item);
         in_flight.spawn(async move {

@@ -6,7 +6,7 @@
 //! Reads use their own connections and never block the writer.
 
 use super::{
-    ActivityWorkItem, Backend, Message, NewInstance, PendingWork, StepCommit, StepWork, StoreError,
+    ActivityWorkItem, Backend, Message, NewInstance, PendingPage, StepCommit, StepWork, StoreError,
     TimerWorkItem, Write, Written,
 };
 use crate::failure::FailureDetails;
@@ -164,7 +164,6 @@ fn take_lock(path: &Path) -> Result<File, StoreError> {
         Ok(()) => Ok(file),
         Err(std::fs::TryLockError::WouldBlock) => Err(StoreError::Locked {
             path: path.display().to_string(),
-            lock_path: lock_path.display().to_string(),
         }),
         Err(std::fs::TryLockError::Error(source)) => Err(io_err(source)),
     }
@@ -237,15 +236,12 @@ fn commit_batch(conn: &mut Connection, batch: &[PendingWrite]) -> Vec<Result<Wri
 }
 
 fn clone_error(err: &rusqlite::Error) -> StoreError {
-    match err {
-        rusqlite::Error::SqliteFailure(code, msg) => {
-            StoreError::Database(rusqlite::Error::SqliteFailure(*code, msg.clone()))
-        }
-        other => StoreError::Corrupt {
-            table: "transaction",
-            key: String::new(),
-            reason: other.to_string(),
-        },
+    StoreError::Unavailable(err.to_string())
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(err: rusqlite::Error) -> Self {
+        StoreError::Unavailable(err.to_string())
     }
 }
 
@@ -291,10 +287,28 @@ fn apply_write(tx: &rusqlite::Transaction<'_>, write: &Write) -> Result<Written,
             ])?;
             Ok(Written::Delivered(None))
         }
+        Write::CompleteActivity {
+            work_item_id,
+            instance_id,
+            event,
+        } => {
+            let deleted = tx
+                .prepare_cached("DELETE FROM activities WHERE id = ?1")?
+                .execute(params![work_item_id])?;
+            if deleted == 0 {
+                return Ok(Written::Delivered(None));
+            }
+            Ok(Written::Delivered(Some(insert_message(
+                tx,
+                instance_id,
+                event,
+            )?)))
+        }
         Write::RaiseEvent {
             instance_id,
             name,
             input,
+            ..
         } => {
             let status: Option<String> = tx
                 .prepare_cached("SELECT status FROM instances WHERE instance_id = ?1")?
@@ -561,29 +575,62 @@ impl Backend for SqliteStore {
         self.read(move |conn| list(conn, &query)).await
     }
 
-    async fn pending_work(&self) -> Result<PendingWork, StoreError> {
-        self.read(|conn| {
-            let mut work = PendingWork::default();
-            let mut stmt =
-                conn.prepare("SELECT id, instance_id, event FROM messages ORDER BY id")?;
-            let mut rows = stmt.query([])?;
+    async fn read_runtime_status(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<RuntimeStatus>, StoreError> {
+        Ok(self
+            .read_instance(instance_id)
+            .await?
+            .map(|i| i.runtime_status))
+    }
+
+    async fn pending_messages(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<PendingPage<Message>, StoreError> {
+        self.read(move |conn| {
+            let mut page = PendingPage {
+                items: Vec::new(),
+                corrupt: Vec::new(),
+                last_id: None,
+            };
+            let mut stmt = conn.prepare(
+                "SELECT id, instance_id, event FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(params![after_id, limit as i64])?;
             while let Some(row) = rows.next()? {
                 let id: i64 = row.get(0)?;
                 let json: String = row.get(2)?;
-                work.messages.push(Message {
+                page.last_id = Some(id);
+                page.items.push(Message {
                     id,
                     instance_id: row.get(1)?,
                     event: parse_event("messages", id.to_string(), &json)?,
                 });
             }
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn pending_activities(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<PendingPage<ActivityWorkItem>, StoreError> {
+        self.read(move |conn| {
+            let mut page = PendingPage { items: Vec::new(), corrupt: Vec::new(), last_id: None };
             let mut stmt = conn.prepare(
-                "SELECT id, instance_id, task_id, name, input FROM activities ORDER BY id",
+                "SELECT id, instance_id, task_id, name, input FROM activities WHERE id > ?1 ORDER BY id LIMIT ?2",
             )?;
-            let mut rows = stmt.query([])?;
+            let mut rows = stmt.query(params![after_id, limit as i64])?;
             while let Some(row) = rows.next()? {
                 let id: i64 = row.get(0)?;
                 let task_id: i64 = row.get(2)?;
-                work.activities.push(ActivityWorkItem {
+                page.last_id = Some(id);
+                page.items.push(ActivityWorkItem {
                     id,
                     instance_id: row.get(1)?,
                     task_id: task_id as u64,
@@ -591,19 +638,34 @@ impl Backend for SqliteStore {
                     input: parse_payload("activities", &id.to_string(), row.get(4)?)?,
                 });
             }
-            let mut stmt =
-                conn.prepare("SELECT id, instance_id, task_id, fire_at_ms FROM timers")?;
-            let mut rows = stmt.query([])?;
+            Ok(page)
+        })
+        .await
+    }
+
+    async fn pending_timers(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<PendingPage<TimerWorkItem>, StoreError> {
+        self.read(move |conn| {
+            let mut page = PendingPage { items: Vec::new(), corrupt: Vec::new(), last_id: None };
+            let mut stmt = conn.prepare(
+                "SELECT id, instance_id, task_id, fire_at_ms FROM timers WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let mut rows = stmt.query(params![after_id, limit as i64])?;
             while let Some(row) = rows.next()? {
+                let id: i64 = row.get(0)?;
                 let task_id: i64 = row.get(2)?;
-                work.timers.push(TimerWorkItem {
-                    id: row.get(0)?,
+                page.last_id = Some(id);
+                page.items.push(TimerWorkItem {
+                    id,
                     instance_id: row.get(1)?,
                     task_id: task_id as u64,
                     fire_at_ms: row.get(3)?,
                 });
             }
-            Ok(work)
+            Ok(page)
         })
         .await
     }

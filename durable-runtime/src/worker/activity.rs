@@ -22,15 +22,38 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
             Some(registration) => {
                 let ctx =
                     ActivityContext::new(item.instance_id.clone(), item.task_id, item.name.clone());
+                let timeout = shared.limits.activity_timeout(&item.name);
+                // The timed-out future is dropped inside the catch too: a user `Drop` that
+                // panics must not lose the result.
                 let run = AssertUnwindSafe(async {
-                    (registration.invoke)(ctx, item.input.clone()).await
-                });
-                match run.catch_unwind().await {
-                    Ok(result) => result,
+                    let invoke = (registration.invoke)(ctx, item.input.clone());
+                    match timeout {
+                        None => Ok(invoke.await),
+                        Some(limit) => tokio::time::timeout(limit, invoke).await.map_err(|_| limit),
+                    }
+                })
+                .catch_unwind();
+                match run.await {
+                    Ok(Ok(result)) => result,
                     Err(panic) => Err(panic_failure(&format!("activity '{}'", item.name), panic)),
+                    // Dropping the future cancels the activity and frees its slot.
+                    Ok(Err(limit)) => Err(FailureDetails::new(format!(
+                        "activity '{}' did not finish within its start-to-close timeout of \
+                         {limit:?}",
+                        item.name
+                    ))),
                 }
             }
         };
+        let limit = shared.limits.max_payload_bytes;
+        let result = result.and_then(|output| match output.as_str().len() {
+            size if size > limit => Err(FailureDetails::new(format!(
+                "the result of activity '{}' is {size} bytes, over the payload limit of \
+                 {limit} bytes",
+                item.name
+            ))),
+            _ => Ok(output),
+        });
         let event = match result {
             Ok(result) => HistoryEvent::TaskCompleted {
                 task_id: item.task_id,

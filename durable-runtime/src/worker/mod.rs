@@ -2,19 +2,94 @@
 
 pub(crate) mod activity;
 pub(crate) mod orchestration;
+pub(crate) mod recovery;
 pub(crate) mod timer;
 
+use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
 use crate::registry::Registry;
-use crate::store::Backend;
+use crate::store::{Backend, StoreError, Write, Written};
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// Limits and timeouts the workers and clients apply.
+#[derive(Clone, Debug)]
+pub(crate) struct Limits {
+    /// Largest encoded payload (input, output, result, event data), in bytes.
+    pub max_payload_bytes: usize,
+    /// Start-to-close timeout of every activity, unless overridden by name.
+    pub activity_timeout: Option<Duration>,
+    /// Per-activity start-to-close timeouts, by registered name.
+    pub activity_timeouts: HashMap<String, Duration>,
+}
+
+impl Limits {
+    /// The start-to-close timeout of the activity registered as `name`.
+    pub(crate) fn activity_timeout(&self, name: &str) -> Option<Duration> {
+        self.activity_timeouts
+            .get(name)
+            .copied()
+            .or(self.activity_timeout)
+    }
+}
 
 /// What every worker shares.
 pub(crate) struct Shared {
     pub store: Arc<dyn Backend>,
     pub registry: Registry,
     pub dispatcher: Dispatcher,
+    pub clock: Arc<dyn Clock>,
+    pub limits: Limits,
+}
+
+impl Shared {
+    /// Commits `write` and hands the work it created to the workers. Both happen in a task of
+    /// their own: a caller that stops waiting (a timeout, `select!`, a disconnected HTTP
+    /// client) cannot leave durable work undelivered.
+    pub(crate) async fn commit(self: &Arc<Self>, write: Write) -> Result<Delivered, StoreError> {
+        let shared = self.clone();
+        tokio::spawn(async move {
+            let written = shared.store.write(write).await?;
+            Ok(shared.dispatch(written))
+        })
+        .await
+        .map_err(|_| StoreError::Closed)?
+    }
+
+    /// Hands what a durable write created to the dispatcher.
+    fn dispatch(&self, written: Written) -> Delivered {
+        match written {
+            Written::Instance(message) => {
+                self.dispatcher.deliver(message);
+                Delivered::Sent
+            }
+            Written::Step(work) => {
+                for item in work.activities {
+                    self.dispatcher.enqueue_activity(item);
+                }
+                for timer in work.timers {
+                    self.dispatcher.arm_timer(timer);
+                }
+                Delivered::Sent
+            }
+            Written::Delivered(Some(message)) => {
+                self.dispatcher.deliver(message);
+                Delivered::Sent
+            }
+            Written::Delivered(None) => Delivered::Nothing,
+        }
+    }
+}
+
+/// What a committed write sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Delivered {
+    /// Its messages or work items are on their way.
+    Sent,
+    /// Nothing: the store found it done before (a fired timer, a recorded result, a repeated
+    /// idempotency key).
+    Nothing,
 }
 
 /// The tasks a worker loop spawned, so that shutdown can wait for them, or abandon them.
@@ -43,5 +118,10 @@ impl InFlight {
     }
 }
 
-/// How long to wait before retrying work whose write failed (a full disk, an I/O error).
-pub(crate) const RETRY_DELAY: Duration = Duration::from_millis(500);
+/// Back-off before retrying work whose write failed transiently (a full disk, an I/O error):
+/// doubling from 50 ms up to 5 s, for as long as it takes. A transient error never becomes
+/// permanent.
+pub(crate) fn retry_delay(attempt: u32) -> Duration {
+    let ms = 50u64.saturating_mul(1u64 << attempt.min(7));
+    Duration::from_millis(ms.min(5_000))
+}

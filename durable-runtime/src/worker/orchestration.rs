@@ -1,14 +1,40 @@
 //! Runs orchestration steps: claim an instance's messages, step its execution, commit.
+//!
+//! What happens when a step's commit fails is decided by the error's class alone:
+//! - transient: the same messages are stepped again, from history, after a back-off that grows
+//!   to 5 s; the instance keeps its messages and its claim for as long as it takes;
+//! - conflict (fenced): the store moved on without this worker's view (a client changed the
+//!   status, a result was recorded before): the step is recomputed from the store at once;
+//! - corrupt or fatal: retrying cannot help, so the instance is failed with the reason, and its
+//!   messages are consumed.
+//!
+//! A panic anywhere in a step (a user `Drop` or `Deserialize`) is treated like a fatal error:
+//! the instance fails and the worker goes on, so no instance is left claimed forever.
 
-use super::{RETRY_DELAY, Shared};
+use super::{Shared, retry_delay};
 use crate::dispatch::{Inbound, Source};
-use crate::failure::FailureDetails;
-use crate::history::{HistoryEvent, now_ms};
+use crate::failure::{FailureDetails, panic_failure};
+use crate::history::HistoryEvent;
 use crate::instance::RuntimeStatus;
 use crate::replay::Execution;
-use crate::store::{StepCommit, StoreError, Write, Written};
+use crate::store::{ErrorClass, StepCommit, StoreError, Write};
+use futures::FutureExt;
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tracing::Instrument;
+
+/// Conflicts in a row after which retries back off like transient errors, so that a conflict
+/// that keeps coming back (a bug) cannot spin a core.
+const CONFLICTS_BEFORE_BACKOFF: u32 = 3;
+
+/// What a step did with its messages.
+enum Stepped {
+    /// Committed (or consumed); the execution to keep, if any.
+    Committed(Option<Box<Execution>>),
+    /// The instance exists but its `ExecutionStarted` has not reached this worker yet (it was
+    /// committed in the same batch as these messages): keep them until it arrives.
+    AwaitingStart,
+}
 
 /// Runs steps for `instance_id` until no messages are waiting for it.
 pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
@@ -17,11 +43,14 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
         let claim = shared.dispatcher.claim(&instance_id);
         let mut messages = claim.messages;
         let mut execution = claim.execution;
+        let mut failures = 0u32;
+        let mut check_status = false;
+        let mut failed_instance = false;
         loop {
             if messages.is_empty() {
                 let (more, kept) = shared
                     .dispatcher
-                    .release(&instance_id, execution, Vec::new());
+                    .release(&instance_id, execution.take(), Vec::new());
                 if !more {
                     return;
                 }
@@ -29,54 +58,68 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                 messages = shared.dispatcher.claim(&instance_id).messages;
                 continue;
             }
-            match run_step(&shared, &instance_id, execution.take(), &messages).await {
-                Ok(kept) => {
+            let step = run_step(
+                &shared,
+                &instance_id,
+                execution.take(),
+                &messages,
+                check_status,
+            );
+            let error = match AssertUnwindSafe(step).catch_unwind().await {
+                Ok(Ok(Stepped::Committed(kept))) => {
                     execution = kept;
                     messages.clear();
+                    failures = 0;
+                    check_status = false;
+                    continue;
                 }
-                Err(StoreError::Corrupt { table, key, reason }) => {
-                    // Retrying cannot help: fail the instance, saying which row, and keep its
-                    // messages in the store for whoever repairs the row.
-                    let failure = FailureDetails::new(format!(
-                        "the instance cannot be replayed: corrupt {table} row {key}: {reason}"
-                    ));
-                    tracing::error!(failure = %failure.message, "failing the instance");
-                    let write = Write::FailInstance {
-                        instance_id: instance_id.clone(),
-                        failure,
-                        timestamp_ms: now_ms(),
-                    };
-                    if let Err(err) = shared.store.write(write).await {
-                        tracing::error!(error = %err, "could not record the failure");
+                Ok(Ok(Stepped::AwaitingStart)) => {
+                    if !shared
+                        .dispatcher
+                        .park(&instance_id, std::mem::take(&mut messages))
+                    {
+                        return;
                     }
-                    shared.dispatcher.abandon(&instance_id);
-                    shared.dispatcher.finished(&instance_id);
-                    return;
-                }
-                Err(StoreError::AlreadyRecorded(work_items)) => {
-                    // Those results were recorded by an earlier step: drop the duplicates and
-                    // run the step again from history.
-                    tracing::warn!(?work_items, "dropping activity results recorded before");
-                    messages.retain(
-                        |m| !matches!(m.source, Source::Activity(id) if work_items.contains(&id)),
-                    );
-                    let (_, _) = shared.dispatcher.release(
-                        &instance_id,
-                        None,
-                        std::mem::take(&mut messages),
-                    );
                     messages = shared.dispatcher.claim(&instance_id).messages;
+                    continue;
                 }
-                Err(err) => {
-                    tracing::error!(error = %err, "step not committed; retrying after a delay");
-                    // The in-memory execution may be ahead of history: drop it and replay later.
-                    tokio::time::sleep(RETRY_DELAY).await;
-                    let (_, _) = shared.dispatcher.release(
-                        &instance_id,
-                        None,
-                        std::mem::take(&mut messages),
-                    );
-                    messages = shared.dispatcher.claim(&instance_id).messages;
+                Ok(Err(err)) => err,
+                Err(panic) => {
+                    let failure = panic_failure("an orchestration step", panic);
+                    StoreError::Refused(failure.message)
+                }
+            };
+            // The execution (if any) was moved into the failed step and dropped with it: it
+            // may be ahead of history, so the next attempt replays from the store.
+            failures += 1;
+            match error.class() {
+                ErrorClass::Transient => {
+                    tracing::warn!(error = %error, attempt = failures, "step not committed; retrying");
+                    tokio::time::sleep(retry_delay(failures - 1)).await;
+                }
+                ErrorClass::Conflict | ErrorClass::NotFound => {
+                    tracing::info!(error = %error, "step fenced off; recomputing it from the store");
+                    if let StoreError::AlreadyRecorded(work_items) = &error {
+                        // Recorded by an earlier step: the duplicates must not be recorded again.
+                        messages.retain(|m| {
+                            !matches!(m.source, Source::Activity(id) if work_items.contains(&id))
+                        });
+                    }
+                    check_status = true;
+                    if failures > CONFLICTS_BEFORE_BACKOFF {
+                        tokio::time::sleep(retry_delay(failures - CONFLICTS_BEFORE_BACKOFF)).await;
+                    }
+                }
+                ErrorClass::Corrupt | ErrorClass::Fatal => {
+                    if failed_instance || !fail_instance(&shared, &instance_id, &error).await {
+                        // Not even the failure can be written: leave the messages in the store
+                        // for the next start rather than spin.
+                        shared.dispatcher.abandon(&instance_id);
+                        return;
+                    }
+                    // The instance is finished now: the next attempt consumes its messages.
+                    failed_instance = true;
+                    check_status = true;
                 }
             }
         }
@@ -85,48 +128,92 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
     .await
 }
 
-/// Runs one step over `messages` and commits it. Returns the execution to keep, if any.
+/// Records that the instance failed because of `error`, retrying transient store errors.
+/// Returns false if the failure could not be recorded.
+async fn fail_instance(shared: &Arc<Shared>, instance_id: &str, error: &StoreError) -> bool {
+    let failure = FailureDetails::new(match error {
+        StoreError::Corrupt { table, key, reason } => {
+            format!("the instance cannot be replayed: corrupt {table} row {key}: {reason}")
+        }
+        other => format!("the instance's step cannot be committed: {other}"),
+    });
+    tracing::error!(failure = %failure.message, "failing the instance");
+    let mut attempt = 0;
+    loop {
+        let write = Write::FailInstance {
+            instance_id: instance_id.to_string(),
+            failure: failure.clone(),
+            timestamp_ms: shared.clock.now_ms(),
+        };
+        match shared.commit(write).await {
+            Ok(_) => {
+                shared.dispatcher.finished(instance_id);
+                return true;
+            }
+            // Finished meanwhile: nothing to record.
+            Err(err) if err.class() == ErrorClass::Conflict => return true,
+            Err(err) if err.class() == ErrorClass::Transient && attempt < 20 => {
+                tracing::warn!(error = %err, "could not record the failure; retrying");
+                tokio::time::sleep(retry_delay(attempt)).await;
+                attempt += 1;
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "could not record the failure");
+                return false;
+            }
+        }
+    }
+}
+
+/// Runs one step over `messages` and commits it.
 async fn run_step(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     instance_id: &str,
     execution: Option<Box<Execution>>,
     messages: &[Inbound],
-) -> Result<Option<Box<Execution>>, StoreError> {
+    check_status: bool,
+) -> Result<Stepped, StoreError> {
     let mut execution = match execution {
-        Some(execution) => execution,
-        None => {
-            let starts_here = messages
-                .iter()
-                .any(|m| matches!(m.event, HistoryEvent::ExecutionStarted { .. }));
-            // ExecutionStarted is consumed by the first step, in the same transaction that
-            // writes the first history: while it is pending, the history is empty.
-            let history = if starts_here {
-                Vec::new()
-            } else {
-                shared.store.read_history(instance_id).await?
-            };
-            if history.is_empty() && !starts_here {
-                // Messages for an instance that never started (or was purged): consume them.
+        Some(execution) if !check_status => execution,
+        _ => match rebuild(shared, instance_id, messages, check_status).await? {
+            Rebuilt::Execution(execution) => execution,
+            Rebuilt::Finished => {
+                // A late message (a losing timer, a late result) for a finished instance: consume
+                // it without replaying the history.
+                commit_consume_only(shared, instance_id, messages).await?;
+                return Ok(Stepped::Committed(None));
+            }
+            Rebuilt::Unknown => {
                 tracing::warn!(
                     count = messages.len(),
                     "dropping messages sent to an unknown instance"
                 );
                 commit_consume_only(shared, instance_id, messages).await?;
-                return Ok(None);
+                return Ok(Stepped::Committed(None));
             }
-            if history.is_empty() {
-                Box::new(Execution::new(instance_id))
-            } else {
-                Box::new(Execution::replay(&shared.registry, instance_id, &history))
-            }
-        }
+            Rebuilt::AwaitingStart => return Ok(Stepped::AwaitingStart),
+        },
     };
     if execution.is_finished() {
         commit_consume_only(shared, instance_id, messages).await?;
-        return Ok(Some(execution));
+        return Ok(Stepped::Committed(None));
     }
-    let now = now_ms();
-    let events = messages.iter().map(|m| m.event.clone()).collect();
+    let now = shared.clock.now_ms();
+    // The start goes first, even when an event committed in the same batch was delivered
+    // before it.
+    let mut events: Vec<HistoryEvent> = Vec::with_capacity(messages.len());
+    events.extend(
+        messages
+            .iter()
+            .filter(|m| is_start(&m.event))
+            .map(|m| m.event.clone()),
+    );
+    events.extend(
+        messages
+            .iter()
+            .filter(|m| !is_start(&m.event))
+            .map(|m| m.event.clone()),
+    );
     let step = execution.step(&shared.registry, now, events);
     let (status, output, failure) = match &step.outcome {
         None => (RuntimeStatus::Running, None, None),
@@ -150,31 +237,93 @@ async fn run_step(
         output,
         failure,
     };
-    let Written::Step(work) = shared.store.write(Write::Step(commit)).await? else {
-        return Err(StoreError::UnexpectedAnswer("step"));
-    };
+    shared.commit(Write::Step(commit)).await?;
     execution.committed(appended);
-    for item in work.activities {
-        shared.dispatcher.enqueue_activity(item);
-    }
-    for timer in work.timers {
-        shared.dispatcher.arm_timer(timer);
-    }
     if step.outcome.is_some() {
         shared.dispatcher.finished(instance_id);
     }
-    Ok(Some(execution))
+    Ok(Stepped::Committed(Some(execution)))
+}
+
+fn is_start(event: &HistoryEvent) -> bool {
+    matches!(event, HistoryEvent::ExecutionStarted { .. })
+}
+
+/// What the store says about an instance that is not in memory.
+enum Rebuilt {
+    Execution(Box<Execution>),
+    Finished,
+    Unknown,
+    AwaitingStart,
+}
+
+/// Rebuilds the instance from the store (or starts it, if `messages` hold its start).
+async fn rebuild(
+    shared: &Arc<Shared>,
+    instance_id: &str,
+    messages: &[Inbound],
+    check_status: bool,
+) -> Result<Rebuilt, StoreError> {
+    let limit = shared.limits.max_payload_bytes;
+    if check_status {
+        match shared.store.read_runtime_status(instance_id).await? {
+            None => return Ok(Rebuilt::Unknown),
+            Some(status) if !matches!(status, RuntimeStatus::Pending | RuntimeStatus::Running) => {
+                return Ok(Rebuilt::Finished);
+            }
+            Some(_) => {}
+        }
+    }
+    let starts_here = messages.iter().any(|m| is_start(&m.event));
+    // ExecutionStarted is consumed by the first step, in the same transaction that writes the
+    // first history: while it is pending, the history is empty.
+    if starts_here && !check_status {
+        return Ok(Rebuilt::Execution(Box::new(Execution::new(
+            instance_id,
+            limit,
+        ))));
+    }
+    let history = shared.store.read_history(instance_id).await?;
+    if history.is_empty() {
+        if starts_here {
+            return Ok(Rebuilt::Execution(Box::new(Execution::new(
+                instance_id,
+                limit,
+            ))));
+        }
+        return Ok(match shared.store.read_runtime_status(instance_id).await? {
+            None => Rebuilt::Unknown,
+            Some(status) if status.is_terminal() => Rebuilt::Finished,
+            // Created, but its start has not reached this worker yet.
+            Some(_) => Rebuilt::AwaitingStart,
+        });
+    }
+    let finished = history.last().is_some_and(|record| {
+        matches!(
+            record.event,
+            HistoryEvent::ExecutionCompleted { .. } | HistoryEvent::ExecutionFailed { .. }
+        )
+    });
+    if finished {
+        return Ok(Rebuilt::Finished);
+    }
+    Ok(Rebuilt::Execution(Box::new(Execution::replay(
+        &shared.registry,
+        instance_id,
+        &history,
+        limit,
+    ))))
 }
 
 async fn commit_consume_only(
-    shared: &Shared,
+    shared: &Arc<Shared>,
     instance_id: &str,
     messages: &[Inbound],
 ) -> Result<(), StoreError> {
-    let commit = StepCommit {
+    let mut commit = StepCommit {
         instance_id: instance_id.to_string(),
         first_seq: 0,
-        timestamp_ms: now_ms(),
+        timestamp_ms: shared.clock.now_ms(),
         events: Vec::new(),
         consumed: stored_messages(messages),
         completed_activities: completed_activities(messages),
@@ -184,7 +333,16 @@ async fn commit_consume_only(
         output: None,
         failure: None,
     };
-    shared.store.write(Write::Step(commit)).await.map(|_| ())
+    loop {
+        match shared.commit(Write::Step(commit.clone())).await {
+            Ok(_) => return Ok(()),
+            // Results recorded before: their work items are gone, nothing to consume for them.
+            Err(StoreError::AlreadyRecorded(gone)) if !gone.is_empty() => {
+                commit.completed_activities.retain(|id| !gone.contains(id));
+            }
+            Err(err) => return Err(err),
+        }
+    }
 }
 
 /// The ids of the stored messages among `inbound`.
@@ -203,8 +361,8 @@ fn completed_activities(inbound: &[Inbound]) -> Vec<i64> {
     inbound
         .iter()
         .filter_map(|m| match m.source {
-            Source::Activity(id) => Some(id),
             Source::Message(_) => None,
+            Source::Activity(id) => Some(id),
         })
         .collect()
 }

@@ -2,10 +2,14 @@
 //!
 //! Armed timers live in the store (so they survive restarts) and in a heap here ordered by due
 //! time; one task sleeps until the earliest and then commits `TimerFired` for every due timer.
+//!
+//! Due times are wall-clock times, but Tokio sleeps on the monotonic clock, which stands still
+//! while a VM is suspended and ignores clock adjustments. So the service never sleeps longer
+//! than [`MAX_TIMER_SLEEP`] before reading the wall clock again: an 8-hour timer fires at most
+//! that late after a suspend or a forward jump.
 
-use super::{InFlight, RETRY_DELAY, Shared};
-use crate::history::now_ms;
-use crate::store::{TimerWorkItem, Write, Written};
+use super::{InFlight, Shared, retry_delay};
+use crate::store::{ErrorClass, TimerWorkItem, Write};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
@@ -35,6 +39,9 @@ impl Ord for Due {
     }
 }
 
+/// The longest the timer service sleeps before it reads the wall clock again.
+pub(crate) const MAX_TIMER_SLEEP: Duration = Duration::from_secs(1);
+
 /// Runs until the runtime stops.
 pub(crate) async fn run(
     shared: Arc<Shared>,
@@ -45,7 +52,7 @@ pub(crate) async fn run(
     let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
     let mut in_flight = InFlight::default();
     loop {
-        let now = now_ms();
+        let now = shared.clock.now_ms();
         while heap
             .peek()
             .is_some_and(|Reverse(due)| due.0.fire_at_ms <= now)
@@ -57,9 +64,12 @@ pub(crate) async fn run(
         let wait = heap
             .peek()
             .map(|Reverse(due)| {
-                Duration::from_millis(u64::try_from(due.0.fire_at_ms - now).unwrap_or(0))
+                Duration::from_millis(
+                    u64::try_from(due.0.fire_at_ms.saturating_sub(now)).unwrap_or(0),
+                )
             })
-            .unwrap_or(Duration::from_secs(3600));
+            .unwrap_or(MAX_TIMER_SLEEP)
+            .min(MAX_TIMER_SLEEP);
         tokio::select! {
             biased;
             _ = stopped.wait_for(|stop| *stop) => break,
@@ -74,20 +84,26 @@ pub(crate) async fn run(
     in_flight.drain(grace).await
 }
 
-/// Commits the firing, then hands `TimerFired` to the instance.
+/// Commits the firing, which hands `TimerFired` to the instance.
 async fn fire(shared: Arc<Shared>, timer: TimerWorkItem) {
+    let mut attempt = 0;
     loop {
         let write = Write::FireTimer {
             timer_id: timer.id,
             instance_id: timer.instance_id.clone(),
             task_id: timer.task_id,
         };
-        match shared.store.write(write).await {
-            Ok(Written::Delivered(Some(message))) => return shared.dispatcher.deliver(message),
+        match shared.commit(write).await {
             Ok(_) => return,
+            Err(err) if err.class() == ErrorClass::Transient => {
+                tracing::warn!(error = %err, instance = %timer.instance_id, "timer not fired; retrying");
+                tokio::time::sleep(retry_delay(attempt)).await;
+                attempt += 1;
+            }
             Err(err) => {
-                tracing::error!(error = %err, instance = %timer.instance_id, "timer not fired; retrying");
-                tokio::time::sleep(RETRY_DELAY).await;
+                // Retrying cannot help; the timer stays in the store for the next start.
+                tracing::error!(error = %err, instance = %timer.instance_id, "timer cannot be fired");
+                return;
             }
         }
     }

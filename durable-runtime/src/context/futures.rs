@@ -1,0 +1,235 @@
+//! The futures an orchestrator awaits: one task's result, a timer, and the races between them.
+
+use super::state::{OrchestrationState, TaskSlot};
+use crate::failure::{FailureDetails, TaskFailed};
+use crate::payload::Payload;
+use parking_lot::Mutex;
+use serde::de::DeserializeOwned;
+use std::future::Future;
+use std::marker::PhantomData;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+/// A future whose completion is recorded in history; [`OrchestrationContext::when_any`] uses
+/// the recorded order to pick a winner.
+pub trait DurableFuture: Future {
+    /// When this task's result arrived, among all results of the instance; `None` if it has not.
+    fn completion_order(&self) -> Option<u64>;
+}
+
+/// The future of one scheduled task; resolves to its typed result or [`TaskFailed`].
+#[must_use = "a task is scheduled either way, but its result is lost unless awaited"]
+pub struct TaskFuture<O> {
+    state: Arc<Mutex<OrchestrationState>>,
+    task_id: u64,
+    output: PhantomData<fn() -> O>,
+}
+
+impl<O> TaskFuture<O> {
+    pub(crate) fn new(state: Arc<Mutex<OrchestrationState>>, task_id: u64) -> Self {
+        TaskFuture {
+            state,
+            task_id,
+            output: PhantomData,
+        }
+    }
+}
+
+impl<O: DeserializeOwned> Future for TaskFuture<O> {
+    type Output = Result<O, TaskFailed>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut state = self.state.lock();
+        let Some(slot) = state.tasks.get_mut(self.task_id as usize) else {
+            return Poll::Pending;
+        };
+        match std::mem::replace(slot, TaskSlot::Taken) {
+            TaskSlot::Done { name, result, .. } => {
+                drop(state);
+                Poll::Ready(decode_result(&name, result))
+            }
+            TaskSlot::Waiting { name, waits, waker } => {
+                let waker = match waker {
+                    Some(w) if w.will_wake(cx.waker()) => Some(w),
+                    _ => Some(cx.waker().clone()),
+                };
+                *slot = TaskSlot::Waiting { name, waits, waker };
+                Poll::Pending
+            }
+            // Polled again after completion: behave like a fused future that never resolves again.
+            other => {
+                *slot = other;
+                Poll::Pending
+            }
+        }
+    }
+}
+
+impl<O> Drop for TaskFuture<O> {
+    fn drop(&mut self) {
+        // A dropped wait must not keep (or swallow) what it was waiting for.
+        self.state.lock().forget(self.task_id);
+    }
+}
+
+impl<O: DeserializeOwned> DurableFuture for TaskFuture<O> {
+    fn completion_order(&self) -> Option<u64> {
+        self.state.lock().completion_order(self.task_id)
+    }
+}
+
+/// A durable timer; resolves when it fires.
+#[must_use = "the timer is recorded either way, but awaiting it is what waits"]
+pub struct TimerFuture {
+    inner: TaskFuture<()>,
+}
+
+impl TimerFuture {
+    pub(crate) fn new(inner: TaskFuture<()>) -> Self {
+        TimerFuture { inner }
+    }
+}
+
+impl Future for TimerFuture {
+    type Output = ();
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        // A timer cannot fail: its TimerFired event carries no error.
+        Pin::new(&mut self.inner).poll(cx).map(|_| ())
+    }
+}
+
+impl DurableFuture for TimerFuture {
+    fn completion_order(&self) -> Option<u64> {
+        self.inner.completion_order()
+    }
+}
+
+/// The future of [`OrchestrationContext::when_any`]: the winner's index and output.
+pub struct WhenAny<F> {
+    tasks: Vec<F>,
+}
+
+impl<F> WhenAny<F> {
+    pub(crate) fn new(tasks: Vec<F>) -> Self {
+        WhenAny { tasks }
+    }
+}
+
+impl<F: DurableFuture + Unpin> Future for WhenAny<F> {
+    type Output = (usize, F::Output);
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        // Nothing can finish first among no tasks: a programming error, which fails the
+        // instance with this message (the orchestrator's poll catches panics) instead of
+        // waiting forever.
+        assert!(
+            !self.tasks.is_empty(),
+            "when_any was given no tasks, so none can finish first"
+        );
+        let winner = self
+            .tasks
+            .iter()
+            .enumerate()
+            .filter_map(|(i, task)| task.completion_order().map(|order| (order, i)))
+            .min();
+        if let Some((_, index)) = winner
+            && let Poll::Ready(output) = Pin::new(&mut self.tasks[index]).poll(cx)
+        {
+            return Poll::Ready((index, output));
+        }
+        for task in &mut self.tasks {
+            // Registers the waker; none is ready (or it would have won above).
+            let _ = Pin::new(task).poll(cx).is_ready();
+        }
+        Poll::Pending
+    }
+}
+
+/// Which of two tasks finished first.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Either<L, R> {
+    /// The first task.
+    Left(L),
+    /// The second task.
+    Right(R),
+}
+
+/// The future of [`OrchestrationContext::when_any2`].
+pub struct WhenAny2<A, B> {
+    left: Option<A>,
+    right: Option<B>,
+}
+
+impl<A, B> WhenAny2<A, B> {
+    pub(crate) fn new(left: A, right: B) -> Self {
+        WhenAny2 {
+            left: Some(left),
+            right: Some(right),
+        }
+    }
+}
+
+impl<A, B> Future for WhenAny2<A, B>
+where
+    A: DurableFuture + Unpin,
+    B: DurableFuture + Unpin,
+{
+    type Output = Either<A::Output, B::Output>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let left = self.left.as_ref().and_then(DurableFuture::completion_order);
+        let right = self
+            .right
+            .as_ref()
+            .and_then(DurableFuture::completion_order);
+        let left_first = match (left, right) {
+            (Some(l), Some(r)) => Some(l < r),
+            (Some(_), None) => Some(true),
+            (None, Some(_)) => Some(false),
+            (None, None) => None,
+        };
+        match left_first {
+            Some(true) => {
+                if let Some(task) = self.left.as_mut()
+                    && let Poll::Ready(output) = Pin::new(task).poll(cx)
+                {
+                    return Poll::Ready(Either::Left(output));
+                }
+            }
+            Some(false) => {
+                if let Some(task) = self.right.as_mut()
+                    && let Poll::Ready(output) = Pin::new(task).poll(cx)
+                {
+                    return Poll::Ready(Either::Right(output));
+                }
+            }
+            None => {}
+        }
+        if let Some(task) = self.left.as_mut() {
+            let _ = Pin::new(task).poll(cx).is_ready();
+        }
+        if let Some(task) = self.right.as_mut() {
+            let _ = Pin::new(task).poll(cx).is_ready();
+        }
+        Poll::Pending
+    }
+}
+
+fn decode_result<O: DeserializeOwned>(
+    name: &str,
+    result: Result<Payload, FailureDetails>,
+) -> Result<O, TaskFailed> {
+    match result {
+        Ok(payload) => payload.decode().map_err(|err| TaskFailed {
+            name: name.to_string(),
+            message: format!(
+                "the result {payload} does not decode as `{}`: {err}",
+                std::any::type_name::<O>()
+            ),
+            details: None,
+        }),
+        Err(failure) => Err(TaskFailed::from_details(name, failure)),
+    }
+}

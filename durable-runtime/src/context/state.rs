@@ -1,0 +1,323 @@
+//! The mutable half of a context, shared between the orchestrator's futures and the replay
+//! engine: one slot per task id, the events buffered by name, and what history recorded.
+//!
+//! Every change here happens either while the orchestrator's code runs or while the engine
+//! feeds it events, both in history order, so the state is the same on every replay.
+
+use crate::failure::FailureDetails;
+use crate::payload::Payload;
+use std::collections::{HashMap, VecDeque};
+use std::task::Waker;
+
+/// Something the orchestrator asked for, which history records.
+#[derive(Debug, Clone)]
+pub(crate) enum Action {
+    /// Run an activity.
+    Activity { name: String, input: Payload },
+    /// Fire a durable timer at this time (ms since the epoch).
+    Timer { fire_at_ms: i64 },
+}
+
+/// What history says a task id was used for, to check the code against on replay.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Recorded {
+    Activity(String),
+    Timer,
+}
+
+impl Recorded {
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            Recorded::Activity(name) => format!("TaskScheduled '{name}'"),
+            Recorded::Timer => "TimerCreated".to_string(),
+        }
+    }
+}
+
+impl Action {
+    fn recorded(&self) -> Recorded {
+        match self {
+            Action::Activity { name, .. } => Recorded::Activity(name.clone()),
+            Action::Timer { .. } => Recorded::Timer,
+        }
+    }
+
+    fn describe(&self) -> String {
+        match self {
+            Action::Activity { name, .. } => format!("schedules activity '{name}'"),
+            Action::Timer { .. } => "creates a timer".to_string(),
+        }
+    }
+}
+
+/// A task the orchestrator scheduled during the current step.
+#[derive(Debug)]
+pub(crate) struct ScheduledTask {
+    pub task_id: u64,
+    pub action: Action,
+}
+
+/// What a task slot waits for: an external event is matched by name, everything else by id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Waits {
+    Task,
+    Event,
+}
+
+pub(crate) enum TaskSlot {
+    Waiting {
+        /// The task's name (an activity's, `timer`, or the event's).
+        name: String,
+        waits: Waits,
+        waker: Option<Waker>,
+    },
+    Done {
+        name: String,
+        waits: Waits,
+        result: Result<Payload, FailureDetails>,
+        /// Position among all results that arrived at this instance: history order.
+        order: u64,
+    },
+    /// The result was handed to the code.
+    Taken,
+    /// The future was dropped before its result was taken; a result arriving later is
+    /// accepted (history holds it) and discarded.
+    Dropped,
+}
+
+/// The mutable half of a context, shared with the replay engine.
+pub(crate) struct OrchestrationState {
+    /// One slot per task id the orchestrator has handed out.
+    pub(crate) tasks: Vec<TaskSlot>,
+    /// What history recorded for each task id; `None` where nothing was recorded.
+    recorded: Vec<Option<Recorded>>,
+    /// Results and events that arrived so far, for ordering `when_any` by history.
+    arrived: u64,
+    /// Events that arrived before anyone waited for them, by name, oldest first, with their
+    /// arrival order.
+    buffered_events: HashMap<String, VecDeque<(Payload, u64)>>,
+    /// Task slots waiting for an event, by name, oldest first.
+    event_waiters: HashMap<String, VecDeque<u64>>,
+    /// Deterministic ids and random numbers handed out so far.
+    pub(crate) guids: u64,
+    pub(crate) randoms: u64,
+    /// Tasks scheduled in this step that history does not hold yet.
+    pub(crate) new_tasks: Vec<ScheduledTask>,
+    /// Set when the code diverged from history; the step then fails the instance.
+    pub(crate) nondeterminism: Option<String>,
+    pub(crate) is_replaying: bool,
+    pub(crate) current_time_ms: i64,
+    /// Largest encoded payload (activity input) the code may hand to the store, in bytes.
+    pub(crate) max_payload_bytes: usize,
+}
+
+/// How a history event relates to the tasks the code scheduled.
+pub(crate) enum Delivery {
+    Delivered,
+    /// A result for a task id the code never scheduled, or one already resolved.
+    Unexpected,
+}
+
+impl OrchestrationState {
+    pub(crate) fn new(recorded: Vec<Option<Recorded>>, max_payload_bytes: usize) -> Self {
+        OrchestrationState {
+            tasks: Vec::new(),
+            recorded,
+            arrived: 0,
+            buffered_events: HashMap::new(),
+            event_waiters: HashMap::new(),
+            guids: 0,
+            randoms: 0,
+            new_tasks: Vec::new(),
+            nondeterminism: None,
+            is_replaying: false,
+            current_time_ms: 0,
+            max_payload_bytes,
+        }
+    }
+
+    /// Resolves task `task_id` with a result that arrives now, waking whoever awaits it.
+    pub(crate) fn deliver(
+        &mut self,
+        task_id: u64,
+        result: Result<Payload, FailureDetails>,
+    ) -> (Delivery, Option<Waker>) {
+        self.arrived += 1;
+        let order = self.arrived;
+        self.resolve(task_id, result, order)
+    }
+
+    fn resolve(
+        &mut self,
+        task_id: u64,
+        result: Result<Payload, FailureDetails>,
+        order: u64,
+    ) -> (Delivery, Option<Waker>) {
+        let Some(slot) = usize::try_from(task_id)
+            .ok()
+            .and_then(|i| self.tasks.get_mut(i))
+        else {
+            return (Delivery::Unexpected, None);
+        };
+        match std::mem::replace(slot, TaskSlot::Taken) {
+            TaskSlot::Waiting { name, waits, waker } => {
+                *slot = TaskSlot::Done {
+                    name,
+                    waits,
+                    result,
+                    order,
+                };
+                (Delivery::Delivered, waker)
+            }
+            // Nobody will read it, but history holds it legitimately.
+            TaskSlot::Dropped => {
+                *slot = TaskSlot::Dropped;
+                (Delivery::Delivered, None)
+            }
+            other => {
+                *slot = other;
+                (Delivery::Unexpected, None)
+            }
+        }
+    }
+
+    /// Hands an external event to the oldest wait for its name, or buffers it (keeping its
+    /// arrival order) until one comes.
+    pub(crate) fn raise_event(&mut self, name: &str, input: Payload) -> Option<Waker> {
+        self.arrived += 1;
+        let order = self.arrived;
+        let waiter = self
+            .event_waiters
+            .get_mut(name)
+            .and_then(VecDeque::pop_front);
+        match waiter {
+            Some(task_id) => self.resolve(task_id, Ok(input), order).1,
+            None => {
+                self.buffered_events
+                    .entry(name.to_string())
+                    .or_default()
+                    .push_back((input, order));
+                None
+            }
+        }
+    }
+
+    /// A slot that resolves with the next event called `name`. Waits are not recorded in
+    /// history: the code makes them in the same order on every replay, and the events they
+    /// receive are recorded.
+    pub(crate) fn wait_for_event(&mut self, name: &str) -> u64 {
+        let task_id = self.tasks.len() as u64;
+        self.tasks.push(TaskSlot::Waiting {
+            name: name.to_string(),
+            waits: Waits::Event,
+            waker: None,
+        });
+        let buffered = self
+            .buffered_events
+            .get_mut(name)
+            .and_then(VecDeque::pop_front);
+        match buffered {
+            Some((input, order)) => {
+                // Nobody polls this slot yet, so there is no waker to wake.
+                let _ = self.resolve(task_id, Ok(input), order);
+            }
+            None => self
+                .event_waiters
+                .entry(name.to_string())
+                .or_default()
+                .push_back(task_id),
+        }
+        task_id
+    }
+
+    /// The future of `task_id` was dropped. A wait for an event stops waiting, and an event it
+    /// received but never handed to the code goes back to the front of the buffer, so the
+    /// next wait for that name receives it: nothing raised is lost to an abandoned wait.
+    pub(crate) fn forget(&mut self, task_id: u64) {
+        let Some(slot) = usize::try_from(task_id)
+            .ok()
+            .and_then(|i| self.tasks.get_mut(i))
+        else {
+            return;
+        };
+        match std::mem::replace(slot, TaskSlot::Dropped) {
+            TaskSlot::Waiting {
+                name,
+                waits: Waits::Event,
+                ..
+            } => {
+                if let Some(waiters) = self.event_waiters.get_mut(&name) {
+                    waiters.retain(|&id| id != task_id);
+                }
+            }
+            TaskSlot::Done {
+                name,
+                waits: Waits::Event,
+                result: Ok(input),
+                order,
+            } => {
+                let queue = self.buffered_events.entry(name).or_default();
+                queue.push_front((input, order));
+            }
+            TaskSlot::Taken => *slot = TaskSlot::Taken,
+            _ => {}
+        }
+    }
+
+    /// The first recorded task the code has not scheduled (again), for the end-of-replay check.
+    pub(crate) fn first_unreplayed_task(&self) -> Option<(u64, String)> {
+        self.recorded
+            .iter()
+            .enumerate()
+            .skip(self.tasks.len())
+            .find_map(|(id, recorded)| recorded.as_ref().map(|r| (id as u64, r.describe())))
+    }
+
+    pub(crate) fn completion_order(&self, task_id: u64) -> Option<u64> {
+        match self.tasks.get(task_id as usize) {
+            Some(TaskSlot::Done { order, .. }) => Some(*order),
+            _ => None,
+        }
+    }
+
+    /// Hands out the next task id for `action`, checking it against history on replay.
+    pub(crate) fn schedule(&mut self, name: &str, action: Action) -> u64 {
+        let task_id = self.tasks.len() as u64;
+        match self.recorded.get(task_id as usize) {
+            Some(Some(recorded)) if *recorded == action.recorded() => {}
+            Some(recorded) if self.nondeterminism.is_none() => {
+                let expected = match recorded {
+                    Some(recorded) => recorded.describe(),
+                    None => "no task".to_string(),
+                };
+                self.nondeterminism = Some(format!(
+                    "non-deterministic orchestrator: history has {expected} as task {task_id}, \
+                     but the code now {}",
+                    action.describe()
+                ));
+            }
+            Some(_) => {}
+            None => self.new_tasks.push(ScheduledTask { task_id, action }),
+        }
+        self.tasks.push(TaskSlot::Waiting {
+            name: name.to_string(),
+            waits: Waits::Task,
+            waker: None,
+        });
+        task_id
+    }
+
+    /// A task that failed before it could be scheduled (its input did not serialize, or is too
+    /// large). It uses no task id in history, so replays see the same ids.
+    pub(crate) fn failed_before_scheduling(&mut self, name: &str, failure: FailureDetails) -> u64 {
+        let task_id = self.tasks.len() as u64;
+        self.arrived += 1;
+        self.tasks.push(TaskSlot::Done {
+            name: name.to_string(),
+            waits: Waits::Task,
+            result: Err(failure),
+            order: self.arrived,
+        });
+        task_id
+    }
+}
