@@ -159,3 +159,147 @@ async fn bad_events_are_clear_errors() {
     );
     runtime.shutdown().await;
 }
+
+/// Races a wait for "x" against a short timer, loses, then waits for "x" again.
+#[orchestrator]
+async fn wait_again_after_losing(
+    ctx: OrchestrationContext,
+) -> Result<(bool, String), OrchestrationError> {
+    let first = ctx.wait_for_event::<String>("x");
+    let short = ctx.sleep(Duration::from_millis(1));
+    let timed_out = matches!(ctx.when_any2(first, short).await, Either::Right(()));
+    let second = ctx.wait_for_event::<String>("x").await?;
+    Ok((timed_out, second))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dropped_wait_does_not_swallow_a_later_event() {
+    for cache in [10_000, 0] {
+        let store = TestStore::new();
+        let (runtime, client) = store.start_with(|b| b.cache_capacity(cache)).await;
+        let id = client
+            .start(wait_again_after_losing, ())
+            .await
+            .expect("start");
+        // Raise only once the first wait lost to the timer.
+        tokio::time::timeout(WAIT, async {
+            loop {
+                let history = support::history(&client, &id).await;
+                if history
+                    .iter()
+                    .any(|r| matches!(r.event, HistoryEvent::TimerFired { .. }))
+                {
+                    break;
+                }
+                tokio::task::yield_now().await;
+            }
+        })
+        .await
+        .expect("the timer fires");
+        client.raise_event(&id, "x", "late").await.expect("raised");
+        let status = client
+            .wait_for_completion(&id, WAIT)
+            .await
+            .expect("the second wait receives the event");
+        assert_eq!(
+            status.output_as::<(bool, String)>().expect("output"),
+            (true, "late".to_string()),
+            "cache {cache}"
+        );
+        runtime.shutdown().await;
+    }
+}
+
+#[activity]
+async fn quick(n: u32) -> u32 {
+    n
+}
+
+/// An event raised before anyone waits, then an activity result: when_any must pick the event,
+/// which arrived first, however late the wait was made.
+#[orchestrator]
+async fn buffered_event_first(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    // Wait until the event is recorded, through a wait of another name the test raises after it.
+    ctx.wait_for_event::<()>("ready").await?;
+    let work = ctx.call_activity(quick, 7);
+    ctx.wait_for_event::<()>("after-the-result").await?;
+    let event = ctx.wait_for_event::<String>("early");
+    Ok(match ctx.when_any2(event, work).await {
+        Either::Left(event) => format!("event {}", event?),
+        Either::Right(result) => format!("activity {}", result?),
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_buffered_event_takes_its_place_in_when_any_by_arrival() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let id = client.start(buffered_event_first, ()).await.expect("start");
+    client
+        .raise_event(&id, "early", "first")
+        .await
+        .expect("raised");
+    client.raise_event(&id, "ready", ()).await.expect("raised");
+    // Wait for the activity's result to be recorded, then release the orchestrator.
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let history = support::history(&client, &id).await;
+            if history
+                .iter()
+                .any(|r| matches!(r.event, HistoryEvent::TaskCompleted { .. }))
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the activity completes");
+    client
+        .raise_event(&id, "after-the-result", ())
+        .await
+        .expect("raised");
+    let status = client.wait_for_completion(&id, WAIT).await.expect("done");
+    assert_eq!(
+        status.output_as::<String>().expect("output"),
+        "event first",
+        "the event arrived before the activity's result"
+    );
+    runtime.shutdown().await;
+}
+
+#[orchestrator]
+async fn counts_events(ctx: OrchestrationContext) -> Result<u32, OrchestrationError> {
+    let mut n = 0;
+    loop {
+        if ctx.wait_for_event::<bool>("tick").await? {
+            n += 1;
+        } else {
+            return Ok(n);
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_retried_event_with_the_same_key_is_recorded_once() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let id = client.start(counts_events, ()).await.expect("start");
+    for _ in 0..3 {
+        client
+            .raise_event_once(&id, "tick", true, "request-1")
+            .await
+            .expect("raised or already raised");
+    }
+    client
+        .raise_event_once(&id, "tick", true, "request-2")
+        .await
+        .expect("raised");
+    client
+        .raise_event(&id, "tick", false)
+        .await
+        .expect("raised");
+    let status = client.wait_for_completion(&id, WAIT).await.expect("done");
+    assert_eq!(status.output_as::<u32>().expect("output"), 2);
+    runtime.shutdown().await;
+}

@@ -76,3 +76,64 @@ async fn changed_code_fails_the_instance_on_replay() {
     ));
     runtime.shutdown().await;
 }
+
+/// Stands for a deployment that made the orchestrator return after its first activity.
+static RETURNS_EARLY: AtomicBool = AtomicBool::new(false);
+
+#[activity]
+async fn step_a() -> u32 {
+    1
+}
+
+#[activity]
+async fn step_b(n: u32) -> u32 {
+    // The instance is done with both steps; the "new code" is deployed before its next step.
+    RETURNS_EARLY.store(true, Ordering::SeqCst);
+    n + 1
+}
+
+#[orchestrator]
+async fn shortened(ctx: OrchestrationContext) -> Result<u32, OrchestrationError> {
+    let a = ctx.call_activity(step_a, ()).await?;
+    #[durable::allow_nondeterministic("this test simulates a code change between deployments")]
+    let early = RETURNS_EARLY.load(Ordering::SeqCst);
+    if early {
+        return Ok(a * 100);
+    }
+    let b = ctx.call_activity(step_b, a).await?;
+    // Waits for one more event, so the instance takes another step after step_b's result.
+    ctx.wait_for_event::<()>("finish").await?;
+    Ok(b)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn code_that_now_returns_early_is_flagged() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start_with(|b| b.cache_capacity(0)).await;
+    let id = client.start(shortened, ()).await.expect("start");
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let history = support::history(&client, &id).await;
+            let completed = history
+                .iter()
+                .filter(|r| matches!(r.event, HistoryEvent::TaskCompleted { .. }))
+                .count();
+            if completed == 2 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("both activities complete");
+    client.raise_event(&id, "finish", ()).await.expect("raised");
+    let status = client.wait_for_completion(&id, WAIT).await.expect("done");
+    assert_eq!(status.runtime_status, RuntimeStatus::Failed, "{status:?}");
+    let message = status.failure.expect("failure").message;
+    assert_eq!(
+        message,
+        "non-deterministic orchestrator: history has TaskScheduled 'step_b' as task 1, but the \
+         code no longer schedules it"
+    );
+    runtime.shutdown().await;
+}

@@ -1,6 +1,8 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod hooked;
+
 use durable_runtime::{Client, Runtime, RuntimeBuilder};
 use std::path::PathBuf;
 use tempfile::TempDir;
@@ -23,6 +25,17 @@ impl TestStore {
 
     pub fn builder(&self) -> RuntimeBuilder {
         Runtime::builder().sqlite(self.path())
+    }
+
+    /// A builder on this store behind `hook` (see [`hooked::HookedStore`]).
+    pub fn hooked_builder(&self, hook: hooked::Hook) -> RuntimeBuilder {
+        let inner =
+            durable_runtime::store::sqlite::SqliteStore::open(self.path()).expect("store opens");
+        let store = hooked::HookedStore {
+            inner: std::sync::Arc::new(inner),
+            hook,
+        };
+        Runtime::builder().store(std::sync::Arc::new(store))
     }
 
     pub async fn start(&self) -> (Runtime, Client) {

@@ -1,0 +1,88 @@
+//! A backend wrapper that lets a test stand between the runtime and the store: delay a write,
+//! hold its answer back, or fail it, at a point the test chooses.
+
+use async_trait::async_trait;
+use durable_runtime::HistoryRecord;
+use durable_runtime::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
+use durable_runtime::store::{
+    ActivityWorkItem, Backend, Message, PendingPage, StoreError, TimerWorkItem, Write, Written,
+};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+/// Before the write reaches the store, or after it was applied (and before the answer).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Phase {
+    Before,
+    After,
+}
+
+pub type BoxFut = Pin<Box<dyn Future<Output = Option<StoreError>> + Send>>;
+
+/// Called twice per write; an error returned `Before` is answered without applying the write,
+/// one returned `After` replaces the answer of an applied write.
+pub type Hook = Arc<dyn Fn(Phase, &Write) -> BoxFut + Send + Sync>;
+
+pub struct HookedStore {
+    pub inner: Arc<dyn Backend>,
+    pub hook: Hook,
+}
+
+#[async_trait]
+impl Backend for HookedStore {
+    async fn write(&self, write: Write) -> Result<Written, StoreError> {
+        if let Some(err) = (self.hook)(Phase::Before, &write).await {
+            return Err(err);
+        }
+        let copy = write.clone();
+        let answer = self.inner.write(write).await;
+        if let Some(err) = (self.hook)(Phase::After, &copy).await {
+            return Err(err);
+        }
+        answer
+    }
+
+    async fn read_instance(&self, instance_id: &str) -> Result<Option<InstanceStatus>, StoreError> {
+        self.inner.read_instance(instance_id).await
+    }
+
+    async fn read_history(&self, instance_id: &str) -> Result<Vec<HistoryRecord>, StoreError> {
+        self.inner.read_history(instance_id).await
+    }
+
+    async fn list_instances(&self, query: &InstanceQuery) -> Result<InstancePage, StoreError> {
+        self.inner.list_instances(query).await
+    }
+
+    async fn read_runtime_status(
+        &self,
+        instance_id: &str,
+    ) -> Result<Option<RuntimeStatus>, StoreError> {
+        self.inner.read_runtime_status(instance_id).await
+    }
+
+    async fn pending_messages(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<PendingPage<Message>, StoreError> {
+        self.inner.pending_messages(after_id, limit).await
+    }
+
+    async fn pending_activities(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<PendingPage<ActivityWorkItem>, StoreError> {
+        self.inner.pending_activities(after_id, limit).await
+    }
+
+    async fn pending_timers(
+        &self,
+        after_id: i64,
+        limit: usize,
+    ) -> Result<PendingPage<TimerWorkItem>, StoreError> {
+        self.inner.pending_timers(after_id, limit).await
+    }
+}
