@@ -16,7 +16,7 @@ use support::TestStore;
 
 const INSTANCES: u32 = 300;
 const STEPS: u32 = 5;
-const KILLS: usize = 6;
+const KILLS: usize = 20;
 
 #[activity]
 async fn logged_step(
@@ -131,7 +131,7 @@ fn kill_9_at_random_moments_loses_nothing() {
         );
         let pid = child.id();
         let kill_after = if incarnation < KILLS {
-            Some(rng.next_in(20, 400))
+            Some(rng.next_in(10, 70))
         } else {
             None
         };
@@ -167,7 +167,7 @@ fn kill_9_at_random_moments_loses_nothing() {
     }
     assert!(finished, "the last incarnation must finish every instance");
     assert!(
-        kills >= 3,
+        kills >= KILLS,
         "only {kills} kills happened; the test proves little"
     );
 
