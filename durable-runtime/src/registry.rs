@@ -84,11 +84,14 @@ inventory::collect!(OrchestratorRegistration);
 /// Every function registered in this binary, by name.
 pub(crate) struct Registry {
     activities: HashMap<&'static str, &'static ActivityRegistration>,
-    orchestrators: HashMap<&'static str, &'static OrchestratorRegistration>,
+    /// Every registered version of each orchestrator, oldest first (see [`version_order`]).
+    orchestrators: HashMap<&'static str, Vec<&'static OrchestratorRegistration>>,
 }
 
 impl Registry {
-    /// Collects the registrations; two functions of one kind under one name is an error.
+    /// Builds the table from everything `#[activity]` and `#[orchestrator]` registered. Two
+    /// activities under one name, or two orchestrators under one name and version, are an
+    /// error naming both definitions.
     pub(crate) fn from_inventory() -> Result<Self, Error> {
         let mut activities = HashMap::new();
         for reg in inventory::iter::<ActivityRegistration> {
@@ -101,16 +104,24 @@ impl Registry {
                 ));
             }
         }
-        let mut orchestrators = HashMap::new();
+        let mut orchestrators: HashMap<&'static str, Vec<&'static OrchestratorRegistration>> =
+            HashMap::new();
         for reg in inventory::iter::<OrchestratorRegistration> {
-            if let Some(first) = orchestrators.insert(reg.name, reg) {
+            let versions = orchestrators.entry(reg.name).or_default();
+            if let Some(first) = versions.iter().find(|r| r.version == reg.version) {
+                let name = match reg.version {
+                    Some(version) => format!("{} (version {version})", reg.name),
+                    None => reg.name.to_string(),
+                };
                 return Err(duplicate(
                     "orchestrator",
-                    reg.name,
+                    &name,
                     first.location,
                     reg.location,
                 ));
             }
+            versions.push(reg);
+            versions.sort_by(|a, b| version_order(a.version, b.version));
         }
         Ok(Registry {
             activities,
@@ -122,9 +133,60 @@ impl Registry {
         self.activities.get(name).copied()
     }
 
+    /// The newest registered version of the orchestrator `name`: what a new instance started
+    /// by name runs.
     pub(crate) fn orchestrator(&self, name: &str) -> Option<&'static OrchestratorRegistration> {
-        self.orchestrators.get(name).copied()
+        self.orchestrators.get(name)?.last().copied()
     }
+
+    /// Exactly `version` of the orchestrator `name`: what an instance that started on that
+    /// version keeps running, replay after replay. Otherwise, the versions that are registered.
+    pub(crate) fn orchestrator_version(
+        &self,
+        name: &str,
+        version: Option<&str>,
+    ) -> Result<&'static OrchestratorRegistration, Vec<Option<&'static str>>> {
+        let versions = self
+            .orchestrators
+            .get(name)
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        versions
+            .iter()
+            .find(|r| r.version == version)
+            .copied()
+            .ok_or_else(|| versions.iter().map(|r| r.version).collect())
+    }
+}
+
+/// Orders versions so that the newest is last: no version before any version, then by
+/// natural order (runs of digits compare as numbers: `2` < `10`, `1.9` < `1.10`).
+pub(crate) fn version_order(a: Option<&str>, b: Option<&str>) -> std::cmp::Ordering {
+    match (a, b) {
+        (None, None) => std::cmp::Ordering::Equal,
+        (None, Some(_)) => std::cmp::Ordering::Less,
+        (Some(_), None) => std::cmp::Ordering::Greater,
+        (Some(a), Some(b)) => natural_chunks(a).cmp(natural_chunks(b)),
+    }
+}
+
+/// A version split into runs of digits (compared as numbers) and runs of other characters.
+fn natural_chunks(version: &str) -> impl Iterator<Item = (u128, &str)> + '_ {
+    let mut rest = version;
+    std::iter::from_fn(move || {
+        let first = rest.chars().next()?;
+        let digits = first.is_ascii_digit();
+        let end = rest
+            .find(|c: char| c.is_ascii_digit() != digits)
+            .unwrap_or(rest.len());
+        let (chunk, tail) = rest.split_at(end);
+        rest = tail;
+        Some(if digits {
+            (chunk.parse().unwrap_or(u128::MAX), "")
+        } else {
+            (0, chunk)
+        })
+    })
 }
 
 fn duplicate(kind: &'static str, name: &str, first: &str, second: &str) -> Error {
@@ -139,5 +201,22 @@ fn duplicate(kind: &'static str, name: &str, first: &str, second: &str) -> Error
         name: name.to_string(),
         first: first.to_string(),
         second: second.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_order;
+    use std::cmp::Ordering;
+
+    #[test]
+    fn versions_order_naturally_with_unversioned_first() {
+        let mut versions = vec![Some("1.10"), Some("2"), None, Some("1.9"), Some("10")];
+        versions.sort_by(|a, b| version_order(*a, *b));
+        assert_eq!(
+            versions,
+            [None, Some("1.9"), Some("1.10"), Some("2"), Some("10")]
+        );
+        assert_eq!(version_order(Some("v3"), Some("v3")), Ordering::Equal);
     }
 }

@@ -253,8 +253,12 @@ impl Execution {
         replaying: bool,
     ) -> Result<(), String> {
         let (task_id, result) = match event {
-            HistoryEvent::ExecutionStarted { name, input, .. } => {
-                self.start(registry, name, input.clone());
+            HistoryEvent::ExecutionStarted {
+                name,
+                version,
+                input,
+            } => {
+                self.start(registry, name, version.as_deref(), input.clone());
                 return Ok(());
             }
             HistoryEvent::TaskCompleted { task_id, result } => (*task_id, Ok(result.clone())),
@@ -287,13 +291,21 @@ impl Execution {
         }
     }
 
-    fn start(&mut self, registry: &Registry, name: &str, input: Payload) {
+    /// Starts the code of the version the instance started on: an instance keeps running on
+    /// its version, so a deployment that adds a version never replays old histories against
+    /// new code.
+    fn start(&mut self, registry: &Registry, name: &str, version: Option<&str>, input: Payload) {
         self.name = name.to_string();
-        let Some(registration) = registry.orchestrator(name) else {
-            self.pending_outcome = Some(Err(FailureDetails::new(format!(
-                "no orchestrator named '{name}' is registered in this program"
-            ))));
-            return;
+        let registration = match registry.orchestrator_version(name, version) {
+            Ok(registration) => registration,
+            Err(registered) => {
+                self.pending_outcome = Some(Err(FailureDetails::new(unregistered(
+                    name,
+                    version,
+                    &registered,
+                ))));
+                return;
+            }
         };
         let ctx = OrchestrationContext::new(&self.instance_id, self.state.clone());
         // Decoding the input runs user code (a `Deserialize` impl), which may panic.
@@ -374,6 +386,22 @@ impl Drop for Execution {
     fn drop(&mut self) {
         self.drop_future();
     }
+}
+
+/// Why an instance's orchestrator cannot run here.
+fn unregistered(name: &str, version: Option<&str>, registered: &[Option<&str>]) -> String {
+    let describe = |v: Option<&str>| v.map_or("unversioned".to_string(), |v| format!("'{v}'"));
+    if registered.is_empty() {
+        return format!("no orchestrator named '{name}' is registered in this program");
+    }
+    let registered: Vec<String> = registered.iter().map(|v| describe(*v)).collect();
+    format!(
+        "orchestrator '{name}' version {} is not registered in this program (registered: {}); \
+         an instance keeps running on the version it started with, so keep that version \
+         registered until its instances finish",
+        describe(version),
+        registered.join(", ")
+    )
 }
 
 /// The top-level waker: records that something asked to be polled again.
