@@ -11,6 +11,7 @@ use crate::store::{ActivityWorkItem, Message, TimerWorkItem};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Where an inbound event is held until the step that consumes it commits.
@@ -64,6 +65,10 @@ pub(crate) struct Dispatcher {
     activities: mpsc::UnboundedSender<ActivityWorkItem>,
     timers: mpsc::UnboundedSender<TimerWorkItem>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
+    /// Messages held in slots, not yet claimed by a worker (for recovery's back-pressure).
+    held_messages: AtomicUsize,
+    /// Activities queued, not yet started (for recovery's back-pressure).
+    queued_activities: AtomicUsize,
 }
 
 impl Dispatcher {
@@ -79,6 +84,8 @@ impl Dispatcher {
             activities,
             timers,
             waiters: Mutex::new(HashMap::new()),
+            held_messages: AtomicUsize::new(0),
+            queued_activities: AtomicUsize::new(0),
         };
         let queues = Queues {
             ready: ready_rx,
@@ -115,6 +122,7 @@ impl Dispatcher {
         let mut slots = self.slots.lock();
         let slot = slots.entry(instance_id.clone()).or_default();
         slot.messages.push(inbound);
+        self.held_messages.fetch_add(1, Ordering::Relaxed);
         if !slot.claimed {
             slot.claimed = true;
             drop(slots);
@@ -126,7 +134,22 @@ impl Dispatcher {
 
     /// Hands a durable activity work item to the activity workers.
     pub(crate) fn enqueue_activity(&self, item: ActivityWorkItem) {
+        self.queued_activities.fetch_add(1, Ordering::Relaxed);
         let _ = self.activities.send(item);
+    }
+
+    /// An activity left the queue and started.
+    pub(crate) fn activity_started(&self) {
+        self.queued_activities.fetch_sub(1, Ordering::Relaxed);
+    }
+
+    /// Messages waiting in slots plus activities waiting in the queue: the work in memory that
+    /// no worker has taken yet.
+    pub(crate) fn backlog(&self) -> (usize, usize) {
+        (
+            self.held_messages.load(Ordering::Relaxed),
+            self.queued_activities.load(Ordering::Relaxed),
+        )
     }
 
     /// Hands a durable timer to the timer service.
@@ -147,8 +170,11 @@ impl Dispatcher {
         if execution.is_some() {
             *self.cached.lock() -= 1;
         }
+        let messages = std::mem::take(&mut slot.messages);
+        self.held_messages
+            .fetch_sub(messages.len(), Ordering::Relaxed);
         Claim {
-            messages: std::mem::take(&mut slot.messages),
+            messages,
             execution,
         }
     }
@@ -167,6 +193,8 @@ impl Dispatcher {
             return (false, None);
         };
         let slot = entry.get_mut();
+        self.held_messages
+            .fetch_add(unconsumed.len(), Ordering::Relaxed);
         if !unconsumed.is_empty() {
             let newer = std::mem::replace(&mut slot.messages, unconsumed);
             slot.messages.extend(newer);
@@ -195,6 +223,8 @@ impl Dispatcher {
     pub(crate) fn park(&self, instance_id: &str, messages: Vec<Inbound>) -> bool {
         let mut slots = self.slots.lock();
         let slot = slots.entry(instance_id.to_string()).or_default();
+        self.held_messages
+            .fetch_add(messages.len(), Ordering::Relaxed);
         if !slot.messages.is_empty() {
             let newer = std::mem::replace(&mut slot.messages, messages);
             slot.messages.extend(newer);
@@ -207,10 +237,12 @@ impl Dispatcher {
 
     /// Forgets a claimed instance and its in-memory messages (they stay in the store).
     pub(crate) fn abandon(&self, instance_id: &str) {
-        if let Some(slot) = self.slots.lock().remove(instance_id)
-            && slot.execution.is_some()
-        {
-            *self.cached.lock() -= 1;
+        if let Some(slot) = self.slots.lock().remove(instance_id) {
+            self.held_messages
+                .fetch_sub(slot.messages.len(), Ordering::Relaxed);
+            if slot.execution.is_some() {
+                *self.cached.lock() -= 1;
+            }
         }
     }
 

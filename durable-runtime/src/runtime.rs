@@ -137,8 +137,8 @@ impl RuntimeBuilder {
             dispatcher,
             clock: self.clock,
             limits: self.limits,
+            recovery: recovery::Recovery::new(),
         });
-        recovery::recover(&shared).await?;
         let (stop, stopped) = watch::channel(false);
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
@@ -160,7 +160,15 @@ impl RuntimeBuilder {
                 grace,
                 activity::execute,
             )),
-            tokio::spawn(timer::run(shared.clone(), queues.timers, stopped, grace)),
+            tokio::spawn(timer::run(
+                shared.clone(),
+                queues.timers,
+                stopped.clone(),
+                grace,
+            )),
+            // Beside the workers: a large backlog neither delays the start nor has to fit in
+            // memory.
+            tokio::spawn(recovery::run(shared.clone(), stopped)),
         ];
         Ok(Runtime {
             shared,

@@ -12,6 +12,7 @@ use tracing::Instrument;
 
 /// Runs one activity (catching panics) and hands its result to its instance.
 pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
+    shared.dispatcher.activity_started();
     let span = tracing::info_span!("activity", instance = %item.instance_id, name = %item.name, task_id = item.task_id);
     async {
         let result = match shared.registry.activity(&item.name) {

@@ -41,6 +41,7 @@ pub(crate) struct Shared {
     pub dispatcher: Dispatcher,
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
+    pub recovery: recovery::Recovery,
 }
 
 impl Shared {
@@ -57,24 +58,29 @@ impl Shared {
         .map_err(|_| StoreError::Closed)?
     }
 
-    /// Hands what a durable write created to the dispatcher.
+    /// Hands what a durable write created to the dispatcher (each item once, even while
+    /// startup recovery hands over older work).
     fn dispatch(&self, written: Written) -> Delivered {
+        use recovery::Kind;
+        let first = |kind, id| self.recovery.first_dispatch(kind, id);
         match written {
-            Written::Instance(message) => {
-                self.dispatcher.deliver(message);
+            Written::Instance(message) | Written::Delivered(Some(message)) => {
+                if first(Kind::Message, message.id) {
+                    self.dispatcher.deliver(message);
+                }
                 Delivered::Sent
             }
             Written::Step(work) => {
                 for item in work.activities {
-                    self.dispatcher.enqueue_activity(item);
+                    if first(Kind::Activity, item.id) {
+                        self.dispatcher.enqueue_activity(item);
+                    }
                 }
                 for timer in work.timers {
-                    self.dispatcher.arm_timer(timer);
+                    if first(Kind::Timer, timer.id) {
+                        self.dispatcher.arm_timer(timer);
+                    }
                 }
-                Delivered::Sent
-            }
-            Written::Delivered(Some(message)) => {
-                self.dispatcher.deliver(message);
                 Delivered::Sent
             }
             Written::Delivered(None) => Delivered::Nothing,
