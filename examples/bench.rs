@@ -76,11 +76,26 @@ async fn timed(ctx: OrchestrationContext, delay_ms: u64) -> Result<i64, Orchestr
     })
 }
 
+#[activity]
+async fn echo_text(text: String) -> String {
+    text
+}
+
+/// Hands its input to an activity and returns what comes back: one payload round trip.
+#[orchestrator]
+async fn round_trip(ctx: OrchestrationContext, text: String) -> Result<String, OrchestrationError> {
+    Ok(ctx.call_activity(echo_text, text).await?)
+}
+
 #[derive(Parser)]
 #[command(about = "durable benchmark workloads (SPEC §10)")]
 struct Args {
-    /// Workloads to run, comma-separated: w1, w2, w3, w5, w6, mem.
-    #[arg(long, value_delimiter = ',', default_value = "mem,w1,w2,w3,w5,w6")]
+    /// Workloads to run, comma-separated: w1, w2, w3, w5, w6, mem, payload.
+    #[arg(
+        long,
+        value_delimiter = ',',
+        default_value = "mem,payload,w1,w2,w3,w5,w6"
+    )]
     workload: Vec<String>,
     /// Print one JSON object per workload line instead of a table.
     #[arg(long)]
@@ -316,6 +331,46 @@ async fn mem(bench: &Bench) -> Result<(), BoxError> {
     Ok(())
 }
 
+/// One large payload through start, an activity's input and result, and the output: the peak
+/// memory it costs, as a multiple of its size.
+async fn payload(bench: &Bench) -> Result<(), BoxError> {
+    let mib = bench.scale(64, 8) as usize;
+    let size = mib * 1024 * 1024;
+    let dir = tempfile::tempdir()?;
+    let runtime = Runtime::builder()
+        .sqlite(dir.path().join("bench.db"))
+        .max_payload_size(2 * size)
+        .start()
+        .await?;
+    let client = runtime.client();
+    let text = "x".repeat(size);
+    reset_peak_rss();
+    let before = current_rss_mib();
+    let started = Instant::now();
+    let id = client.start(round_trip, text).await?;
+    let status = client
+        .wait_for_completion(&id, Duration::from_secs(600))
+        .await?;
+    let back: String = status.output_as()?;
+    let elapsed = started.elapsed();
+    if back.len() != size {
+        return Err(format!("the round trip returned {} bytes, not {size}", back.len()).into());
+    }
+    drop((back, status));
+    let peak = peak_rss_mib() - before;
+    let multiple = peak / mib as f64;
+    bench.report(
+        json!({"workload": "payload", "payload_mib": mib, "peak_rss_over_payload": multiple,
+               "peak_rss_growth_mib": peak, "seconds": elapsed.as_secs_f64()}),
+        format!(
+            "| payload | one {mib} MiB round trip (start, activity in and out, output) | {:.2} s | peak RSS +{peak:.0} MiB = {multiple:.1}x the payload |",
+            elapsed.as_secs_f64()
+        ),
+    );
+    runtime.shutdown().await;
+    Ok(())
+}
+
 fn percentile(sorted: &[f64], q: f64) -> f64 {
     let rank = ((sorted.len() as f64 - 1.0) * q).round() as usize;
     sorted[rank.min(sorted.len() - 1)]
@@ -359,9 +414,10 @@ async fn main() -> Result<(), BoxError> {
             "w5" => w5(&bench).await?,
             "w6" => w6(&bench).await?,
             "mem" => mem(&bench).await?,
+            "payload" => payload(&bench).await?,
             other => {
                 return Err(format!(
-                    "unknown workload '{other}' (expected w1, w2, w3, w5, w6, mem)"
+                    "unknown workload '{other}' (expected w1, w2, w3, w5, w6, mem, payload)"
                 )
                 .into());
             }

@@ -4,6 +4,7 @@ use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::value::RawValue;
 use std::fmt;
+use std::sync::Arc;
 
 /// A JSON document as stored in history and sent over HTTP.
 ///
@@ -17,18 +18,21 @@ use std::fmt;
 /// let back: Vec<u32> = p.decode().unwrap();
 /// assert_eq!(back, vec![1, 2, 3]);
 /// ```
+///
+/// Cloning is cheap (a reference count): a payload travels from a client through the store,
+/// the engine and history without its text being copied.
 #[derive(Clone)]
-pub struct Payload(Box<RawValue>);
+pub struct Payload(Arc<Box<RawValue>>);
 
 impl Payload {
     /// Serializes `value` as JSON.
     pub fn encode<T: Serialize + ?Sized>(value: &T) -> Result<Self, serde_json::Error> {
-        serde_json::value::to_raw_value(value).map(Payload)
+        serde_json::value::to_raw_value(value).map(Payload::from_raw)
     }
 
     /// Parses `text`, checking that it is one well-formed JSON document.
     pub fn from_json(text: impl Into<String>) -> Result<Self, serde_json::Error> {
-        RawValue::from_string(text.into()).map(Payload)
+        RawValue::from_string(text.into()).map(Payload::from_raw)
     }
 
     /// The JSON `null` document, the encoding of `()`.
@@ -48,6 +52,12 @@ impl Payload {
 }
 
 /// Payloads compare by their JSON text.
+impl Payload {
+    fn from_raw(raw: Box<RawValue>) -> Self {
+        Payload(Arc::new(raw))
+    }
+}
+
 impl PartialEq for Payload {
     fn eq(&self, other: &Self) -> bool {
         self.as_str() == other.as_str()
@@ -76,7 +86,7 @@ impl Serialize for Payload {
 
 impl<'de> Deserialize<'de> for Payload {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        Box::<RawValue>::deserialize(deserializer).map(Payload)
+        Box::<RawValue>::deserialize(deserializer).map(Payload::from_raw)
     }
 }
 
