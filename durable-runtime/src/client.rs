@@ -133,12 +133,15 @@ impl Client {
             instance_id: instance_id.to_string(),
             name: name.to_string(),
             input,
+            idempotency_key: None,
         };
         match self.shared.store.write(write).await {
             Ok(Written::Delivered(Some(message))) => {
                 self.shared.dispatcher.deliver(message);
                 Ok(())
             }
+            // Recorded before (a repeated idempotency key): nothing to deliver again.
+            Ok(Written::Delivered(None)) => Ok(()),
             Ok(_) => Err(StoreError::UnexpectedAnswer("raise-event").into()),
             Err(StoreError::InstanceNotFound(id)) => Err(Error::InstanceNotFound(id)),
             Err(StoreError::InstanceFinished {

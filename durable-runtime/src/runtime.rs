@@ -3,9 +3,11 @@
 use crate::client::Client;
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
+use crate::failure::FailureDetails;
+use crate::history::now_ms;
 use crate::registry::Registry;
-use crate::store::Backend;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{Backend, CorruptRow, Write};
 use crate::worker::{InFlight, Shared, activity, orchestration, timer};
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -91,27 +93,13 @@ impl RuntimeBuilder {
             ),
             StoreChoice::Custom(store) => store,
         };
-        let pending = store.pending_work().await?;
         let (dispatcher, queues) = Dispatcher::new(self.cache_capacity);
         let shared = Arc::new(Shared {
             store,
             registry,
             dispatcher,
         });
-        tracing::info!(
-            messages = pending.messages.len(),
-            activities = pending.activities.len(),
-            "resuming unfinished work"
-        );
-        for message in pending.messages {
-            shared.dispatcher.deliver(message);
-        }
-        for item in pending.activities {
-            shared.dispatcher.enqueue_activity(item);
-        }
-        for timer in pending.timers {
-            shared.dispatcher.arm_timer(timer);
-        }
+        resume(&shared).await?;
         let (stop, stopped) = watch::channel(false);
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
@@ -181,6 +169,75 @@ impl Runtime {
         }
         if !clean {
             tracing::warn!("shutdown timed out with work in flight; it resumes at the next start");
+        }
+    }
+}
+
+/// Rows read per page when resuming unfinished work.
+const RESUME_PAGE: usize = 1_000;
+
+/// Hands every message, activity and timer an earlier process left to the dispatcher, page by
+/// page; fails the instance of each stored row that does not decode.
+async fn resume(shared: &Shared) -> Result<(), Error> {
+    let store = &shared.store;
+    let (mut messages, mut activities, mut timers) = (0usize, 0usize, 0usize);
+    let mut after = 0;
+    loop {
+        let page = store.pending_messages(after, RESUME_PAGE).await?;
+        messages += page.items.len();
+        for message in page.items {
+            shared.dispatcher.deliver(message);
+        }
+        fail_corrupt(shared, page.corrupt).await;
+        let Some(last) = page.last_id else { break };
+        after = last;
+    }
+    after = 0;
+    loop {
+        let page = store.pending_activities(after, RESUME_PAGE).await?;
+        activities += page.items.len();
+        for item in page.items {
+            shared.dispatcher.enqueue_activity(item);
+        }
+        fail_corrupt(shared, page.corrupt).await;
+        let Some(last) = page.last_id else { break };
+        after = last;
+    }
+    after = 0;
+    loop {
+        let page = store.pending_timers(after, RESUME_PAGE).await?;
+        timers += page.items.len();
+        for timer in page.items {
+            shared.dispatcher.arm_timer(timer);
+        }
+        fail_corrupt(shared, page.corrupt).await;
+        let Some(last) = page.last_id else { break };
+        after = last;
+    }
+    tracing::info!(messages, activities, timers, "resumed unfinished work");
+    Ok(())
+}
+
+/// Fails the instance of each corrupt pending row, naming the row (the row stays for repair).
+async fn fail_corrupt(shared: &Shared, rows: Vec<CorruptRow>) {
+    for row in rows {
+        let Some(instance_id) = row.instance_id.clone() else {
+            tracing::error!(table = row.table, id = row.id, reason = %row.reason,
+                "corrupt pending row of an unknown instance; left in the store");
+            continue;
+        };
+        let failure = FailureDetails::new(format!(
+            "corrupt {} row {}: {}",
+            row.table, row.id, row.reason
+        ));
+        tracing::error!(instance = %instance_id, failure = %failure.message, "failing the instance");
+        let write = Write::FailInstance {
+            instance_id,
+            failure,
+            timestamp_ms: now_ms(),
+        };
+        if let Err(err) = shared.store.write(write).await {
+            tracing::error!(error = %err, "could not record the failure");
         }
     }
 }

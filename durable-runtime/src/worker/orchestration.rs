@@ -6,7 +6,7 @@ use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, now_ms};
 use crate::instance::RuntimeStatus;
 use crate::replay::Execution;
-use crate::store::{StepCommit, StoreError, Write, Written};
+use crate::store::{ErrorClass, StepCommit, StoreError, Write, Written};
 use std::sync::Arc;
 use tracing::Instrument;
 
@@ -34,12 +34,11 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                     execution = kept;
                     messages.clear();
                 }
-                Err(StoreError::Corrupt { table, key, reason }) => {
+                Err(err) if err.class() == ErrorClass::Corrupt => {
                     // Retrying cannot help: fail the instance, saying which row, and keep its
                     // messages in the store for whoever repairs the row.
-                    let failure = FailureDetails::new(format!(
-                        "the instance cannot be replayed: corrupt {table} row {key}: {reason}"
-                    ));
+                    let failure =
+                        FailureDetails::new(format!("the instance cannot be replayed: {err}"));
                     tracing::error!(failure = %failure.message, "failing the instance");
                     let write = Write::FailInstance {
                         instance_id: instance_id.clone(),
@@ -67,6 +66,20 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                     );
                     messages = shared.dispatcher.claim(&instance_id).messages;
                 }
+                Err(err)
+                    if matches!(err, StoreError::Fenced(_))
+                        && finished_in_store(&shared, &instance_id).await =>
+                {
+                    // Finished by a client or by an earlier failure: nobody takes these
+                    // messages any more, so consume them.
+                    tracing::warn!(error = %err, "the instance has finished; dropping its messages");
+                    if let Err(err) = commit_consume_only(&shared, &instance_id, &messages).await {
+                        tracing::error!(error = %err, "could not drop the messages");
+                    }
+                    shared.dispatcher.abandon(&instance_id);
+                    shared.dispatcher.finished(&instance_id);
+                    return;
+                }
                 Err(err) => {
                     tracing::error!(error = %err, "step not committed; retrying after a delay");
                     // The in-memory execution may be ahead of history: drop it and replay later.
@@ -83,6 +96,14 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
     }
     .instrument(span)
     .await
+}
+
+/// Whether the store says the instance has finished (a fenced step will never apply).
+async fn finished_in_store(shared: &Shared, instance_id: &str) -> bool {
+    matches!(
+        shared.store.read_runtime_status(instance_id).await,
+        Ok(Some(status)) if status.is_terminal()
+    )
 }
 
 /// Runs one step over `messages` and commits it. Returns the execution to keep, if any.
