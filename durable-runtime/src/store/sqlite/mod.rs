@@ -147,7 +147,7 @@ impl SqliteStore {
         let writer_faults = faults.clone();
         let writer_thread = std::thread::Builder::new()
             .name("durable-sqlite-writer".into())
-            .spawn(move || writer::run(conn, queue, writer_faults))
+            .spawn(move || writer::run_writer(conn, queue, writer_faults))
             .map_err(|source| StoreError::Io {
                 path: path.display().to_string(),
                 source,

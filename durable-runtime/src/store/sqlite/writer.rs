@@ -44,7 +44,7 @@ pub(crate) enum Job {
 pub(crate) type FaultSlot = Arc<Mutex<Option<FaultHook>>>;
 
 /// Commits whatever is queued, together, until the queue's sender is gone and it is drained.
-pub(crate) fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, faults: FaultSlot) {
+pub(crate) fn run_writer(conn: Connection, queue: mpsc::Receiver<Job>, faults: FaultSlot) {
     let mut batch = Vec::new();
     while let Ok(first) = queue.recv() {
         push(&mut batch, first);
@@ -55,7 +55,7 @@ pub(crate) fn run(mut conn: Connection, queue: mpsc::Receiver<Job>, faults: Faul
             }
         }
         let hook = faults.lock().clone();
-        let results = commit_batch(&mut conn, &batch, hook.as_ref());
+        let results = commit_batch(&conn, &batch, hook.as_ref());
         for (pending, result) in batch.drain(..).zip(results) {
             // A caller that stopped waiting is not an error: the write is durable regardless.
             let _ = pending.reply.send(result);
@@ -80,15 +80,22 @@ fn rolled_back(cause: &str) -> StoreError {
 
 /// Applies every write of `batch` in one transaction and answers each.
 fn commit_batch(
-    conn: &mut Connection,
+    conn: &Connection,
     batch: &[PendingWrite],
     hook: Option<&FaultHook>,
 ) -> Vec<Result<Written, StoreError>> {
     let fail_all = |cause: &str| batch.iter().map(|_| Err(rolled_back(cause))).collect();
-    if let Err(err) = conn.execute_batch("BEGIN IMMEDIATE") {
+    if let Err(err) = run(conn, "BEGIN IMMEDIATE") {
         let err = StoreError::from(err);
         tracing::warn!(error = %err, "could not begin a store transaction");
-        return fail_all(&format!("could not begin: {err}"));
+        return batch
+            .iter()
+            .map(|_| {
+                Err(StoreError::Unavailable(format!(
+                    "could not begin a transaction: {err}"
+                )))
+            })
+            .collect();
     }
     let mut results = Vec::with_capacity(batch.len());
     for pending in batch {
@@ -101,7 +108,7 @@ fn commit_batch(
             }
         }
     }
-    match conn.execute_batch("COMMIT") {
+    match run(conn, "COMMIT") {
         Ok(()) => results,
         Err(err) => {
             let err = StoreError::from(err);
@@ -110,6 +117,12 @@ fn commit_batch(
             fail_all(&format!("commit failed: {err}"))
         }
     }
+}
+
+/// Runs a transaction-control statement, prepared once per connection.
+fn run(conn: &Connection, sql: &str) -> rusqlite::Result<()> {
+    conn.prepare_cached(sql)?.execute([])?;
+    Ok(())
 }
 
 /// Ends whatever is left of the transaction.
@@ -129,7 +142,7 @@ fn apply_in_savepoint(
     write: &Write,
     hook: Option<&FaultHook>,
 ) -> Result<Result<Written, StoreError>, String> {
-    conn.execute_batch("SAVEPOINT w")
+    run(conn, "SAVEPOINT w")
         .map_err(|err| format!("savepoint failed: {}", StoreError::from(err)))?;
     let mut result = apply_write(conn, write);
     if let Some(fault) = hook.and_then(|hook| hook(write)) {
@@ -137,7 +150,7 @@ fn apply_in_savepoint(
     }
     match result {
         Ok(written) => {
-            conn.execute_batch("RELEASE w").map_err(|err| {
+            run(conn, "RELEASE w").map_err(|err| {
                 format!("releasing a savepoint failed: {}", StoreError::from(err))
             })?;
             Ok(Ok(written))
