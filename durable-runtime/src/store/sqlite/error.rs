@@ -47,7 +47,8 @@ pub(crate) fn classify(err: &rusqlite::Error, table: &'static str, key: &str) ->
 }
 
 impl From<rusqlite::Error> for StoreError {
-    /// Classifies an error that is not about one identifiable row (see [`classify`]).
+    /// Classifies an error that is not about one identifiable row (by SQLite code; see the
+    /// module documentation).
     fn from(err: rusqlite::Error) -> Self {
         classify(&err, "database", "")
     }

@@ -136,6 +136,43 @@ async fn a_rolled_back_transaction_fails_every_write_of_the_batch() {
 }
 
 #[tokio::test]
+async fn a_failed_commit_fails_every_write_as_unavailable() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    // A deferred foreign key, checked only at COMMIT, broken by creating instance "doom".
+    let store = SqliteStore::open_with(&dir.path().join("s.db"), |conn| {
+        conn.execute_batch(
+            "PRAGMA foreign_keys = ON;
+             CREATE TEMP TABLE parent (id INTEGER PRIMARY KEY);
+             CREATE TEMP TABLE child (
+                 p INTEGER REFERENCES parent(id) DEFERRABLE INITIALLY DEFERRED);
+             CREATE TEMP TRIGGER doom AFTER INSERT ON main.instances
+                 WHEN new.instance_id = 'doom'
+             BEGIN INSERT INTO child VALUES (1); END;",
+        )
+    })
+    .expect("opens");
+    let results = store
+        .write_batch(vec![create("a"), create("doom"), create("c")])
+        .await;
+    for result in &results {
+        let err = result.as_ref().expect_err("not committed");
+        assert!(matches!(err, StoreError::Unavailable(_)), "{err}");
+        assert!(err.to_string().contains("commit failed"), "{err}");
+    }
+    for id in ["a", "doom", "c"] {
+        assert!(
+            store.read_instance(id).await.expect("reads").is_none(),
+            "{id}"
+        );
+    }
+    // The failed transaction was ended: the next batch commits.
+    for result in store.write_batch(vec![create("a"), create("c")]).await {
+        result.expect("commits");
+    }
+    assert_eq!(pending_message_ids(&store).await.len(), 2);
+}
+
+#[tokio::test]
 async fn a_failed_write_is_undone_alone() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir);
