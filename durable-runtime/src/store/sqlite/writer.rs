@@ -88,6 +88,8 @@ fn commit_batch(
     if let Err(err) = run(conn, "BEGIN IMMEDIATE") {
         let err = StoreError::from(err);
         tracing::warn!(error = %err, "could not begin a store transaction");
+        // Never leave a transaction open that would make every later BEGIN fail.
+        abandon(conn);
         return batch
             .iter()
             .map(|_| {
