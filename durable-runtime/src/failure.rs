@@ -189,7 +189,7 @@ mod tests {
 
     #[test]
     fn std_errors_convert_with_their_source_chain() {
-        let err: ActivityError = "x".parse::<u32>().unwrap_err().into();
+        let err: ActivityError = "x".parse::<u32>().expect_err("not a number").into();
         assert!(err.message().contains("invalid digit"), "{err}");
     }
 

@@ -275,23 +275,28 @@ async fn corrupt_rows_surface_as_errors() {
     )
     .expect("corrupt a history row");
     conn.execute(
+        "INSERT INTO instances (instance_id, name, status, input, created_ms, updated_ms)
+         VALUES ('ghost', 'panicking_orchestrator', 'Running', 'null', 0, 0)",
+        [],
+    )
+    .expect("a running instance");
+    conn.execute(
         "INSERT INTO messages (instance_id, event) VALUES ('ghost', 'not json')",
         [],
     )
     .expect("corrupt a message");
     drop(conn);
 
-    let err = match store.builder().start().await {
-        Ok(_) => panic!("a corrupt queue must not be skipped silently"),
-        Err(err) => err,
-    };
-    assert!(err.to_string().starts_with("corrupt messages row"), "{err}");
-
-    let conn = rusqlite::Connection::open(store.path()).expect("open");
-    conn.execute("DELETE FROM messages WHERE instance_id = 'ghost'", [])
-        .expect("repair");
-    drop(conn);
+    // Recovery neither skips the corrupt message silently nor refuses to start: it fails the
+    // instance the row belongs to, naming the row, and resumes everything else.
     let (runtime, client) = store.start().await;
+    let ghost = finished(&client, "ghost").await;
+    let message = &failure(&ghost).message;
+    assert!(
+        message.starts_with("the instance cannot be resumed: corrupt messages row"),
+        "{message}"
+    );
+
     let err = client
         .get_status_with_history(&id)
         .await

@@ -1,0 +1,331 @@
+//! Applying one [`Write`] inside the writer's open transaction (and savepoint).
+//!
+//! Every check a write makes (fencing, the status state machine, row counts) is made here, with
+//! cached statements; an error leaves partial changes behind, which the caller rolls back to the
+//! write's savepoint.
+
+use super::error::SqlContext;
+use crate::history::HistoryEvent;
+use crate::instance::RuntimeStatus;
+use crate::payload::Payload;
+use crate::store::{
+    ActivityWorkItem, Message, NewInstance, StepCommit, StepWork, StoreError, TimerWorkItem, Write,
+    Written,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Applies `write`; the caller owns the transaction and the savepoint around it.
+pub(crate) fn apply_write(conn: &Connection, write: &Write) -> Result<Written, StoreError> {
+    match write {
+        Write::CreateInstance(new) => create_instance(conn, new),
+        Write::Step(step) => apply_step(conn, step),
+        Write::FailInstance {
+            instance_id,
+            failure,
+            timestamp_ms,
+        } => {
+            let Some((status, _)) = instance_state(conn, instance_id)? else {
+                return Err(StoreError::InstanceNotFound(instance_id.clone()));
+            };
+            if status.is_terminal() {
+                return Err(StoreError::Fenced(format!(
+                    "instance '{instance_id}' is already {status}"
+                )));
+            }
+            conn.prepare_cached(
+                "UPDATE instances SET status = ?2, failure = ?3, updated_ms = ?4
+                 WHERE instance_id = ?1",
+            )?
+            .execute(params![
+                instance_id,
+                RuntimeStatus::Failed.as_str(),
+                to_json(failure)?,
+                timestamp_ms
+            ])?;
+            disarm_timers(conn, instance_id)?;
+            Ok(Written::Delivered(None))
+        }
+        Write::RaiseEvent {
+            instance_id,
+            name,
+            input,
+            idempotency_key,
+        } => {
+            let Some((status, _)) = instance_state(conn, instance_id)? else {
+                return Err(StoreError::InstanceNotFound(instance_id.clone()));
+            };
+            // A repeated key answers "recorded before" even if the instance finished since.
+            if let Some(key) = idempotency_key {
+                let fresh = conn
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO event_keys (instance_id, key) VALUES (?1, ?2)",
+                    )?
+                    .execute(params![instance_id, key])?;
+                if fresh == 0 {
+                    return Ok(Written::Delivered(None));
+                }
+            }
+            if status.is_terminal() {
+                return Err(StoreError::InstanceFinished {
+                    instance_id: instance_id.clone(),
+                    status,
+                });
+            }
+            let event = HistoryEvent::EventRaised {
+                name: name.clone(),
+                input: input.clone(),
+            };
+            let message = insert_message(conn, instance_id, &event)?;
+            Ok(Written::Delivered(Some(message)))
+        }
+        Write::CompleteActivity {
+            work_item_id,
+            instance_id,
+            event,
+        } => {
+            if !matches!(
+                event,
+                HistoryEvent::TaskCompleted { .. } | HistoryEvent::TaskFailed { .. }
+            ) {
+                return Err(StoreError::Refused(format!(
+                    "an activity completion must carry TaskCompleted or TaskFailed, not {event:?}"
+                )));
+            }
+            let deleted = conn
+                .prepare_cached("DELETE FROM activities WHERE id = ?1 AND instance_id = ?2")?
+                .execute(params![work_item_id, instance_id])?;
+            if deleted == 0 {
+                return Ok(Written::Delivered(None));
+            }
+            let message = insert_message(conn, instance_id, event)?;
+            Ok(Written::Delivered(Some(message)))
+        }
+        Write::FireTimer {
+            timer_id,
+            instance_id,
+            task_id,
+        } => {
+            let deleted = conn
+                .prepare_cached("DELETE FROM timers WHERE id = ?1 AND instance_id = ?2")?
+                .execute(params![timer_id, instance_id])?;
+            if deleted == 0 {
+                return Ok(Written::Delivered(None));
+            }
+            let fired = HistoryEvent::TimerFired { task_id: *task_id };
+            let message = insert_message(conn, instance_id, &fired)?;
+            Ok(Written::Delivered(Some(message)))
+        }
+    }
+}
+
+/// A value of the write that does not serialize can never be written.
+fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+    serde_json::to_string(value).map_err(|err| {
+        StoreError::Refused(format!("a value of the write does not serialize: {err}"))
+    })
+}
+
+fn insert_message(
+    conn: &Connection,
+    instance_id: &str,
+    event: &HistoryEvent,
+) -> Result<Message, StoreError> {
+    conn.prepare_cached("INSERT INTO messages (instance_id, event) VALUES (?1, ?2)")?
+        .execute(params![instance_id, to_json(event)?])?;
+    Ok(Message {
+        id: conn.last_insert_rowid(),
+        instance_id: instance_id.to_string(),
+        event: event.clone(),
+    })
+}
+
+/// The instance's status and history length, if it exists.
+fn instance_state(
+    conn: &Connection,
+    instance_id: &str,
+) -> Result<Option<(RuntimeStatus, u64)>, StoreError> {
+    let row: Option<(String, i64)> = conn
+        .prepare_cached("SELECT status, history_len FROM instances WHERE instance_id = ?1")?
+        .query_row(params![instance_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+        .at("instances", instance_id)?;
+    let Some((status, history_len)) = row else {
+        return Ok(None);
+    };
+    let status = status.parse().map_err(|err| StoreError::Corrupt {
+        table: "instances",
+        key: instance_id.to_string(),
+        reason: format!("{err}"),
+    })?;
+    let history_len = u64::try_from(history_len).map_err(|_| StoreError::Corrupt {
+        table: "instances",
+        key: instance_id.to_string(),
+        reason: format!("negative history length {history_len}"),
+    })?;
+    Ok(Some((status, history_len)))
+}
+
+fn disarm_timers(conn: &Connection, instance_id: &str) -> Result<(), StoreError> {
+    conn.prepare_cached("DELETE FROM timers WHERE instance_id = ?1")?
+        .execute(params![instance_id])?;
+    Ok(())
+}
+
+fn create_instance(conn: &Connection, new: &NewInstance) -> Result<Written, StoreError> {
+    let inserted = conn
+        .prepare_cached(
+            "INSERT OR IGNORE INTO instances
+             (instance_id, name, version, status, input, created_ms, updated_ms, history_len)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
+        )?
+        .execute(params![
+            new.instance_id,
+            new.name,
+            new.version,
+            RuntimeStatus::Pending.as_str(),
+            new.input.as_str(),
+            new.created_ms
+        ])?;
+    if inserted == 0 {
+        return Err(StoreError::InstanceExists(new.instance_id.clone()));
+    }
+    let started = HistoryEvent::ExecutionStarted {
+        name: new.name.clone(),
+        version: new.version.clone(),
+        input: new.input.clone(),
+    };
+    Ok(Written::Instance(insert_message(
+        conn,
+        &new.instance_id,
+        &started,
+    )?))
+}
+
+/// Checks the step's expectations (instance, status, history length) before changing anything.
+fn check_step(conn: &Connection, step: &StepCommit) -> Result<(), StoreError> {
+    let id = &step.instance_id;
+    let consume_only = step.status.is_none()
+        && step.events.is_empty()
+        && step.activities.is_empty()
+        && step.timers.is_empty();
+    let Some((status, history_len)) = instance_state(conn, id)? else {
+        return if consume_only {
+            Ok(())
+        } else {
+            Err(StoreError::InstanceNotFound(id.clone()))
+        };
+    };
+    if step.status.is_some() && !matches!(status, RuntimeStatus::Pending | RuntimeStatus::Running) {
+        return Err(StoreError::Fenced(format!(
+            "instance '{id}' is {status}: a step may only move a Pending or Running instance"
+        )));
+    }
+    if !step.events.is_empty() && history_len != step.first_seq {
+        return Err(StoreError::Fenced(format!(
+            "instance '{id}' has {history_len} history events, the step was computed against {}",
+            step.first_seq
+        )));
+    }
+    Ok(())
+}
+
+fn apply_step(conn: &Connection, step: &StepCommit) -> Result<Written, StoreError> {
+    check_step(conn, step)?;
+    let id = &step.instance_id;
+    {
+        let mut consume =
+            conn.prepare_cached("DELETE FROM messages WHERE id = ?1 AND instance_id = ?2")?;
+        let mut gone = Vec::new();
+        for message in &step.consumed {
+            if consume.execute(params![message, id])? != 1 {
+                gone.push(*message);
+            }
+        }
+        if !gone.is_empty() {
+            return Err(StoreError::Fenced(format!(
+                "messages {gone:?} of instance '{id}' were consumed by another step"
+            )));
+        }
+        let mut complete =
+            conn.prepare_cached("DELETE FROM activities WHERE id = ?1 AND instance_id = ?2")?;
+        let mut recorded = Vec::new();
+        for item in &step.completed_activities {
+            if complete.execute(params![item, id])? != 1 {
+                recorded.push(*item);
+            }
+        }
+        if !recorded.is_empty() {
+            return Err(StoreError::AlreadyRecorded(recorded));
+        }
+    }
+    if !step.events.is_empty() {
+        let mut append = conn.prepare_cached(
+            "INSERT INTO history (instance_id, seq, timestamp_ms, event) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (offset, event) in (0u64..).zip(&step.events) {
+            append.execute(params![
+                id,
+                step.first_seq + offset,
+                step.timestamp_ms,
+                to_json(event)?
+            ])?;
+        }
+    }
+    let mut activities = Vec::with_capacity(step.activities.len());
+    if !step.activities.is_empty() {
+        let mut enqueue = conn.prepare_cached(
+            "INSERT INTO activities (instance_id, task_id, name, input) VALUES (?1, ?2, ?3, ?4)",
+        )?;
+        for (task_id, name, input) in &step.activities {
+            enqueue.execute(params![id, task_id, name, input.as_str()])?;
+            activities.push(ActivityWorkItem {
+                id: conn.last_insert_rowid(),
+                instance_id: id.clone(),
+                task_id: *task_id,
+                name: name.clone(),
+                input: input.clone(),
+            });
+        }
+    }
+    let mut timers = Vec::with_capacity(step.timers.len());
+    if !step.timers.is_empty() {
+        let mut arm = conn.prepare_cached(
+            "INSERT INTO timers (instance_id, task_id, fire_at_ms) VALUES (?1, ?2, ?3)",
+        )?;
+        for (task_id, fire_at_ms) in &step.timers {
+            arm.execute(params![id, task_id, fire_at_ms])?;
+            timers.push(TimerWorkItem {
+                id: conn.last_insert_rowid(),
+                instance_id: id.clone(),
+                task_id: *task_id,
+                fire_at_ms: *fire_at_ms,
+            });
+        }
+    }
+    let history_len = step.first_seq + step.events.len() as u64;
+    if let Some(status) = step.status {
+        let failure = step.failure.as_ref().map(to_json).transpose()?;
+        conn.prepare_cached(
+            "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_ms = ?5,
+                history_len = ?6
+             WHERE instance_id = ?1",
+        )?
+        .execute(params![
+            id,
+            status.as_str(),
+            step.output.as_ref().map(Payload::as_str),
+            failure,
+            step.timestamp_ms,
+            history_len
+        ])?;
+        if status.is_terminal() {
+            disarm_timers(conn, id)?;
+            // A finishing step arms nothing that outlives it.
+            timers.clear();
+        }
+    } else if !step.events.is_empty() {
+        conn.prepare_cached("UPDATE instances SET history_len = ?2 WHERE instance_id = ?1")?
+            .execute(params![id, history_len])?;
+    }
+    Ok(Written::Step(StepWork { activities, timers }))
+}

@@ -1,0 +1,234 @@
+//! The store's tables, how a file is recognised as a durable store, and migrations.
+//!
+//! A store file carries `PRAGMA application_id` = [`APPLICATION_ID`] and `PRAGMA user_version` =
+//! [`SCHEMA_VERSION`]. Version 1 (the first release) set neither: it is recognised by an
+//! application id of 0 and its `instances` table, and migrated in place.
+
+use super::error::SqlContext;
+use crate::store::StoreError;
+use rusqlite::Connection;
+use std::path::Path;
+
+/// `PRAGMA application_id` of a durable store: "DURB".
+pub const APPLICATION_ID: i32 = 0x4455_5242;
+
+/// The schema version this release reads and writes.
+pub const SCHEMA_VERSION: i32 = 2;
+
+/// The version 2 schema, for a new file.
+const SCHEMA_V2: &str = "
+CREATE TABLE instances (
+    instance_id TEXT PRIMARY KEY,
+    name        TEXT NOT NULL,
+    version     TEXT,
+    status      TEXT NOT NULL,
+    input       TEXT NOT NULL,
+    output      TEXT,
+    failure     TEXT,
+    created_ms  INTEGER NOT NULL,
+    updated_ms  INTEGER NOT NULL,
+    history_len INTEGER NOT NULL DEFAULT 0
+) WITHOUT ROWID;
+CREATE TABLE history (
+    instance_id  TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    event        TEXT NOT NULL,
+    PRIMARY KEY (instance_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX instances_by_created ON instances(created_ms);
+";
+
+/// Work tables with ids that are never reused (a stale step or completion naming a deleted id
+/// must not hit a newer row), shared by a new file and the migration from version 1.
+const WORK_TABLES_V2: &str = "
+CREATE TABLE messages (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT NOT NULL,
+    event       TEXT NOT NULL
+);
+CREATE TABLE activities (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT NOT NULL,
+    task_id     INTEGER NOT NULL,
+    name        TEXT NOT NULL,
+    input       TEXT NOT NULL
+);
+CREATE TABLE timers (
+    id          INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id TEXT NOT NULL,
+    task_id     INTEGER NOT NULL,
+    fire_at_ms  INTEGER NOT NULL
+);
+CREATE INDEX timers_by_instance ON timers(instance_id);
+CREATE TABLE event_keys (
+    instance_id TEXT NOT NULL,
+    key         TEXT NOT NULL,
+    PRIMARY KEY (instance_id, key)
+) WITHOUT ROWID;
+CREATE TRIGGER event_keys_go_with_instance AFTER DELETE ON instances BEGIN
+    DELETE FROM event_keys WHERE instance_id = old.instance_id;
+END;
+";
+
+/// From version 1: the history length column (filled from the history), the idempotency keys,
+/// and work tables whose ids are never reused (rebuilt with their rows and ids).
+const MIGRATE_V1_TO_V2: &str = "
+ALTER TABLE instances ADD COLUMN history_len INTEGER NOT NULL DEFAULT 0;
+UPDATE instances SET history_len =
+    (SELECT COALESCE(MAX(seq) + 1, 0) FROM history WHERE history.instance_id = instances.instance_id);
+ALTER TABLE messages RENAME TO messages_v1;
+ALTER TABLE activities RENAME TO activities_v1;
+ALTER TABLE timers RENAME TO timers_v1;
+";
+
+const COPY_V1_WORK: &str = "
+INSERT INTO messages (id, instance_id, event) SELECT id, instance_id, event FROM messages_v1;
+INSERT INTO activities (id, instance_id, task_id, name, input)
+    SELECT id, instance_id, task_id, name, input FROM activities_v1;
+INSERT INTO timers (id, instance_id, task_id, fire_at_ms)
+    SELECT id, instance_id, task_id, fire_at_ms FROM timers_v1;
+DROP TABLE messages_v1;
+DROP TABLE activities_v1;
+DROP TABLE timers_v1;
+";
+
+/// What an opened file turned out to be.
+enum Found {
+    /// An empty database: create the schema.
+    Empty,
+    /// A durable store of this schema version.
+    Current,
+    /// A durable store of an older version, to migrate.
+    Older(i32),
+}
+
+/// Makes sure the file behind `conn` is a durable store of [`SCHEMA_VERSION`]: creates the schema
+/// in an empty file, migrates an older one in one transaction, and refuses anything else with
+/// [`StoreError::IncompatibleSchema`]. Runs before anything else touches the file (not even its
+/// journal mode), so a refused file is left as it was.
+pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    // IMMEDIATE: nothing changes the file between the check and the change.
+    conn.execute_batch("BEGIN IMMEDIATE")
+        .map_err(|err| refuse_unreadable(err, path))?;
+    let result = inspect(conn, path).and_then(|found| match found {
+        Found::Current => Ok(()),
+        Found::Empty => {
+            tracing::info!(path = %path.display(), "creating a new store");
+            create(conn)
+        }
+        Found::Older(version) => {
+            tracing::info!(
+                path = %path.display(),
+                from = version,
+                to = SCHEMA_VERSION,
+                "migrating the store"
+            );
+            migrate_from_v1(conn)
+        }
+    });
+    match result {
+        Ok(()) => conn.execute_batch("COMMIT").map_err(StoreError::from),
+        Err(err) => {
+            if !conn.is_autocommit() {
+                let _ = conn.execute_batch("ROLLBACK");
+            }
+            Err(err)
+        }
+    }
+}
+
+/// A file SQLite cannot read as a database at all is not a store.
+fn refuse_unreadable(err: rusqlite::Error, path: &Path) -> StoreError {
+    if err.sqlite_error_code() == Some(rusqlite::ErrorCode::NotADatabase) {
+        incompatible(
+            path,
+            "is not a SQLite database (expected a durable store)".into(),
+        )
+    } else {
+        StoreError::from(err)
+    }
+}
+
+fn incompatible(path: &Path, reason: String) -> StoreError {
+    StoreError::IncompatibleSchema {
+        path: path.display().to_string(),
+        reason,
+    }
+}
+
+fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
+    let pragma = |name: &str| -> Result<i32, StoreError> {
+        conn.pragma_query_value(None, name, |row| row.get(0))
+            .map_err(|err| refuse_unreadable(err, path))
+    };
+    let application_id = pragma("application_id")?;
+    let version = pragma("user_version")?;
+    let tables: Vec<String> = {
+        let mut stmt = conn.prepare("SELECT name FROM sqlite_schema WHERE type = 'table'")?;
+        let rows = stmt.query_map([], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>().at("sqlite_schema", "")?
+    };
+    let expected = format!(
+        "expected application id {APPLICATION_ID:#010x} and schema version {SCHEMA_VERSION} or older"
+    );
+    if application_id == APPLICATION_ID {
+        return match version {
+            SCHEMA_VERSION => Ok(Found::Current),
+            v if v > SCHEMA_VERSION => Err(incompatible(
+                path,
+                format!(
+                    "has schema version {v}, written by a newer release ({expected}); \
+                     upgrade durable to open it"
+                ),
+            )),
+            v => Err(incompatible(
+                path,
+                format!("has an unknown schema version {v} ({expected})"),
+            )),
+        };
+    }
+    if application_id != 0 {
+        return Err(incompatible(
+            path,
+            format!(
+                "belongs to another application (application id {application_id:#010x}; \
+                 {expected})"
+            ),
+        ));
+    }
+    if tables.is_empty() && version == 0 {
+        return Ok(Found::Empty);
+    }
+    if version == 0 && tables.iter().any(|t| t == "instances") {
+        return Ok(Found::Older(1));
+    }
+    Err(incompatible(
+        path,
+        format!(
+            "is not a durable store (application id 0, user version {version}, tables {tables:?}; \
+             {expected})"
+        ),
+    ))
+}
+
+fn stamp(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(&format!(
+        "PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = {SCHEMA_VERSION};"
+    ))?;
+    Ok(())
+}
+
+fn create(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(SCHEMA_V2)?;
+    conn.execute_batch(WORK_TABLES_V2)?;
+    stamp(conn)
+}
+
+fn migrate_from_v1(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(MIGRATE_V1_TO_V2)?;
+    conn.execute_batch(WORK_TABLES_V2)?;
+    conn.execute_batch(COPY_V1_WORK)?;
+    conn.execute_batch("CREATE INDEX IF NOT EXISTS instances_by_created ON instances(created_ms)")?;
+    stamp(conn)
+}

@@ -1,0 +1,223 @@
+//! Tests of opening and closing: the file lock, draining at drop, schema versions.
+
+use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
+use super::tests::{create, open, step};
+use super::*;
+use crate::store::ErrorClass;
+
+#[test]
+fn a_second_store_on_the_same_file_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _first = open(&dir);
+    let second = SqliteStore::open(dir.path().join("s.db"));
+    assert!(
+        matches!(second, Err(StoreError::Locked { .. })),
+        "{second:?}"
+    );
+    assert!(!dir.path().join("s.db.lock").exists(), "no side file");
+}
+
+#[cfg(unix)]
+#[test]
+fn a_second_store_through_a_symlink_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let first = open(&dir);
+    let link = dir.path().join("link.db");
+    std::os::unix::fs::symlink(dir.path().join("s.db"), &link).expect("links");
+    let second = SqliteStore::open(&link);
+    assert!(
+        matches!(second, Err(StoreError::Locked { .. })),
+        "{second:?}"
+    );
+    drop(first);
+    drop(SqliteStore::open(&link).expect("free once the first is gone"));
+}
+
+#[test]
+fn a_second_store_through_a_hard_link_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let _first = open(&dir);
+    let link = dir.path().join("hard.db");
+    std::fs::hard_link(dir.path().join("s.db"), &link).expect("links");
+    let second = SqliteStore::open(&link);
+    assert!(
+        matches!(second, Err(StoreError::Locked { .. })),
+        "{second:?}"
+    );
+    // The lock another process would meet is on the file itself, whatever the name.
+    let other = std::fs::File::open(&link).expect("opens");
+    assert!(matches!(
+        other.try_lock(),
+        Err(std::fs::TryLockError::WouldBlock)
+    ));
+}
+
+#[tokio::test]
+async fn dropping_the_store_commits_everything_queued_before_releasing_the_file() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir);
+    let answers: Vec<_> = (0..300)
+        .map(|n| store.enqueue(create(&format!("i{n}"))).expect("queued"))
+        .collect();
+    drop(store);
+    let store = open(&dir);
+    let mut acknowledged = 0;
+    for (n, mut answer) in answers.into_iter().enumerate() {
+        // Every answer was sent before the drop returned.
+        let result = answer
+            .try_recv()
+            .expect("answered before the lock was released");
+        if result.is_ok() {
+            acknowledged += 1;
+            let id = format!("i{n}");
+            assert!(
+                store.read_instance(&id).await.expect("reads").is_some(),
+                "{id}"
+            );
+        }
+    }
+    assert_eq!(acknowledged, 300);
+}
+
+#[test]
+fn a_new_file_is_stamped_with_the_application_id_and_version() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    drop(open(&dir));
+    let raw = open_read_only(dir.path().join("s.db")).expect("opens");
+    let pragma = |name| -> i32 {
+        raw.pragma_query_value(None, name, |row| row.get(0))
+            .expect("reads")
+    };
+    assert_eq!(pragma("application_id"), APPLICATION_ID);
+    assert_eq!(pragma("user_version"), SCHEMA_VERSION);
+}
+
+fn refused(path: &Path) -> String {
+    match SqliteStore::open(path) {
+        Err(err @ StoreError::IncompatibleSchema { .. }) => {
+            assert_eq!(err.class(), ErrorClass::Fatal);
+            err.to_string()
+        }
+        other => panic!("expected IncompatibleSchema, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_store_of_a_newer_version_is_refused() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.db");
+    drop(open(&dir));
+    let raw = rusqlite::Connection::open(&path).expect("opens");
+    raw.pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+        .expect("sets");
+    drop(raw);
+    let reason = refused(&path);
+    assert!(
+        reason.contains("version 3") && reason.contains("newer"),
+        "{reason}"
+    );
+}
+
+#[test]
+fn a_foreign_file_is_refused_and_left_alone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let other_app = dir.path().join("other.db");
+    let raw = rusqlite::Connection::open(&other_app).expect("opens");
+    raw.execute_batch("PRAGMA application_id = 4660; CREATE TABLE t (x);")
+        .expect("creates");
+    drop(raw);
+    assert!(refused(&other_app).contains("another application"));
+    let no_instances = dir.path().join("plain.db");
+    let raw = rusqlite::Connection::open(&no_instances).expect("opens");
+    raw.execute_batch("CREATE TABLE notes (x);")
+        .expect("creates");
+    drop(raw);
+    assert!(refused(&no_instances).contains("not a durable store"));
+    let raw = open_read_only(&no_instances).expect("opens");
+    let mode: String = raw
+        .pragma_query_value(None, "journal_mode", |row| row.get(0))
+        .expect("reads");
+    assert_eq!(mode, "delete", "the journal mode was not changed");
+    let text = dir.path().join("text.db");
+    std::fs::write(
+        &text,
+        "this is not a database, not even close to one.".repeat(40),
+    )
+    .expect("writes");
+    assert!(refused(&text).contains("not a SQLite database"));
+}
+
+/// The schema as version 1 created it (no application id, no version).
+const SCHEMA_V1: &str = "
+CREATE TABLE instances (
+    instance_id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT, status TEXT NOT NULL,
+    input TEXT NOT NULL, output TEXT, failure TEXT, created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE history (
+    instance_id TEXT NOT NULL, seq INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL,
+    event TEXT NOT NULL, PRIMARY KEY (instance_id, seq)
+) WITHOUT ROWID;
+CREATE TABLE messages (id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, event TEXT NOT NULL);
+CREATE TABLE activities (
+    id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, task_id INTEGER NOT NULL,
+    name TEXT NOT NULL, input TEXT NOT NULL
+);
+CREATE TABLE timers (
+    id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, task_id INTEGER NOT NULL,
+    fire_at_ms INTEGER NOT NULL
+);
+CREATE INDEX instances_by_created ON instances(created_ms);
+";
+
+#[tokio::test]
+async fn a_version_1_store_is_migrated_with_its_rows() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.db");
+    let raw = rusqlite::Connection::open(&path).expect("opens");
+    raw.execute_batch(SCHEMA_V1).expect("v1 schema");
+    raw.pragma_update(None, "journal_mode", "WAL").expect("wal");
+    raw.execute_batch(
+        r#"
+        INSERT INTO instances VALUES ('i', 'o', NULL, 'Running', 'null', NULL, NULL, 1, 2);
+        INSERT INTO history VALUES ('i', 0, 1, '"OrchestratorStarted"');
+        INSERT INTO history VALUES ('i', 1, 1, '"OrchestratorStarted"');
+        INSERT INTO messages VALUES (40, 'i', '"OrchestratorStarted"');
+        INSERT INTO activities VALUES (41, 'i', 0, 'act', 'null');
+        INSERT INTO timers VALUES (42, 'i', 1, 1000);
+        "#,
+    )
+    .expect("v1 rows");
+    drop(raw);
+    let store = SqliteStore::open(&path).expect("migrates");
+    assert_eq!(store.read_history("i").await.expect("reads").len(), 2);
+    let messages = store.pending_messages(0, 10).await.expect("reads");
+    assert_eq!(
+        messages.items.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![40]
+    );
+    let activities = store.pending_activities(0, 10).await.expect("reads");
+    assert_eq!(activities.items[0].id, 41);
+    assert_eq!(
+        store.pending_timers(0, 10).await.expect("reads").items[0].id,
+        42
+    );
+    // The migrated history length fences steps.
+    let stale = store.write(Write::Step(step("i", 0))).await;
+    assert!(matches!(stale, Err(StoreError::Fenced(_))), "{stale:?}");
+    let mut next = step("i", 2);
+    next.consumed = vec![40];
+    store.write(Write::Step(next)).await.expect("applies");
+    // Deleted ids are not handed out again.
+    let started = store.write(create("j")).await.expect("created");
+    assert!(
+        matches!(started, Written::Instance(ref m) if m.id > 40),
+        "{started:?}"
+    );
+    drop(store);
+    let raw = open_read_only(&path).expect("opens");
+    let version: i32 = raw
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("reads");
+    assert_eq!(version, SCHEMA_VERSION);
+}
