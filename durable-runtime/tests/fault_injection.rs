@@ -1,7 +1,9 @@
 //! Randomized fault injection over the `Backend` trait, in the spirit of deterministic
-//! simulation testing: a wrapper fails writes before they reach the store (transient errors),
-//! delays them, and the driver cancels its own client calls at random points, all decided by a
-//! seed. Random workloads (sequences, fan-outs, events, timers, races) run through it, and the
+//! simulation testing: a wrapper fails writes before they reach the store (transient errors)
+//! and delays them; inside the SQLite writer, a write now and then rolls back the whole
+//! transaction of its batch mid-way (as SQLite does on a full disk or an I/O error), failing
+//! every write batched with it; and the driver cancels its own client calls at random points.
+//! All of it is decided by a seed. Random workloads (sequences, fan-outs, events, timers, races) run through it, and the
 //! invariants are checked at the end:
 //! - every acknowledged start and event is processed, and every instance ends with the
 //!   output its inputs determine;
@@ -18,6 +20,7 @@
 mod support;
 
 use durable_runtime::prelude::*;
+use durable_runtime::store::sqlite::{FaultHook, InjectedFault};
 use durable_runtime::store::{StoreError, Write};
 use durable_runtime::{Error, HistoryEvent};
 use parking_lot::Mutex;
@@ -123,10 +126,11 @@ fn fingerprint(write: &Write) -> u64 {
     })
 }
 
-/// Counts what the hook injected.
+/// Counts what the hooks injected.
 #[derive(Default)]
 struct Injected {
     errors: AtomicU64,
+    rollbacks: AtomicU64,
     delays: AtomicU64,
     cancellations: AtomicU64,
 }
@@ -163,6 +167,26 @@ fn faults(seed: u64, injected: Arc<Injected>) -> Hook {
     })
 }
 
+/// Rolls back the whole transaction at about 1 in 40 writes, inside the SQLite writer. The
+/// decision is drawn like [`faults`]'s, from its own stream.
+fn rollbacks(seed: u64, injected: Arc<Injected>) -> FaultHook {
+    let attempts: Arc<Mutex<HashMap<u64, u64>>> = Arc::default();
+    Arc::new(move |write| {
+        let print = fingerprint(write);
+        let attempt = {
+            let mut attempts = attempts.lock();
+            let n = attempts.entry(print).or_default();
+            *n += 1;
+            *n
+        };
+        let draw = mix(mix(seed) ^ print ^ mix(attempt.wrapping_add(0x5eed)));
+        (draw % 40 == 0).then(|| {
+            injected.rollbacks.fetch_add(1, Ordering::Relaxed);
+            InjectedFault::RollBackTransaction
+        })
+    })
+}
+
 /// Runs `call` until it is acknowledged; some tries are cancelled by the caller at a random
 /// point, as a timed-out HTTP request would be, and transient errors are retried.
 async fn until_acknowledged<F, Fut>(rng: &mut u64, injected: &Injected, call: F)
@@ -192,11 +216,14 @@ where
     }
 }
 
-async fn run_seed(seed: u64) -> (u64, u64, u64) {
+async fn run_seed(seed: u64) -> [u64; 4] {
     let store = TestStore::new();
     let injected = Arc::new(Injected::default());
     let runtime = store
-        .hooked_builder(faults(seed, injected.clone()))
+        .hooked_builder_with(
+            faults(seed, injected.clone()),
+            Some(rollbacks(seed, injected.clone())),
+        )
         .start()
         .await
         .expect("starts");
@@ -291,11 +318,12 @@ async fn run_seed(seed: u64) -> (u64, u64, u64) {
         }
     }
     runtime.shutdown().await;
-    (
+    [
         injected.errors.load(Ordering::Relaxed),
+        injected.rollbacks.load(Ordering::Relaxed),
         injected.delays.load(Ordering::Relaxed),
         injected.cancellations.load(Ordering::Relaxed),
-    )
+    ]
 }
 
 /// `DURABLE_FAULT_SEEDS`: one seed (`42`) or a range (`1-500`); the default is CI's quick set.
@@ -313,18 +341,21 @@ fn seeds() -> Vec<u64> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn random_workloads_survive_injected_faults() {
-    let (mut errors, mut delays, mut cancellations) = (0, 0, 0);
+    let mut totals = [0u64; 4];
     let seeds = seeds();
     for &seed in &seeds {
-        let (e, d, c) = run_seed(seed).await;
-        errors += e;
-        delays += d;
-        cancellations += c;
+        for (total, n) in totals.iter_mut().zip(run_seed(seed).await) {
+            *total += n;
+        }
     }
+    let [errors, rollbacks, delays, cancellations] = totals;
     println!(
-        "{} seeds survived {errors} injected write errors, {delays} delays and \
-         {cancellations} cancelled client calls",
+        "{} seeds survived {errors} injected write errors, {rollbacks} whole-transaction \
+         rollbacks, {delays} delays and {cancellations} cancelled client calls",
         seeds.len()
     );
-    assert!(errors > 0 && cancellations > 0, "faults were injected");
+    assert!(
+        errors > 0 && rollbacks > 0 && cancellations > 0,
+        "faults were injected"
+    );
 }

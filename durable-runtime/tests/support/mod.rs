@@ -29,8 +29,19 @@ impl TestStore {
 
     /// A builder on this store behind `hook` (see [`hooked::HookedStore`]).
     pub fn hooked_builder(&self, hook: hooked::Hook) -> RuntimeBuilder {
+        self.hooked_builder_with(hook, None)
+    }
+
+    /// [`hooked_builder`](Self::hooked_builder), with `faults` injected inside the SQLite
+    /// writer's transactions too.
+    pub fn hooked_builder_with(
+        &self,
+        hook: hooked::Hook,
+        faults: Option<durable_runtime::store::sqlite::FaultHook>,
+    ) -> RuntimeBuilder {
         let inner =
             durable_runtime::store::sqlite::SqliteStore::open(self.path()).expect("store opens");
+        inner.inject_faults(faults);
         let store = hooked::HookedStore {
             inner: std::sync::Arc::new(inner),
             hook,
