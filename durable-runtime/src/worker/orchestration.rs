@@ -34,11 +34,15 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                     execution = kept;
                     messages.clear();
                 }
-                Err(err) if err.class() == ErrorClass::Corrupt => {
-                    // Retrying cannot help: fail the instance, saying which row, and keep its
-                    // messages in the store for whoever repairs the row.
-                    let failure =
-                        FailureDetails::new(format!("the instance cannot be replayed: {err}"));
+                Err(err)
+                    if err.class() == ErrorClass::Corrupt || matches!(err, StoreError::Refused(_)) =>
+                {
+                    // Retrying cannot help: fail the instance, saying which row (or why the
+                    // store refuses the step), and keep its messages in the store.
+                    let failure = FailureDetails::new(match err {
+                        StoreError::Refused(_) => format!("the step cannot be stored: {err}"),
+                        _ => format!("the instance cannot be replayed: {err}"),
+                    });
                     tracing::error!(failure = %failure.message, "failing the instance");
                     let write = Write::FailInstance {
                         instance_id: instance_id.clone(),
