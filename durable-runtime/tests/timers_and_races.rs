@@ -168,3 +168,69 @@ async fn races_and_generated_values_replay_identically() {
     );
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_of_an_instance_finished_in_the_store_is_consumed_not_retried() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let id = client.start(nap, 3_600_000).await.expect("start");
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let status = client.get_status(&id).await.expect("reads");
+        if status.is_some_and(|s| s.runtime_status == RuntimeStatus::Running) {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the first step never ran"
+        );
+        tokio::task::yield_now().await;
+    }
+    drop(client);
+    runtime.shutdown().await;
+    // Finished in the store (as a terminate would), its timer left armed and now due.
+    let conn = rusqlite::Connection::open(store.path()).expect("open");
+    conn.execute(
+        "UPDATE instances SET status = 'Terminated' WHERE instance_id = ?1",
+        [&id],
+    )
+    .expect("terminates");
+    let due = conn
+        .execute(
+            "UPDATE timers SET fire_at_ms = 0 WHERE instance_id = ?1",
+            [&id],
+        )
+        .expect("makes the timer due");
+    assert_eq!(due, 1);
+    drop(conn);
+    // The timer fires; the step it triggers is fenced off (the instance is finished), so its
+    // message is consumed instead of retried forever.
+    let (runtime, client) = store.start().await;
+    let path = store.path();
+    let deadline = std::time::Instant::now() + WAIT;
+    loop {
+        let conn = rusqlite::Connection::open(&path).expect("open");
+        let left: i64 = conn
+            .query_row(
+                "SELECT (SELECT COUNT(*) FROM messages) + (SELECT COUNT(*) FROM timers)",
+                [],
+                |row| row.get(0),
+            )
+            .expect("counts");
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the fired timer was never consumed"
+        );
+        tokio::task::yield_now().await;
+    }
+    let status = client
+        .get_status(&id)
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(status.runtime_status, RuntimeStatus::Terminated);
+    runtime.shutdown().await;
+}

@@ -175,6 +175,8 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
     if application_id == APPLICATION_ID {
         return match version {
             SCHEMA_VERSION => Ok(Found::Current),
+            // Version 1 never stamped the id, but a file that has it and version 1 is one.
+            1 if tables.iter().any(|t| t == "instances") => Ok(Found::Older(1)),
             v if v > SCHEMA_VERSION => Err(incompatible(
                 path,
                 format!(

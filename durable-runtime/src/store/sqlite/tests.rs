@@ -280,6 +280,16 @@ async fn only_pending_or_running_instances_move_and_finishing_disarms_timers() {
     };
     let err = store.write(fail).await.expect_err("already finished");
     assert!(matches!(err, StoreError::Fenced(_)), "{err}");
+    // Messages that arrive after the end are still consumed by a status-less step.
+    let started = pending_message_ids(&store).await;
+    let consume = StepCommit {
+        events: Vec::new(),
+        consumed: started,
+        status: None,
+        ..step("i", 2)
+    };
+    store.write(Write::Step(consume)).await.expect("consumed");
+    assert!(pending_message_ids(&store).await.is_empty());
     let status = store.read_runtime_status("i").await.expect("reads");
     assert_eq!(status, Some(RuntimeStatus::Completed));
 }

@@ -170,6 +170,24 @@ CREATE TABLE timers (
 CREATE INDEX instances_by_created ON instances(created_ms);
 ";
 
+#[test]
+fn a_version_1_store_stamped_with_the_application_id_is_migrated_too() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.db");
+    let raw = rusqlite::Connection::open(&path).expect("opens");
+    raw.execute_batch(SCHEMA_V1).expect("v1 schema");
+    raw.pragma_update(None, "application_id", APPLICATION_ID)
+        .expect("stamps");
+    raw.pragma_update(None, "user_version", 1).expect("stamps");
+    drop(raw);
+    drop(SqliteStore::open(&path).expect("migrates"));
+    let raw = open_read_only(&path).expect("opens");
+    let version: i32 = raw
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("reads");
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
 #[tokio::test]
 async fn a_version_1_store_is_migrated_with_its_rows() {
     let dir = tempfile::tempdir().expect("temp dir");
