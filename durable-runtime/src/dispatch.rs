@@ -235,6 +235,12 @@ impl Dispatcher {
         false
     }
 
+    /// False when the cache is off (capacity 0): every step then replays from history, even
+    /// one that follows another within a claim.
+    pub(crate) fn keeps_executions(&self) -> bool {
+        self.cache_capacity > 0
+    }
+
     /// Forgets a claimed instance and its in-memory messages (they stay in the store).
     pub(crate) fn abandon(&self, instance_id: &str) {
         if let Some(slot) = self.slots.lock().remove(instance_id) {

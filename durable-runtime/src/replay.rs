@@ -44,6 +44,8 @@ pub(crate) struct Execution {
     /// Set when the orchestrator's code itself ran to its end (rather than failing to start or
     /// diverging).
     code_returned: bool,
+    /// Set once `ExecutionStarted` was applied.
+    started: bool,
     wake_flag: Arc<WakeFlag>,
 }
 
@@ -70,6 +72,7 @@ impl Execution {
             pending_outcome: None,
             history_len: 0,
             code_returned: false,
+            started: false,
             wake_flag: Arc::new(WakeFlag(AtomicBool::new(false))),
         }
     }
@@ -182,6 +185,12 @@ impl Execution {
         let mut out = Vec::with_capacity(events.len() + 2);
         out.push(HistoryEvent::OrchestratorStarted);
         for event in events {
+            if self.started && matches!(event, HistoryEvent::ExecutionStarted { .. }) {
+                // A second start of a running instance (a message delivered twice) would
+                // restart its code: consumed, never applied or recorded.
+                tracing::warn!(instance = %self.instance_id, "ignoring a repeated ExecutionStarted");
+                continue;
+            }
             if self.pending_outcome.is_none()
                 && let Err(message) = self.apply(registry, &event, false)
             {
@@ -258,7 +267,9 @@ impl Execution {
                 version,
                 input,
             } => {
-                self.start(registry, name, version.as_deref(), input.clone());
+                if !self.started {
+                    self.start(registry, name, version.as_deref(), input.clone());
+                }
                 return Ok(());
             }
             HistoryEvent::TaskCompleted { task_id, result } => (*task_id, Ok(result.clone())),
@@ -295,6 +306,7 @@ impl Execution {
     /// its version, so a deployment that adds a version never replays old histories against
     /// new code.
     fn start(&mut self, registry: &Registry, name: &str, version: Option<&str>, input: Payload) {
+        self.started = true;
         self.name = name.to_string();
         let registration = match registry.orchestrator_version(name, version) {
             Ok(registration) => registration,

@@ -137,8 +137,9 @@ impl RuntimeBuilder {
             dispatcher,
             clock: self.clock,
             limits: self.limits,
-            recovery: recovery::Recovery::new(),
         });
+        // Taken before any worker or client can create work: recovery reads up to here.
+        let marks = shared.store.work_watermarks().await?;
         let (stop, stopped) = watch::channel(false);
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
@@ -168,7 +169,7 @@ impl RuntimeBuilder {
             )),
             // Beside the workers: a large backlog neither delays the start nor has to fit in
             // memory.
-            tokio::spawn(recovery::run(shared.clone(), stopped)),
+            tokio::spawn(recovery::run(shared.clone(), marks, stopped)),
         ];
         Ok(Runtime {
             shared,

@@ -96,7 +96,7 @@ pub struct StepCommit {
     pub events: Vec<HistoryEvent>,
     /// Ids of the messages this step consumed; they are deleted. Each must still be there: if
     /// one is gone (consumed by another step), the write is refused whole with
-    /// [`StoreError::Fenced`].
+    /// [`StoreError::MessagesGone`] naming them.
     pub consumed: Vec<i64>,
     /// Activity work items whose results (`TaskCompleted` / `TaskFailed` in `events`) this
     /// step records; they are deleted. If one is already gone, its result was recorded before,
@@ -277,6 +277,10 @@ pub enum StoreError {
     /// an earlier step); the step was not applied.
     #[error("the results of activity work items {0:?} are already recorded")]
     AlreadyRecorded(Vec<i64>),
+    /// A step tried to consume messages that are already gone (consumed by an earlier step);
+    /// the step was not applied.
+    #[error("messages {0:?} were consumed before")]
+    MessagesGone(Vec<i64>),
     /// A backend answered a write with the wrong kind of result (a bug in the backend).
     #[error("the store answered a {0} write with another kind of result")]
     UnexpectedAnswer(&'static str),
@@ -299,7 +303,8 @@ impl StoreError {
             StoreError::Fenced(_)
             | StoreError::InstanceExists(_)
             | StoreError::InstanceFinished { .. }
-            | StoreError::AlreadyRecorded(_) => ErrorClass::Conflict,
+            | StoreError::AlreadyRecorded(_)
+            | StoreError::MessagesGone(_) => ErrorClass::Conflict,
             StoreError::InstanceNotFound(_) => ErrorClass::NotFound,
             StoreError::Corrupt { .. } => ErrorClass::Corrupt,
             StoreError::Refused(_)
@@ -323,6 +328,17 @@ pub struct CorruptRow {
     pub instance_id: Option<String>,
     /// What is wrong with it.
     pub reason: String,
+}
+
+/// The largest id of each kind of stored work, at one moment.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Watermarks {
+    /// Largest message id (0 if none).
+    pub messages: i64,
+    /// Largest activity work item id (0 if none).
+    pub activities: i64,
+    /// Largest timer id (0 if none).
+    pub timers: i64,
 }
 
 /// One page of pending work of one kind, in id order.
@@ -358,6 +374,11 @@ pub trait Backend: Send + Sync + 'static {
         &self,
         instance_id: &str,
     ) -> Result<Option<RuntimeStatus>, StoreError>;
+
+    /// The largest message, activity and timer ids in the store. Ids only grow, so work
+    /// created after this call has larger ids: startup recovery reads up to these marks and
+    /// leaves everything newer to the process that created it.
+    async fn work_watermarks(&self) -> Result<Watermarks, StoreError>;
 
     /// Up to `limit` unconsumed messages with ids above `after_id`, oldest first.
     async fn pending_messages(

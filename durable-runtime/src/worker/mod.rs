@@ -41,7 +41,6 @@ pub(crate) struct Shared {
     pub dispatcher: Dispatcher,
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
-    pub recovery: recovery::Recovery,
 }
 
 impl Shared {
@@ -58,28 +57,19 @@ impl Shared {
         .map_err(|_| StoreError::Closed)?
     }
 
-    /// Hands what a durable write created to the dispatcher (each item once, even while
-    /// startup recovery hands over older work).
+    /// Hands what a durable write created to the dispatcher.
     fn dispatch(&self, written: Written) -> Delivered {
-        use recovery::Kind;
-        let first = |kind, id| self.recovery.first_dispatch(kind, id);
         match written {
             Written::Instance(message) | Written::Delivered(Some(message)) => {
-                if first(Kind::Message, message.id) {
-                    self.dispatcher.deliver(message);
-                }
+                self.dispatcher.deliver(message);
                 Delivered::Sent
             }
             Written::Step(work) => {
                 for item in work.activities {
-                    if first(Kind::Activity, item.id) {
-                        self.dispatcher.enqueue_activity(item);
-                    }
+                    self.dispatcher.enqueue_activity(item);
                 }
                 for timer in work.timers {
-                    if first(Kind::Timer, timer.id) {
-                        self.dispatcher.arm_timer(timer);
-                    }
+                    self.dispatcher.arm_timer(timer);
                 }
                 Delivered::Sent
             }

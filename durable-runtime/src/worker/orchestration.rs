@@ -67,7 +67,7 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
             );
             let error = match AssertUnwindSafe(step).catch_unwind().await {
                 Ok(Ok(Stepped::Committed(kept))) => {
-                    execution = kept;
+                    execution = kept.filter(|_| shared.dispatcher.keeps_executions());
                     messages.clear();
                     failures = 0;
                     check_status = false;
@@ -99,11 +99,16 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                 }
                 ErrorClass::Conflict | ErrorClass::NotFound => {
                     tracing::info!(error = %error, "step fenced off; recomputing it from the store");
-                    if let StoreError::AlreadyRecorded(work_items) = &error {
-                        // Recorded by an earlier step: the duplicates must not be recorded again.
-                        messages.retain(|m| {
+                    // Recorded or consumed by an earlier step: the duplicates must not be
+                    // recorded again.
+                    match &error {
+                        StoreError::AlreadyRecorded(work_items) => messages.retain(|m| {
                             !matches!(m.source, Source::Activity(id) if work_items.contains(&id))
-                        });
+                        }),
+                        StoreError::MessagesGone(gone) => messages.retain(|m| {
+                            !matches!(m.source, Source::Message(id) if gone.contains(&id))
+                        }),
+                        _ => {}
                     }
                     check_status = true;
                     if failures > CONFLICTS_BEFORE_BACKOFF {
@@ -336,9 +341,12 @@ async fn commit_consume_only(
     loop {
         match shared.commit(Write::Step(commit.clone())).await {
             Ok(_) => return Ok(()),
-            // Results recorded before: their work items are gone, nothing to consume for them.
+            // Results recorded or messages consumed before: nothing to consume for them.
             Err(StoreError::AlreadyRecorded(gone)) if !gone.is_empty() => {
                 commit.completed_activities.retain(|id| !gone.contains(id));
+            }
+            Err(StoreError::MessagesGone(gone)) if !gone.is_empty() => {
+                commit.consumed.retain(|id| !gone.contains(id));
             }
             Err(err) => return Err(err),
         }

@@ -6,14 +6,13 @@
 //! previous one. A row that does not decode fails only its own instance, naming the row.
 //!
 //! While recovery runs, new work is also committed and dispatched by the workers and clients.
-//! An item is dispatched once whichever path sees it first: both record the ids they hand
-//! over in [`Recovery`], and the second one skips it.
+//! It never overlaps with recovery: ids only grow, so recovery reads up to the watermarks taken
+//! before any worker or client ran, and everything above them was dispatched by the process
+//! that created it.
 
 use super::Shared;
 use crate::failure::FailureDetails;
-use crate::store::{CorruptRow, ErrorClass, PendingPage, StoreError, Write};
-use parking_lot::Mutex;
-use std::collections::HashSet;
+use crate::store::{CorruptRow, ErrorClass, PendingPage, StoreError, Watermarks, Write};
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
@@ -28,72 +27,41 @@ const WINDOW: usize = 4 * PAGE;
 /// How often recovery looks again while the workers catch up.
 const CATCH_UP_POLL: Duration = Duration::from_millis(5);
 
-/// The kinds of stored work.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Kind {
-    Message,
-    Activity,
-    Timer,
-}
-
-/// The ids handed over while recovery runs, so that nothing is dispatched twice.
-pub(crate) struct Recovery {
-    /// `None` once recovery is over (then every live item is new).
-    dispatched: Mutex<Option<HashSet<(Kind, i64)>>>,
-}
-
-impl Recovery {
-    pub(crate) fn new() -> Self {
-        Recovery {
-            dispatched: Mutex::new(Some(HashSet::new())),
-        }
-    }
-
-    /// True if the item may be dispatched now: recovery is over, or nobody dispatched it yet.
-    pub(crate) fn first_dispatch(&self, kind: Kind, id: i64) -> bool {
-        match self.dispatched.lock().as_mut() {
-            Some(ids) => ids.insert((kind, id)),
-            None => true,
-        }
-    }
-
-    fn finish(&self) {
-        *self.dispatched.lock() = None;
-    }
-}
-
 /// Delivers every pending message, activity and timer, then ends; stops early at shutdown.
 /// Returns false if it could not finish (the rest is recovered at the next start).
-pub(crate) async fn run(shared: Arc<Shared>, mut stopped: watch::Receiver<bool>) -> bool {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    marks: Watermarks,
+    mut stopped: watch::Receiver<bool>,
+) -> bool {
     let work = async {
-        let messages = drain(&shared, Kind::Message, |after| {
+        let messages = drain(&shared, marks.messages, true, |after| {
             let shared = shared.clone();
             async move { shared.store.pending_messages(after, PAGE).await }
         })
         .await;
-        let activities = drain(&shared, Kind::Activity, |after| {
+        let activities = drain(&shared, marks.activities, true, |after| {
             let shared = shared.clone();
             async move { shared.store.pending_activities(after, PAGE).await }
         })
         .await;
-        let timers = drain(&shared, Kind::Timer, |after| {
+        let timers = drain(&shared, marks.timers, false, |after| {
             let shared = shared.clone();
             async move { shared.store.pending_timers(after, PAGE).await }
         })
         .await;
         tracing::info!(messages, activities, timers, "resumed unfinished work");
     };
-    let finished = tokio::select! {
+    tokio::select! {
         biased;
         _ = stopped.wait_for(|stop| *stop) => false,
         () = work => true,
-    };
-    shared.recovery.finish();
-    finished
+    }
 }
 
-/// Hands over every page of one kind of work; returns how many items it handed over.
-async fn drain<T, F, Fut>(shared: &Arc<Shared>, kind: Kind, read: F) -> usize
+/// Hands over every page of one kind of work up to `mark`, waiting for the workers between
+/// pages if `paced`; returns how many items it handed over.
+async fn drain<T, F, Fut>(shared: &Arc<Shared>, mark: i64, paced: bool, read: F) -> usize
 where
     T: Recoverable,
     F: Fn(i64) -> Fut,
@@ -103,7 +71,7 @@ where
     let mut handed = 0;
     let mut attempt = 0;
     loop {
-        while kind != Kind::Timer && over_window(shared) {
+        while paced && over_window(shared) {
             tokio::time::sleep(CATCH_UP_POLL).await;
         }
         let page = match read(after).await {
@@ -121,15 +89,13 @@ where
         };
         attempt = 0;
         fail_corrupt(shared, &page.corrupt).await;
-        for item in page.items {
-            if shared.recovery.first_dispatch(kind, item.id()) {
-                handed += 1;
-                item.hand_over(shared);
-            }
+        for item in page.items.into_iter().take_while(|item| item.id() <= mark) {
+            handed += 1;
+            item.hand_over(shared);
         }
         match page.last_id {
-            Some(last) => after = last,
-            None => return handed,
+            Some(last) if last < mark => after = last,
+            _ => return handed,
         }
     }
 }

@@ -5,7 +5,8 @@ use async_trait::async_trait;
 use durable_runtime::HistoryRecord;
 use durable_runtime::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 use durable_runtime::store::{
-    ActivityWorkItem, Backend, Message, PendingPage, StoreError, TimerWorkItem, Write, Written,
+    ActivityWorkItem, Backend, Message, PendingPage, StoreError, TimerWorkItem, Watermarks, Write,
+    Written,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -60,6 +61,10 @@ impl Backend for HookedStore {
         instance_id: &str,
     ) -> Result<Option<RuntimeStatus>, StoreError> {
         self.inner.read_runtime_status(instance_id).await
+    }
+
+    async fn work_watermarks(&self) -> Result<Watermarks, StoreError> {
+        self.inner.work_watermarks().await
     }
 
     async fn pending_messages(

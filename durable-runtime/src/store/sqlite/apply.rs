@@ -242,9 +242,7 @@ fn apply_step(conn: &Connection, step: &StepCommit) -> Result<Written, StoreErro
             }
         }
         if !gone.is_empty() {
-            return Err(StoreError::Fenced(format!(
-                "messages {gone:?} of instance '{id}' were consumed by another step"
-            )));
+            return Err(StoreError::MessagesGone(gone));
         }
         let mut complete =
             conn.prepare_cached("DELETE FROM activities WHERE id = ?1 AND instance_id = ?2")?;

@@ -22,7 +22,8 @@ mod tests;
 mod tests_open;
 
 use super::{
-    ActivityWorkItem, Backend, Message, PendingPage, StoreError, TimerWorkItem, Write, Written,
+    ActivityWorkItem, Backend, Message, PendingPage, StoreError, TimerWorkItem, Watermarks, Write,
+    Written,
 };
 use crate::history::HistoryRecord;
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
@@ -312,6 +313,10 @@ impl Backend for SqliteStore {
         let instance_id = instance_id.to_string();
         self.read(move |conn| read::runtime_status(conn, &instance_id))
             .await
+    }
+
+    async fn work_watermarks(&self) -> Result<Watermarks, StoreError> {
+        self.read(read::watermarks).await
     }
 
     async fn pending_messages(

@@ -9,7 +9,9 @@ use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, HistoryRecord};
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 use crate::payload::Payload;
-use crate::store::{ActivityWorkItem, CorruptRow, Message, PendingPage, StoreError, TimerWorkItem};
+use crate::store::{
+    ActivityWorkItem, CorruptRow, Message, PendingPage, StoreError, TimerWorkItem, Watermarks,
+};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
@@ -86,6 +88,20 @@ pub(crate) fn runtime_status(
         .optional()
         .at("instances", id)?;
     status.map(|text| parse_status(id, &text)).transpose()
+}
+
+/// The largest id of each kind of work (ids come from AUTOINCREMENT: they only grow).
+pub(crate) fn watermarks(conn: &Connection) -> Result<Watermarks, StoreError> {
+    let max = |table: &'static str| -> Result<i64, StoreError> {
+        conn.prepare_cached(&format!("SELECT COALESCE(MAX(id), 0) FROM {table}"))?
+            .query_row([], |row| row.get(0))
+            .at(table, "MAX(id)")
+    };
+    Ok(Watermarks {
+        messages: max("messages")?,
+        activities: max("activities")?,
+        timers: max("timers")?,
+    })
 }
 
 /// The instance's history, in order.
