@@ -227,7 +227,7 @@ async fn a_step_consuming_a_message_already_gone_is_refused_whole() {
     both.timers = vec![(1, 5)];
     let err = store.write(Write::Step(both)).await.expect_err("fenced");
     assert!(
-        matches!(err, StoreError::Fenced(ref m) if m.contains("consumed")),
+        matches!(err, StoreError::MessagesGone(ref gone) if gone == &[event + 100]),
         "{err}"
     );
     assert_eq!(pending_message_ids(&store).await, vec![started, event]);
