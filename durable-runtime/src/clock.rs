@@ -1,7 +1,7 @@
 //! Where the runtime reads the time: the wall clock in production, a clock a test moves.
 //!
 //! Durable timers are due at wall-clock times. The timer service sleeps on Tokio's monotonic
-//! clock but never longer than [`MAX_TIMER_SLEEP`](crate::worker) before reading this clock
+//! clock but never longer than a second before reading this clock
 //! again, so a suspended VM or a clock that jumps forward fires its due timers promptly.
 
 use std::time::{SystemTime, UNIX_EPOCH};

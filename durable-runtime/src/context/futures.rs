@@ -11,7 +11,7 @@ use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 
-/// A future whose completion is recorded in history; [`OrchestrationContext::when_any`] uses
+/// A future whose completion is recorded in history; [`OrchestrationContext::when_any`](super::OrchestrationContext::when_any) uses
 /// the recorded order to pick a winner.
 pub trait DurableFuture: Future {
     /// When this task's result arrived, among all results of the instance; `None` if it has not.
@@ -106,7 +106,7 @@ impl DurableFuture for TimerFuture {
     }
 }
 
-/// The future of [`OrchestrationContext::when_any`]: the winner's index and output.
+/// The future of [`OrchestrationContext::when_any`](super::OrchestrationContext::when_any): the winner's index and output.
 pub struct WhenAny<F> {
     tasks: Vec<F>,
 }
@@ -156,7 +156,7 @@ pub enum Either<L, R> {
     Right(R),
 }
 
-/// The future of [`OrchestrationContext::when_any2`].
+/// The future of [`OrchestrationContext::when_any2`](super::OrchestrationContext::when_any2).
 pub struct WhenAny2<A, B> {
     left: Option<A>,
     right: Option<B>,
