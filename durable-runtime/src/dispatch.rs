@@ -30,6 +30,8 @@ pub(crate) enum Source {
 pub(crate) struct Inbound {
     pub event: HistoryEvent,
     pub source: Source,
+    /// The run it belongs to; empty for events addressed to whatever run is current.
+    pub execution_id: String,
 }
 
 /// An instance known to the dispatcher: events not yet consumed and, if hot, its execution.
@@ -100,6 +102,7 @@ impl Dispatcher {
         let inbound = Inbound {
             event: message.event,
             source: Source::Message(message.id),
+            execution_id: message.execution_id,
         };
         self.push(message.instance_id, inbound);
     }
@@ -109,11 +112,13 @@ impl Dispatcher {
         &self,
         instance_id: String,
         work_item_id: i64,
+        execution_id: String,
         event: HistoryEvent,
     ) {
         let inbound = Inbound {
             event,
             source: Source::Activity(work_item_id),
+            execution_id,
         };
         self.push(instance_id, inbound);
     }

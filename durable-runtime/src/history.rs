@@ -19,6 +19,10 @@ pub enum HistoryEvent {
         version: Option<String>,
         /// The orchestrator's input.
         input: Payload,
+        /// The id of this run of the instance (absent in histories written before runs had
+        /// ids): results from another run never land in this one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        execution_id: Option<String>,
     },
     /// A step (episode) of the orchestrator began; its timestamp is the orchestration's "now".
     OrchestratorStarted,

@@ -46,6 +46,8 @@ pub(crate) struct Execution {
     code_returned: bool,
     /// Set once `ExecutionStarted` was applied.
     started: bool,
+    /// This run's id, from `ExecutionStarted` (empty for runs started before runs had ids).
+    execution_id: String,
     wake_flag: Arc<WakeFlag>,
 }
 
@@ -73,6 +75,7 @@ impl Execution {
             history_len: 0,
             code_returned: false,
             started: false,
+            execution_id: String::new(),
             wake_flag: Arc::new(WakeFlag(AtomicBool::new(false))),
         }
     }
@@ -158,6 +161,16 @@ impl Execution {
     /// The number of events in durable history, where the next step's events go.
     pub(crate) fn history_len(&self) -> u64 {
         self.history_len
+    }
+
+    /// This run's id, once started.
+    pub(crate) fn execution_id(&self) -> &str {
+        &self.execution_id
+    }
+
+    /// True once `ExecutionStarted` was applied.
+    pub(crate) fn is_started(&self) -> bool {
+        self.started
     }
 
     /// The orchestrator's registered name, once started.
@@ -266,8 +279,10 @@ impl Execution {
                 name,
                 version,
                 input,
+                execution_id,
             } => {
                 if !self.started {
+                    self.execution_id = execution_id.clone().unwrap_or_default();
                     self.start(registry, name, version.as_deref(), input.clone());
                 }
                 return Ok(());
@@ -319,7 +334,13 @@ impl Execution {
                 return;
             }
         };
-        let ctx = OrchestrationContext::new(&self.instance_id, self.state.clone());
+        // Deterministic ids and random numbers differ from run to run of one instance.
+        let seed = if self.execution_id.is_empty() {
+            &self.instance_id
+        } else {
+            &self.execution_id
+        };
+        let ctx = OrchestrationContext::new(&self.instance_id, seed, self.state.clone());
         // Decoding the input runs user code (a `Deserialize` impl), which may panic.
         let started =
             std::panic::catch_unwind(AssertUnwindSafe(|| (registration.start)(ctx, input)));

@@ -33,6 +33,7 @@ async fn each_instance_runs_the_version_it_started_on() {
     let old = SqliteStore::open(&path).expect("opens");
     old.write(Write::CreateInstance(NewInstance {
         instance_id: "from-v0".into(),
+        execution_id: "first-run".into(),
         name: "greeting".into(),
         version: Some("0".into()),
         input: Payload::encode("Ada").expect("encodes"),

@@ -69,7 +69,10 @@ impl<O: DeserializeOwned> Future for TaskFuture<O> {
 impl<O> Drop for TaskFuture<O> {
     fn drop(&mut self) {
         // A dropped wait must not keep (or swallow) what it was waiting for.
-        self.state.lock().forget(self.task_id);
+        let handed_on = self.state.lock().forget(self.task_id);
+        if let Some(waker) = handed_on {
+            waker.wake();
+        }
     }
 }
 

@@ -41,13 +41,21 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 pub struct OrchestrationContext {
     state: Arc<Mutex<OrchestrationState>>,
     instance_id: Arc<str>,
+    /// What deterministic ids and random numbers derive from: the run's id (the instance id
+    /// for runs started before runs had ids).
+    seed: Arc<str>,
 }
 
 impl OrchestrationContext {
-    pub(crate) fn new(instance_id: &str, state: Arc<Mutex<OrchestrationState>>) -> Self {
+    pub(crate) fn new(
+        instance_id: &str,
+        seed: &str,
+        state: Arc<Mutex<OrchestrationState>>,
+    ) -> Self {
         OrchestrationContext {
             state,
             instance_id: instance_id.into(),
+            seed: seed.into(),
         }
     }
 
@@ -197,24 +205,22 @@ impl OrchestrationContext {
         WhenAny2::new(left, right)
     }
 
-    /// A new UUID, the same on every replay (derived from the instance id and a counter).
+    /// A new UUID, the same on every replay of this run, different in another run of the
+    /// instance (derived from the run's id and a counter).
     pub fn new_guid(&self) -> uuid::Uuid {
         let mut state = self.state.lock();
         state.guids += 1;
-        let name = format!("{}:{}", self.instance_id, state.guids);
+        let name = format!("{}:{}", self.seed, state.guids);
         uuid::Uuid::new_v5(&GUID_NAMESPACE, name.as_bytes())
     }
 
-    /// A pseudo-random number, the same on every replay (seeded by the instance id).
+    /// A pseudo-random number, the same on every replay of this run (seeded by the run's id).
     pub fn random_u64(&self) -> u64 {
         let mut state = self.state.lock();
         state.randoms += 1;
-        let seed = self
-            .instance_id
-            .bytes()
-            .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
-                (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
-            });
+        let seed = self.seed.bytes().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x100_0000_01b3)
+        });
         splitmix64(seed.wrapping_add(state.randoms.wrapping_mul(0x9e37_79b9_7f4a_7c15)))
     }
 

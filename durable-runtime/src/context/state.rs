@@ -207,6 +207,17 @@ impl OrchestrationState {
     /// receive are recorded.
     pub(crate) fn wait_for_event(&mut self, name: &str) -> u64 {
         let task_id = self.tasks.len() as u64;
+        // Waits take task ids but are not recorded: where history recorded an activity or a
+        // timer, the code has changed.
+        if let Some(Some(recorded)) = self.recorded.get(task_id as usize)
+            && self.nondeterminism.is_none()
+        {
+            self.nondeterminism = Some(format!(
+                "non-deterministic orchestrator: history has {} as task {task_id}, but the code \
+                 now waits for event '{name}'",
+                recorded.describe()
+            ));
+        }
         self.tasks.push(TaskSlot::Waiting {
             name: name.to_string(),
             waits: Waits::Event,
@@ -231,15 +242,13 @@ impl OrchestrationState {
     }
 
     /// The future of `task_id` was dropped. A wait for an event stops waiting, and an event it
-    /// received but never handed to the code goes back to the front of the buffer, so the
-    /// next wait for that name receives it: nothing raised is lost to an abandoned wait.
-    pub(crate) fn forget(&mut self, task_id: u64) {
-        let Some(slot) = usize::try_from(task_id)
+    /// received but never handed to the code goes to the oldest wait for that name still
+    /// waiting, or back to the front of the buffer for the next one: nothing raised is lost to
+    /// an abandoned wait. Returns the waker of a wait that received the event.
+    pub(crate) fn forget(&mut self, task_id: u64) -> Option<Waker> {
+        let slot = usize::try_from(task_id)
             .ok()
-            .and_then(|i| self.tasks.get_mut(i))
-        else {
-            return;
-        };
+            .and_then(|i| self.tasks.get_mut(i))?;
         match std::mem::replace(slot, TaskSlot::Dropped) {
             TaskSlot::Waiting {
                 name,
@@ -256,12 +265,22 @@ impl OrchestrationState {
                 result: Ok(input),
                 order,
             } => {
-                let queue = self.buffered_events.entry(name).or_default();
-                queue.push_front((input, order));
+                let waiter = self
+                    .event_waiters
+                    .get_mut(&name)
+                    .and_then(VecDeque::pop_front);
+                match waiter {
+                    Some(waiting) => return self.resolve(waiting, Ok(input), order).1,
+                    None => {
+                        let queue = self.buffered_events.entry(name).or_default();
+                        queue.push_front((input, order));
+                    }
+                }
             }
             TaskSlot::Taken => *slot = TaskSlot::Taken,
             _ => {}
         }
+        None
     }
 
     /// The first recorded task the code has not scheduled (again), for the end-of-replay check.

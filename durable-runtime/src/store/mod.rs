@@ -34,6 +34,9 @@ pub struct Message {
     pub id: i64,
     /// The addressee.
     pub instance_id: String,
+    /// The run of the addressee it belongs to (a timer's or an activity's result); empty for
+    /// messages to whatever run is current (raised events).
+    pub execution_id: String,
     /// The event it becomes in the addressee's history.
     pub event: HistoryEvent,
 }
@@ -45,6 +48,8 @@ pub struct ActivityWorkItem {
     pub id: i64,
     /// The orchestration that scheduled it.
     pub instance_id: String,
+    /// The run of the orchestration that scheduled it.
+    pub execution_id: String,
     /// The orchestration's sequence number for it.
     pub task_id: u64,
     /// Registered activity name.
@@ -60,6 +65,8 @@ pub struct TimerWorkItem {
     pub id: i64,
     /// The orchestration that created it.
     pub instance_id: String,
+    /// The run of the orchestration that created it.
+    pub execution_id: String,
     /// The orchestration's sequence number for it.
     pub task_id: u64,
     /// When it fires (ms since the epoch).
@@ -71,6 +78,8 @@ pub struct TimerWorkItem {
 pub struct NewInstance {
     /// The id; must not exist yet.
     pub instance_id: String,
+    /// The id of its first run; every work item and result of the run carries it.
+    pub execution_id: String,
     /// Orchestrator name.
     pub name: String,
     /// Orchestrator version.
@@ -86,6 +95,9 @@ pub struct NewInstance {
 pub struct StepCommit {
     /// The instance.
     pub instance_id: String,
+    /// The run the step belongs to. A step of another run than the instance's current one is
+    /// refused whole with [`StoreError::Fenced`]; the work items it creates carry it.
+    pub execution_id: String,
     /// History position of the first appended event, which is also the history length the step
     /// was computed against (fencing): when `events` is not empty and the stored history has
     /// another length, the write is refused whole with [`StoreError::Fenced`].

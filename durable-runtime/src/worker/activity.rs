@@ -66,9 +66,12 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
             },
         };
         // Recorded by the instance's next step, with the deletion of the work item.
-        shared
-            .dispatcher
-            .deliver_activity_result(item.instance_id.clone(), item.id, event);
+        shared.dispatcher.deliver_activity_result(
+            item.instance_id.clone(),
+            item.id,
+            item.execution_id.clone(),
+            event,
+        );
     }
     .instrument(span)
     .await

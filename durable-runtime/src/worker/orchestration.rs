@@ -204,18 +204,40 @@ async fn run_step(
         return Ok(Stepped::Committed(None));
     }
     let now = shared.clock.now_ms();
+    // The run this step belongs to: the execution's, or the one its start message begins.
+    let run = if execution.is_started() {
+        execution.execution_id().to_string()
+    } else {
+        messages
+            .iter()
+            .find_map(|m| match &m.event {
+                HistoryEvent::ExecutionStarted { execution_id, .. } => {
+                    Some(execution_id.clone().unwrap_or_default())
+                }
+                _ => None,
+            })
+            .unwrap_or_default()
+    };
+    // Results of another run (before a restart of the instance) never land in this one: they
+    // are consumed, not applied.
+    let current = |m: &&Inbound| m.execution_id.is_empty() || m.execution_id == run;
+    if let Some(stale) = messages.iter().find(|m| !current(m)) {
+        tracing::warn!(run = %stale.execution_id, current = %run, "dropping a result of another run");
+    }
     // The start goes first, even when an event committed in the same batch was delivered
     // before it.
     let mut events: Vec<HistoryEvent> = Vec::with_capacity(messages.len());
     events.extend(
         messages
             .iter()
+            .filter(current)
             .filter(|m| is_start(&m.event))
             .map(|m| m.event.clone()),
     );
     events.extend(
         messages
             .iter()
+            .filter(current)
             .filter(|m| !is_start(&m.event))
             .map(|m| m.event.clone()),
     );
@@ -231,6 +253,7 @@ async fn run_step(
     let appended = step.events.len();
     let commit = StepCommit {
         instance_id: instance_id.to_string(),
+        execution_id: run,
         first_seq: execution.history_len(),
         timestamp_ms: now,
         events: step.events,
@@ -327,6 +350,8 @@ async fn commit_consume_only(
 ) -> Result<(), StoreError> {
     let mut commit = StepCommit {
         instance_id: instance_id.to_string(),
+        // A consume-only step changes no run's state.
+        execution_id: String::new(),
         first_seq: 0,
         timestamp_ms: shared.clock.now_ms(),
         events: Vec::new(),

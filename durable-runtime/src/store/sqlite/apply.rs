@@ -24,7 +24,7 @@ pub(crate) fn apply_write(conn: &Connection, write: &Write) -> Result<Written, S
             failure,
             timestamp_ms,
         } => {
-            let Some((status, _)) = instance_state(conn, instance_id)? else {
+            let Some(State { status, .. }) = instance_state(conn, instance_id)? else {
                 return Err(StoreError::InstanceNotFound(instance_id.clone()));
             };
             if status.is_terminal() {
@@ -51,7 +51,7 @@ pub(crate) fn apply_write(conn: &Connection, write: &Write) -> Result<Written, S
             input,
             idempotency_key,
         } => {
-            let Some((status, _)) = instance_state(conn, instance_id)? else {
+            let Some(State { status, .. }) = instance_state(conn, instance_id)? else {
                 return Err(StoreError::InstanceNotFound(instance_id.clone()));
             };
             // A repeated key answers "recorded before" even if the instance finished since.
@@ -75,7 +75,8 @@ pub(crate) fn apply_write(conn: &Connection, write: &Write) -> Result<Written, S
                 name: name.clone(),
                 input: input.clone(),
             };
-            let message = insert_message(conn, instance_id, &event)?;
+            // Addressed to whatever run is current.
+            let message = insert_message(conn, instance_id, "", &event)?;
             Ok(Written::Delivered(Some(message)))
         }
         Write::CompleteActivity {
@@ -91,13 +92,17 @@ pub(crate) fn apply_write(conn: &Connection, write: &Write) -> Result<Written, S
                     "an activity completion must carry TaskCompleted or TaskFailed, not {event:?}"
                 )));
             }
-            let deleted = conn
-                .prepare_cached("DELETE FROM activities WHERE id = ?1 AND instance_id = ?2")?
-                .execute(params![work_item_id, instance_id])?;
-            if deleted == 0 {
+            let run: Option<String> = conn
+                .prepare_cached(
+                    "DELETE FROM activities WHERE id = ?1 AND instance_id = ?2
+                     RETURNING execution_id",
+                )?
+                .query_row(params![work_item_id, instance_id], |row| row.get(0))
+                .optional()?;
+            let Some(run) = run else {
                 return Ok(Written::Delivered(None));
-            }
-            let message = insert_message(conn, instance_id, event)?;
+            };
+            let message = insert_message(conn, instance_id, &run, event)?;
             Ok(Written::Delivered(Some(message)))
         }
         Write::FireTimer {
@@ -105,14 +110,17 @@ pub(crate) fn apply_write(conn: &Connection, write: &Write) -> Result<Written, S
             instance_id,
             task_id,
         } => {
-            let deleted = conn
-                .prepare_cached("DELETE FROM timers WHERE id = ?1 AND instance_id = ?2")?
-                .execute(params![timer_id, instance_id])?;
-            if deleted == 0 {
+            let run: Option<String> = conn
+                .prepare_cached(
+                    "DELETE FROM timers WHERE id = ?1 AND instance_id = ?2 RETURNING execution_id",
+                )?
+                .query_row(params![timer_id, instance_id], |row| row.get(0))
+                .optional()?;
+            let Some(run) = run else {
                 return Ok(Written::Delivered(None));
-            }
+            };
             let fired = HistoryEvent::TimerFired { task_id: *task_id };
-            let message = insert_message(conn, instance_id, &fired)?;
+            let message = insert_message(conn, instance_id, &run, &fired)?;
             Ok(Written::Delivered(Some(message)))
         }
     }
@@ -128,28 +136,41 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 fn insert_message(
     conn: &Connection,
     instance_id: &str,
+    execution_id: &str,
     event: &HistoryEvent,
 ) -> Result<Message, StoreError> {
-    conn.prepare_cached("INSERT INTO messages (instance_id, event) VALUES (?1, ?2)")?
-        .execute(params![instance_id, to_json(event)?])?;
+    conn.prepare_cached(
+        "INSERT INTO messages (instance_id, event, execution_id) VALUES (?1, ?2, ?3)",
+    )?
+    .execute(params![instance_id, to_json(event)?, execution_id])?;
     Ok(Message {
         id: conn.last_insert_rowid(),
         instance_id: instance_id.to_string(),
+        execution_id: execution_id.to_string(),
         event: event.clone(),
     })
 }
 
-/// The instance's status and history length, if it exists.
-fn instance_state(
-    conn: &Connection,
-    instance_id: &str,
-) -> Result<Option<(RuntimeStatus, u64)>, StoreError> {
-    let row: Option<(String, i64)> = conn
-        .prepare_cached("SELECT status, history_len FROM instances WHERE instance_id = ?1")?
-        .query_row(params![instance_id], |row| Ok((row.get(0)?, row.get(1)?)))
+/// What a write checks about an instance before changing it.
+struct State {
+    status: RuntimeStatus,
+    history_len: u64,
+    /// Its current run.
+    execution_id: String,
+}
+
+/// The instance's status, history length and current run, if it exists.
+fn instance_state(conn: &Connection, instance_id: &str) -> Result<Option<State>, StoreError> {
+    let row: Option<(String, i64, String)> = conn
+        .prepare_cached(
+            "SELECT status, history_len, execution_id FROM instances WHERE instance_id = ?1",
+        )?
+        .query_row(params![instance_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()
         .at("instances", instance_id)?;
-    let Some((status, history_len)) = row else {
+    let Some((status, history_len, execution_id)) = row else {
         return Ok(None);
     };
     let status = status.parse().map_err(|err| StoreError::Corrupt {
@@ -162,7 +183,11 @@ fn instance_state(
         key: instance_id.to_string(),
         reason: format!("negative history length {history_len}"),
     })?;
-    Ok(Some((status, history_len)))
+    Ok(Some(State {
+        status,
+        history_len,
+        execution_id,
+    }))
 }
 
 fn disarm_timers(conn: &Connection, instance_id: &str) -> Result<(), StoreError> {
@@ -175,8 +200,9 @@ fn create_instance(conn: &Connection, new: &NewInstance) -> Result<Written, Stor
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO instances
-             (instance_id, name, version, status, input, created_ms, updated_ms, history_len)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
+             (instance_id, name, version, status, input, created_ms, updated_ms, history_len,
+              execution_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, ?7)",
         )?
         .execute(params![
             new.instance_id,
@@ -184,7 +210,8 @@ fn create_instance(conn: &Connection, new: &NewInstance) -> Result<Written, Stor
             new.version,
             RuntimeStatus::Pending.as_str(),
             new.input.as_str(),
-            new.created_ms
+            new.created_ms,
+            new.execution_id
         ])?;
     if inserted == 0 {
         return Err(StoreError::InstanceExists(new.instance_id.clone()));
@@ -193,10 +220,12 @@ fn create_instance(conn: &Connection, new: &NewInstance) -> Result<Written, Stor
         name: new.name.clone(),
         version: new.version.clone(),
         input: new.input.clone(),
+        execution_id: Some(new.execution_id.clone()),
     };
     Ok(Written::Instance(insert_message(
         conn,
         &new.instance_id,
+        &new.execution_id,
         &started,
     )?))
 }
@@ -208,13 +237,24 @@ fn check_step(conn: &Connection, step: &StepCommit) -> Result<(), StoreError> {
         && step.events.is_empty()
         && step.activities.is_empty()
         && step.timers.is_empty();
-    let Some((status, history_len)) = instance_state(conn, id)? else {
+    let Some(State {
+        status,
+        history_len,
+        execution_id,
+    }) = instance_state(conn, id)?
+    else {
         return if consume_only {
             Ok(())
         } else {
             Err(StoreError::InstanceNotFound(id.clone()))
         };
     };
+    if !consume_only && execution_id != step.execution_id {
+        return Err(StoreError::Fenced(format!(
+            "instance '{id}' is on run '{execution_id}', the step belongs to run '{}'",
+            step.execution_id
+        )));
+    }
     if step.status.is_some() && !matches!(status, RuntimeStatus::Pending | RuntimeStatus::Running) {
         return Err(StoreError::Fenced(format!(
             "instance '{id}' is {status}: a step may only move a Pending or Running instance"
@@ -272,13 +312,21 @@ fn apply_step(conn: &Connection, step: &StepCommit) -> Result<Written, StoreErro
     let mut activities = Vec::with_capacity(step.activities.len());
     if !step.activities.is_empty() {
         let mut enqueue = conn.prepare_cached(
-            "INSERT INTO activities (instance_id, task_id, name, input) VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO activities (instance_id, task_id, name, input, execution_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for (task_id, name, input) in &step.activities {
-            enqueue.execute(params![id, task_id, name, input.as_str()])?;
+            enqueue.execute(params![
+                id,
+                task_id,
+                name,
+                input.as_str(),
+                step.execution_id
+            ])?;
             activities.push(ActivityWorkItem {
                 id: conn.last_insert_rowid(),
                 instance_id: id.clone(),
+                execution_id: step.execution_id.clone(),
                 task_id: *task_id,
                 name: name.clone(),
                 input: input.clone(),
@@ -288,13 +336,15 @@ fn apply_step(conn: &Connection, step: &StepCommit) -> Result<Written, StoreErro
     let mut timers = Vec::with_capacity(step.timers.len());
     if !step.timers.is_empty() {
         let mut arm = conn.prepare_cached(
-            "INSERT INTO timers (instance_id, task_id, fire_at_ms) VALUES (?1, ?2, ?3)",
+            "INSERT INTO timers (instance_id, task_id, fire_at_ms, execution_id)
+             VALUES (?1, ?2, ?3, ?4)",
         )?;
         for (task_id, fire_at_ms) in &step.timers {
-            arm.execute(params![id, task_id, fire_at_ms])?;
+            arm.execute(params![id, task_id, fire_at_ms, step.execution_id])?;
             timers.push(TimerWorkItem {
                 id: conn.last_insert_rowid(),
                 instance_id: id.clone(),
+                execution_id: step.execution_id.clone(),
                 task_id: *task_id,
                 fire_at_ms: *fire_at_ms,
             });

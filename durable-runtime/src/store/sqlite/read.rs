@@ -262,7 +262,8 @@ pub(crate) fn pending_messages(
     page(
         conn,
         "messages",
-        "SELECT id, instance_id, event FROM messages WHERE id > ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, instance_id, event, execution_id FROM messages
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
         after_id,
         limit,
         |row, id, instance_id| {
@@ -271,6 +272,7 @@ pub(crate) fn pending_messages(
             Ok(Message {
                 id,
                 instance_id: instance_id.to_string(),
+                execution_id: text(row, 3)?,
                 event,
             })
         },
@@ -286,7 +288,7 @@ pub(crate) fn pending_activities(
     page(
         conn,
         "activities",
-        "SELECT id, instance_id, task_id, name, input FROM activities
+        "SELECT id, instance_id, task_id, name, input, execution_id FROM activities
          WHERE id > ?1 ORDER BY id LIMIT ?2",
         after_id,
         limit,
@@ -296,6 +298,7 @@ pub(crate) fn pending_activities(
             Ok(ActivityWorkItem {
                 id,
                 instance_id: instance_id.to_string(),
+                execution_id: text(row, 5)?,
                 task_id: task_id(row, 2)?,
                 name: text(row, 3)?,
                 input,
@@ -313,13 +316,15 @@ pub(crate) fn pending_timers(
     page(
         conn,
         "timers",
-        "SELECT id, instance_id, task_id, fire_at_ms FROM timers WHERE id > ?1 ORDER BY id LIMIT ?2",
+        "SELECT id, instance_id, task_id, fire_at_ms, execution_id FROM timers
+         WHERE id > ?1 ORDER BY id LIMIT ?2",
         after_id,
         limit,
         |row, id, instance_id| {
             Ok(TimerWorkItem {
                 id,
                 instance_id: instance_id.to_string(),
+                execution_id: text(row, 4)?,
                 task_id: task_id(row, 2)?,
                 fire_at_ms: integer(row, 3)?,
             })

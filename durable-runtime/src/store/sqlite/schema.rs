@@ -27,7 +27,8 @@ CREATE TABLE instances (
     failure     TEXT,
     created_ms  INTEGER NOT NULL,
     updated_ms  INTEGER NOT NULL,
-    history_len INTEGER NOT NULL DEFAULT 0
+    history_len INTEGER NOT NULL DEFAULT 0,
+    execution_id TEXT NOT NULL DEFAULT ''
 ) WITHOUT ROWID;
 CREATE TABLE history (
     instance_id  TEXT NOT NULL,
@@ -43,22 +44,25 @@ CREATE INDEX instances_by_created ON instances(created_ms);
 /// must not hit a newer row), shared by a new file and the migration from version 1.
 const WORK_TABLES_V2: &str = "
 CREATE TABLE messages (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    instance_id TEXT NOT NULL,
-    event       TEXT NOT NULL
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id  TEXT NOT NULL,
+    event        TEXT NOT NULL,
+    execution_id TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE activities (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    instance_id TEXT NOT NULL,
-    task_id     INTEGER NOT NULL,
-    name        TEXT NOT NULL,
-    input       TEXT NOT NULL
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id  TEXT NOT NULL,
+    task_id      INTEGER NOT NULL,
+    name         TEXT NOT NULL,
+    input        TEXT NOT NULL,
+    execution_id TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE timers (
-    id          INTEGER PRIMARY KEY AUTOINCREMENT,
-    instance_id TEXT NOT NULL,
-    task_id     INTEGER NOT NULL,
-    fire_at_ms  INTEGER NOT NULL
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    instance_id  TEXT NOT NULL,
+    task_id      INTEGER NOT NULL,
+    fire_at_ms   INTEGER NOT NULL,
+    execution_id TEXT NOT NULL DEFAULT ''
 );
 CREATE INDEX timers_by_instance ON timers(instance_id);
 CREATE TABLE event_keys (
@@ -71,10 +75,12 @@ CREATE TRIGGER event_keys_go_with_instance AFTER DELETE ON instances BEGIN
 END;
 ";
 
-/// From version 1: the history length column (filled from the history), the idempotency keys,
-/// and work tables whose ids are never reused (rebuilt with their rows and ids).
+/// From version 1: the history length column (filled from the history), run ids (empty for the
+/// runs version 1 started), the idempotency keys, and work tables whose ids are never reused
+/// (rebuilt with their rows and ids).
 const MIGRATE_V1_TO_V2: &str = "
 ALTER TABLE instances ADD COLUMN history_len INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE instances ADD COLUMN execution_id TEXT NOT NULL DEFAULT '';
 UPDATE instances SET history_len =
     (SELECT COALESCE(MAX(seq) + 1, 0) FROM history WHERE history.instance_id = instances.instance_id);
 ALTER TABLE messages RENAME TO messages_v1;

@@ -9,6 +9,7 @@ use crate::store::{ErrorClass, NewInstance, StepCommit};
 pub(super) fn create(id: &str) -> Write {
     Write::CreateInstance(NewInstance {
         instance_id: id.into(),
+        execution_id: RUN.into(),
         name: "o".into(),
         version: None,
         input: Payload::null(),
@@ -16,9 +17,13 @@ pub(super) fn create(id: &str) -> Write {
     })
 }
 
+/// The run every test instance is on.
+pub(super) const RUN: &str = "run-1";
+
 pub(super) fn step(id: &str, first_seq: u64) -> StepCommit {
     StepCommit {
         instance_id: id.to_string(),
+        execution_id: RUN.to_string(),
         first_seq,
         timestamp_ms: 1,
         events: vec![HistoryEvent::OrchestratorStarted],
@@ -488,4 +493,47 @@ async fn the_runtime_status_is_read_alone_and_an_unknown_one_is_corrupt() {
     let err = store.read_runtime_status("i").await.expect_err("corrupt");
     assert_eq!(err.class(), ErrorClass::Corrupt, "{err}");
     assert!(err.to_string().contains("Sleeping"), "{err}");
+}
+
+#[tokio::test]
+async fn a_step_of_another_run_is_fenced_and_work_carries_its_run() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir);
+    store.write(create("i")).await.expect("created");
+    let mut stale = step("i", 0);
+    stale.execution_id = "run-0".into();
+    let err = store.write(Write::Step(stale)).await.expect_err("fenced");
+    assert!(
+        matches!(err, StoreError::Fenced(ref m) if m.contains("run-0")),
+        "{err}"
+    );
+    let mut armed = step("i", 0);
+    armed.timers = vec![(0, 5)];
+    armed.activities = vec![(1, "a".into(), Payload::null())];
+    let Written::Step(work) = store.write(Write::Step(armed)).await.expect("applies") else {
+        panic!("a step answers with its work");
+    };
+    assert_eq!(work.timers[0].execution_id, RUN);
+    assert_eq!(work.activities[0].execution_id, RUN);
+    let fired = store
+        .write(Write::FireTimer {
+            timer_id: work.timers[0].id,
+            instance_id: "i".into(),
+            task_id: 0,
+        })
+        .await
+        .expect("fires");
+    let Written::Delivered(Some(message)) = fired else {
+        panic!("a fired timer sends a message");
+    };
+    assert_eq!(
+        message.execution_id, RUN,
+        "the firing carries the timer's run"
+    );
+    let page = store.pending_messages(0, 10).await.expect("reads");
+    assert!(
+        page.items
+            .iter()
+            .any(|m| m.id == message.id && m.execution_id == RUN)
+    );
 }

@@ -220,10 +220,13 @@ async fn a_version_1_store_is_migrated_with_its_rows() {
         store.pending_timers(0, 10).await.expect("reads").items[0].id,
         42
     );
-    // The migrated history length fences steps.
-    let stale = store.write(Write::Step(step("i", 0))).await;
+    // The migrated history length fences steps; the run started by version 1 has no id.
+    let mut stale = step("i", 0);
+    stale.execution_id = String::new();
+    let stale = store.write(Write::Step(stale)).await;
     assert!(matches!(stale, Err(StoreError::Fenced(_))), "{stale:?}");
     let mut next = step("i", 2);
+    next.execution_id = String::new();
     next.consumed = vec![40];
     store.write(Write::Step(next)).await.expect("applies");
     // Deleted ids are not handed out again.
