@@ -152,3 +152,72 @@ async fn a_forward_clock_jump_fires_a_long_timer_promptly() {
     assert_eq!(status.runtime_status, RuntimeStatus::Completed);
     runtime.shutdown().await;
 }
+
+#[orchestrator]
+async fn waits_an_hour(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    let guid = ctx.new_guid();
+    ctx.sleep(Duration::from_secs(3600)).await;
+    Ok(guid.to_string())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_result_of_another_run_never_lands_in_this_one() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let id = client.start(waits_an_hour, ()).await.expect("start");
+    tokio::time::timeout(WAIT, async {
+        loop {
+            let history = support::history(&client, &id).await;
+            if history
+                .iter()
+                .any(|r| matches!(r.event, HistoryEvent::TimerCreated { .. }))
+            {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the timer is armed");
+    drop(client);
+    runtime.shutdown().await;
+    // A firing of the same task id from an earlier run of the instance (as after a
+    // continue-as-new or a rewind) is waiting in the store.
+    let db = rusqlite::Connection::open(store.path()).expect("opens");
+    db.execute(
+        "INSERT INTO messages (instance_id, event, execution_id)
+         VALUES (?1, '{\"TimerFired\":{\"task_id\":0}}', 'an-earlier-run')",
+        [&id],
+    )
+    .expect("inserts");
+    let left = || -> i64 {
+        db.query_row("SELECT COUNT(*) FROM messages", [], |row| row.get(0))
+            .expect("counts")
+    };
+    let (runtime, client) = store.start().await;
+    tokio::time::timeout(WAIT, async {
+        while left() > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("the stale message is consumed");
+    let status = client
+        .get_status(&id)
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(
+        status.runtime_status,
+        RuntimeStatus::Running,
+        "still waiting"
+    );
+    let history = support::history(&client, &id).await;
+    assert!(
+        !history
+            .iter()
+            .any(|r| matches!(r.event, HistoryEvent::TimerFired { .. })),
+        "the stale firing is not recorded: {history:?}"
+    );
+    runtime.shutdown().await;
+}

@@ -260,3 +260,22 @@ fn splitmix64(mut z: u64) -> u64 {
     z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
     z ^ (z >> 31)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn context(run: &str) -> OrchestrationContext {
+        let state = Arc::new(Mutex::new(OrchestrationState::new(Vec::new(), usize::MAX)));
+        OrchestrationContext::new("instance", run, state)
+    }
+
+    #[test]
+    fn generated_values_repeat_within_a_run_and_differ_across_runs() {
+        let (first, replayed, next_run) = (context("run-a"), context("run-a"), context("run-b"));
+        assert_eq!(first.new_guid(), replayed.new_guid());
+        assert_eq!(first.random_u64(), replayed.random_u64());
+        assert_ne!(context("run-a").new_guid(), next_run.new_guid());
+        assert_ne!(context("run-a").random_u64(), next_run.random_u64());
+    }
+}
