@@ -187,22 +187,10 @@ async fn shutdown_honours_its_timeout_with_every_activity_slot_hung() {
         .await;
     // Two activities take both slots forever; a third waits for a slot.
     let id = client.start(fan_out_hung, 3).await.expect("start");
-    let history_has_three = async {
-        loop {
-            let history = support::history(&client, &id).await;
-            let scheduled = history
-                .iter()
-                .filter(|r| matches!(r.event, HistoryEvent::TaskScheduled { .. }))
-                .count();
-            if scheduled == 3 {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
-    };
-    tokio::time::timeout(WAIT, history_has_three)
-        .await
-        .expect("scheduled");
+    support::until_recorded(&client, &id, "three activities scheduled", 3, |e| {
+        matches!(e, HistoryEvent::TaskScheduled { .. })
+    })
+    .await;
     tokio::time::timeout(Duration::from_secs(10), runtime.shutdown())
         .await
         .expect("shutdown returns within its timeout (plus slack), not never");

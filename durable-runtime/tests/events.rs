@@ -182,20 +182,10 @@ async fn a_dropped_wait_does_not_swallow_a_later_event() {
             .await
             .expect("start");
         // Raise only once the first wait lost to the timer.
-        tokio::time::timeout(WAIT, async {
-            loop {
-                let history = support::history(&client, &id).await;
-                if history
-                    .iter()
-                    .any(|r| matches!(r.event, HistoryEvent::TimerFired { .. }))
-                {
-                    break;
-                }
-                tokio::task::yield_now().await;
-            }
+        support::until_recorded(&client, &id, "the timer fires", 1, |e| {
+            matches!(e, HistoryEvent::TimerFired { .. })
         })
-        .await
-        .expect("the timer fires");
+        .await;
         client.raise_event(&id, "x", "late").await.expect("raised");
         let status = client
             .wait_for_completion(&id, WAIT)
@@ -241,20 +231,10 @@ async fn a_buffered_event_takes_its_place_in_when_any_by_arrival() {
         .expect("raised");
     client.raise_event(&id, "ready", ()).await.expect("raised");
     // Wait for the activity's result to be recorded, then release the orchestrator.
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let history = support::history(&client, &id).await;
-            if history
-                .iter()
-                .any(|r| matches!(r.event, HistoryEvent::TaskCompleted { .. }))
-            {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+    support::until_recorded(&client, &id, "the activity completes", 1, |e| {
+        matches!(e, HistoryEvent::TaskCompleted { .. })
     })
-    .await
-    .expect("the activity completes");
+    .await;
     client
         .raise_event(&id, "after-the-result", ())
         .await

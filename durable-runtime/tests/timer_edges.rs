@@ -129,20 +129,10 @@ async fn a_forward_clock_jump_fires_a_long_timer_promptly() {
     let clock = Arc::new(JumpingClock(AtomicI64::new(0)));
     let (runtime, client) = store.start_with(|b| b.clock(clock.clone())).await;
     let id = client.start(eight_hours, ()).await.expect("start");
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let history = support::history(&client, &id).await;
-            if history
-                .iter()
-                .any(|r| matches!(r.event, HistoryEvent::TimerCreated { .. }))
-            {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+    support::until_recorded(&client, &id, "the timer is armed", 1, |e| {
+        matches!(e, HistoryEvent::TimerCreated { .. })
     })
-    .await
-    .expect("the timer is armed");
+    .await;
     // The wall clock moves 8 hours on while the monotonic clock does not.
     clock.0.store(8 * 3600 * 1000 + 1000, Ordering::SeqCst);
     let status = client
@@ -165,20 +155,10 @@ async fn a_result_of_another_run_never_lands_in_this_one() {
     let store = TestStore::new();
     let (runtime, client) = store.start().await;
     let id = client.start(waits_an_hour, ()).await.expect("start");
-    tokio::time::timeout(WAIT, async {
-        loop {
-            let history = support::history(&client, &id).await;
-            if history
-                .iter()
-                .any(|r| matches!(r.event, HistoryEvent::TimerCreated { .. }))
-            {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+    support::until_recorded(&client, &id, "the timer is armed", 1, |e| {
+        matches!(e, HistoryEvent::TimerCreated { .. })
     })
-    .await
-    .expect("the timer is armed");
+    .await;
     drop(client);
     runtime.shutdown().await;
     // A firing of the same task id from an earlier run of the instance (as after a

@@ -78,6 +78,29 @@ pub async fn history(client: &Client, id: &str) -> Vec<durable_runtime::HistoryR
         .expect("history was asked for")
 }
 
+/// Waits (up to [`WAIT`]) until the instance's history holds `count` events that `matches`
+/// picks; `what` names the wait in the failure message.
+pub async fn until_recorded(
+    client: &Client,
+    id: &str,
+    what: &str,
+    count: usize,
+    matches: impl Fn(&durable_runtime::HistoryEvent) -> bool,
+) {
+    let recorded = async {
+        loop {
+            let history = history(client, id).await;
+            if history.iter().filter(|r| matches(&r.event)).count() >= count {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    if tokio::time::timeout(WAIT, recorded).await.is_err() {
+        panic!("{what}: not recorded within {WAIT:?}");
+    }
+}
+
 /// Re-runs this test binary as a worker process executing only the ignored test `test`, with
 /// `env` set and its stdout piped back (for kill -9 tests).
 pub fn spawn_worker(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::process::Child {
