@@ -7,12 +7,15 @@ use crate::error::Error;
 use crate::registry::Registry;
 use crate::store::Backend;
 use crate::store::sqlite::SqliteStore;
-use crate::worker::{InFlight, Limits, Shared, activity, orchestration, recovery, timer};
+use crate::worker::{
+    InFlight, Limits, Shared, StopSignal, activity, orchestration, recovery, stopping, timer,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::time::Instant;
 
 /// Configures and starts a [`Runtime`].
 ///
@@ -137,44 +140,46 @@ impl RuntimeBuilder {
             dispatcher,
             clock: self.clock,
             limits: self.limits,
+            held_back: recovery::HeldBack::new(),
         });
         // Taken before any worker or client can create work: recovery reads up to here.
         let marks = shared.store.work_watermarks().await?;
-        let (stop, stopped) = watch::channel(false);
+        // Two stop signals: intake (activities, timers, recovery) stops first, so that the
+        // results of the activities shutdown waits for are still committed by the steps,
+        // which stop second.
+        let (stop_intake, intake) = watch::channel(None);
+        let (stop_steps, steps) = watch::channel(None);
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
-        let grace = self.shutdown_timeout;
-        let loops = vec![
-            tokio::spawn(run_queue(
-                shared.clone(),
-                queues.ready,
-                orchestration_slots,
-                stopped.clone(),
-                grace,
-                orchestration::process_instance,
-            )),
+        let intake_loops = vec![
             tokio::spawn(run_queue(
                 shared.clone(),
                 queues.activities,
                 activity_slots,
-                stopped.clone(),
-                grace,
+                intake.clone(),
+                AfterStop::LeaveQueued,
                 activity::execute,
             )),
-            tokio::spawn(timer::run(
-                shared.clone(),
-                queues.timers,
-                stopped.clone(),
-                grace,
-            )),
+            tokio::spawn(timer::run(shared.clone(), queues.timers, intake.clone())),
             // Beside the workers: a large backlog neither delays the start nor has to fit in
             // memory.
-            tokio::spawn(recovery::run(shared.clone(), marks, stopped)),
+            tokio::spawn(recovery::run(shared.clone(), marks, intake)),
         ];
+        let step_loop = tokio::spawn(run_queue(
+            shared.clone(),
+            queues.ready,
+            orchestration_slots,
+            steps,
+            AfterStop::RunQueued,
+            orchestration::process_instance,
+        ));
         Ok(Runtime {
             shared,
-            loops,
-            stop,
+            intake_loops,
+            step_loop,
+            stop_intake,
+            stop_steps,
+            shutdown_timeout: self.shutdown_timeout,
         })
     }
 }
@@ -184,8 +189,13 @@ impl RuntimeBuilder {
 /// Every `#[orchestrator]` and `#[activity]` linked into the program is registered.
 pub struct Runtime {
     shared: Arc<Shared>,
-    loops: Vec<tokio::task::JoinHandle<bool>>,
-    stop: watch::Sender<bool>,
+    /// The activity queue, the timer service and startup recovery.
+    intake_loops: Vec<tokio::task::JoinHandle<bool>>,
+    /// The orchestration step queue.
+    step_loop: tokio::task::JoinHandle<bool>,
+    stop_intake: watch::Sender<Option<Instant>>,
+    stop_steps: watch::Sender<Option<Instant>>,
+    shutdown_timeout: Duration,
 }
 
 impl Runtime {
@@ -216,26 +226,40 @@ impl Runtime {
     /// the next start. Work not started stays in the store. The store closes (and its lock is
     /// released) once the runtime and every [`Client`] of it are dropped.
     pub async fn shutdown(self) {
-        let _ = self.stop.send(true);
+        let deadline = Instant::now() + self.shutdown_timeout;
+        let _ = self.stop_intake.send(Some(deadline));
         let mut clean = true;
-        for handle in self.loops {
+        for handle in self.intake_loops {
             clean &= handle.await.unwrap_or(false);
         }
+        // The activities that finished have handed their results to their instances: the
+        // steps that record them run before the step loop stops.
+        let _ = self.stop_steps.send(Some(deadline));
+        clean &= self.step_loop.await.unwrap_or(false);
         if !clean {
             tracing::warn!("shutdown timed out with work in flight; it resumes at the next start");
         }
     }
 }
 
+/// What a queue loop does with the items still queued when the runtime stops.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum AfterStop {
+    /// Leave them to the store (activities not started run at the next start).
+    LeaveQueued,
+    /// Run them before the deadline (steps that record results already computed).
+    RunQueued,
+}
+
 /// Drains `queue`, running `work` on each item as its own task, at most `slots` at a time,
-/// until the runtime stops; then lets the tasks in flight finish (up to `grace`). Returns false
-/// if some had to be abandoned.
+/// until the runtime stops; then lets the tasks in flight finish (until the stop's deadline).
+/// Returns false if some had to be abandoned.
 async fn run_queue<T, F, Fut>(
     shared: Arc<Shared>,
     mut queue: mpsc::UnboundedReceiver<T>,
     slots: Arc<Semaphore>,
-    mut stopped: watch::Receiver<bool>,
-    grace: Duration,
+    mut stopped: StopSignal,
+    after_stop: AfterStop,
     work: F,
 ) -> bool
 where
@@ -244,20 +268,20 @@ where
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut in_flight = InFlight::default();
-    loop {
+    let deadline = loop {
         let item = tokio::select! {
             biased;
-            _ = stopped.wait_for(|stop| *stop) => break,
-            next = queue.recv() => match next { Some(item) => item, None => break },
+            deadline = stopping(&mut stopped) => break deadline,
+            next = queue.recv() => match next { Some(item) => item, None => break Instant::now() },
         };
         // Waiting for a slot watches the stop signal too: with every slot held by work that
         // never ends, shutdown must still go ahead.
         let permit = tokio::select! {
             biased;
-            _ = stopped.wait_for(|stop| *stop) => break,
+            deadline = stopping(&mut stopped) => break deadline,
             permit = slots.clone().acquire_owned() => match permit {
                 Ok(permit) => permit,
-                Err(_) => break,
+                Err(_) => break Instant::now(),
             },
         };
         let task = work(shared.clone(), item);
@@ -265,7 +289,21 @@ where
             task.await;
             drop(permit);
         });
+    };
+    if after_stop == AfterStop::RunQueued {
+        while let Ok(item) = queue.try_recv() {
+            let Ok(Ok(permit)) =
+                tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await
+            else {
+                break;
+            };
+            let task = work(shared.clone(), item);
+            in_flight.spawn(async move {
+                task.await;
+                drop(permit);
+            });
+        }
     }
     drop(shared);
-    in_flight.drain(grace).await
+    in_flight.drain(deadline).await
 }

@@ -12,6 +12,8 @@ use crate::store::{Backend, StoreError, Write, Written};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::watch;
+use tokio::time::Instant;
 
 /// Limits and timeouts the workers and clients apply.
 #[derive(Clone, Debug)]
@@ -41,6 +43,8 @@ pub(crate) struct Shared {
     pub dispatcher: Dispatcher,
     pub clock: Arc<dyn Clock>,
     pub limits: Limits,
+    /// New messages waiting for startup recovery to hand over older ones.
+    pub held_back: recovery::HeldBack,
 }
 
 impl Shared {
@@ -61,7 +65,9 @@ impl Shared {
     fn dispatch(&self, written: Written) -> Delivered {
         match written {
             Written::Instance(message) | Written::Delivered(Some(message)) => {
-                self.dispatcher.deliver(message);
+                if let Some(message) = self.held_back.admit(message) {
+                    self.dispatcher.deliver(message);
+                }
                 Delivered::Sent
             }
             Written::Step(work) => {
@@ -101,16 +107,31 @@ impl InFlight {
         self.tasks.spawn(task);
     }
 
-    /// Waits up to `grace` for every task; aborts the rest. True if none was aborted. An
+    /// Waits until `deadline` for every task; aborts the rest. True if none was aborted. An
     /// aborted task's work is still in the store and runs again at the next start.
-    pub(crate) async fn drain(mut self, grace: Duration) -> bool {
+    pub(crate) async fn drain(mut self, deadline: Instant) -> bool {
         let all = async { while self.tasks.join_next().await.is_some() {} };
-        let finished = tokio::time::timeout(grace, all).await.is_ok();
+        let finished = tokio::time::timeout_at(deadline, all).await.is_ok();
         if !finished {
+            // Not awaited: a task blocked in user code (a blocking call inside an async
+            // activity) cannot be aborted, and must not hold shutdown past its deadline.
             self.tasks.abort_all();
-            while self.tasks.join_next().await.is_some() {}
+            self.tasks.detach_all();
         }
         finished
+    }
+}
+
+/// The stop signal the worker loops watch: `None` while the runtime runs; once it stops, the
+/// deadline for the work in flight.
+pub(crate) type StopSignal = watch::Receiver<Option<Instant>>;
+
+/// Waits for the stop signal; returns the deadline for the work in flight.
+pub(crate) async fn stopping(signal: &mut StopSignal) -> Instant {
+    match signal.wait_for(Option::is_some).await {
+        Ok(deadline) => (*deadline).unwrap_or_else(Instant::now),
+        // The runtime is gone without a shutdown: nothing waits for the work in flight.
+        Err(_) => Instant::now(),
     }
 }
 

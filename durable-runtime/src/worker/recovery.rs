@@ -8,15 +8,20 @@
 //! While recovery runs, new work is also committed and dispatched by the workers and clients.
 //! It never overlaps with recovery: ids only grow, so recovery reads up to the watermarks taken
 //! before any worker or client ran, and everything above them was dispatched by the process
-//! that created it.
+//! that created it. One order still matters: messages to one instance arrive in the order
+//! they were committed. So while recovery hands over messages, a new message for an instance
+//! that existed before the start is held back ([`HeldBack`]) until recovery has handed over the
+//! older ones; messages for instances started since go through at once.
 
-use super::Shared;
+use super::{Shared, StopSignal, stopping};
 use crate::failure::FailureDetails;
-use crate::store::{CorruptRow, ErrorClass, PendingPage, StoreError, Watermarks, Write};
+use crate::history::HistoryEvent;
+use crate::store::{CorruptRow, ErrorClass, Message, PendingPage, StoreError, Watermarks, Write};
+use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
 
 /// Rows read per page.
 const PAGE: usize = 1_000;
@@ -27,19 +32,65 @@ const WINDOW: usize = 4 * PAGE;
 /// How often recovery looks again while the workers catch up.
 const CATCH_UP_POLL: Duration = Duration::from_millis(5);
 
+/// New messages held back while recovery hands over older ones.
+pub(crate) struct HeldBack {
+    /// `None` once recovery has handed over every older message.
+    state: Mutex<Option<Held>>,
+}
+
+#[derive(Default)]
+struct Held {
+    /// Instances started since the runtime started: they have no older messages.
+    fresh: HashSet<String>,
+    /// New messages for older instances, in commit order.
+    messages: Vec<Message>,
+}
+
+impl HeldBack {
+    pub(crate) fn new() -> Self {
+        HeldBack {
+            state: Mutex::new(Some(Held::default())),
+        }
+    }
+
+    /// Returns `message` if it may be delivered now; otherwise keeps it until recovery has
+    /// handed over the older messages.
+    pub(crate) fn admit(&self, message: Message) -> Option<Message> {
+        let mut state = self.state.lock();
+        let Some(held) = state.as_mut() else {
+            return Some(message);
+        };
+        if matches!(message.event, HistoryEvent::ExecutionStarted { .. }) {
+            held.fresh.insert(message.instance_id.clone());
+            return Some(message);
+        }
+        if held.fresh.contains(&message.instance_id) {
+            return Some(message);
+        }
+        held.messages.push(message);
+        None
+    }
+
+    /// Ends holding back; returns what was held, in commit order.
+    fn release(&self) -> Vec<Message> {
+        let mut messages = self.state.lock().take().unwrap_or_default().messages;
+        messages.sort_by_key(|m| m.id);
+        messages
+    }
+}
+
 /// Delivers every pending message, activity and timer, then ends; stops early at shutdown.
 /// Returns false if it could not finish (the rest is recovered at the next start).
-pub(crate) async fn run(
-    shared: Arc<Shared>,
-    marks: Watermarks,
-    mut stopped: watch::Receiver<bool>,
-) -> bool {
+pub(crate) async fn run(shared: Arc<Shared>, marks: Watermarks, mut stopped: StopSignal) -> bool {
     let work = async {
         let messages = drain(&shared, marks.messages, true, |after| {
             let shared = shared.clone();
             async move { shared.store.pending_messages(after, PAGE).await }
         })
         .await;
+        for message in shared.held_back.release() {
+            shared.dispatcher.deliver(message);
+        }
         let activities = drain(&shared, marks.activities, true, |after| {
             let shared = shared.clone();
             async move { shared.store.pending_activities(after, PAGE).await }
@@ -54,7 +105,7 @@ pub(crate) async fn run(
     };
     tokio::select! {
         biased;
-        _ = stopped.wait_for(|stop| *stop) => false,
+        _ = stopping(&mut stopped) => false,
         () = work => true,
     }
 }
@@ -111,7 +162,7 @@ trait Recoverable {
     fn hand_over(self, shared: &Shared);
 }
 
-impl Recoverable for crate::store::Message {
+impl Recoverable for Message {
     fn id(&self) -> i64 {
         self.id
     }

@@ -8,13 +8,14 @@
 //! than [`MAX_TIMER_SLEEP`] before reading the wall clock again: an 8-hour timer fires at most
 //! that late after a suspend or a forward jump.
 
-use super::{InFlight, Shared, retry_delay};
+use super::{InFlight, Shared, StopSignal, retry_delay, stopping};
 use crate::store::{ErrorClass, TimerWorkItem, Write};
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::{mpsc, watch};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
 
 /// Orders timers by due time, then id.
 struct Due(TimerWorkItem);
@@ -46,12 +47,11 @@ pub(crate) const MAX_TIMER_SLEEP: Duration = Duration::from_secs(1);
 pub(crate) async fn run(
     shared: Arc<Shared>,
     mut armed: mpsc::UnboundedReceiver<TimerWorkItem>,
-    mut stopped: watch::Receiver<bool>,
-    grace: Duration,
+    mut stopped: StopSignal,
 ) -> bool {
     let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
     let mut in_flight = InFlight::default();
-    loop {
+    let deadline = loop {
         let now = shared.clock.now_ms();
         while heap
             .peek()
@@ -72,16 +72,16 @@ pub(crate) async fn run(
             .min(MAX_TIMER_SLEEP);
         tokio::select! {
             biased;
-            _ = stopped.wait_for(|stop| *stop) => break,
+            deadline = stopping(&mut stopped) => break deadline,
             timer = armed.recv() => match timer {
                 Some(timer) => heap.push(Reverse(Due(timer))),
-                None => break,
+                None => break Instant::now(),
             },
             _ = tokio::time::sleep(wait) => {}
         }
-    }
+    };
     drop(shared);
-    in_flight.drain(grace).await
+    in_flight.drain(deadline).await
 }
 
 /// Commits the firing, which hands `TimerFired` to the instance.
