@@ -11,6 +11,7 @@ use crate::history::{HistoryEvent, HistoryRecord};
 use crate::payload::Payload;
 use crate::registry::{BoxFuture, Registry};
 use parking_lot::Mutex;
+use std::collections::BTreeMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -54,12 +55,12 @@ pub(crate) struct Execution {
 impl Execution {
     /// A brand-new instance with an empty history.
     pub(crate) fn new(instance_id: &str, max_payload_bytes: usize) -> Self {
-        Execution::with_recorded(instance_id, Vec::new(), max_payload_bytes)
+        Execution::with_recorded(instance_id, BTreeMap::new(), max_payload_bytes)
     }
 
     fn with_recorded(
         instance_id: &str,
-        recorded: Vec<Option<Recorded>>,
+        recorded: BTreeMap<u64, Recorded>,
         max_payload_bytes: usize,
     ) -> Self {
         Execution {
@@ -87,7 +88,9 @@ impl Execution {
         history: &[HistoryRecord],
         max_payload_bytes: usize,
     ) -> Self {
-        let mut recorded: Vec<Option<Recorded>> = Vec::new();
+        // A map, not a vector indexed by task id: a corrupt row with a huge task id must fail
+        // its instance, not allocate the machine's memory away.
+        let mut recorded: BTreeMap<u64, Recorded> = BTreeMap::new();
         for record in history {
             let (task_id, what) = match &record.event {
                 HistoryEvent::TaskScheduled { task_id, name, .. } => {
@@ -96,11 +99,7 @@ impl Execution {
                 HistoryEvent::TimerCreated { task_id, .. } => (*task_id, Recorded::Timer),
                 _ => continue,
             };
-            let index = task_id as usize;
-            if recorded.len() <= index {
-                recorded.resize(index + 1, None);
-            }
-            recorded[index] = Some(what);
+            recorded.insert(task_id, what);
         }
         let mut execution = Execution::with_recorded(instance_id, recorded, max_payload_bytes);
         execution.history_len = history.len() as u64;

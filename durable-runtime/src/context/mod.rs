@@ -89,7 +89,9 @@ impl OrchestrationContext {
             .and_then(|input| {
                 let limit = state.max_payload_bytes;
                 match input.as_str().len() {
-                    size if size > limit => Err(format!(
+                    // A task history recorded is replayed as recorded, whatever the limit is
+                    // now: a lower limit must not rewrite past decisions.
+                    size if size > limit && !state.replays_next_task() => Err(format!(
                         "the input for '{name}' is {size} bytes, over the payload limit of \
                          {limit} bytes"
                     )),
@@ -266,7 +268,10 @@ mod tests {
     use super::*;
 
     fn context(run: &str) -> OrchestrationContext {
-        let state = Arc::new(Mutex::new(OrchestrationState::new(Vec::new(), usize::MAX)));
+        let state = Arc::new(Mutex::new(OrchestrationState::new(
+            Default::default(),
+            usize::MAX,
+        )));
         OrchestrationContext::new("instance", run, state)
     }
 

@@ -6,7 +6,7 @@
 
 use crate::failure::FailureDetails;
 use crate::payload::Payload;
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::task::Waker;
 
 /// Something the orchestrator asked for, which history records.
@@ -90,7 +90,7 @@ pub(crate) struct OrchestrationState {
     /// One slot per task id the orchestrator has handed out.
     pub(crate) tasks: Vec<TaskSlot>,
     /// What history recorded for each task id; `None` where nothing was recorded.
-    recorded: Vec<Option<Recorded>>,
+    recorded: BTreeMap<u64, Recorded>,
     /// Results and events that arrived so far, for ordering `when_any` by history.
     arrived: u64,
     /// Events that arrived before anyone waited for them, by name, oldest first, with their
@@ -119,7 +119,7 @@ pub(crate) enum Delivery {
 }
 
 impl OrchestrationState {
-    pub(crate) fn new(recorded: Vec<Option<Recorded>>, max_payload_bytes: usize) -> Self {
+    pub(crate) fn new(recorded: BTreeMap<u64, Recorded>, max_payload_bytes: usize) -> Self {
         OrchestrationState {
             tasks: Vec::new(),
             recorded,
@@ -209,7 +209,7 @@ impl OrchestrationState {
         let task_id = self.tasks.len() as u64;
         // Waits take task ids but are not recorded: where history recorded an activity or a
         // timer, the code has changed.
-        if let Some(Some(recorded)) = self.recorded.get(task_id as usize)
+        if let Some(recorded) = self.recorded.get(&task_id)
             && self.nondeterminism.is_none()
         {
             self.nondeterminism = Some(format!(
@@ -286,10 +286,14 @@ impl OrchestrationState {
     /// The first recorded task the code has not scheduled (again), for the end-of-replay check.
     pub(crate) fn first_unreplayed_task(&self) -> Option<(u64, String)> {
         self.recorded
-            .iter()
-            .enumerate()
-            .skip(self.tasks.len())
-            .find_map(|(id, recorded)| recorded.as_ref().map(|r| (id as u64, r.describe())))
+            .range(self.tasks.len() as u64..)
+            .next()
+            .map(|(id, recorded)| (*id, recorded.describe()))
+    }
+
+    /// True if history recorded the task the code schedules next: it is being replayed.
+    pub(crate) fn replays_next_task(&self) -> bool {
+        self.recorded.contains_key(&(self.tasks.len() as u64))
     }
 
     pub(crate) fn completion_order(&self, task_id: u64) -> Option<u64> {
@@ -302,13 +306,15 @@ impl OrchestrationState {
     /// Hands out the next task id for `action`, checking it against history on replay.
     pub(crate) fn schedule(&mut self, name: &str, action: Action) -> u64 {
         let task_id = self.tasks.len() as u64;
-        match self.recorded.get(task_id as usize) {
-            Some(Some(recorded)) if *recorded == action.recorded() => {}
-            Some(recorded) if self.nondeterminism.is_none() => {
-                let expected = match recorded {
-                    Some(recorded) => recorded.describe(),
-                    None => "no task".to_string(),
-                };
+        let expected = match self.recorded.get(&task_id) {
+            Some(recorded) if *recorded == action.recorded() => None,
+            Some(recorded) => Some(recorded.describe()),
+            // Nothing recorded here, but later tasks are: the code no longer lines up.
+            None if self.recorded.range(task_id..).next().is_some() => Some("no task".into()),
+            None => None,
+        };
+        match expected {
+            Some(expected) if self.nondeterminism.is_none() => {
                 self.nondeterminism = Some(format!(
                     "non-deterministic orchestrator: history has {expected} as task {task_id}, \
                      but the code now {}",
@@ -316,7 +322,10 @@ impl OrchestrationState {
                 ));
             }
             Some(_) => {}
-            None => self.new_tasks.push(ScheduledTask { task_id, action }),
+            None if !self.recorded.contains_key(&task_id) => {
+                self.new_tasks.push(ScheduledTask { task_id, action });
+            }
+            None => {}
         }
         self.tasks.push(TaskSlot::Waiting {
             name: name.to_string(),

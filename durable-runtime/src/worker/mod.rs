@@ -7,8 +7,9 @@ pub(crate) mod timer;
 
 use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
+use crate::failure::FailureDetails;
 use crate::registry::Registry;
-use crate::store::{Backend, StoreError, Write, Written};
+use crate::store::{Backend, ErrorClass, StoreError, Write, Written};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -80,6 +81,42 @@ impl Shared {
                 Delivered::Sent
             }
             Written::Delivered(None) => Delivered::Nothing,
+        }
+    }
+}
+
+/// Records that `instance_id` failed with `failure` (without touching its history), retrying
+/// transient store errors for as long as they last, and wakes whoever waits for it. Returns
+/// false if the store refuses it for good.
+pub(crate) async fn record_failure(
+    shared: &Arc<Shared>,
+    instance_id: &str,
+    failure: FailureDetails,
+) -> bool {
+    tracing::error!(instance = %instance_id, failure = %failure.message, "failing the instance");
+    let mut attempt = 0;
+    loop {
+        let write = Write::FailInstance {
+            instance_id: instance_id.to_string(),
+            failure: failure.clone(),
+            timestamp_ms: shared.clock.now_ms(),
+        };
+        match shared.commit(write).await {
+            Ok(_) => {
+                shared.dispatcher.finished(instance_id);
+                return true;
+            }
+            // Finished meanwhile: nothing to record.
+            Err(err) if err.class() == ErrorClass::Conflict => return true,
+            Err(err) if err.class() == ErrorClass::Transient => {
+                tracing::warn!(error = %err, attempt, "could not record the failure; retrying");
+                tokio::time::sleep(retry_delay(attempt)).await;
+                attempt = attempt.saturating_add(1);
+            }
+            Err(err) => {
+                tracing::error!(instance = %instance_id, error = %err, "could not record the failure");
+                return false;
+            }
         }
     }
 }

@@ -11,7 +11,7 @@
 //! A panic anywhere in a step (a user `Drop` or `Deserialize`) is treated like a fatal error:
 //! the instance fails and the worker goes on, so no instance is left claimed forever.
 
-use super::{Shared, retry_delay};
+use super::{Shared, record_failure, retry_delay};
 use crate::dispatch::{Inbound, Source};
 use crate::failure::{FailureDetails, panic_failure};
 use crate::history::HistoryEvent;
@@ -133,8 +133,8 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
     .await
 }
 
-/// Records that the instance failed because of `error`, retrying transient store errors.
-/// Returns false if the failure could not be recorded.
+/// Records that the instance failed because of `error`. Returns false if even that cannot be
+/// written.
 async fn fail_instance(shared: &Arc<Shared>, instance_id: &str, error: &StoreError) -> bool {
     let failure = FailureDetails::new(match error {
         StoreError::Corrupt { table, key, reason } => {
@@ -142,32 +142,7 @@ async fn fail_instance(shared: &Arc<Shared>, instance_id: &str, error: &StoreErr
         }
         other => format!("the instance's step cannot be committed: {other}"),
     });
-    tracing::error!(failure = %failure.message, "failing the instance");
-    let mut attempt = 0;
-    loop {
-        let write = Write::FailInstance {
-            instance_id: instance_id.to_string(),
-            failure: failure.clone(),
-            timestamp_ms: shared.clock.now_ms(),
-        };
-        match shared.commit(write).await {
-            Ok(_) => {
-                shared.dispatcher.finished(instance_id);
-                return true;
-            }
-            // Finished meanwhile: nothing to record.
-            Err(err) if err.class() == ErrorClass::Conflict => return true,
-            Err(err) if err.class() == ErrorClass::Transient && attempt < 20 => {
-                tracing::warn!(error = %err, "could not record the failure; retrying");
-                tokio::time::sleep(retry_delay(attempt)).await;
-                attempt += 1;
-            }
-            Err(err) => {
-                tracing::error!(error = %err, "could not record the failure");
-                return false;
-            }
-        }
-    }
+    record_failure(shared, instance_id, failure).await
 }
 
 /// Runs one step over `messages` and commits it.

@@ -13,10 +13,10 @@
 //! that existed before the start is held back ([`HeldBack`]) until recovery has handed over the
 //! older ones; messages for instances started since go through at once.
 
-use super::{Shared, StopSignal, stopping};
+use super::{Shared, StopSignal, record_failure, stopping};
 use crate::failure::FailureDetails;
 use crate::history::HistoryEvent;
-use crate::store::{CorruptRow, ErrorClass, Message, PendingPage, StoreError, Watermarks, Write};
+use crate::store::{CorruptRow, ErrorClass, Message, PendingPage, StoreError, Watermarks};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::future::Future;
@@ -82,8 +82,10 @@ impl HeldBack {
 /// Delivers every pending message, activity and timer, then ends; stops early at shutdown.
 /// Returns false if it could not finish (the rest is recovered at the next start).
 pub(crate) async fn run(shared: Arc<Shared>, marks: Watermarks, mut stopped: StopSignal) -> bool {
-    let work = async {
-        let messages = drain(&shared, marks.messages, true, |after| {
+    // The three kinds are handed over side by side, each paced by its own backlog: a queue of
+    // slow activities must hold back neither the events nor the due timers.
+    let messages = async {
+        let handed = drain(&shared, marks.messages, Pace::Messages, |after| {
             let shared = shared.clone();
             async move { shared.store.pending_messages(after, PAGE).await }
         })
@@ -91,16 +93,18 @@ pub(crate) async fn run(shared: Arc<Shared>, marks: Watermarks, mut stopped: Sto
         for message in shared.held_back.release() {
             shared.dispatcher.deliver(message);
         }
-        let activities = drain(&shared, marks.activities, true, |after| {
-            let shared = shared.clone();
-            async move { shared.store.pending_activities(after, PAGE).await }
-        })
-        .await;
-        let timers = drain(&shared, marks.timers, false, |after| {
-            let shared = shared.clone();
-            async move { shared.store.pending_timers(after, PAGE).await }
-        })
-        .await;
+        handed
+    };
+    let activities = drain(&shared, marks.activities, Pace::Activities, |after| {
+        let shared = shared.clone();
+        async move { shared.store.pending_activities(after, PAGE).await }
+    });
+    let timers = drain(&shared, marks.timers, Pace::None, |after| {
+        let shared = shared.clone();
+        async move { shared.store.pending_timers(after, PAGE).await }
+    });
+    let work = async {
+        let (messages, activities, timers) = tokio::join!(messages, activities, timers);
         tracing::info!(messages, activities, timers, "resumed unfinished work");
     };
     tokio::select! {
@@ -110,9 +114,20 @@ pub(crate) async fn run(shared: Arc<Shared>, marks: Watermarks, mut stopped: Sto
     }
 }
 
+/// Which backlog a kind of recovered work waits on between pages.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Pace {
+    /// Messages not yet taken by a step.
+    Messages,
+    /// Activities not yet started.
+    Activities,
+    /// None: timers cost a few bytes each until due.
+    None,
+}
+
 /// Hands over every page of one kind of work up to `mark`, waiting for the workers between
-/// pages if `paced`; returns how many items it handed over.
-async fn drain<T, F, Fut>(shared: &Arc<Shared>, mark: i64, paced: bool, read: F) -> usize
+/// pages as `pace` says; returns how many items it handed over.
+async fn drain<T, F, Fut>(shared: &Arc<Shared>, mark: i64, pace: Pace, read: F) -> usize
 where
     T: Recoverable,
     F: Fn(i64) -> Fut,
@@ -122,7 +137,7 @@ where
     let mut handed = 0;
     let mut attempt = 0;
     loop {
-        while paced && over_window(shared) {
+        while over_window(shared, pace) {
             tokio::time::sleep(CATCH_UP_POLL).await;
         }
         let page = match read(after).await {
@@ -151,9 +166,13 @@ where
     }
 }
 
-fn over_window(shared: &Shared) -> bool {
+fn over_window(shared: &Shared, pace: Pace) -> bool {
     let (messages, activities) = shared.dispatcher.backlog();
-    messages > WINDOW || activities > WINDOW
+    match pace {
+        Pace::Messages => messages > WINDOW,
+        Pace::Activities => activities > WINDOW,
+        Pace::None => false,
+    }
 }
 
 /// A stored work item recovery can hand to the workers.
@@ -200,17 +219,6 @@ async fn fail_corrupt(shared: &Arc<Shared>, rows: &[CorruptRow]) {
             "the instance cannot be resumed: corrupt {} row {}: {}",
             row.table, row.id, row.reason
         ));
-        tracing::error!(instance = %instance_id, failure = %failure.message, "failing the instance");
-        let write = Write::FailInstance {
-            instance_id: instance_id.clone(),
-            failure,
-            timestamp_ms: shared.clock.now_ms(),
-        };
-        match shared.commit(write).await {
-            Ok(_) => shared.dispatcher.finished(instance_id),
-            Err(err) => {
-                tracing::error!(instance = %instance_id, error = %err, "could not record the failure")
-            }
-        }
+        record_failure(shared, instance_id, failure).await;
     }
 }

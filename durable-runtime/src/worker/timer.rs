@@ -53,13 +53,17 @@ pub(crate) async fn run(
     let mut in_flight = InFlight::default();
     let deadline = loop {
         let now = shared.clock.now_ms();
+        let mut due = Vec::new();
         while heap
             .peek()
-            .is_some_and(|Reverse(due)| due.0.fire_at_ms <= now)
+            .is_some_and(|Reverse(next)| next.0.fire_at_ms <= now)
         {
             if let Some(Reverse(Due(timer))) = heap.pop() {
-                in_flight.spawn(fire(shared.clone(), timer));
+                due.push(timer);
             }
+        }
+        if !due.is_empty() {
+            in_flight.spawn(fire_in_order(shared.clone(), due));
         }
         let wait = heap
             .peek()
@@ -82,6 +86,29 @@ pub(crate) async fn run(
     };
     drop(shared);
     in_flight.drain(deadline).await
+}
+
+/// Fires timers that came due together in their due order: their writes are queued to the
+/// store in that order (one batch, one fsync) and their messages delivered in that order, so
+/// `when_any` over timers that fired during downtime picks the one due first.
+async fn fire_in_order(shared: Arc<Shared>, due: Vec<TimerWorkItem>) {
+    let writes = due.iter().map(|timer| {
+        shared.store.write(Write::FireTimer {
+            timer_id: timer.id,
+            instance_id: timer.instance_id.clone(),
+            task_id: timer.task_id,
+        })
+    });
+    let answers = futures::future::join_all(writes).await;
+    for (timer, answer) in due.into_iter().zip(answers) {
+        match answer {
+            Ok(written) => {
+                shared.dispatch(written);
+            }
+            // Fired again on its own, retrying as long as the error is transient.
+            Err(_) => fire(shared.clone(), timer).await,
+        }
+    }
 }
 
 /// Commits the firing, which hands `TimerFired` to the instance.

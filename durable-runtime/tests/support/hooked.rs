@@ -28,6 +28,19 @@ pub type Hook = Arc<dyn Fn(Phase, &Write) -> BoxFut + Send + Sync>;
 pub struct HookedStore {
     pub inner: Arc<dyn Backend>,
     pub hook: Hook,
+    /// How long each read of a page of pending messages takes (a slow disk, a big table).
+    pub page_delay: std::time::Duration,
+}
+
+impl HookedStore {
+    /// `inner` with every pending-messages page read taking `page_delay`, writes untouched.
+    pub fn slow_pages(inner: Arc<dyn Backend>, page_delay: std::time::Duration) -> Self {
+        HookedStore {
+            inner,
+            hook: Arc::new(|_, _| -> BoxFut { Box::pin(async { None }) }),
+            page_delay,
+        }
+    }
 }
 
 #[async_trait]
@@ -72,6 +85,7 @@ impl Backend for HookedStore {
         after_id: i64,
         limit: usize,
     ) -> Result<PendingPage<Message>, StoreError> {
+        tokio::time::sleep(self.page_delay).await;
         self.inner.pending_messages(after_id, limit).await
     }
 

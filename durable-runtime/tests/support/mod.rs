@@ -45,6 +45,7 @@ impl TestStore {
         let store = hooked::HookedStore {
             inner: std::sync::Arc::new(inner),
             hook,
+            page_delay: std::time::Duration::ZERO,
         };
         Runtime::builder().store(std::sync::Arc::new(store))
     }

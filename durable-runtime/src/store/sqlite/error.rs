@@ -3,7 +3,7 @@
 //! By SQLite result code: a busy or locked database, a full disk, an I/O error, no memory, a file
 //! that cannot be opened or a locking protocol failure is [`StoreError::Unavailable`] (nothing was
 //! applied; retry). A value that is too big, a constraint violation, a type mismatch, a
-//! parameter out of range or an API misuse is [`StoreError::Refused`] (the write can never
+//! parameter out of range, an API misuse or a generic SQL error is [`StoreError::Refused`] (the write can never
 //! succeed as it is). `SQLITE_CORRUPT` / `SQLITE_NOTADB`, and a row whose columns do not decode,
 //! are [`StoreError::Corrupt`]. Any other error of the driver (not of SQLite) is a bug or a
 //! refused value, never corruption.
@@ -26,10 +26,13 @@ pub(crate) fn classify(err: &rusqlite::Error, table: &'static str, key: &str) ->
             | ErrorCode::ApiMisuse
             | ErrorCode::ParameterOutOfRange
             | ErrorCode::NoLargeFileSupport
-            | ErrorCode::AuthorizationForStatementDenied => StoreError::Refused(err.to_string()),
+            | ErrorCode::AuthorizationForStatementDenied
+            // SQLITE_ERROR, SQLite's generic code: an SQL error such as a missing table or
+            // column (a schema this release does not expect), which no retry can mend.
+            | ErrorCode::Unknown => StoreError::Refused(err.to_string()),
             // Busy, locked, full, I/O, no memory, cannot open, protocol, read-only, interrupted,
-            // aborted, schema changed, permission, internal, unknown: the store cannot take the
-            // write now.
+            // aborted, schema changed, permission, internal: the store cannot take the write
+            // now.
             _ => StoreError::Unavailable(err.to_string()),
         },
         // A row whose columns do not decode as the schema says.

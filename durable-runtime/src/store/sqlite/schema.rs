@@ -13,9 +13,9 @@ use std::path::Path;
 pub const APPLICATION_ID: i32 = 0x4455_5242;
 
 /// The schema version this release reads and writes.
-pub const SCHEMA_VERSION: i32 = 2;
+pub const SCHEMA_VERSION: i32 = 3;
 
-/// The version 2 schema, for a new file.
+/// The version 3 schema, for a new file.
 const SCHEMA_V2: &str = "
 CREATE TABLE instances (
     instance_id TEXT PRIMARY KEY,
@@ -88,6 +88,15 @@ ALTER TABLE activities RENAME TO activities_v1;
 ALTER TABLE timers RENAME TO timers_v1;
 ";
 
+/// From version 2 (a development version never released): run ids, empty for the runs it
+/// started.
+const MIGRATE_V2_TO_V3: &str = "
+ALTER TABLE instances ADD COLUMN execution_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE messages ADD COLUMN execution_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE activities ADD COLUMN execution_id TEXT NOT NULL DEFAULT '';
+ALTER TABLE timers ADD COLUMN execution_id TEXT NOT NULL DEFAULT '';
+";
+
 const COPY_V1_WORK: &str = "
 INSERT INTO messages (id, instance_id, event) SELECT id, instance_id, event FROM messages_v1;
 INSERT INTO activities (id, instance_id, task_id, name, input)
@@ -130,7 +139,10 @@ pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> 
                 to = SCHEMA_VERSION,
                 "migrating the store"
             );
-            migrate_from_v1(conn)
+            match version {
+                1 => migrate_from_v1(conn),
+                _ => migrate_from_v2(conn),
+            }
         }
     });
     match result {
@@ -183,6 +195,7 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
             SCHEMA_VERSION => Ok(Found::Current),
             // Version 1 never stamped the id, but a file that has it and version 1 is one.
             1 if tables.iter().any(|t| t == "instances") => Ok(Found::Older(1)),
+            2 => Ok(Found::Older(2)),
             v if v > SCHEMA_VERSION => Err(incompatible(
                 path,
                 format!(
@@ -230,6 +243,11 @@ fn stamp(conn: &Connection) -> Result<(), StoreError> {
 fn create(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(SCHEMA_V2)?;
     conn.execute_batch(WORK_TABLES_V2)?;
+    stamp(conn)
+}
+
+fn migrate_from_v2(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(MIGRATE_V2_TO_V3)?;
     stamp(conn)
 }
 
