@@ -150,14 +150,21 @@ impl InFlight {
         let all = async { while self.tasks.join_next().await.is_some() {} };
         let finished = tokio::time::timeout_at(deadline, all).await.is_ok();
         if !finished {
-            // Not awaited: a task blocked in user code (a blocking call inside an async
-            // activity) cannot be aborted, and must not hold shutdown past its deadline.
+            // Aborted tasks normally end at once (releasing the store with them); one blocked
+            // in user code (a blocking call inside an async activity) cannot be aborted, and
+            // must not hold shutdown for long.
             self.tasks.abort_all();
-            self.tasks.detach_all();
+            let aborted = async { while self.tasks.join_next().await.is_some() {} };
+            if tokio::time::timeout(ABORT_GRACE, aborted).await.is_err() {
+                self.tasks.detach_all();
+            }
         }
         finished
     }
 }
+
+/// How long shutdown waits for aborted tasks to end before leaving them behind.
+const ABORT_GRACE: Duration = Duration::from_millis(250);
 
 /// The stop signal the worker loops watch: `None` while the runtime runs; once it stops, the
 /// deadline for the work in flight.

@@ -15,10 +15,71 @@ use crate::store::{
 use rusqlite::{Connection, OptionalExtension, params};
 
 /// Applies `write`; the caller owns the transaction and the savepoint around it.
-pub(crate) fn apply_write(conn: &Connection, write: &Write) -> Result<Written, StoreError> {
+/// The next id of each kind of work row. The writer, the only one who inserts, hands them out
+/// and never twice in a process, so a deleted row's id is never reused while a worker may
+/// still name it (and ids only grow, which startup recovery's watermarks rely on), without
+/// the extra page write per commit that `AUTOINCREMENT` costs.
+pub(crate) struct NextIds {
+    messages: i64,
+    activities: i64,
+    timers: i64,
+}
+
+impl NextIds {
+    /// Starts above every id in the store (and every id `AUTOINCREMENT` handed out, in a file
+    /// whose tables were created with it).
+    pub(crate) fn load(conn: &Connection) -> Result<Self, StoreError> {
+        let sequences = conn
+            .query_row(
+                "SELECT COUNT(*) FROM sqlite_schema WHERE name = 'sqlite_sequence'",
+                [],
+                |row| row.get::<_, i64>(0),
+            )
+            .at("sqlite_schema", "sqlite_sequence")?
+            > 0;
+        let next = |table: &'static str| -> Result<i64, StoreError> {
+            let mut max: i64 = conn
+                .query_row(
+                    &format!("SELECT COALESCE(MAX(id), 0) FROM {table}"),
+                    [],
+                    |row| row.get(0),
+                )
+                .at(table, "MAX(id)")?;
+            if sequences {
+                let used: Option<i64> = conn
+                    .query_row(
+                        "SELECT seq FROM sqlite_sequence WHERE name = ?1",
+                        params![table],
+                        |row| row.get(0),
+                    )
+                    .optional()
+                    .at("sqlite_sequence", table)?;
+                max = max.max(used.unwrap_or(0));
+            }
+            Ok(max + 1)
+        };
+        Ok(NextIds {
+            messages: next("messages")?,
+            activities: next("activities")?,
+            timers: next("timers")?,
+        })
+    }
+
+    fn take(counter: &mut i64) -> i64 {
+        let id = *counter;
+        *counter += 1;
+        id
+    }
+}
+
+pub(crate) fn apply_write(
+    conn: &Connection,
+    ids: &mut NextIds,
+    write: &Write,
+) -> Result<Written, StoreError> {
     match write {
-        Write::CreateInstance(new) => create_instance(conn, new),
-        Write::Step(step) => apply_step(conn, step),
+        Write::CreateInstance(new) => create_instance(conn, ids, new),
+        Write::Step(step) => apply_step(conn, ids, step),
         Write::FailInstance {
             instance_id,
             failure,
@@ -76,7 +137,7 @@ pub(crate) fn apply_write(conn: &Connection, write: &Write) -> Result<Written, S
                 input: input.clone(),
             };
             // Addressed to whatever run is current.
-            let message = insert_message(conn, instance_id, "", &event)?;
+            let message = insert_message(conn, ids, instance_id, "", &event)?;
             Ok(Written::Delivered(Some(message)))
         }
         Write::CompleteActivity {
@@ -102,7 +163,7 @@ pub(crate) fn apply_write(conn: &Connection, write: &Write) -> Result<Written, S
             let Some(run) = run else {
                 return Ok(Written::Delivered(None));
             };
-            let message = insert_message(conn, instance_id, &run, event)?;
+            let message = insert_message(conn, ids, instance_id, &run, event)?;
             Ok(Written::Delivered(Some(message)))
         }
         Write::FireTimer {
@@ -120,7 +181,7 @@ pub(crate) fn apply_write(conn: &Connection, write: &Write) -> Result<Written, S
                 return Ok(Written::Delivered(None));
             };
             let fired = HistoryEvent::TimerFired { task_id: *task_id };
-            let message = insert_message(conn, instance_id, &run, &fired)?;
+            let message = insert_message(conn, ids, instance_id, &run, &fired)?;
             Ok(Written::Delivered(Some(message)))
         }
     }
@@ -135,16 +196,18 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
 
 fn insert_message(
     conn: &Connection,
+    ids: &mut NextIds,
     instance_id: &str,
     execution_id: &str,
     event: &HistoryEvent,
 ) -> Result<Message, StoreError> {
+    let id = NextIds::take(&mut ids.messages);
     conn.prepare_cached(
-        "INSERT INTO messages (instance_id, event, execution_id) VALUES (?1, ?2, ?3)",
+        "INSERT INTO messages (id, instance_id, event, execution_id) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![instance_id, to_json(event)?, execution_id])?;
+    .execute(params![id, instance_id, to_json(event)?, execution_id])?;
     Ok(Message {
-        id: conn.last_insert_rowid(),
+        id,
         instance_id: instance_id.to_string(),
         execution_id: execution_id.to_string(),
         event: event.clone(),
@@ -196,7 +259,11 @@ fn disarm_timers(conn: &Connection, instance_id: &str) -> Result<(), StoreError>
     Ok(())
 }
 
-fn create_instance(conn: &Connection, new: &NewInstance) -> Result<Written, StoreError> {
+fn create_instance(
+    conn: &Connection,
+    ids: &mut NextIds,
+    new: &NewInstance,
+) -> Result<Written, StoreError> {
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO instances
@@ -224,6 +291,7 @@ fn create_instance(conn: &Connection, new: &NewInstance) -> Result<Written, Stor
     };
     Ok(Written::Instance(insert_message(
         conn,
+        ids,
         &new.instance_id,
         &new.execution_id,
         &started,
@@ -269,7 +337,11 @@ fn check_step(conn: &Connection, step: &StepCommit) -> Result<(), StoreError> {
     Ok(())
 }
 
-fn apply_step(conn: &Connection, step: &StepCommit) -> Result<Written, StoreError> {
+fn apply_step(
+    conn: &Connection,
+    ids: &mut NextIds,
+    step: &StepCommit,
+) -> Result<Written, StoreError> {
     check_step(conn, step)?;
     let id = &step.instance_id;
     {
@@ -312,11 +384,13 @@ fn apply_step(conn: &Connection, step: &StepCommit) -> Result<Written, StoreErro
     let mut activities = Vec::with_capacity(step.activities.len());
     if !step.activities.is_empty() {
         let mut enqueue = conn.prepare_cached(
-            "INSERT INTO activities (instance_id, task_id, name, input, execution_id)
-             VALUES (?1, ?2, ?3, ?4, ?5)",
+            "INSERT INTO activities (id, instance_id, task_id, name, input, execution_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
         )?;
         for (task_id, name, input) in &step.activities {
+            let row = NextIds::take(&mut ids.activities);
             enqueue.execute(params![
+                row,
                 id,
                 task_id,
                 name,
@@ -324,7 +398,7 @@ fn apply_step(conn: &Connection, step: &StepCommit) -> Result<Written, StoreErro
                 step.execution_id
             ])?;
             activities.push(ActivityWorkItem {
-                id: conn.last_insert_rowid(),
+                id: row,
                 instance_id: id.clone(),
                 execution_id: step.execution_id.clone(),
                 task_id: *task_id,
@@ -336,13 +410,14 @@ fn apply_step(conn: &Connection, step: &StepCommit) -> Result<Written, StoreErro
     let mut timers = Vec::with_capacity(step.timers.len());
     if !step.timers.is_empty() {
         let mut arm = conn.prepare_cached(
-            "INSERT INTO timers (instance_id, task_id, fire_at_ms, execution_id)
-             VALUES (?1, ?2, ?3, ?4)",
+            "INSERT INTO timers (id, instance_id, task_id, fire_at_ms, execution_id)
+             VALUES (?1, ?2, ?3, ?4, ?5)",
         )?;
         for (task_id, fire_at_ms) in &step.timers {
-            arm.execute(params![id, task_id, fire_at_ms, step.execution_id])?;
+            let row = NextIds::take(&mut ids.timers);
+            arm.execute(params![row, id, task_id, fire_at_ms, step.execution_id])?;
             timers.push(TimerWorkItem {
-                id: conn.last_insert_rowid(),
+                id: row,
                 instance_id: id.clone(),
                 execution_id: step.execution_id.clone(),
                 task_id: *task_id,

@@ -143,12 +143,13 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         setup(&conn)?;
+        let ids = apply::NextIds::load(&conn)?;
         let faults = FaultSlot::default();
         let (writer, queue) = mpsc::channel();
         let writer_faults = faults.clone();
         let writer_thread = std::thread::Builder::new()
             .name("durable-sqlite-writer".into())
-            .spawn(move || writer::run_writer(conn, queue, writer_faults))
+            .spawn(move || writer::run_writer(conn, ids, queue, writer_faults))
             .map_err(|source| StoreError::Io {
                 path: path.display().to_string(),
                 source,

@@ -40,17 +40,18 @@ CREATE TABLE history (
 CREATE INDEX instances_by_created ON instances(created_ms);
 ";
 
-/// Work tables with ids that are never reused (a stale step or completion naming a deleted id
-/// must not hit a newer row), shared by a new file and the migration from version 1.
+/// Work tables, shared by a new file and the migration from version 1. Their ids are handed out
+/// by the writer and never reused in a process (`apply::NextIds`): a stale step or completion
+/// naming a deleted id must not hit a newer row.
 const WORK_TABLES_V2: &str = "
 CREATE TABLE messages (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           INTEGER PRIMARY KEY,
     instance_id  TEXT NOT NULL,
     event        TEXT NOT NULL,
     execution_id TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE activities (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           INTEGER PRIMARY KEY,
     instance_id  TEXT NOT NULL,
     task_id      INTEGER NOT NULL,
     name         TEXT NOT NULL,
@@ -58,7 +59,7 @@ CREATE TABLE activities (
     execution_id TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE timers (
-    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    id           INTEGER PRIMARY KEY,
     instance_id  TEXT NOT NULL,
     task_id      INTEGER NOT NULL,
     fire_at_ms   INTEGER NOT NULL,

@@ -8,7 +8,7 @@
 //! back with it) instead of running the rest in autocommit. A failed commit fails the whole
 //! batch the same way.
 
-use super::apply::apply_write;
+use super::apply::{NextIds, apply_write};
 use super::{FaultHook, InjectedFault};
 use crate::store::{StoreError, Write, Written};
 use parking_lot::Mutex;
@@ -44,7 +44,12 @@ pub(crate) enum Job {
 pub(crate) type FaultSlot = Arc<Mutex<Option<FaultHook>>>;
 
 /// Commits whatever is queued, together, until the queue's sender is gone and it is drained.
-pub(crate) fn run_writer(conn: Connection, queue: mpsc::Receiver<Job>, faults: FaultSlot) {
+pub(crate) fn run_writer(
+    conn: Connection,
+    mut ids: NextIds,
+    queue: mpsc::Receiver<Job>,
+    faults: FaultSlot,
+) {
     let mut batch = Vec::new();
     while let Ok(first) = queue.recv() {
         push(&mut batch, first);
@@ -55,7 +60,7 @@ pub(crate) fn run_writer(conn: Connection, queue: mpsc::Receiver<Job>, faults: F
             }
         }
         let hook = faults.lock().clone();
-        let results = commit_batch(&conn, &batch, hook.as_ref());
+        let results = commit_batch(&conn, &mut ids, &batch, hook.as_ref());
         for (pending, result) in batch.drain(..).zip(results) {
             // A caller that stopped waiting is not an error: the write is durable regardless.
             let _ = pending.reply.send(result);
@@ -81,6 +86,7 @@ fn rolled_back(cause: &str) -> StoreError {
 /// Applies every write of `batch` in one transaction and answers each.
 fn commit_batch(
     conn: &Connection,
+    ids: &mut NextIds,
     batch: &[PendingWrite],
     hook: Option<&FaultHook>,
 ) -> Vec<Result<Written, StoreError>> {
@@ -101,7 +107,7 @@ fn commit_batch(
     }
     let mut results = Vec::with_capacity(batch.len());
     for pending in batch {
-        match apply_in_savepoint(conn, &pending.write, hook) {
+        match apply_in_savepoint(conn, ids, &pending.write, hook) {
             Ok(result) => results.push(result),
             Err(cause) => {
                 tracing::error!(%cause, writes = batch.len(), "store transaction lost mid-batch");
@@ -141,12 +147,13 @@ fn abandon(conn: &Connection) {
 /// the cause.
 fn apply_in_savepoint(
     conn: &Connection,
+    ids: &mut NextIds,
     write: &Write,
     hook: Option<&FaultHook>,
 ) -> Result<Result<Written, StoreError>, String> {
     run(conn, "SAVEPOINT w")
         .map_err(|err| format!("savepoint failed: {}", StoreError::from(err)))?;
-    let mut result = apply_write(conn, write);
+    let mut result = apply_write(conn, ids, write);
     if let Some(fault) = hook.and_then(|hook| hook(write)) {
         result = Err(inject(conn, fault));
     }
