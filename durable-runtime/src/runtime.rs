@@ -273,6 +273,8 @@ where
             biased;
             deadline = stopping(&mut stopped) => break deadline,
             next = queue.recv() => match next { Some(item) => item, None => break Instant::now() },
+            // An idle queue still frees the tasks that finished.
+            () = in_flight.reap() => continue,
         };
         // Waiting for a slot watches the stop signal too: with every slot held by work that
         // never ends, shutdown must still go ahead.

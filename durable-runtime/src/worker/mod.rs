@@ -144,6 +144,14 @@ impl InFlight {
         self.tasks.spawn(task);
     }
 
+    /// Waits for a task to finish and frees it (a finished task keeps its memory until it is
+    /// joined); never resolves while none runs.
+    pub(crate) async fn reap(&mut self) {
+        if self.tasks.join_next().await.is_none() {
+            std::future::pending::<()>().await;
+        }
+    }
+
     /// Waits until `deadline` for every task; aborts the rest. True if none was aborted. An
     /// aborted task's work is still in the store and runs again at the next start.
     pub(crate) async fn drain(mut self, deadline: Instant) -> bool {

@@ -58,13 +58,15 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                 messages = shared.dispatcher.claim(&instance_id).messages;
                 continue;
             }
-            let step = run_step(
+            // Boxed: the step's future is large, and the task of an idle instance need not
+            // carry its space.
+            let step = Box::pin(run_step(
                 &shared,
                 &instance_id,
                 execution.take(),
                 &messages,
                 check_status,
-            );
+            ));
             let error = match AssertUnwindSafe(step).catch_unwind().await {
                 Ok(Ok(Stepped::Committed(kept))) => {
                     execution = kept.filter(|_| shared.dispatcher.keeps_executions());
