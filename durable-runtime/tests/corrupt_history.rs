@@ -22,26 +22,14 @@ async fn a_huge_task_id_in_history_fails_only_its_instance() {
     let store = TestStore::new();
     let (runtime, client) = store.start().await;
     let id = client.start(waits_with_deadline, ()).await.expect("start");
-    loop {
-        let history = support::history(&client, &id).await;
-        if history
-            .iter()
-            .any(|r| matches!(r.event, durable_runtime::HistoryEvent::TimerCreated { .. }))
-        {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    support::until_recorded(&client, &id, "TimerCreated", 1, |e| {
+        matches!(e, durable_runtime::HistoryEvent::TimerCreated { .. })
+    })
+    .await;
     drop(client);
     runtime.shutdown().await;
 
-    let conn = loop {
-        // Wait for the previous store to close.
-        match rusqlite::Connection::open(store.path()) {
-            Ok(conn) => break conn,
-            Err(_) => tokio::task::yield_now().await,
-        }
-    };
+    let conn = rusqlite::Connection::open(store.path()).expect("opens");
     // 2^45: valid JSON, a valid u64; the event decodes.
     let changed = conn
         .execute(
@@ -53,15 +41,7 @@ async fn a_huge_task_id_in_history_fails_only_its_instance() {
     assert_eq!(changed, 1, "one TimerCreated row edited");
     drop(conn);
 
-    let (runtime, client) = loop {
-        match store.builder().start().await {
-            Ok(runtime) => {
-                let client = runtime.client();
-                break (runtime, client);
-            }
-            Err(_) => tokio::task::yield_now().await,
-        }
-    };
+    let (runtime, client) = store.restart(|b| b).await;
     // Any message makes the worker replay the history.
     client.raise_event(&id, "go", "now").await.expect("raised");
     let status = client

@@ -24,29 +24,15 @@ async fn lowering_the_payload_limit_does_not_rewrite_recorded_decisions() {
     let store = TestStore::new();
     let (runtime, client) = store.start().await;
     let id = client.start(measure_then_wait, ()).await.expect("start");
-    loop {
-        let history = support::history(&client, &id).await;
-        if history
-            .iter()
-            .any(|r| matches!(r.event, durable_runtime::HistoryEvent::TaskCompleted { .. }))
-        {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    support::until_recorded(&client, &id, "TaskCompleted", 1, |e| {
+        matches!(e, durable_runtime::HistoryEvent::TaskCompleted { .. })
+    })
+    .await;
     drop(client);
     runtime.shutdown().await;
 
     // The next deployment lowers the limit; the instance already scheduled its 10 kB input.
-    let (runtime, client) = loop {
-        match store.builder().max_payload_size(4096).start().await {
-            Ok(runtime) => {
-                let client = runtime.client();
-                break (runtime, client);
-            }
-            Err(_) => tokio::task::yield_now().await,
-        }
-    };
+    let (runtime, client) = store.restart(|b| b.max_payload_size(4096)).await;
     client.raise_event(&id, "go", "now").await.expect("raised");
     let status = client
         .wait_for_completion(&id, WAIT)

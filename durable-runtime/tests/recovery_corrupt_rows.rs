@@ -21,25 +21,10 @@ async fn a_transient_error_does_not_leave_a_corrupt_instance_running() {
     let store = TestStore::new();
     let (runtime, client) = store.start().await;
     let id = client.start(waits_for_go, ()).await.expect("start");
-    loop {
-        let s = client
-            .get_status(&id)
-            .await
-            .expect("reads")
-            .expect("exists");
-        if s.runtime_status == RuntimeStatus::Running {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    support::until_status(&client, &id, RuntimeStatus::Running).await;
     drop(client);
     runtime.shutdown().await;
-    let conn = loop {
-        match rusqlite::Connection::open(store.path()) {
-            Ok(conn) => break conn,
-            Err(_) => tokio::task::yield_now().await,
-        }
-    };
+    let conn = rusqlite::Connection::open(store.path()).expect("opens");
     conn.execute(
         "INSERT INTO messages (instance_id, event) VALUES (?1, 'not json')",
         [&id],

@@ -23,26 +23,15 @@ async fn a_due_timer_is_not_held_back_by_an_activity_backlog() {
     let store = TestStore::new();
     let (runtime, client) = store.start().await;
     let id = client.start(short_nap, ()).await.expect("start");
-    loop {
-        let history = support::history(&client, &id).await;
-        if history
-            .iter()
-            .any(|r| matches!(r.event, durable_runtime::HistoryEvent::TimerCreated { .. }))
-        {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    support::until_recorded(&client, &id, "TimerCreated", 1, |e| {
+        matches!(e, durable_runtime::HistoryEvent::TimerCreated { .. })
+    })
+    .await;
     drop(client);
     runtime.shutdown().await;
 
     // A backlog of 6,000 activities left by the previous process (another instance's fan-out).
-    let conn = loop {
-        match rusqlite::Connection::open(store.path()) {
-            Ok(conn) => break conn,
-            Err(_) => tokio::task::yield_now().await,
-        }
-    };
+    let conn = rusqlite::Connection::open(store.path()).expect("opens");
     conn.execute_batch("BEGIN").expect("the test setup holds");
     let rows: i64 = 6_000;
     for n in 0..rows {
@@ -55,21 +44,12 @@ async fn a_due_timer_is_not_held_back_by_an_activity_backlog() {
     conn.execute_batch("COMMIT").expect("the test setup holds");
     drop(conn);
 
-    let (runtime, client) = loop {
-        match store
-            .builder()
-            .activity_concurrency(4)
-            .shutdown_timeout(Duration::from_millis(200))
-            .start()
-            .await
-        {
-            Ok(runtime) => {
-                let client = runtime.client();
-                break (runtime, client);
-            }
-            Err(_) => tokio::task::yield_now().await,
-        }
-    };
+    let (runtime, client) = store
+        .restart(|b| {
+            b.activity_concurrency(4)
+                .shutdown_timeout(Duration::from_millis(200))
+        })
+        .await;
     let status = client
         .wait_for_completion(&id, Duration::from_secs(10))
         .await;

@@ -44,17 +44,7 @@ async fn events_raised_across_a_restart_keep_their_order() {
             .expect("starts");
         let client = runtime.client();
         let id = client.start(two_in_order, ()).await.expect("start");
-        loop {
-            let status = client
-                .get_status(&id)
-                .await
-                .expect("the test setup holds")
-                .expect("the test setup holds");
-            if status.runtime_status == RuntimeStatus::Running {
-                break;
-            }
-            tokio::task::yield_now().await;
-        }
+        support::until_status(&client, &id, RuntimeStatus::Running).await;
         block.store(true, Ordering::SeqCst);
         client
             .raise_event(&id, "x", 1u32)
@@ -64,12 +54,7 @@ async fn events_raised_across_a_restart_keep_their_order() {
         id
     };
     // Second process.
-    let inner = loop {
-        match SqliteStore::open(store.path()) {
-            Ok(store) => break Arc::new(store),
-            Err(_) => tokio::task::yield_now().await,
-        }
-    };
+    let inner = store.reopen().await;
     let runtime = Runtime::builder()
         .store(Arc::new(HookedStore::slow_pages(
             inner,

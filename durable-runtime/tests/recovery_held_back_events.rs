@@ -33,17 +33,6 @@ async fn wait_go(ctx: OrchestrationContext) -> Result<String, OrchestrationError
     Ok(ctx.wait_for_event::<String>("go").await?)
 }
 
-async fn running(client: &Client, id: &str) {
-    loop {
-        if let Some(s) = client.get_status(id).await.expect("the test setup holds")
-            && s.runtime_status == RuntimeStatus::Running
-        {
-            return;
-        }
-        tokio::task::yield_now().await;
-    }
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_event_to_an_older_instance_is_not_held_behind_an_activity_backlog() {
     let store = TestStore::new();
@@ -73,8 +62,8 @@ async fn an_event_to_an_older_instance_is_not_held_behind_an_activity_backlog() 
             .start_with_id(wait_go, "sink", ())
             .await
             .expect("the test setup holds");
-        running(&client, "old").await;
-        running(&client, "sink").await;
+        support::until_status(&client, "old", RuntimeStatus::Running).await;
+        support::until_status(&client, "sink", RuntimeStatus::Running).await;
         // 1,500 messages left pending for "sink": recovery needs two pages.
         block_sink.store(true, Ordering::SeqCst);
         let raises: Vec<_> = (0..1500)
@@ -90,12 +79,7 @@ async fn an_event_to_an_older_instance_is_not_held_behind_an_activity_backlog() 
         }
         runtime.shutdown().await;
     }
-    let inner = loop {
-        match SqliteStore::open(store.path()) {
-            Ok(s) => break Arc::new(s),
-            Err(_) => tokio::task::yield_now().await,
-        }
-    };
+    let inner = store.reopen().await;
     let runtime = Runtime::builder()
         .store(Arc::new(HookedStore::slow_pages(
             inner,
@@ -113,16 +97,10 @@ async fn an_event_to_an_older_instance_is_not_held_behind_an_activity_backlog() 
         .start(big_fan_out, n)
         .await
         .expect("the test setup holds");
-    loop {
-        let history = support::history(&client, &fan).await;
-        if history
-            .iter()
-            .any(|r| matches!(r.event, durable_runtime::HistoryEvent::TaskScheduled { .. }))
-        {
-            break;
-        }
-        tokio::task::yield_now().await;
-    }
+    support::until_recorded(&client, &fan, "the fan-out scheduled", 1, |e| {
+        matches!(e, durable_runtime::HistoryEvent::TaskScheduled { .. })
+    })
+    .await;
     client
         .raise_event("old", "go", "now")
         .await

@@ -25,20 +25,6 @@ async fn one_counted(ctx: OrchestrationContext) -> Result<u32, OrchestrationErro
     Ok(ctx.call_activity(counted_slow, 1).await?)
 }
 
-async fn start_again(store: &TestStore) -> (Runtime, Client) {
-    // The previous runtime's store closes once its last Arc is dropped.
-    for _ in 0..100 {
-        match store.builder().start().await {
-            Ok(runtime) => {
-                let client = runtime.client();
-                return (runtime, client);
-            }
-            Err(_) => tokio::task::yield_now().await,
-        }
-    }
-    panic!("the store never became free");
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn graceful_shutdown_commits_the_activities_it_waited_for() {
     let store = TestStore::new();
@@ -52,7 +38,7 @@ async fn graceful_shutdown_commits_the_activities_it_waited_for() {
     // The activity is running; shutdown waits for it (it finishes in 400 ms, well within 5 s).
     runtime.shutdown().await;
     drop(client);
-    let (runtime, client) = start_again(&store).await;
+    let (runtime, client) = store.restart(|b| b).await;
     let status = client.wait_for_completion(&id, WAIT).await.expect("done");
     assert_eq!(status.output_as::<u32>().expect("output"), 2);
     runtime.shutdown().await;

@@ -50,6 +50,49 @@ impl TestStore {
         Runtime::builder().store(std::sync::Arc::new(store))
     }
 
+    /// Starts a runtime on this store again, once the previous runtime's store is released
+    /// (its last tasks may still hold it for a moment after `shutdown`).
+    pub async fn restart(
+        &self,
+        settings: impl Fn(RuntimeBuilder) -> RuntimeBuilder,
+    ) -> (Runtime, Client) {
+        let started = async {
+            loop {
+                match settings(self.builder()).start().await {
+                    Ok(runtime) => {
+                        let client = runtime.client();
+                        return (runtime, client);
+                    }
+                    Err(durable_runtime::Error::Store(
+                        durable_runtime::store::StoreError::Locked { .. },
+                    )) => tokio::task::yield_now().await,
+                    Err(err) => panic!("runtime does not start again: {err}"),
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, started)
+            .await
+            .expect("the previous runtime releases the store")
+    }
+
+    /// Opens the embedded store again, once the previous runtime released it.
+    pub async fn reopen(&self) -> std::sync::Arc<durable_runtime::store::sqlite::SqliteStore> {
+        let opened = async {
+            loop {
+                match durable_runtime::store::sqlite::SqliteStore::open(self.path()) {
+                    Ok(store) => return std::sync::Arc::new(store),
+                    Err(durable_runtime::store::StoreError::Locked { .. }) => {
+                        tokio::task::yield_now().await
+                    }
+                    Err(err) => panic!("store does not open again: {err}"),
+                }
+            }
+        };
+        tokio::time::timeout(WAIT, opened)
+            .await
+            .expect("the previous runtime releases the store")
+    }
+
     pub async fn start(&self) -> (Runtime, Client) {
         self.start_with(|builder| builder).await
     }
@@ -99,6 +142,22 @@ pub async fn until_recorded(
     };
     if tokio::time::timeout(WAIT, recorded).await.is_err() {
         panic!("{what}: not recorded within {WAIT:?}");
+    }
+}
+
+/// Waits (up to [`WAIT`]) until the instance has `status`.
+pub async fn until_status(client: &Client, id: &str, status: durable_runtime::RuntimeStatus) {
+    let reached = async {
+        loop {
+            let current = client.get_status(id).await.expect("reads");
+            if current.is_some_and(|s| s.runtime_status == status) {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    if tokio::time::timeout(WAIT, reached).await.is_err() {
+        panic!("instance {id} did not become {status} within {WAIT:?}");
     }
 }
 
