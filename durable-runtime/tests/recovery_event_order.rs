@@ -54,12 +54,9 @@ async fn events_raised_across_a_restart_keep_their_order() {
         id
     };
     // Second process.
-    let inner = store.reopen().await;
-    let runtime = Runtime::builder()
-        .store(Arc::new(HookedStore::slow_pages(
-            inner,
-            Duration::from_millis(1000),
-        )))
+    let runtime = store
+        .slow_recovery_builder(Duration::from_millis(1000))
+        .await
         .start()
         .await
         .expect("starts");

@@ -79,12 +79,9 @@ async fn an_event_to_an_older_instance_is_not_held_behind_an_activity_backlog() 
         }
         runtime.shutdown().await;
     }
-    let inner = store.reopen().await;
-    let runtime = Runtime::builder()
-        .store(Arc::new(HookedStore::slow_pages(
-            inner,
-            Duration::from_millis(300),
-        )))
+    let runtime = store
+        .slow_recovery_builder(Duration::from_millis(300))
+        .await
         .activity_concurrency(2)
         .shutdown_timeout(Duration::from_millis(100))
         .start()

@@ -93,6 +93,15 @@ impl TestStore {
             .expect("the previous runtime releases the store")
     }
 
+    /// A builder on this store (once released by the previous runtime) whose recovery reads
+    /// each page of pending messages slowly, as from a slow disk or a big table.
+    pub async fn slow_recovery_builder(&self, page_delay: std::time::Duration) -> RuntimeBuilder {
+        let inner = self.reopen().await;
+        Runtime::builder().store(std::sync::Arc::new(hooked::HookedStore::slow_pages(
+            inner, page_delay,
+        )))
+    }
+
     pub async fn start(&self) -> (Runtime, Client) {
         self.start_with(|builder| builder).await
     }
