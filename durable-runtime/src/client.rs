@@ -101,7 +101,7 @@ impl Client {
         validate_instance_id(&instance_id)?;
         let new = NewInstance {
             instance_id: instance_id.clone(),
-            execution_id: new_instance_id(),
+            execution_id: new_instance_id().into(),
             name: name.to_string(),
             version,
             input,

@@ -11,6 +11,7 @@ use crate::store::{ActivityWorkItem, Message, TimerWorkItem};
 use parking_lot::Mutex;
 use std::collections::HashMap;
 use std::collections::hash_map::Entry;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
@@ -31,7 +32,7 @@ pub(crate) struct Inbound {
     pub event: HistoryEvent,
     pub source: Source,
     /// The run it belongs to; empty for events addressed to whatever run is current.
-    pub execution_id: String,
+    pub execution_id: Arc<str>,
 }
 
 /// An instance known to the dispatcher: events not yet consumed and, if hot, its execution.
@@ -112,7 +113,7 @@ impl Dispatcher {
         &self,
         instance_id: String,
         work_item_id: i64,
-        execution_id: String,
+        execution_id: Arc<str>,
         event: HistoryEvent,
     ) {
         let inbound = Inbound {

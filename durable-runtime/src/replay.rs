@@ -32,7 +32,8 @@ pub(crate) struct StepOutput {
 
 /// A live orchestration instance.
 pub(crate) struct Execution {
-    instance_id: String,
+    /// Shared with the context, which the orchestrator's future holds.
+    instance_id: Arc<str>,
     name: String,
     state: Arc<Mutex<OrchestrationState>>,
     future: Option<BoxFuture<Result<Payload, FailureDetails>>>,
@@ -48,7 +49,7 @@ pub(crate) struct Execution {
     /// Set once `ExecutionStarted` was applied.
     started: bool,
     /// This run's id, from `ExecutionStarted` (empty for runs started before runs had ids).
-    execution_id: String,
+    execution_id: Arc<str>,
     wake_flag: Arc<WakeFlag>,
 }
 
@@ -64,7 +65,7 @@ impl Execution {
         max_payload_bytes: usize,
     ) -> Self {
         Execution {
-            instance_id: instance_id.to_string(),
+            instance_id: instance_id.into(),
             name: String::new(),
             state: Arc::new(Mutex::new(OrchestrationState::new(
                 recorded,
@@ -76,7 +77,7 @@ impl Execution {
             history_len: 0,
             code_returned: false,
             started: false,
-            execution_id: String::new(),
+            execution_id: Arc::from(""),
             wake_flag: Arc::new(WakeFlag(AtomicBool::new(false))),
         }
     }
@@ -163,7 +164,7 @@ impl Execution {
     }
 
     /// This run's id, once started.
-    pub(crate) fn execution_id(&self) -> &str {
+    pub(crate) fn execution_id(&self) -> &Arc<str> {
         &self.execution_id
     }
 
@@ -281,7 +282,7 @@ impl Execution {
                 execution_id,
             } => {
                 if !self.started {
-                    self.execution_id = execution_id.clone().unwrap_or_default();
+                    self.execution_id = execution_id.as_deref().unwrap_or_default().into();
                     self.start(registry, name, version.as_deref(), input.clone());
                 }
                 return Ok(());
@@ -339,7 +340,8 @@ impl Execution {
         } else {
             &self.execution_id
         };
-        let ctx = OrchestrationContext::new(&self.instance_id, seed, self.state.clone());
+        let ctx =
+            OrchestrationContext::new(self.instance_id.clone(), seed.clone(), self.state.clone());
         // Decoding the input runs user code (a `Deserialize` impl), which may panic.
         let started =
             std::panic::catch_unwind(AssertUnwindSafe(|| (registration.start)(ctx, input)));

@@ -154,11 +154,11 @@ fn faults(seed: u64, injected: Arc<Injected>) -> Hook {
         let draw = mix(seed ^ print ^ mix(attempt));
         let injected = injected.clone();
         Box::pin(async move {
-            if draw % 8 == 0 {
+            if draw.is_multiple_of(8) {
                 injected.errors.fetch_add(1, Ordering::Relaxed);
                 return Some(StoreError::Unavailable("injected I/O error".into()));
             }
-            if (draw >> 8) % 8 == 0 {
+            if (draw >> 8).is_multiple_of(8) {
                 injected.delays.fetch_add(1, Ordering::Relaxed);
                 tokio::time::sleep(Duration::from_micros((draw >> 16) % 3_000)).await;
             }
@@ -180,7 +180,7 @@ fn rollbacks(seed: u64, injected: Arc<Injected>) -> FaultHook {
             *n
         };
         let draw = mix(mix(seed) ^ print ^ mix(attempt.wrapping_add(0x5eed)));
-        (draw % 40 == 0).then(|| {
+        draw.is_multiple_of(40).then(|| {
             injected.rollbacks.fetch_add(1, Ordering::Relaxed);
             InjectedFault::RollBackTransaction
         })
@@ -196,7 +196,7 @@ where
 {
     loop {
         *rng = mix(*rng);
-        if *rng % 4 == 0 {
+        if (*rng).is_multiple_of(4) {
             // Cancelled after a few polls: the write may or may not be durable.
             injected.cancellations.fetch_add(1, Ordering::Relaxed);
             let task = tokio::spawn(call());

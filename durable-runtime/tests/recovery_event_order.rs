@@ -5,11 +5,10 @@
 mod support;
 
 use durable_runtime::prelude::*;
-use durable_runtime::store::sqlite::SqliteStore;
 use durable_runtime::store::{StoreError, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use support::hooked::{BoxFut, Hook, HookedStore, Phase};
+use support::hooked::{BoxFut, Hook, Phase};
 use support::{TestStore, WAIT};
 
 #[orchestrator]

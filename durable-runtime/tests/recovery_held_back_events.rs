@@ -6,12 +6,11 @@
 mod support;
 
 use durable_runtime::prelude::*;
-use durable_runtime::store::sqlite::SqliteStore;
 use durable_runtime::store::{StoreError, Write};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use support::TestStore;
-use support::hooked::{BoxFut, Hook, HookedStore, Phase};
+use support::hooked::{BoxFut, Hook, Phase};
 
 #[activity]
 async fn stuck(_n: u32) -> u32 {

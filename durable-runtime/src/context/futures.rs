@@ -47,7 +47,7 @@ impl<O: DeserializeOwned> Future for TaskFuture<O> {
         match std::mem::replace(slot, TaskSlot::Taken) {
             TaskSlot::Done { name, result, .. } => {
                 drop(state);
-                Poll::Ready(decode_result(&name, result))
+                Poll::Ready(decode_result(&name, result.map_err(|failure| *failure)))
             }
             TaskSlot::Waiting { name, waits, waker } => {
                 let waker = match waker {

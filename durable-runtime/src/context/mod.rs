@@ -48,14 +48,14 @@ pub struct OrchestrationContext {
 
 impl OrchestrationContext {
     pub(crate) fn new(
-        instance_id: &str,
-        seed: &str,
+        instance_id: Arc<str>,
+        seed: Arc<str>,
         state: Arc<Mutex<OrchestrationState>>,
     ) -> Self {
         OrchestrationContext {
             state,
-            instance_id: instance_id.into(),
-            seed: seed.into(),
+            instance_id,
+            seed,
         }
     }
 
@@ -272,7 +272,7 @@ mod tests {
             Default::default(),
             usize::MAX,
         )));
-        OrchestrationContext::new("instance", run, state)
+        OrchestrationContext::new("instance".into(), run.into(), state)
     }
 
     #[test]

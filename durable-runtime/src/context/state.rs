@@ -64,17 +64,20 @@ pub(crate) enum Waits {
     Event,
 }
 
+// Kept small (48 bytes): every task an orchestrator ever scheduled keeps its slot, and an idle
+// instance's memory is mostly its slots.
 pub(crate) enum TaskSlot {
     Waiting {
         /// The task's name (an activity's, `timer`, or the event's).
-        name: String,
+        name: Box<str>,
         waits: Waits,
         waker: Option<Waker>,
     },
     Done {
-        name: String,
+        name: Box<str>,
         waits: Waits,
-        result: Result<Payload, FailureDetails>,
+        /// A failure is boxed: it is rare, and three times the size of a payload.
+        result: Result<Payload, Box<FailureDetails>>,
         /// Position among all results that arrived at this instance: history order.
         order: u64,
     },
@@ -84,6 +87,9 @@ pub(crate) enum TaskSlot {
     /// accepted (history holds it) and discarded.
     Dropped,
 }
+
+// Every slot an orchestrator ever used stays in memory while its instance is cached.
+const _: () = assert!(std::mem::size_of::<TaskSlot>() <= 48);
 
 /// The mutable half of a context, shared with the replay engine.
 pub(crate) struct OrchestrationState {
@@ -96,8 +102,9 @@ pub(crate) struct OrchestrationState {
     /// Events that arrived before anyone waited for them, by name, oldest first, with their
     /// arrival order.
     buffered_events: HashMap<String, VecDeque<(Payload, u64)>>,
-    /// Task slots waiting for an event, by name, oldest first.
-    event_waiters: HashMap<String, VecDeque<u64>>,
+    /// How many slots wait for an event. The waits themselves are found by scanning the
+    /// slots (oldest first): an index by name cost an idle instance a few hundred bytes.
+    event_waits: usize,
     /// Deterministic ids and random numbers handed out so far.
     pub(crate) guids: u64,
     pub(crate) randoms: u64,
@@ -125,7 +132,7 @@ impl OrchestrationState {
             recorded,
             arrived: 0,
             buffered_events: HashMap::new(),
-            event_waiters: HashMap::new(),
+            event_waits: 0,
             guids: 0,
             randoms: 0,
             new_tasks: Vec::new(),
@@ -144,13 +151,27 @@ impl OrchestrationState {
     ) -> (Delivery, Option<Waker>) {
         self.arrived += 1;
         let order = self.arrived;
-        self.resolve(task_id, result, order)
+        self.resolve(task_id, result.map_err(Box::new), order)
+    }
+
+    /// The oldest slot still waiting for the event `name`.
+    fn oldest_wait_for(&self, name: &str) -> Option<u64> {
+        if self.event_waits == 0 {
+            return None;
+        }
+        self.tasks
+            .iter()
+            .position(|slot| {
+                matches!(slot, TaskSlot::Waiting { name: waiting, waits: Waits::Event, .. }
+                    if **waiting == *name)
+            })
+            .map(|index| index as u64)
     }
 
     fn resolve(
         &mut self,
         task_id: u64,
-        result: Result<Payload, FailureDetails>,
+        result: Result<Payload, Box<FailureDetails>>,
         order: u64,
     ) -> (Delivery, Option<Waker>) {
         let Some(slot) = usize::try_from(task_id)
@@ -161,6 +182,9 @@ impl OrchestrationState {
         };
         match std::mem::replace(slot, TaskSlot::Taken) {
             TaskSlot::Waiting { name, waits, waker } => {
+                if waits == Waits::Event {
+                    self.event_waits -= 1;
+                }
                 *slot = TaskSlot::Done {
                     name,
                     waits,
@@ -186,11 +210,7 @@ impl OrchestrationState {
     pub(crate) fn raise_event(&mut self, name: &str, input: Payload) -> Option<Waker> {
         self.arrived += 1;
         let order = self.arrived;
-        let waiter = self
-            .event_waiters
-            .get_mut(name)
-            .and_then(VecDeque::pop_front);
-        match waiter {
+        match self.oldest_wait_for(name) {
             Some(task_id) => self.resolve(task_id, Ok(input), order).1,
             None => {
                 self.buffered_events
@@ -219,24 +239,18 @@ impl OrchestrationState {
             ));
         }
         self.tasks.push(TaskSlot::Waiting {
-            name: name.to_string(),
+            name: name.into(),
             waits: Waits::Event,
             waker: None,
         });
+        self.event_waits += 1;
         let buffered = self
             .buffered_events
             .get_mut(name)
             .and_then(VecDeque::pop_front);
-        match buffered {
-            Some((input, order)) => {
-                // Nobody polls this slot yet, so there is no waker to wake.
-                let _ = self.resolve(task_id, Ok(input), order);
-            }
-            None => self
-                .event_waiters
-                .entry(name.to_string())
-                .or_default()
-                .push_back(task_id),
+        if let Some((input, order)) = buffered {
+            // Nobody polls this slot yet, so there is no waker to wake.
+            let _ = self.resolve(task_id, Ok(input), order);
         }
         task_id
     }
@@ -251,32 +265,21 @@ impl OrchestrationState {
             .and_then(|i| self.tasks.get_mut(i))?;
         match std::mem::replace(slot, TaskSlot::Dropped) {
             TaskSlot::Waiting {
-                name,
                 waits: Waits::Event,
                 ..
-            } => {
-                if let Some(waiters) = self.event_waiters.get_mut(&name) {
-                    waiters.retain(|&id| id != task_id);
-                }
-            }
+            } => self.event_waits -= 1,
             TaskSlot::Done {
                 name,
                 waits: Waits::Event,
                 result: Ok(input),
                 order,
-            } => {
-                let waiter = self
-                    .event_waiters
-                    .get_mut(&name)
-                    .and_then(VecDeque::pop_front);
-                match waiter {
-                    Some(waiting) => return self.resolve(waiting, Ok(input), order).1,
-                    None => {
-                        let queue = self.buffered_events.entry(name).or_default();
-                        queue.push_front((input, order));
-                    }
+            } => match self.oldest_wait_for(&name) {
+                Some(waiting) => return self.resolve(waiting, Ok(input), order).1,
+                None => {
+                    let queue = self.buffered_events.entry(name.into()).or_default();
+                    queue.push_front((input, order));
                 }
-            }
+            },
             TaskSlot::Taken => *slot = TaskSlot::Taken,
             _ => {}
         }
@@ -328,7 +331,7 @@ impl OrchestrationState {
             None => {}
         }
         self.tasks.push(TaskSlot::Waiting {
-            name: name.to_string(),
+            name: name.into(),
             waits: Waits::Task,
             waker: None,
         });
@@ -341,9 +344,9 @@ impl OrchestrationState {
         let task_id = self.tasks.len() as u64;
         self.arrived += 1;
         self.tasks.push(TaskSlot::Done {
-            name: name.to_string(),
+            name: name.into(),
             waits: Waits::Task,
-            result: Err(failure),
+            result: Err(Box::new(failure)),
             order: self.arrived,
         });
         task_id

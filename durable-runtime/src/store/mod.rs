@@ -26,6 +26,7 @@ use crate::history::{HistoryEvent, HistoryRecord};
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 use crate::payload::Payload;
 use async_trait::async_trait;
+use std::sync::Arc;
 
 /// A message waiting to be consumed by an instance's next step.
 #[derive(Clone, Debug, PartialEq)]
@@ -36,7 +37,7 @@ pub struct Message {
     pub instance_id: String,
     /// The run of the addressee it belongs to (a timer's or an activity's result); empty for
     /// messages to whatever run is current (raised events).
-    pub execution_id: String,
+    pub execution_id: Arc<str>,
     /// The event it becomes in the addressee's history.
     pub event: HistoryEvent,
 }
@@ -49,7 +50,7 @@ pub struct ActivityWorkItem {
     /// The orchestration that scheduled it.
     pub instance_id: String,
     /// The run of the orchestration that scheduled it.
-    pub execution_id: String,
+    pub execution_id: Arc<str>,
     /// The orchestration's sequence number for it.
     pub task_id: u64,
     /// Registered activity name.
@@ -66,7 +67,7 @@ pub struct TimerWorkItem {
     /// The orchestration that created it.
     pub instance_id: String,
     /// The run of the orchestration that created it.
-    pub execution_id: String,
+    pub execution_id: Arc<str>,
     /// The orchestration's sequence number for it.
     pub task_id: u64,
     /// When it fires (ms since the epoch).
@@ -79,7 +80,7 @@ pub struct NewInstance {
     /// The id; must not exist yet.
     pub instance_id: String,
     /// The id of its first run; every work item and result of the run carries it.
-    pub execution_id: String,
+    pub execution_id: Arc<str>,
     /// Orchestrator name.
     pub name: String,
     /// Orchestrator version.
@@ -97,7 +98,7 @@ pub struct StepCommit {
     pub instance_id: String,
     /// The run the step belongs to. A step of another run than the instance's current one is
     /// refused whole with [`StoreError::Fenced`]; the work items it creates carry it.
-    pub execution_id: String,
+    pub execution_id: Arc<str>,
     /// History position of the first appended event, which is also the history length the step
     /// was computed against (fencing): when `events` is not empty and the stored history has
     /// another length, the write is refused whole with [`StoreError::Fenced`].

@@ -183,17 +183,17 @@ async fn run_step(
     let now = shared.clock.now_ms();
     // The run this step belongs to: the execution's, or the one its start message begins.
     let run = if execution.is_started() {
-        execution.execution_id().to_string()
+        execution.execution_id().clone()
     } else {
         messages
             .iter()
             .find_map(|m| match &m.event {
                 HistoryEvent::ExecutionStarted { execution_id, .. } => {
-                    Some(execution_id.clone().unwrap_or_default())
+                    Some(Arc::from(execution_id.as_deref().unwrap_or_default()))
                 }
                 _ => None,
             })
-            .unwrap_or_default()
+            .unwrap_or_else(|| Arc::from(""))
     };
     // Results of another run (before a restart of the instance) never land in this one: they
     // are consumed, not applied.
@@ -328,7 +328,7 @@ async fn commit_consume_only(
     let mut commit = StepCommit {
         instance_id: instance_id.to_string(),
         // A consume-only step changes no run's state.
-        execution_id: String::new(),
+        execution_id: Arc::from(""),
         first_seq: 0,
         timestamp_ms: shared.clock.now_ms(),
         events: Vec::new(),

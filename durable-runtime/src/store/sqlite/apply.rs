@@ -209,7 +209,7 @@ fn insert_message(
     Ok(Message {
         id,
         instance_id: instance_id.to_string(),
-        execution_id: execution_id.to_string(),
+        execution_id: execution_id.into(),
         event: event.clone(),
     })
 }
@@ -287,7 +287,7 @@ fn create_instance(
         name: new.name.clone(),
         version: new.version.clone(),
         input: new.input.clone(),
-        execution_id: Some(new.execution_id.clone()),
+        execution_id: Some(new.execution_id.to_string()),
     };
     Ok(Written::Instance(insert_message(
         conn,
@@ -317,7 +317,7 @@ fn check_step(conn: &Connection, step: &StepCommit) -> Result<(), StoreError> {
             Err(StoreError::InstanceNotFound(id.clone()))
         };
     };
-    if !consume_only && execution_id != step.execution_id {
+    if !consume_only && *execution_id != *step.execution_id {
         return Err(StoreError::Fenced(format!(
             "instance '{id}' is on run '{execution_id}', the step belongs to run '{}'",
             step.execution_id

@@ -272,7 +272,7 @@ pub(crate) fn pending_messages(
             Ok(Message {
                 id,
                 instance_id: instance_id.to_string(),
-                execution_id: text(row, 3)?,
+                execution_id: text(row, 3)?.into(),
                 event,
             })
         },
@@ -298,7 +298,7 @@ pub(crate) fn pending_activities(
             Ok(ActivityWorkItem {
                 id,
                 instance_id: instance_id.to_string(),
-                execution_id: text(row, 5)?,
+                execution_id: text(row, 5)?.into(),
                 task_id: task_id(row, 2)?,
                 name: text(row, 3)?,
                 input,
@@ -324,7 +324,7 @@ pub(crate) fn pending_timers(
             Ok(TimerWorkItem {
                 id,
                 instance_id: instance_id.to_string(),
-                execution_id: text(row, 4)?,
+                execution_id: text(row, 4)?.into(),
                 task_id: task_id(row, 2)?,
                 fire_at_ms: integer(row, 3)?,
             })

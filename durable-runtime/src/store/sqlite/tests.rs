@@ -23,7 +23,7 @@ pub(super) const RUN: &str = "run-1";
 pub(super) fn step(id: &str, first_seq: u64) -> StepCommit {
     StepCommit {
         instance_id: id.to_string(),
-        execution_id: RUN.to_string(),
+        execution_id: RUN.into(),
         first_seq,
         timestamp_ms: 1,
         events: vec![HistoryEvent::OrchestratorStarted],
@@ -513,8 +513,8 @@ async fn a_step_of_another_run_is_fenced_and_work_carries_its_run() {
     let Written::Step(work) = store.write(Write::Step(armed)).await.expect("applies") else {
         panic!("a step answers with its work");
     };
-    assert_eq!(work.timers[0].execution_id, RUN);
-    assert_eq!(work.activities[0].execution_id, RUN);
+    assert_eq!(&*work.timers[0].execution_id, RUN);
+    assert_eq!(&*work.activities[0].execution_id, RUN);
     let fired = store
         .write(Write::FireTimer {
             timer_id: work.timers[0].id,
@@ -527,13 +527,13 @@ async fn a_step_of_another_run_is_fenced_and_work_carries_its_run() {
         panic!("a fired timer sends a message");
     };
     assert_eq!(
-        message.execution_id, RUN,
+        &*message.execution_id, RUN,
         "the firing carries the timer's run"
     );
     let page = store.pending_messages(0, 10).await.expect("reads");
     assert!(
         page.items
             .iter()
-            .any(|m| m.id == message.id && m.execution_id == RUN)
+            .any(|m| m.id == message.id && &*m.execution_id == RUN)
     );
 }

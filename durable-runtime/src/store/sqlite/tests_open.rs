@@ -222,11 +222,11 @@ async fn a_version_1_store_is_migrated_with_its_rows() {
     );
     // The migrated history length fences steps; the run started by version 1 has no id.
     let mut stale = step("i", 0);
-    stale.execution_id = String::new();
+    stale.execution_id = "".into();
     let stale = store.write(Write::Step(stale)).await;
     assert!(matches!(stale, Err(StoreError::Fenced(_))), "{stale:?}");
     let mut next = step("i", 2);
-    next.execution_id = String::new();
+    next.execution_id = "".into();
     next.consumed = vec![40];
     store.write(Write::Step(next)).await.expect("applies");
     // Deleted ids are not handed out again.
