@@ -90,9 +90,8 @@ async fn round_trip(ctx: OrchestrationContext, text: String) -> Result<String, O
 #[derive(Parser)]
 #[command(about = "durable benchmark workloads (SPEC §10)")]
 struct Args {
-    /// Workloads to run, comma-separated: w1, w2, w3, w5, w6, mem, payload. The payload
-    /// workload runs last: the memory it frees stays with the allocator and would inflate the
-    /// peak RSS of whatever ran after it.
+    /// Workloads to run, comma-separated: w1, w2, w3, w5, w6, mem, payload. Each runs in a
+    /// process of its own (see `--in-process`).
     #[arg(
         long,
         value_delimiter = ',',
@@ -105,6 +104,14 @@ struct Args {
     /// Small sizes, for a quick smoke run.
     #[arg(long)]
     quick: bool,
+    /// Run every workload in this process. By default each runs in a child process of its
+    /// own: the memory one workload frees stays with the allocator and would count in the
+    /// peak RSS of the next.
+    #[arg(long)]
+    in_process: bool,
+    /// Set on the child processes: no table header.
+    #[arg(long, hide = true)]
+    no_header: bool,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -392,6 +399,26 @@ fn peak_rss_mib() -> f64 {
     status_field_kib("VmHWM:").unwrap_or(0.0) / 1024.0
 }
 
+/// Runs each workload in a child process of this program, one after the other.
+fn run_each_in_a_child(args: &Args) -> Result<(), BoxError> {
+    let program = std::env::current_exe()?;
+    for workload in &args.workload {
+        let mut child = std::process::Command::new(&program);
+        child.args(["--in-process", "--no-header", "--workload", workload]);
+        if args.json {
+            child.arg("--json");
+        }
+        if args.quick {
+            child.arg("--quick");
+        }
+        let status = child.status()?;
+        if !status.success() {
+            return Err(format!("workload {workload} failed: {status}").into());
+        }
+    }
+    Ok(())
+}
+
 /// Resets the kernel's peak-RSS mark so each workload's peak is its own.
 fn reset_peak_rss() {
     let _ = std::fs::write("/proc/self/clear_refs", "5");
@@ -404,9 +431,12 @@ async fn main() -> Result<(), BoxError> {
         json: args.json,
         quick: args.quick,
     };
-    if !bench.json {
+    if !bench.json && !args.no_header {
         println!("| workload | shape | time | result |");
         println!("|---|---|---|---|");
+    }
+    if !args.in_process && args.workload.len() > 1 {
+        return run_each_in_a_child(&args);
     }
     for workload in &args.workload {
         match workload.as_str() {

@@ -114,6 +114,14 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How many armed timers the runtime keeps in memory (default: 10,000). Later timers stay
+    /// in the store and are read, earliest first, as the earlier ones fire, so a backlog of
+    /// millions of timers costs no more memory than this many.
+    pub fn max_timers_in_memory(mut self, timers: usize) -> Self {
+        self.limits.max_timers_in_memory = timers;
+        self
+    }
+
     /// The clock durable timers and step times are read from (default: the system clock).
     /// For tests that move time.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -212,6 +220,7 @@ impl Runtime {
                 max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
                 activity_timeout: None,
                 activity_timeouts: HashMap::new(),
+                max_timers_in_memory: timer::DEFAULT_MAX_TIMERS_IN_MEMORY,
             },
         }
     }

@@ -74,6 +74,34 @@ pub struct TimerWorkItem {
     pub fire_at_ms: i64,
 }
 
+impl TimerWorkItem {
+    /// Where it stands in due order.
+    pub fn due_key(&self) -> DueKey {
+        DueKey {
+            fire_at_ms: self.fire_at_ms,
+            id: self.id,
+        }
+    }
+}
+
+/// A timer's place in due order: its due time, then its id (ties fire in the order they were
+/// armed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct DueKey {
+    /// When it fires (ms since the epoch).
+    pub fire_at_ms: i64,
+    /// Its store-assigned id.
+    pub id: i64,
+}
+
+impl DueKey {
+    /// Before every timer: where reading in due order starts.
+    pub const FIRST: DueKey = DueKey {
+        fire_at_ms: i64::MIN,
+        id: i64::MIN,
+    };
+}
+
 /// A new instance: its row plus its `ExecutionStarted` message.
 #[derive(Clone, Debug)]
 pub struct NewInstance {
@@ -343,15 +371,13 @@ pub struct CorruptRow {
     pub reason: String,
 }
 
-/// The largest id of each kind of stored work, at one moment.
+/// The largest message and activity ids, at one moment (timers are read in due order instead).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Watermarks {
     /// Largest message id (0 if none).
     pub messages: i64,
     /// Largest activity work item id (0 if none).
     pub activities: i64,
-    /// Largest timer id (0 if none).
-    pub timers: i64,
 }
 
 /// One page of pending work of one kind, in id order.
@@ -388,7 +414,7 @@ pub trait Backend: Send + Sync + 'static {
         instance_id: &str,
     ) -> Result<Option<RuntimeStatus>, StoreError>;
 
-    /// The largest message, activity and timer ids in the store. Ids only grow, so work
+    /// The largest message and activity ids in the store. Ids only grow, so work
     /// created after this call has larger ids: startup recovery reads up to these marks and
     /// leaves everything newer to the process that created it.
     async fn work_watermarks(&self) -> Result<Watermarks, StoreError>;
@@ -407,10 +433,12 @@ pub trait Backend: Send + Sync + 'static {
         limit: usize,
     ) -> Result<PendingPage<ActivityWorkItem>, StoreError>;
 
-    /// Up to `limit` armed timers with ids above `after_id`, in id order.
+    /// Up to `limit` armed timers that come after `after` in due order ([`DueKey`]: due time,
+    /// then id), earliest first. The timer service keeps only the earliest timers in memory
+    /// and reads the later ones with this as their turn comes.
     async fn pending_timers(
         &self,
-        after_id: i64,
+        after: DueKey,
         limit: usize,
     ) -> Result<PendingPage<TimerWorkItem>, StoreError>;
 }

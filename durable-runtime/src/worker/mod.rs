@@ -25,6 +25,8 @@ pub(crate) struct Limits {
     pub activity_timeout: Option<Duration>,
     /// Per-activity start-to-close timeouts, by registered name.
     pub activity_timeouts: HashMap<String, Duration>,
+    /// Armed timers kept in memory; later ones are read from the store as their turn comes.
+    pub max_timers_in_memory: usize,
 }
 
 impl Limits {
@@ -142,6 +144,12 @@ impl InFlight {
         // Reap what finished, so the set holds only what is running.
         while self.tasks.try_join_next().is_some() {}
         self.tasks.spawn(task);
+    }
+
+    /// How many tasks are still running (finished ones are freed).
+    pub(crate) fn running(&mut self) -> usize {
+        while self.tasks.try_join_next().is_some() {}
+        self.tasks.len()
     }
 
     /// Waits for a task to finish and frees it (a finished task keeps its memory until it is

@@ -1,4 +1,5 @@
-//! Startup recovery: hands the work an earlier process left in the store to the workers.
+//! Startup recovery: hands the messages and activities an earlier process left in the store to
+//! the workers (the timer service reads the timers itself, see [`super::timer`]).
 //!
 //! It runs beside the workers, so a large backlog neither delays `start()` nor has to fit in
 //! memory: the store is read a page at a time, in id order (a start before the events sent to
@@ -79,11 +80,11 @@ impl HeldBack {
     }
 }
 
-/// Delivers every pending message, activity and timer, then ends; stops early at shutdown.
+/// Delivers every pending message and activity, then ends; stops early at shutdown.
 /// Returns false if it could not finish (the rest is recovered at the next start).
 pub(crate) async fn run(shared: Arc<Shared>, marks: Watermarks, mut stopped: StopSignal) -> bool {
-    // The three kinds are handed over side by side, each paced by its own backlog: a queue of
-    // slow activities must hold back neither the events nor the due timers.
+    // The two kinds are handed over side by side, each paced by its own backlog: a queue of
+    // slow activities must not hold back the events.
     let messages = async {
         let handed = drain(&shared, marks.messages, Pace::Messages, |after| {
             let shared = shared.clone();
@@ -99,13 +100,11 @@ pub(crate) async fn run(shared: Arc<Shared>, marks: Watermarks, mut stopped: Sto
         let shared = shared.clone();
         async move { shared.store.pending_activities(after, PAGE).await }
     });
-    let timers = drain(&shared, marks.timers, Pace::None, |after| {
-        let shared = shared.clone();
-        async move { shared.store.pending_timers(after, PAGE).await }
-    });
+    // Timers are not recovered here: the timer service reads them from the store in due
+    // order, as many as it keeps in memory.
     let work = async {
-        let (messages, activities, timers) = tokio::join!(messages, activities, timers);
-        tracing::info!(messages, activities, timers, "resumed unfinished work");
+        let (messages, activities) = tokio::join!(messages, activities);
+        tracing::info!(messages, activities, "resumed unfinished work");
     };
     tokio::select! {
         biased;
@@ -121,8 +120,6 @@ enum Pace {
     Messages,
     /// Activities not yet started.
     Activities,
-    /// None: timers cost a few bytes each until due.
-    None,
 }
 
 /// Hands over every page of one kind of work up to `mark`, waiting for the workers between
@@ -171,7 +168,6 @@ fn over_window(shared: &Shared, pace: Pace) -> bool {
     match pace {
         Pace::Messages => messages > WINDOW,
         Pace::Activities => activities > WINDOW,
-        Pace::None => false,
     }
 }
 
@@ -196,15 +192,6 @@ impl Recoverable for crate::store::ActivityWorkItem {
     }
     fn hand_over(self, shared: &Shared) {
         shared.dispatcher.enqueue_activity(self);
-    }
-}
-
-impl Recoverable for crate::store::TimerWorkItem {
-    fn id(&self) -> i64 {
-        self.id
-    }
-    fn hand_over(self, shared: &Shared) {
-        shared.dispatcher.arm_timer(self);
     }
 }
 

@@ -1,91 +1,256 @@
 //! The timer service: fires durable timers when they come due.
 //!
-//! Armed timers live in the store (so they survive restarts) and in a heap here ordered by due
-//! time; one task sleeps until the earliest and then commits `TimerFired` for every due timer.
+//! Armed timers live in the store (so they survive restarts). Only the earliest of them are
+//! also kept here, at most [`Limits::max_timers_in_memory`](super::Limits), ordered by due
+//! time: however many timers are armed (a million reminders due next year), memory stays
+//! bounded. The service keeps one promise, the *horizon*: every stored timer up to the
+//! horizon, in due order, is in memory (or being fired). Timers beyond it are read from the
+//! store, a page at a time, as the earlier ones fire. At start the horizon is before every
+//! timer, so the timers an earlier process left are read the same way.
+//!
+//! A timer armed by a step arrives here after its commit. If it falls beyond the horizon it is
+//! left to the store, which a later read will find it in; that read happens after the commit,
+//! so nothing is missed. A timer read from the store and also announced by its step is one key
+//! in the map, and a timer fired twice is a no-op the second time (its row is gone).
 //!
 //! Due times are wall-clock times, but Tokio sleeps on the monotonic clock, which stands still
 //! while a VM is suspended and ignores clock adjustments. So the service never sleeps longer
 //! than [`MAX_TIMER_SLEEP`] before reading the wall clock again: an 8-hour timer fires at most
 //! that late after a suspend or a forward jump.
 
-use super::{InFlight, Shared, StopSignal, retry_delay, stopping};
-use crate::store::{ErrorClass, TimerWorkItem, Write};
-use std::cmp::Reverse;
-use std::collections::BinaryHeap;
+use super::{InFlight, Shared, StopSignal, record_failure, retry_delay, stopping};
+use crate::failure::FailureDetails;
+use crate::store::{DueKey, ErrorClass, PendingPage, StoreError, TimerWorkItem, Write};
+use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 
-/// Orders timers by due time, then id.
-struct Due(TimerWorkItem);
-
-impl PartialEq for Due {
-    fn eq(&self, other: &Self) -> bool {
-        (self.0.fire_at_ms, self.0.id) == (other.0.fire_at_ms, other.0.id)
-    }
-}
-
-impl Eq for Due {}
-
-impl PartialOrd for Due {
-    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
-        Some(self.cmp(other))
-    }
-}
-
-impl Ord for Due {
-    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
-        (self.0.fire_at_ms, self.0.id).cmp(&(other.0.fire_at_ms, other.0.id))
-    }
-}
-
 /// The longest the timer service sleeps before it reads the wall clock again.
 pub(crate) const MAX_TIMER_SLEEP: Duration = Duration::from_secs(1);
+
+/// Messages waiting for their steps beyond which no more timers are read from the store:
+/// firing a backlog of due timers must not outrun the steps that consume what they deliver.
+const MESSAGE_BACKLOG: usize = 4_000;
+
+/// How often a read held back by the backlog looks again.
+const CATCH_UP_POLL: Duration = Duration::from_millis(5);
+
+/// Due timers written in one batch.
+const FIRE_BATCH: usize = 1_000;
+
+/// Timers kept in memory when nothing says otherwise.
+pub(crate) const DEFAULT_MAX_TIMERS_IN_MEMORY: usize = 10_000;
+
+/// How far the timers in memory reach into the store's.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Horizon {
+    /// Every stored timer is in memory.
+    Everything,
+    /// Every stored timer up to this key is in memory; later ones are only in the store.
+    Through(DueKey),
+}
+
+impl Horizon {
+    fn covers(self, key: DueKey) -> bool {
+        match self {
+            Horizon::Everything => true,
+            Horizon::Through(last) => key <= last,
+        }
+    }
+}
+
+/// The earliest armed timers, and how far they reach.
+struct Armed {
+    timers: BTreeMap<DueKey, TimerWorkItem>,
+    horizon: Horizon,
+    capacity: usize,
+    /// Corrupt timer rows whose instance was already failed, so a later read skips them.
+    reported_corrupt: HashSet<i64>,
+}
+
+impl Armed {
+    fn new(capacity: usize) -> Self {
+        Armed {
+            timers: BTreeMap::new(),
+            // Nothing read yet: the store may hold timers an earlier process armed.
+            horizon: Horizon::Through(DueKey::FIRST),
+            // Evicting makes room for one: at least two keep the horizon on a timer in memory.
+            capacity: capacity.max(2),
+            reported_corrupt: HashSet::new(),
+        }
+    }
+
+    /// Takes in a timer that was committed; keeps it if it falls within the horizon.
+    fn arm(&mut self, timer: TimerWorkItem) {
+        let key = timer.due_key();
+        if !self.horizon.covers(key) {
+            return;
+        }
+        self.timers.insert(key, timer);
+        if self.timers.len() > self.capacity {
+            // The latest goes back to being only in the store, and the horizon moves before it.
+            self.timers.pop_last();
+            if let Some((&last, _)) = self.timers.last_key_value() {
+                self.horizon = Horizon::Through(last);
+            }
+        }
+    }
+
+    /// Up to `limit` timers due at `now_ms`, in due order.
+    fn take_due(&mut self, now_ms: i64, limit: usize) -> Vec<TimerWorkItem> {
+        let mut due = Vec::new();
+        while let Some(entry) = self.timers.first_entry() {
+            if entry.key().fire_at_ms > now_ms || due.len() == limit {
+                break;
+            }
+            due.push(entry.remove());
+        }
+        due
+    }
+
+    /// Where to read from the store next, and how many, if memory has room to reach further.
+    fn wants_more(&self) -> Option<(DueKey, usize)> {
+        match self.horizon {
+            Horizon::Through(last) if self.timers.len() <= self.capacity / 2 => {
+                Some((last, self.capacity - self.timers.len()))
+            }
+            _ => None,
+        }
+    }
+
+    /// Takes in the page read from the horizon on (nothing is armed while it is read);
+    /// returns its corrupt rows not reported before.
+    fn extend(
+        &mut self,
+        asked: usize,
+        page: PendingPage<TimerWorkItem>,
+    ) -> Vec<crate::store::CorruptRow> {
+        let read = page.items.len() + page.corrupt.len();
+        self.horizon = match page.items.last().map(TimerWorkItem::due_key) {
+            _ if read < asked => Horizon::Everything,
+            Some(last) => Horizon::Through(last),
+            // A whole page of corrupt rows: nothing to order by. Stop reading rather than read
+            // them forever.
+            None => {
+                tracing::error!(
+                    rows = read,
+                    "a page of timers did not decode; later timers wait for the next start"
+                );
+                Horizon::Everything
+            }
+        };
+        for timer in page.items {
+            self.arm(timer);
+        }
+        page.corrupt
+            .into_iter()
+            .filter(|row| self.reported_corrupt.insert(row.id))
+            .collect()
+    }
+}
 
 /// Runs until the runtime stops.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    mut armed: mpsc::UnboundedReceiver<TimerWorkItem>,
+    mut armed_rx: mpsc::UnboundedReceiver<TimerWorkItem>,
     mut stopped: StopSignal,
 ) -> bool {
-    let mut heap: BinaryHeap<Reverse<Due>> = BinaryHeap::new();
+    let mut armed = Armed::new(shared.limits.max_timers_in_memory);
     let mut in_flight = InFlight::default();
+    let mut read_attempt = 0;
+    let mut next_read = Instant::now();
     let deadline = loop {
-        let now = shared.clock.now_ms();
-        let mut due = Vec::new();
-        while heap
-            .peek()
-            .is_some_and(|Reverse(next)| next.0.fire_at_ms <= now)
-        {
-            if let Some(Reverse(Due(timer))) = heap.pop() {
-                due.push(timer);
+        // One batch fires at a time, so timers due together are written in due order and a
+        // burst of due timers costs one batch of memory.
+        if in_flight.running() == 0 {
+            let due = armed.take_due(shared.clock.now_ms(), FIRE_BATCH);
+            if !due.is_empty() {
+                in_flight.spawn(fire_in_order(shared.clone(), due));
             }
         }
-        if !due.is_empty() {
-            in_flight.spawn(fire_in_order(shared.clone(), due));
+        let firing = in_flight.running() > 0;
+        let wanted = armed.wants_more();
+        let caught_up = !firing && shared.dispatcher.backlog().0 <= MESSAGE_BACKLOG;
+        if let Some((after, limit)) = wanted
+            && caught_up
+            && Instant::now() >= next_read
+        {
+            let read = shared.store.pending_timers(after, limit);
+            let page = tokio::select! {
+                biased;
+                deadline = stopping(&mut stopped) => break deadline,
+                page = read => page,
+            };
+            match page {
+                Ok(page) => {
+                    read_attempt = 0;
+                    for row in armed.extend(limit, page) {
+                        fail_corrupt(&shared, row).await;
+                    }
+                    // What was read may be due already.
+                    continue;
+                }
+                Err(err) => {
+                    let retry = err.class() == ErrorClass::Transient;
+                    tracing::warn!(error = %err, retry, "armed timers could not be read");
+                    next_read = Instant::now() + read_retry_delay(&err, read_attempt);
+                    read_attempt += 1;
+                }
+            }
         }
-        let wait = heap
-            .peek()
-            .map(|Reverse(due)| {
+        let now = shared.clock.now_ms();
+        // While a batch fires, the next due one waits for it (the reap below wakes the loop).
+        let next_due = armed.timers.first_key_value().filter(|_| !firing);
+        let mut wait = next_due
+            .map(|(key, _)| {
                 Duration::from_millis(
-                    u64::try_from(due.0.fire_at_ms.saturating_sub(now)).unwrap_or(0),
+                    u64::try_from(key.fire_at_ms.saturating_sub(now)).unwrap_or(0),
                 )
             })
             .unwrap_or(MAX_TIMER_SLEEP)
             .min(MAX_TIMER_SLEEP);
+        if wanted.is_some() && !caught_up {
+            wait = wait.min(CATCH_UP_POLL);
+        }
         tokio::select! {
             biased;
             deadline = stopping(&mut stopped) => break deadline,
-            timer = armed.recv() => match timer {
-                Some(timer) => heap.push(Reverse(Due(timer))),
+            timer = armed_rx.recv() => match timer {
+                Some(timer) => armed.arm(timer),
                 None => break Instant::now(),
             },
+            () = in_flight.reap() => {}
             _ = tokio::time::sleep(wait) => {}
         }
     };
     drop(shared);
     in_flight.drain(deadline).await
+}
+
+/// A read that failed for a transient reason is tried again soon; any other failure is tried
+/// again rarely, in case an operator repairs the store.
+fn read_retry_delay(err: &StoreError, attempt: u32) -> Duration {
+    if err.class() == ErrorClass::Transient {
+        retry_delay(attempt)
+    } else {
+        Duration::from_secs(60)
+    }
+}
+
+/// Fails the instance of a timer row that does not decode; the row stays for whoever repairs
+/// it.
+async fn fail_corrupt(shared: &Arc<Shared>, row: crate::store::CorruptRow) {
+    let Some(instance_id) = &row.instance_id else {
+        tracing::error!(id = row.id, reason = %row.reason, "corrupt timer row of no readable instance; left in the store");
+        return;
+    };
+    let failure = FailureDetails::new(format!(
+        "the instance cannot be resumed: corrupt timers row {}: {}",
+        row.id, row.reason
+    ));
+    record_failure(shared, instance_id, failure).await;
 }
 
 /// Fires timers that came due together in their due order: their writes are queued to the
@@ -133,5 +298,114 @@ async fn fire(shared: Arc<Shared>, timer: TimerWorkItem) {
                 return;
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timer(id: i64, fire_at_ms: i64) -> TimerWorkItem {
+        TimerWorkItem {
+            id,
+            instance_id: format!("i{id}"),
+            execution_id: "run".into(),
+            task_id: 0,
+            fire_at_ms,
+        }
+    }
+
+    fn page(items: Vec<TimerWorkItem>) -> PendingPage<TimerWorkItem> {
+        let last_id = items.last().map(|t| t.id);
+        PendingPage {
+            items,
+            corrupt: Vec::new(),
+            last_id,
+        }
+    }
+
+    fn keys(armed: &Armed) -> Vec<i64> {
+        armed.timers.values().map(|t| t.id).collect()
+    }
+
+    #[test]
+    fn reads_the_store_first_and_everything_once_a_page_comes_back_short() {
+        let mut armed = Armed::new(4);
+        assert_eq!(armed.wants_more(), Some((DueKey::FIRST, 4)));
+        armed.extend(4, page(vec![timer(1, 10), timer(2, 20)]));
+        assert_eq!(armed.horizon, Horizon::Everything);
+        assert_eq!(armed.wants_more(), None);
+    }
+
+    #[test]
+    fn a_full_memory_keeps_the_earliest_and_moves_the_horizon_before_the_rest() {
+        let mut armed = Armed::new(3);
+        armed.extend(3, page(Vec::new()));
+        for (id, at) in [(1, 50), (2, 10), (3, 40), (4, 20), (5, 30)] {
+            armed.arm(timer(id, at));
+        }
+        // Due 10, 20, 30 are kept; 40 and 50 are left to the store.
+        assert_eq!(keys(&armed), vec![2, 4, 5]);
+        assert_eq!(
+            armed.horizon,
+            Horizon::Through(DueKey {
+                fire_at_ms: 30,
+                id: 5
+            })
+        );
+        // A later timer beyond the horizon is not taken in; an earlier one is.
+        armed.arm(timer(6, 35));
+        armed.arm(timer(7, 5));
+        assert_eq!(keys(&armed), vec![7, 2, 4]);
+        let due: Vec<i64> = armed.take_due(20, 10).iter().map(|t| t.id).collect();
+        assert_eq!(due, vec![7, 2, 4]);
+        // Memory has room again: the next read starts right after the horizon.
+        assert_eq!(
+            armed.wants_more(),
+            Some((
+                DueKey {
+                    fire_at_ms: 20,
+                    id: 4
+                },
+                3
+            ))
+        );
+    }
+
+    #[test]
+    fn a_full_page_moves_the_horizon_to_its_last_timer() {
+        let mut armed = Armed::new(4);
+        armed.extend(
+            4,
+            page(vec![timer(1, 10), timer(2, 10), timer(9, 11), timer(3, 12)]),
+        );
+        assert_eq!(
+            armed.horizon,
+            Horizon::Through(DueKey {
+                fire_at_ms: 12,
+                id: 3
+            })
+        );
+        // Announced by its step after the page was read, within the horizon: kept once.
+        armed.arm(timer(2, 10));
+        assert_eq!(keys(&armed), vec![1, 2, 9, 3]);
+    }
+
+    #[test]
+    fn a_corrupt_row_is_reported_once() {
+        let mut armed = Armed::new(4);
+        let corrupt = || crate::store::CorruptRow {
+            table: "timers",
+            id: 7,
+            instance_id: Some("broken".into()),
+            reason: "task id -1 is negative".into(),
+        };
+        let mut first = page(vec![timer(1, 10)]);
+        first.corrupt.push(corrupt());
+        assert_eq!(armed.extend(4, first).len(), 1);
+        armed.horizon = Horizon::Through(DueKey::FIRST);
+        let mut again = page(vec![timer(1, 10)]);
+        again.corrupt.push(corrupt());
+        assert!(armed.extend(4, again).is_empty());
     }
 }

@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use durable_runtime::HistoryRecord;
 use durable_runtime::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 use durable_runtime::store::{
-    ActivityWorkItem, Backend, Message, PendingPage, StoreError, TimerWorkItem, Watermarks, Write,
-    Written,
+    ActivityWorkItem, Backend, DueKey, Message, PendingPage, StoreError, TimerWorkItem, Watermarks,
+    Write, Written,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -99,9 +99,9 @@ impl Backend for HookedStore {
 
     async fn pending_timers(
         &self,
-        after_id: i64,
+        after: DueKey,
         limit: usize,
     ) -> Result<PendingPage<TimerWorkItem>, StoreError> {
-        self.inner.pending_timers(after_id, limit).await
+        self.inner.pending_timers(after, limit).await
     }
 }

@@ -22,8 +22,8 @@ mod tests;
 mod tests_open;
 
 use super::{
-    ActivityWorkItem, Backend, Message, PendingPage, StoreError, TimerWorkItem, Watermarks, Write,
-    Written,
+    ActivityWorkItem, Backend, DueKey, Message, PendingPage, StoreError, TimerWorkItem, Watermarks,
+    Write, Written,
 };
 use crate::history::HistoryRecord;
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
@@ -340,10 +340,10 @@ impl Backend for SqliteStore {
 
     async fn pending_timers(
         &self,
-        after_id: i64,
+        after: DueKey,
         limit: usize,
     ) -> Result<PendingPage<TimerWorkItem>, StoreError> {
-        self.read(move |conn| read::pending_timers(conn, after_id, limit))
+        self.read(move |conn| read::pending_timers(conn, after, limit))
             .await
     }
 }

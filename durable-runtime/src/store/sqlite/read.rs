@@ -10,7 +10,8 @@ use crate::history::{HistoryEvent, HistoryRecord};
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 use crate::payload::Payload;
 use crate::store::{
-    ActivityWorkItem, CorruptRow, Message, PendingPage, StoreError, TimerWorkItem, Watermarks,
+    ActivityWorkItem, CorruptRow, DueKey, Message, PendingPage, StoreError, TimerWorkItem,
+    Watermarks,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -100,7 +101,6 @@ pub(crate) fn watermarks(conn: &Connection) -> Result<Watermarks, StoreError> {
     Ok(Watermarks {
         messages: max("messages")?,
         activities: max("activities")?,
-        timers: max("timers")?,
     })
 }
 
@@ -210,19 +210,21 @@ fn task_id(row: &Row<'_>, index: usize) -> Result<u64, String> {
     u64::try_from(value).map_err(|_| format!("task id {value} is negative"))
 }
 
+fn sql_limit(limit: usize) -> i64 {
+    i64::try_from(limit).unwrap_or(i64::MAX)
+}
+
 /// Reads one page of `table` (`SELECT id, instance_id, ...` in `sql`), decoding each row with
 /// `decode` and reporting the rows it rejects instead of failing.
 fn page<T>(
     conn: &Connection,
     table: &'static str,
     sql: &str,
-    after_id: i64,
-    limit: usize,
+    params: impl rusqlite::Params,
     decode: impl Fn(&Row<'_>, i64, &str) -> Result<T, String>,
 ) -> Result<PendingPage<T>, StoreError> {
-    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(params![after_id, limit])?;
+    let mut rows = stmt.query(params)?;
     let mut page = PendingPage {
         items: Vec::new(),
         corrupt: Vec::new(),
@@ -264,8 +266,7 @@ pub(crate) fn pending_messages(
         "messages",
         "SELECT id, instance_id, event, execution_id FROM messages
          WHERE id > ?1 ORDER BY id LIMIT ?2",
-        after_id,
-        limit,
+        params![after_id, sql_limit(limit)],
         |row, id, instance_id| {
             let event: HistoryEvent = serde_json::from_str(&text(row, 2)?)
                 .map_err(|err| format!("event does not decode: {err}"))?;
@@ -290,8 +291,7 @@ pub(crate) fn pending_activities(
         "activities",
         "SELECT id, instance_id, task_id, name, input, execution_id FROM activities
          WHERE id > ?1 ORDER BY id LIMIT ?2",
-        after_id,
-        limit,
+        params![after_id, sql_limit(limit)],
         |row, id, instance_id| {
             let input = Payload::from_json(text(row, 4)?)
                 .map_err(|err| format!("input is not JSON: {err}"))?;
@@ -307,19 +307,18 @@ pub(crate) fn pending_activities(
     )
 }
 
-/// Armed timers after `after_id`.
+/// Armed timers after `after` in due order (`timers_by_due`).
 pub(crate) fn pending_timers(
     conn: &Connection,
-    after_id: i64,
+    after: DueKey,
     limit: usize,
 ) -> Result<PendingPage<TimerWorkItem>, StoreError> {
     page(
         conn,
         "timers",
         "SELECT id, instance_id, task_id, fire_at_ms, execution_id FROM timers
-         WHERE id > ?1 ORDER BY id LIMIT ?2",
-        after_id,
-        limit,
+         WHERE (fire_at_ms, id) > (?1, ?2) ORDER BY fire_at_ms, id LIMIT ?3",
+        params![after.fire_at_ms, after.id, sql_limit(limit)],
         |row, id, instance_id| {
             Ok(TimerWorkItem {
                 id,

@@ -13,7 +13,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i32 = 0x4455_5242;
 
 /// The schema version this release reads and writes.
-pub const SCHEMA_VERSION: i32 = 3;
+pub const SCHEMA_VERSION: i32 = 4;
 
 /// The version 3 schema, for a new file.
 const SCHEMA_V2: &str = "
@@ -98,6 +98,11 @@ ALTER TABLE activities ADD COLUMN execution_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE timers ADD COLUMN execution_id TEXT NOT NULL DEFAULT '';
 ";
 
+/// From version 3: timers are read in due order, a page at a time.
+const MIGRATE_V3_TO_V4: &str = "
+CREATE INDEX IF NOT EXISTS timers_by_due ON timers(fire_at_ms);
+";
+
 const COPY_V1_WORK: &str = "
 INSERT INTO messages (id, instance_id, event) SELECT id, instance_id, event FROM messages_v1;
 INSERT INTO activities (id, instance_id, task_id, name, input)
@@ -142,7 +147,8 @@ pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> 
             );
             match version {
                 1 => migrate_from_v1(conn),
-                _ => migrate_from_v2(conn),
+                2 => migrate_from_v2(conn),
+                _ => migrate_from_v3(conn),
             }
         }
     });
@@ -196,7 +202,7 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
             SCHEMA_VERSION => Ok(Found::Current),
             // Version 1 never stamped the id, but a file that has it and version 1 is one.
             1 if tables.iter().any(|t| t == "instances") => Ok(Found::Older(1)),
-            2 => Ok(Found::Older(2)),
+            2 | 3 => Ok(Found::Older(version)),
             v if v > SCHEMA_VERSION => Err(incompatible(
                 path,
                 format!(
@@ -244,12 +250,17 @@ fn stamp(conn: &Connection) -> Result<(), StoreError> {
 fn create(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(SCHEMA_V2)?;
     conn.execute_batch(WORK_TABLES_V2)?;
+    migrate_from_v3(conn)
+}
+
+fn migrate_from_v3(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(MIGRATE_V3_TO_V4)?;
     stamp(conn)
 }
 
 fn migrate_from_v2(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(MIGRATE_V2_TO_V3)?;
-    stamp(conn)
+    migrate_from_v3(conn)
 }
 
 fn migrate_from_v1(conn: &Connection) -> Result<(), StoreError> {
@@ -257,5 +268,5 @@ fn migrate_from_v1(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(WORK_TABLES_V2)?;
     conn.execute_batch(COPY_V1_WORK)?;
     conn.execute_batch("CREATE INDEX IF NOT EXISTS instances_by_created ON instances(created_ms)")?;
-    stamp(conn)
+    migrate_from_v3(conn)
 }

@@ -237,7 +237,10 @@ async fn a_step_consuming_a_message_already_gone_is_refused_whole() {
     );
     assert_eq!(pending_message_ids(&store).await, vec![started, event]);
     assert!(store.read_history("i").await.expect("reads").is_empty());
-    let timers = store.pending_timers(0, 10).await.expect("reads");
+    let timers = store
+        .pending_timers(DueKey::FIRST, 10)
+        .await
+        .expect("reads");
     assert!(timers.items.is_empty());
 }
 
@@ -251,7 +254,7 @@ async fn only_pending_or_running_instances_move_and_finishing_disarms_timers() {
     store.write(Write::Step(arm)).await.expect("applies");
     assert_eq!(
         store
-            .pending_timers(0, 10)
+            .pending_timers(DueKey::FIRST, 10)
             .await
             .expect("reads")
             .items
@@ -264,7 +267,7 @@ async fn only_pending_or_running_instances_move_and_finishing_disarms_timers() {
     store.write(Write::Step(done)).await.expect("completes");
     assert!(
         store
-            .pending_timers(0, 10)
+            .pending_timers(DueKey::FIRST, 10)
             .await
             .expect("reads")
             .items
@@ -300,6 +303,26 @@ async fn only_pending_or_running_instances_move_and_finishing_disarms_timers() {
 }
 
 #[tokio::test]
+async fn timers_are_read_in_due_order_a_page_at_a_time() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir);
+    store.write(create("i")).await.expect("created");
+    let mut arm = step("i", 0);
+    // Armed out of due order, two due together.
+    arm.timers = vec![(1, 3_000), (2, 1_000), (3, 2_000), (4, 1_000)];
+    store.write(Write::Step(arm)).await.expect("applies");
+    let mut after = DueKey::FIRST;
+    let mut due = Vec::new();
+    loop {
+        let page = store.pending_timers(after, 3).await.expect("reads");
+        let Some(last) = page.items.last() else { break };
+        after = last.due_key();
+        due.extend(page.items.iter().map(|t| (t.fire_at_ms, t.task_id)));
+    }
+    assert_eq!(due, vec![(1_000, 2), (1_000, 4), (2_000, 3), (3_000, 1)]);
+}
+
+#[tokio::test]
 async fn failing_an_instance_disarms_its_timers_and_unknown_instances_are_not_found() {
     let dir = tempfile::tempdir().expect("temp dir");
     let store = open(&dir);
@@ -315,7 +338,7 @@ async fn failing_an_instance_disarms_its_timers_and_unknown_instances_are_not_fo
     store.write(fail("i")).await.expect("fails the instance");
     assert!(
         store
-            .pending_timers(0, 10)
+            .pending_timers(DueKey::FIRST, 10)
             .await
             .expect("reads")
             .items

@@ -113,7 +113,7 @@ fn a_store_of_a_newer_version_is_refused() {
     drop(raw);
     let reason = refused(&path);
     assert!(
-        reason.contains("version 3") && reason.contains("newer"),
+        reason.contains(&format!("version {}", SCHEMA_VERSION + 1)) && reason.contains("newer"),
         "{reason}"
     );
 }
@@ -217,7 +217,12 @@ async fn a_version_1_store_is_migrated_with_its_rows() {
     let activities = store.pending_activities(0, 10).await.expect("reads");
     assert_eq!(activities.items[0].id, 41);
     assert_eq!(
-        store.pending_timers(0, 10).await.expect("reads").items[0].id,
+        store
+            .pending_timers(DueKey::FIRST, 10)
+            .await
+            .expect("reads")
+            .items[0]
+            .id,
         42
     );
     // The migrated history length fences steps; the run started by version 1 has no id.
@@ -237,6 +242,32 @@ async fn a_version_1_store_is_migrated_with_its_rows() {
     );
     drop(store);
     let raw = open_read_only(&path).expect("opens");
+    let version: i32 = raw
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("reads");
+    assert_eq!(version, SCHEMA_VERSION);
+}
+
+#[tokio::test]
+async fn a_version_3_store_gets_the_due_order_index() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.db");
+    drop(open(&dir));
+    // What version 3 wrote: the same tables, without the index.
+    let raw = rusqlite::Connection::open(&path).expect("opens");
+    raw.execute_batch("DROP INDEX timers_by_due; PRAGMA user_version = 3;")
+        .expect("back to version 3");
+    drop(raw);
+    drop(SqliteStore::open(&path).expect("migrates"));
+    let raw = open_read_only(&path).expect("opens");
+    let indexes: i64 = raw
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'timers_by_due'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("reads");
+    assert_eq!(indexes, 1);
     let version: i32 = raw
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .expect("reads");
