@@ -30,6 +30,7 @@ impl FileScope {
             }],
             statics: Vec::new(),
             orchestrators: Vec::new(),
+            searching: Default::default(),
         };
         file.declare_module(0, items);
         file

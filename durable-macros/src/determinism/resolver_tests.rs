@@ -306,3 +306,28 @@ fn bindings_carry_what_their_type_or_initializer_says() {
     assert_eq!(of(&trace, "g"), [TIME]);
     assert_eq!(of(&trace, "h"), [HASH]);
 }
+
+#[test]
+fn cycles_of_imports_and_globs_end() {
+    let trace = resolutions(
+        parse_quote! {
+            use self::a as b;
+            use self::b as a;
+            mod m { pub use super::*; pub use std::time::Instant; }
+            mod n { pub use super::*; pub use super::m::*; }
+            use m::*;
+            use n::*;
+        },
+        parse_quote!({
+            a::x();
+            Instant::now();
+            missing();
+        }),
+    );
+    assert_eq!(of(&trace, "a::x"), [Target::Unresolved]);
+    assert_eq!(
+        of(&trace, "Instant::now"),
+        [external("std::time::Instant::now")]
+    );
+    assert_eq!(of(&trace, "missing"), [Target::Unresolved]);
+}

@@ -51,8 +51,8 @@ impl Category {
                  use `ctx.current_utc_datetime()`"
             ),
             Category::Elapsed => format!(
-                "{subject} reads the wall clock again, which differs when the orchestrator is \
-                 replayed: measure against the recorded time, \
+                "{subject} reads the wall clock to measure how long ago that was, which differs \
+                 when the orchestrator is replayed: measure against the recorded time, \
                  `ctx.current_utc_datetime().duration_since(start)`"
             ),
             Category::Random => format!(

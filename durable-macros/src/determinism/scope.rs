@@ -142,6 +142,8 @@ pub(crate) struct FileScope {
     /// Each `#[orchestrator]` fn in the file: its module, and its body as text (to tell which
     /// one is being expanded).
     pub(crate) orchestrators: Vec<(ModuleId, String)>,
+    /// The modules a glob lookup is going through, innermost last.
+    pub(crate) searching: std::cell::RefCell<Vec<ModuleId>>,
 }
 
 impl Default for FileScope {
@@ -200,7 +202,17 @@ impl FileScope {
             return None;
         }
         match self.resolve_use(glob, Ns::Type, depth + 1) {
-            Target::Module(id) => self.lookup_in_module(id, name, ns, depth + 1),
+            Target::Module(id) => {
+                // Globs between modules can form cycles (`use super::*;` both ways): a module
+                // already being searched is not searched again.
+                if self.searching.borrow().contains(&id) {
+                    return None;
+                }
+                self.searching.borrow_mut().push(id);
+                let found = self.lookup_in_module(id, name, ns, depth + 1);
+                self.searching.borrow_mut().pop();
+                found
+            }
             Target::External(mut path) => {
                 rules::glob_brings(&rules::canonical(&path), name).then(|| {
                     path.push(name.to_string());
