@@ -35,57 +35,97 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// | refused | use instead |
 /// |---|---|
-/// | wall-clock time: `SystemTime::now`, `Instant::now`, `chrono::Utc::now` / `Local::now`, `OffsetDateTime::now_utc` | `ctx.current_utc_datetime()` |
-/// | randomness: anything under `rand`, `fastrand`, `getrandom`; `thread_rng`, `OsRng`, `Uuid::new_v4` | `ctx.random_u64()`, `ctx.new_guid()` |
+/// | wall-clock time: `SystemTime::now`, `Instant::now`, `chrono::Utc::now` / `Local::now`, `OffsetDateTime::now_utc`; `.elapsed()` on a clock reading (`UNIX_EPOCH.elapsed()`, `ctx.current_utc_datetime().elapsed()`) | `ctx.current_utc_datetime()` |
+/// | randomness: anything under `rand`, `fastrand`, `getrandom`; `Uuid::new_v4` / `now_v7`; `RandomState` (random hashing) | `ctx.random_u64()`, `ctx.new_guid()`; a `BTreeMap`, or a fixed hasher |
 /// | sleeping and timers: `std::thread::sleep`, anything under `tokio::time` | `ctx.sleep(d)`, `ctx.create_timer(at)` |
-/// | spawning: `tokio::spawn`, `tokio::task::spawn*`, `std::thread::spawn` / `scope` / `Builder` | `ctx.call_activity`, `ctx.when_all` |
-/// | I/O: `std::fs`, `tokio::fs`, `std::net`, `tokio::net`, `std::process`, `tokio::process`, `reqwest`, `hyper`, `ureq`, ... | an `#[activity]` |
-/// | environment: `std::env::*` | the orchestrator's input, or an `#[activity]` |
-/// | mutable statics: `static mut`, statics holding atomics, `Mutex`, `RwLock`, `Cell`, `RefCell`; `thread_local!` | local variables, the input |
-/// | `tokio::select!` without `biased;`, `futures::select!` | `biased;`, or `ctx.when_any(..)` |
-/// | iterating a `HashMap` / `HashSet` (`for .. in`, `.iter()`, `.keys()`, `.values()`, `.drain()`, ...) | `BTreeMap` / `BTreeSet` |
+/// | `tokio::time::timeout` | `ctx.when_any2(task, ctx.sleep(d))` |
+/// | `tokio::time::interval` | a loop on `ctx.sleep(period)` |
+/// | spawning: `tokio::spawn`, `tokio::task::spawn*`, `JoinSet`, `std::thread::spawn` / `scope` / `Builder` | `ctx.call_activity`, `ctx.when_all` |
+/// | I/O: `std::fs`, `tokio::fs`, `std::net`, `tokio::net`, `tokio::io`, `std::io::stdin`, `std::process`, `tokio::process`, `reqwest`, `hyper`, `ureq`, ... | an `#[activity]` |
+/// | environment: `std::env::*`, `std::process::id` | the orchestrator's input, or an `#[activity]` |
+/// | mutable statics: `static mut`, statics holding atomics, `Mutex`, `RwLock`, `Cell`, `RefCell`, `OnceLock`; `thread_local!` (declared in the body, or in the file and read in the body); a static whose initializer is refused (`LazyLock::new(SystemTime::now)`) | local variables, the input |
+/// | `tokio::select!` without `biased;`, `futures::select!` (the branches of every select are checked, biased or not) | `biased;`, or `ctx.when_any(..)` |
+/// | iterating a `HashMap` / `HashSet`: `for .. in`, `.iter()`, `.keys()`, `.values()`, `.drain()`, `.union()` / `.intersection()` / `.difference()` / `.symmetric_difference()`, handing it to `.extend()` / `.chain()` / `.zip()` | `BTreeMap` / `BTreeSet` |
 ///
-/// Paths are followed through `use` items in the function and at the top of the file, renames
-/// (`use std::time::SystemTime as Clock;`) and glob imports included.
+/// Names are resolved the way rustc would, within the body and the file: local bindings
+/// (`let`, patterns, parameters) and the user's own items and modules shadow imports, `use`
+/// items are followed (renames, glob imports of known modules, re-exports through the file's
+/// inline modules), and `crate::` paths are the user's. So `let env = ..`, `mod process`,
+/// `struct Command` or `crate::time::now()` are fine, and a `use rand::prelude::*;` written for
+/// an activity refuses only `thread_rng`, `random`, ... where the orchestrator uses them.
+/// Arguments of macros are checked when they parse as Rust (`vec!`, `format!`, `assert!`, user
+/// macros). A hash collection is followed through its bindings (types, `HashMap::new()`,
+/// `HashSet::from(..)`, `.clone()`), and iterating it is allowed where the order cannot show
+/// (`.count()`, `.len()`, `.min()`, `.max()`, collected into a set or map). Plain values of
+/// refused modules are allowed: `tokio::time::Duration`, `std::env::consts::*`, the `std::net`
+/// address types.
 ///
 /// # Escape hatch
 ///
 /// For the rare justified case, put `#[durable::allow_nondeterministic("why this is safe")]` on
-/// a statement or expression; the reason is required:
+/// a statement, an expression, a match arm or an item inside the body (a nested `fn`, a
+/// `static`, an `impl`); the reason is required. The macro removes it; anywhere else in the
+/// body (a parameter, a field) it is an error saying where it goes.
 ///
 /// ```ignore
 /// #[durable::allow_nondeterministic("only measures the step for a log line")]
 /// let started = std::time::Instant::now();
 /// ```
 ///
-/// # What a macro cannot see
+/// # What the check cannot see
 ///
-/// The check reads only the function's own tokens (and the file's top-level `use` and `static`
-/// items). A non-deterministic call inside a helper function defined elsewhere, a method on a
-/// value whose type it cannot know, or an import inside a module of another file slips through.
-/// Two things back it up: at run time, a replay that diverges from history fails the instance
-/// with a non-determinism error naming the recorded and the new action (history is never
-/// corrupted); and clippy can refuse such calls across the whole crate. Add to `clippy.toml`:
+/// A proc macro sees the function's tokens and, by reading it, the file around it, before
+/// types exist. What lies outside slips through, and two things back the check up: at **run
+/// time**, a replay that diverges from history fails the instance with a `NonDeterminism`
+/// error naming the recorded and the new action (history is never corrupted), whenever the
+/// difference changes what the orchestration schedules; **crate-wide**, clippy resolves every
+/// path and type after expansion and can refuse the calls (the snippet below).
+///
+/// | not seen | why | covered by |
+/// |---|---|---|
+/// | calls hidden in functions defined elsewhere (another module or file, another crate, a method of the user's type): `helpers::stamp()` calling `SystemTime::now()` | only the body and the file's items are read | the replay check; clippy's `disallowed-methods` |
+/// | types inferred from elsewhere: a `HashMap` returned by a function (`let m = load();`), held in a field (`state.seen`) or behind a generic; an `Instant` from elsewhere whose `.elapsed()` is read | no type information before the compiler runs | clippy's `disallowed-types` (`HashMap`, `HashSet`) and `disallowed-methods` (`Instant::elapsed`, `SystemTime::elapsed`); the replay check |
+/// | methods on values built elsewhere: `rng.gen()`, `file.read_to_string(..)`, `set.spawn(..)` | only paths are checked, and the value's type is unknown | clippy's `disallowed-types` (`ThreadRng`, `File`, `JoinSet`); the replay check |
+/// | a hash collection consumed by a function: `Vec::from_iter(map)`, `serde_json::to_string(&map)` | what the callee does with it is unknown | clippy's `disallowed-types`; the replay check |
+/// | names from places the macro cannot read: glob imports of modules in other files (`use crate::prelude::*`, `use super::*` from a parent file), `crate::` paths, statics declared in other files | only this file is read; such names are never refused, rather than guessed | clippy; the replay check |
+/// | what a macro defined elsewhere expands to, and identifiers captured in format strings (`format!("{COUNTER}")`) | only macro arguments are checked, not expansions | clippy (it runs after expansion); the replay check |
+///
+/// A `clippy.toml` at the root of the crate that holds the orchestrators (paths into crates the
+/// crate does not use are ignored):
 ///
 /// ```toml
 /// disallowed-methods = [
 ///     { path = "std::time::SystemTime::now", reason = "in orchestrators use ctx.current_utc_datetime()" },
 ///     { path = "std::time::Instant::now", reason = "in orchestrators use ctx.current_utc_datetime()" },
+///     { path = "std::time::SystemTime::elapsed", reason = "in orchestrators measure against ctx.current_utc_datetime()" },
+///     { path = "std::time::Instant::elapsed", reason = "in orchestrators measure against ctx.current_utc_datetime()" },
 ///     { path = "std::thread::sleep", reason = "in orchestrators use ctx.sleep()" },
 ///     { path = "std::thread::spawn", reason = "in orchestrators use ctx.call_activity()" },
 ///     { path = "std::env::var", reason = "pass configuration in the orchestrator's input" },
+///     { path = "std::env::vars", reason = "pass configuration in the orchestrator's input" },
+///     { path = "std::fs::read_to_string", reason = "do I/O in an activity" },
+///     { path = "std::process::Command::new", reason = "do I/O in an activity" },
 ///     { path = "tokio::time::sleep", reason = "in orchestrators use ctx.sleep()" },
+///     { path = "tokio::time::timeout", reason = "in orchestrators use ctx.when_any2(task, ctx.sleep(d))" },
+///     { path = "tokio::time::interval", reason = "in orchestrators loop on ctx.sleep(period)" },
 ///     { path = "tokio::spawn", reason = "in orchestrators use ctx.call_activity()" },
+///     { path = "tokio::task::spawn_blocking", reason = "in orchestrators use ctx.call_activity()" },
+///     { path = "rand::random", reason = "in orchestrators use ctx.random_u64()" },
+///     { path = "rand::thread_rng", reason = "in orchestrators use ctx.random_u64()" },
+///     { path = "uuid::Uuid::new_v4", reason = "in orchestrators use ctx.new_guid()" },
 /// ]
 /// disallowed-types = [
 ///     { path = "std::collections::HashMap", reason = "iteration order differs per process: use BTreeMap" },
 ///     { path = "std::collections::HashSet", reason = "iteration order differs per process: use BTreeSet" },
+///     { path = "std::hash::RandomState", reason = "random per process: use BTreeMap or a fixed hasher" },
+///     { path = "std::fs::File", reason = "do I/O in an activity" },
+///     { path = "tokio::task::JoinSet", reason = "in orchestrators use ctx.when_all()" },
 /// ]
 /// ```
 ///
 /// (Clippy applies these to the whole crate, activities included: keep orchestrators in a
 /// module or crate of their own if activities need those calls, and allow them there with
-/// `#[allow(clippy::disallowed_methods)]`.)
+/// `#[allow(clippy::disallowed_methods, clippy::disallowed_types)]`.)
 #[proc_macro_attribute]
 pub fn orchestrator(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::function(signature::Kind::Orchestrator, args.into(), item.into()).into()

@@ -1,11 +1,6 @@
-// A stand-in for the chrono crate: the check matches the path, not the crate.
-mod chrono {
-    pub struct Utc;
-    impl Utc {
-        pub fn now() {}
-    }
-}
-
+// `chrono` is the extern crate (a stand-in with the same paths, see trybuild-tests/stubs): the
+// check resolves the path through the crate name. A `mod chrono` in this file would be the user's
+// own module, and allowed.
 use durable_runtime::prelude::*;
 
 #[orchestrator]

@@ -1,8 +1,6 @@
-// A stand-in for the reqwest crate: the check matches the path, not the crate.
-mod reqwest {
-    pub async fn get(_url: &str) {}
-}
-
+// `reqwest` is the extern crate (a stand-in with the same paths, see trybuild-tests/stubs): the
+// check resolves the path through the crate name. A `mod reqwest` in this file would be the user's
+// own module, and allowed.
 use durable_runtime::prelude::*;
 
 #[orchestrator]
