@@ -275,11 +275,16 @@ async fn corrupt_rows_surface_as_errors() {
     )
     .expect("corrupt a history row");
     conn.execute(
-        "INSERT INTO instances (instance_id, name, status, input, created_ms, updated_ms)
-         VALUES ('ghost', 'panicking_orchestrator', 'Running', 'null', 0, 0)",
+        "INSERT INTO instances (instance_id, name, status, created_ms, updated_ms)
+         VALUES ('ghost', 'panicking_orchestrator', 'Running', 0, 0)",
         [],
     )
     .expect("a running instance");
+    conn.execute(
+        "INSERT INTO instance_inputs (instance_id, input) VALUES ('ghost', 'null')",
+        [],
+    )
+    .expect("its input");
     conn.execute(
         "INSERT INTO messages (instance_id, event) VALUES ('ghost', 'not json')",
         [],

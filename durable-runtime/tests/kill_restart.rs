@@ -176,7 +176,7 @@ fn kill_9_at_random_moments_loses_nothing() {
     for i in 0..INSTANCES {
         let (status, output): (String, Option<String>) = conn
             .query_row(
-                "SELECT status, output FROM instances WHERE instance_id = ?1",
+                "SELECT status, output FROM instance_rows WHERE instance_id = ?1",
                 [format!("r1-{i:03}")],
                 |row| Ok((row.get(0)?, row.get(1)?)),
             )

@@ -7,7 +7,6 @@
 use super::error::SqlContext;
 use crate::history::HistoryEvent;
 use crate::instance::RuntimeStatus;
-use crate::payload::Payload;
 use crate::store::{
     ActivityWorkItem, Message, NewInstance, StepCommit, StepWork, StoreError, TimerWorkItem, Write,
     Written,
@@ -267,22 +266,23 @@ fn create_instance(
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO instances
-             (instance_id, name, version, status, input, created_ms, updated_ms, history_len,
+             (instance_id, name, version, status, created_ms, updated_ms, history_len,
               execution_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, ?7)",
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6)",
         )?
         .execute(params![
             new.instance_id,
             new.name,
             new.version,
             RuntimeStatus::Pending.as_str(),
-            new.input.as_str(),
             new.created_ms,
             new.execution_id
         ])?;
     if inserted == 0 {
         return Err(StoreError::InstanceExists(new.instance_id.clone()));
     }
+    conn.prepare_cached("INSERT INTO instance_inputs (instance_id, input) VALUES (?1, ?2)")?
+        .execute(params![new.instance_id, new.input.as_str()])?;
     let started = HistoryEvent::ExecutionStarted {
         name: new.name.clone(),
         version: new.version.clone(),
@@ -429,18 +429,23 @@ fn apply_step(
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;
         conn.prepare_cached(
-            "UPDATE instances SET status = ?2, output = ?3, failure = ?4, updated_ms = ?5,
-                history_len = ?6
+            "UPDATE instances SET status = ?2, failure = ?3, updated_ms = ?4, history_len = ?5
              WHERE instance_id = ?1",
         )?
         .execute(params![
             id,
             status.as_str(),
-            step.output.as_ref().map(Payload::as_str),
             failure,
             step.timestamp_ms,
             history_len
         ])?;
+        // Only a completing step has an output, and nothing un-completes an instance.
+        if let Some(output) = &step.output {
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO instance_outputs (instance_id, output) VALUES (?1, ?2)",
+            )?
+            .execute(params![id, output.as_str()])?;
+        }
         if status.is_terminal() {
             disarm_timers(conn, id)?;
             // A finishing step arms nothing that outlives it.

@@ -69,7 +69,7 @@ fn instance_from_row(row: &Row<'_>) -> Result<InstanceStatus, StoreError> {
 
 /// The instance's row, if it exists.
 pub(crate) fn instance(conn: &Connection, id: &str) -> Result<Option<InstanceStatus>, StoreError> {
-    let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE instance_id = ?1");
+    let sql = format!("SELECT {INSTANCE_COLUMNS} FROM instance_rows WHERE instance_id = ?1");
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![id])?;
     match rows.next().at("instances", id)? {
@@ -128,7 +128,7 @@ pub(crate) fn history(conn: &Connection, id: &str) -> Result<Vec<HistoryRecord>,
 
 /// One page of instances matching `query`.
 pub(crate) fn list(conn: &Connection, query: &InstanceQuery) -> Result<InstancePage, StoreError> {
-    let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instances WHERE 1=1");
+    let mut sql = format!("SELECT {INSTANCE_COLUMNS} FROM instance_rows WHERE 1=1");
     let mut args: Vec<rusqlite::types::Value> = Vec::new();
     if !query.statuses.is_empty() {
         let marks = vec!["?"; query.statuses.len()].join(",");

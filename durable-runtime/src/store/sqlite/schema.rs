@@ -15,7 +15,8 @@ pub const APPLICATION_ID: i32 = 0x4455_5242;
 /// The schema version this release reads and writes.
 pub const SCHEMA_VERSION: i32 = 4;
 
-/// The version 3 schema, for a new file.
+/// The version 3 instance and history tables. A new file is created in the version 3 shape and
+/// migrated at once, so there is one definition of the current shape: the migrations.
 const SCHEMA_V2: &str = "
 CREATE TABLE instances (
     instance_id TEXT PRIMARY KEY,
@@ -98,9 +99,71 @@ ALTER TABLE activities ADD COLUMN execution_id TEXT NOT NULL DEFAULT '';
 ALTER TABLE timers ADD COLUMN execution_id TEXT NOT NULL DEFAULT '';
 ";
 
-/// From version 3: timers are read in due order, a page at a time.
+/// From version 3. Timers are read in due order, a page at a time. Large payloads leave the
+/// rows that change often: an instance's input and output get tables of their own (every step
+/// rewrites the instance's row, and a 64 MiB input was rewritten with it), and history becomes a
+/// rowid table with a separate key (a `WITHOUT ROWID` table keeps the whole row in its key, so
+/// inserting an event next to a large one read the large one whole). Reads of an instance go
+/// through the `instance_rows` view, which puts the payloads back.
 const MIGRATE_V3_TO_V4: &str = "
 CREATE INDEX IF NOT EXISTS timers_by_due ON timers(fire_at_ms);
+
+CREATE TABLE instance_inputs (
+    instance_id TEXT PRIMARY KEY,
+    input       TEXT NOT NULL
+);
+CREATE TABLE instance_outputs (
+    instance_id TEXT PRIMARY KEY,
+    output      TEXT NOT NULL
+);
+INSERT INTO instance_inputs (instance_id, input) SELECT instance_id, input FROM instances;
+INSERT INTO instance_outputs (instance_id, output)
+    SELECT instance_id, output FROM instances WHERE output IS NOT NULL;
+CREATE TABLE instances_v4 (
+    instance_id  TEXT PRIMARY KEY,
+    name         TEXT NOT NULL,
+    version      TEXT,
+    status       TEXT NOT NULL,
+    failure      TEXT,
+    created_ms   INTEGER NOT NULL,
+    updated_ms   INTEGER NOT NULL,
+    history_len  INTEGER NOT NULL DEFAULT 0,
+    execution_id TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+INSERT INTO instances_v4
+    SELECT instance_id, name, version, status, failure, created_ms, updated_ms, history_len,
+           execution_id
+    FROM instances;
+DROP TABLE instances;
+ALTER TABLE instances_v4 RENAME TO instances;
+CREATE INDEX instances_by_created ON instances(created_ms);
+
+CREATE TABLE history_v4 (
+    instance_id  TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL,
+    event        TEXT NOT NULL
+);
+INSERT INTO history_v4 SELECT instance_id, seq, timestamp_ms, event FROM history ORDER BY instance_id, seq;
+DROP TABLE history;
+ALTER TABLE history_v4 RENAME TO history;
+CREATE UNIQUE INDEX history_by_instance ON history(instance_id, seq);
+
+CREATE VIEW instance_rows AS
+    SELECT i.instance_id AS instance_id, i.name AS name, i.version AS version,
+           i.status AS status, inp.input AS input, outp.output AS output,
+           i.failure AS failure, i.created_ms AS created_ms, i.updated_ms AS updated_ms
+    FROM instances i
+    LEFT JOIN instance_inputs inp ON inp.instance_id = i.instance_id
+    LEFT JOIN instance_outputs outp ON outp.instance_id = i.instance_id;
+
+CREATE TRIGGER IF NOT EXISTS event_keys_go_with_instance AFTER DELETE ON instances BEGIN
+    DELETE FROM event_keys WHERE instance_id = old.instance_id;
+END;
+CREATE TRIGGER payloads_go_with_instance AFTER DELETE ON instances BEGIN
+    DELETE FROM instance_inputs WHERE instance_id = old.instance_id;
+    DELETE FROM instance_outputs WHERE instance_id = old.instance_id;
+END;
 ";
 
 const COPY_V1_WORK: &str = "

@@ -508,11 +508,10 @@ async fn the_runtime_status_is_read_alone_and_an_unknown_one_is_corrupt() {
     assert_eq!(status, Some(RuntimeStatus::Pending));
     assert_eq!(store.read_runtime_status("x").await.expect("reads"), None);
     let raw = rusqlite::Connection::open(dir.path().join("s.db")).expect("opens");
-    raw.execute(
-        "UPDATE instances SET status = 'Sleeping', input = 'not json'",
-        [],
-    )
-    .expect("corrupts");
+    raw.execute("UPDATE instances SET status = 'Sleeping'", [])
+        .expect("corrupts");
+    raw.execute("UPDATE instance_inputs SET input = 'not json'", [])
+        .expect("corrupts");
     let err = store.read_runtime_status("i").await.expect_err("corrupt");
     assert_eq!(err.class(), ErrorClass::Corrupt, "{err}");
     assert!(err.to_string().contains("Sleeping"), "{err}");

@@ -248,26 +248,106 @@ async fn a_version_1_store_is_migrated_with_its_rows() {
     assert_eq!(version, SCHEMA_VERSION);
 }
 
+/// What version 3 wrote, frozen here as the migration's starting point.
+const SCHEMA_V3: &str = "
+CREATE TABLE instances (
+    instance_id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT, status TEXT NOT NULL,
+    input TEXT NOT NULL, output TEXT, failure TEXT, created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL, history_len INTEGER NOT NULL DEFAULT 0,
+    execution_id TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE TABLE history (
+    instance_id TEXT NOT NULL, seq INTEGER NOT NULL, timestamp_ms INTEGER NOT NULL,
+    event TEXT NOT NULL, PRIMARY KEY (instance_id, seq)
+) WITHOUT ROWID;
+CREATE INDEX instances_by_created ON instances(created_ms);
+CREATE TABLE messages (id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, event TEXT NOT NULL,
+    execution_id TEXT NOT NULL DEFAULT '');
+CREATE TABLE activities (id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL,
+    task_id INTEGER NOT NULL, name TEXT NOT NULL, input TEXT NOT NULL,
+    execution_id TEXT NOT NULL DEFAULT '');
+CREATE TABLE timers (id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, task_id INTEGER NOT NULL,
+    fire_at_ms INTEGER NOT NULL, execution_id TEXT NOT NULL DEFAULT '');
+CREATE INDEX timers_by_instance ON timers(instance_id);
+CREATE TABLE event_keys (instance_id TEXT NOT NULL, key TEXT NOT NULL,
+    PRIMARY KEY (instance_id, key)) WITHOUT ROWID;
+CREATE TRIGGER event_keys_go_with_instance AFTER DELETE ON instances BEGIN
+    DELETE FROM event_keys WHERE instance_id = old.instance_id;
+END;
+";
+
 #[tokio::test]
-async fn a_version_3_store_gets_the_due_order_index() {
+async fn a_version_3_store_is_migrated_with_its_rows() {
     let dir = tempfile::tempdir().expect("temp dir");
     let path = dir.path().join("s.db");
-    drop(open(&dir));
-    // What version 3 wrote: the same tables, without the index.
     let raw = rusqlite::Connection::open(&path).expect("opens");
-    raw.execute_batch("DROP INDEX timers_by_due; PRAGMA user_version = 3;")
-        .expect("back to version 3");
+    raw.execute_batch(SCHEMA_V3).expect("v3 schema");
+    raw.execute_batch(&format!(
+        r#"
+        PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 3;
+        INSERT INTO instances VALUES ('done', 'o', NULL, 'Completed', '"in"', '"out"', NULL, 1, 2, 2, 'r1');
+        INSERT INTO instances VALUES ('running', 'o', NULL, 'Running', '[1]', NULL, NULL, 1, 2, 1, 'r2');
+        INSERT INTO history VALUES ('done', 0, 1, '"OrchestratorStarted"');
+        INSERT INTO history VALUES ('done', 1, 1, '"OrchestratorStarted"');
+        INSERT INTO history VALUES ('running', 0, 1, '"OrchestratorStarted"');
+        INSERT INTO timers VALUES (42, 'running', 0, 1000, 'r2');
+        INSERT INTO event_keys VALUES ('done', 'k');
+        "#
+    ))
+    .expect("v3 rows");
     drop(raw);
-    drop(SqliteStore::open(&path).expect("migrates"));
+    let store = SqliteStore::open(&path).expect("migrates");
+    let done = store
+        .read_instance("done")
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(done.input.as_str(), r#""in""#);
+    assert_eq!(done.output.as_ref().map(|o| o.as_str()), Some(r#""out""#));
+    let running = store
+        .read_instance("running")
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(running.input.as_str(), "[1]");
+    assert!(running.output.is_none());
+    assert_eq!(store.read_history("done").await.expect("reads").len(), 2);
+    assert_eq!(
+        store
+            .pending_timers(DueKey::FIRST, 10)
+            .await
+            .expect("reads")
+            .items[0]
+            .id,
+        42
+    );
+    // The migrated history length still fences steps.
+    let mut stale = step("running", 0);
+    stale.execution_id = "r2".into();
+    let stale = store.write(Write::Step(stale)).await;
+    assert!(matches!(stale, Err(StoreError::Fenced(_))), "{stale:?}");
+    drop(store);
     let raw = open_read_only(&path).expect("opens");
-    let indexes: i64 = raw
+    let count = |sql: &str| -> i64 { raw.query_row(sql, [], |row| row.get(0)).expect("counts") };
+    assert_eq!(
+        count("SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'timers_by_due'"),
+        1
+    );
+    // Deleting an instance takes its payloads and idempotency keys with it.
+    drop(raw);
+    let raw = rusqlite::Connection::open(&path).expect("opens");
+    raw.execute("DELETE FROM instances WHERE instance_id = 'done'", [])
+        .expect("deletes");
+    let left: i64 = raw
         .query_row(
-            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'timers_by_due'",
+            "SELECT (SELECT COUNT(*) FROM instance_inputs WHERE instance_id = 'done')
+                  + (SELECT COUNT(*) FROM instance_outputs WHERE instance_id = 'done')
+                  + (SELECT COUNT(*) FROM event_keys WHERE instance_id = 'done')",
             [],
             |row| row.get(0),
         )
-        .expect("reads");
-    assert_eq!(indexes, 1);
+        .expect("counts");
+    assert_eq!(left, 0);
     let version: i32 = raw
         .pragma_query_value(None, "user_version", |row| row.get(0))
         .expect("reads");
