@@ -76,53 +76,106 @@ fn push(batch: &mut Vec<PendingWrite>, job: Job) {
     }
 }
 
-/// Why the whole batch is failing.
+/// Why a write that took its transaction down with it failed.
 fn rolled_back(cause: &str) -> StoreError {
     StoreError::Unavailable(format!(
-        "{cause}; the transaction was rolled back and the batch is not durable"
+        "{cause}; the transaction was rolled back and this write is not durable"
     ))
 }
 
 /// Applies every write of `batch` in one transaction and answers each.
+///
+/// A write that takes the whole transaction down with it (SQLite rolls back by itself on a
+/// full disk, an I/O error or no memory) fails alone: the writes before it were rolled back
+/// too, so the rest of the batch is applied again, without it, in a new transaction. Otherwise
+/// a write that always fails that way would fail every batch it lands in, forever.
 fn commit_batch(
     conn: &Connection,
     ids: &mut NextIds,
     batch: &[PendingWrite],
     hook: Option<&FaultHook>,
 ) -> Vec<Result<Written, StoreError>> {
-    let fail_all = |cause: &str| batch.iter().map(|_| Err(rolled_back(cause))).collect();
+    let mut answers: Vec<Option<Result<Written, StoreError>>> =
+        batch.iter().map(|_| None).collect();
+    let mut remaining: Vec<usize> = (0..batch.len()).collect();
+    while !remaining.is_empty() {
+        match commit_once(conn, ids, batch, &remaining, hook) {
+            Attempt::Committed(results) => {
+                for (index, result) in remaining.iter().zip(results) {
+                    answers[*index] = Some(result);
+                }
+                break;
+            }
+            Attempt::LostTo { write, cause } => {
+                tracing::error!(%cause, writes = remaining.len(), "a write rolled the store transaction back; the rest of the batch is written again without it");
+                answers[remaining[write]] = Some(Err(rolled_back(&cause)));
+                remaining.remove(write);
+            }
+            Attempt::Failed(why) => {
+                for index in &remaining {
+                    answers[*index] = Some(Err(StoreError::Unavailable(why.clone())));
+                }
+                break;
+            }
+        }
+    }
+    answers
+        .into_iter()
+        .map(|answer| {
+            answer
+                .unwrap_or_else(|| Err(StoreError::Unavailable("the write was not applied".into())))
+        })
+        .collect()
+}
+
+/// How one transaction over part of a batch ended.
+enum Attempt {
+    /// Committed: the answer of each write, in order.
+    Committed(Vec<Result<Written, StoreError>>),
+    /// The write at this position (of those attempted) ended the transaction; nothing of it
+    /// is durable.
+    LostTo { write: usize, cause: String },
+    /// The transaction could not begin or commit (why); nothing of it is durable.
+    Failed(String),
+}
+
+/// Applies the writes at `indexes` of `batch` in one transaction.
+fn commit_once(
+    conn: &Connection,
+    ids: &mut NextIds,
+    batch: &[PendingWrite],
+    indexes: &[usize],
+    hook: Option<&FaultHook>,
+) -> Attempt {
     if let Err(err) = run(conn, "BEGIN IMMEDIATE") {
         let err = StoreError::from(err);
         tracing::warn!(error = %err, "could not begin a store transaction");
         // Never leave a transaction open that would make every later BEGIN fail.
         abandon(conn);
-        return batch
-            .iter()
-            .map(|_| {
-                Err(StoreError::Unavailable(format!(
-                    "could not begin a transaction: {err}"
-                )))
-            })
-            .collect();
+        return Attempt::Failed(format!("could not begin a transaction: {err}"));
     }
-    let mut results = Vec::with_capacity(batch.len());
-    for pending in batch {
-        match apply_in_savepoint(conn, ids, &pending.write, hook) {
+    let mut results = Vec::with_capacity(indexes.len());
+    for (position, &index) in indexes.iter().enumerate() {
+        match apply_in_savepoint(conn, ids, &batch[index].write, hook) {
             Ok(result) => results.push(result),
             Err(cause) => {
-                tracing::error!(%cause, writes = batch.len(), "store transaction lost mid-batch");
                 abandon(conn);
-                return fail_all(&cause);
+                return Attempt::LostTo {
+                    write: position,
+                    cause,
+                };
             }
         }
     }
     match run(conn, "COMMIT") {
-        Ok(()) => results,
+        Ok(()) => Attempt::Committed(results),
         Err(err) => {
             let err = StoreError::from(err);
             tracing::error!(error = %err, "store commit failed; the batch is not durable");
             abandon(conn);
-            fail_all(&format!("commit failed: {err}"))
+            Attempt::Failed(format!(
+                "commit failed: {err}; the transaction was rolled back and the batch is not durable"
+            ))
         }
     }
 }
