@@ -6,7 +6,7 @@ use crate::determinism;
 use crate::placement;
 use crate::signature::{self, Kind, Param, Signature};
 use proc_macro2::{Span, TokenStream};
-use quote::{format_ident, quote, quote_spanned};
+use quote::{ToTokens, format_ident, quote, quote_spanned};
 use syn::spanned::Spanned;
 use syn::{Ident, ItemFn};
 
@@ -244,7 +244,11 @@ fn registration(
     let allow_deprecated = item
         .attrs
         .iter()
-        .any(|attr| attr.path().is_ident("deprecated"))
+        .any(|attr| {
+            attr.path().is_ident("deprecated")
+                || (attr.path().is_ident("cfg_attr")
+                    && mentions(attr.meta.to_token_stream(), "deprecated"))
+        })
         .then(|| quote!(#[allow(deprecated)]));
     quote! {
         #(#cfgs)*
@@ -253,6 +257,15 @@ fn registration(
             #register
         };
     }
+}
+
+/// Whether `tokens` hold the identifier `name`, at any depth.
+fn mentions(tokens: TokenStream, name: &str) -> bool {
+    tokens.into_iter().any(|token| match token {
+        proc_macro2::TokenTree::Ident(ident) => ident == name,
+        proc_macro2::TokenTree::Group(group) => mentions(group.stream(), name),
+        _ => false,
+    })
 }
 
 /// A block that decodes the parameters from `input` and evaluates to the function's future

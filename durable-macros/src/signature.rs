@@ -298,15 +298,11 @@ fn cfg_predicates(
                 Err(err) => errors.push(err),
             }
         } else if attr.path().is_ident("cfg_attr") {
-            let mentions_cfg = attr
-                .meta
-                .require_list()
-                .map(|list| {
-                    list.tokens.clone().into_iter().any(|token| {
-                        matches!(&token, proc_macro2::TokenTree::Ident(ident) if ident == "cfg")
-                    })
-                })
-                .unwrap_or(false);
+            let mentions_cfg = attr.meta.require_list().is_ok_and(|list| {
+                list.tokens.clone().into_iter().any(
+                    |token| matches!(&token, proc_macro2::TokenTree::Ident(ident) if ident == "cfg"),
+                )
+            });
             if mentions_cfg {
                 errors.push(syn::Error::new_spanned(
                     attr,
@@ -540,6 +536,117 @@ mod tests {
         ] {
             assert!(message(Kind::Activity, ty, Position::Input).is_none());
         }
+    }
+
+    fn errors(kind: Kind, item: ItemFn) -> Vec<String> {
+        let mut errors = Vec::new();
+        check(kind, &item, &mut errors);
+        errors.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn sound_signatures_pass() {
+        for item in [
+            syn::parse_quote!(
+                async fn a() {}
+            ),
+            syn::parse_quote!(
+                async fn a(ctx: ActivityContext, n: u32) -> u32 {
+                    n
+                }
+            ),
+            syn::parse_quote!(
+                async fn a(ctx: Ctx, #[cfg(test)] n: u32, s: String) {}
+            ),
+            syn::parse_quote!(
+                async fn a(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8) {}
+            ),
+            syn::parse_quote!(
+                async fn a(x: Ctx, a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8) {}
+            ),
+        ] {
+            assert_eq!(errors(Kind::Activity, item), Vec::<String>::new());
+        }
+        for item in [
+            syn::parse_quote!(
+                async fn o(ctx: OrchestrationContext) {}
+            ),
+            syn::parse_quote!(
+                async fn o(ctx: durable_runtime::OrchestrationContext, n: u32) {}
+            ),
+            // An alias: checked by type in the generated code.
+            syn::parse_quote!(
+                async fn o(ctx: Workflow, n: u32) {}
+            ),
+        ] {
+            assert_eq!(errors(Kind::Orchestrator, item), Vec::<String>::new());
+        }
+    }
+
+    #[test]
+    fn each_misuse_is_one_error() {
+        let cases: [(Kind, ItemFn, &str); 7] = [
+            (
+                Kind::Activity,
+                syn::parse_quote!(
+                    async unsafe fn a() {}
+                ),
+                "#[activity] functions cannot be `unsafe`",
+            ),
+            (
+                Kind::Activity,
+                syn::parse_quote!(
+                    async extern "C" fn a() {}
+                ),
+                "#[activity] functions cannot declare an ABI",
+            ),
+            (
+                Kind::Activity,
+                syn::parse_quote!(
+                    async fn a(n: u32, ctx: ActivityContext) {}
+                ),
+                "`ActivityContext` must be the first parameter",
+            ),
+            (
+                Kind::Activity,
+                syn::parse_quote!(
+                    async fn a(#[cfg(test)] ctx: ActivityContext) {}
+                ),
+                "`ActivityContext` cannot be under `#[cfg(..)]`",
+            ),
+            (
+                Kind::Activity,
+                syn::parse_quote!(
+                    async fn a(#[cfg_attr(test, cfg(unix))] n: u32) {}
+                ),
+                "#[activity] cannot see through `cfg_attr`",
+            ),
+            (
+                Kind::Orchestrator,
+                syn::parse_quote!(
+                    async fn o(n: u32) {}
+                ),
+                "an orchestrator takes `ctx: OrchestrationContext` as its first parameter",
+            ),
+            (
+                Kind::Orchestrator,
+                syn::parse_quote!(
+                    async fn o(ctx: ActivityContext) {}
+                ),
+                "#[orchestrator] takes `OrchestrationContext`, not `ActivityContext`",
+            ),
+        ];
+        for (kind, item, expected) in cases {
+            let errors = errors(kind, item);
+            assert!(
+                errors.first().is_some_and(|e| e.starts_with(expected)),
+                "{errors:?}"
+            );
+        }
+        let nine: ItemFn = syn::parse_quote!(
+            async fn a(a: u8, b: u8, c: u8, d: u8, e: u8, f: u8, g: u8, h: u8, i: u8) {}
+        );
+        assert_eq!(errors(Kind::Activity, nine).len(), 1);
     }
 
     #[test]

@@ -92,8 +92,9 @@ macro_rules! sealed {
 }
 
 // For each arity: the context-free shape, whose parameters are all serde inputs, and the shape
-// with a leading context. The two do not overlap (`ActivityContext` is not a serde type), and
-// inference picks the one that applies.
+// with a leading context. The two do not overlap because `ActivityContext` is not a serde type
+// (the compiler relies on it: never derive `Serialize` for it), and inference picks the one
+// that applies.
 macro_rules! shapes {
     ([$($input:ident),*] => $input_type:ty) => {
         impl<F, Fut, R, $($input,)*> ActivityFn<fn($($input),*) -> R> for F

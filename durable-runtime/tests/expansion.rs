@@ -224,6 +224,13 @@ async fn old_greeting(name: String) -> String {
     format!("old {name}")
 }
 
+/// Deprecated through `cfg_attr`: the registration still uses it without a warning.
+#[cfg_attr(not(any()), deprecated(note = "use `greeting`"))]
+#[activity]
+async fn older_greeting(name: String) -> String {
+    format!("older {name}")
+}
+
 /// Parameters under `#[cfg]`: only those compiled in are inputs.
 #[activity]
 async fn configured(
@@ -247,6 +254,7 @@ async fn attributed(ctx: OrchestrationContext) -> Result<Vec<String>, Orchestrat
     Ok(vec![
         ctx.call_activity(traced_greeting, "ada".into()).await?,
         ctx.call_activity(old_greeting, "bob".into()).await?,
+        ctx.call_activity(older_greeting, "cy".into()).await?,
         ctx.call_activity(configured, ("cfg".to_string(), 3))
             .await?,
         ctx.call_activity(configured_first, (4, 2))
@@ -264,7 +272,7 @@ async fn attributes_apply_to_the_function_itself() {
     let status = client.wait_for_completion(&id, WAIT).await.expect("done");
     assert_eq!(
         status.output_as::<Vec<String>>().expect("completed"),
-        ["traced ada", "old bob", "cfg x3", "42"]
+        ["traced ada", "old bob", "older cy", "cfg x3", "42"]
     );
     runtime.shutdown().await;
     let names = SPAN_NAMES.lock().unwrap_or_else(|e| e.into_inner()).clone();
