@@ -104,7 +104,8 @@ fn private_at(span: Span) -> TokenStream {
 //                     let call = say_hello(arg0);
 //                     call
 //                 }.await;
-//                 finish("activity", "say_hello", returned)
+//                 finish("activity", "say_hello",
+//                        outcome::<Result<String, ActivityError>>(returned))
 //             })
 //         }
 //         inventory::submit! {
@@ -148,10 +149,10 @@ fn registration(
         .return_type
         .as_ref()
         .map_or_else(|| function.span(), Spanned::span);
-    // Located at the return type, so that an output that is not serde, or neither a `Result`
-    // nor a plain output, is reported there.
-    // (Call-site resolution: a mixed-site name is reported at the attribute. Nothing of the
-    // user's shares the generated function's scope.)
+    // Located at the return type, with the return type named in the call, so that an output
+    // that is not serde, or neither a `Result` nor a plain output, is reported there. (The
+    // name resolves at the call site: a mixed-site name is reported at the attribute. Nothing
+    // of the user's shares the generated function's scope.)
     let returned = Ident::new(
         "__durable_returned",
         Span::call_site().located_at(finish_span),
