@@ -147,14 +147,14 @@ async fn fresh_runtime() -> Result<(tempfile::TempDir, Runtime), BoxError> {
 
 /// Starts `count` instances of `orchestrator` concurrently, as from many callers; each start
 /// returns once durable.
-async fn start_all<O: Orchestrator>(
+async fn start_all<F: OrchestratorFn<M>, M>(
     client: &Client,
-    orchestrator: O,
-    input: O::Input,
+    orchestrator: F,
+    input: F::Input,
     count: u64,
 ) -> Result<Vec<String>, BoxError>
 where
-    O::Input: Clone,
+    F::Input: Clone,
 {
     let starts = (0..count).map(|_| client.start(orchestrator, input.clone()));
     let mut ids = Vec::with_capacity(count as usize);

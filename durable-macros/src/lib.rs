@@ -2,32 +2,57 @@
 //! and provides everything the generated code refers to.
 //!
 //! Each attribute runs in stages kept apart: `attr` and `signature` parse and validate the
-//! attribute and the function, `determinism` checks an orchestrator's body, and `expand` writes
-//! the registration. Errors are collected and reported together; where the signature is sound
-//! the expansion is still emitted, so one mistake does not cascade into errors at every use.
+//! attribute and the function, `placement` refuses a function inside an `impl` block,
+//! `determinism` checks an orchestrator's body, and `expand` writes the registration. Errors are
+//! collected and reported together; where the signature is sound the registration is still
+//! emitted, so one mistake does not cascade into errors at every use.
+//!
+//! The expansion leaves the function as written (attributes, docs, `#[cfg]` parameters and all)
+//! and adds one item next to it, `const _: () = { .. };`, holding a function that decodes the
+//! inputs and calls it, and an `inventory` registration of that function with the name and the
+//! `TypeId` of the function item. Typed calls (`ctx.call_activity(f, ..)`,
+//! `client.start(f, ..)`) find the registration by that `TypeId` and check input and output
+//! types through `durable_runtime::ActivityFn` / `OrchestratorFn`, implemented for functions by
+//! their shape.
 
 mod attr;
 mod determinism;
 mod expand;
+mod placement;
 mod signature;
 
 use proc_macro::TokenStream;
 
 /// Marks an `async fn` as an activity: a unit of work an orchestration schedules, whose result
-/// is recorded in history. The function's name becomes a typed handle for
-/// `ctx.call_activity(name, input)`, and the function stays directly callable (for tests).
+/// is recorded in history. The function stays as written, a plain `async fn` callable directly
+/// (for tests, or `.map(f)`), and its name is also the typed handle for
+/// `ctx.call_activity(name, input)`; the attribute only adds a registration next to it.
 ///
-/// Parameters: an optional `ActivityContext` first, then zero or more serde types (the input is
-/// that type, a tuple for several, `()` for none). Returns `Result<T, E>` with `E: Display`, or
-/// plain `T`. Options: `#[activity(name = "...")]` registers under another name.
+/// Parameters: an optional `ActivityContext` first (recognised by its type, so an alias such as
+/// `use durable_runtime::ActivityContext as Ctx;` works), then up to 8 serde types that own
+/// their data (the input is that type, a tuple for several, `()` for none). A parameter under
+/// `#[cfg(..)]` is an input only when compiled in.
+///
+/// Returns `Result<T, E>` with `E: Display` (an `Err` fails the task; an alias of `Result`
+/// counts, it is decided by the type), or a plain type, always a success: the standard ones
+/// work as they are, and a type of your own is marked with
+/// `impl durable_runtime::PlainOutput for MyType {}`.
+///
+/// Options: `#[activity(name = "...")]` registers under another name.
+///
+/// The function must be free (not inside an `impl`), `async`, safe and not generic; each of
+/// these, and a borrowed input or output (`&str`, `Vec<&str>`, `Cow<'_, str>`, `impl Trait`),
+/// is one error at the offending token.
 #[proc_macro_attribute]
 pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::function(signature::Kind::Activity, args.into(), item.into()).into()
 }
 
 /// Marks an `async fn` as an orchestrator: a workflow rebuilt by replay, so its code must be
-/// deterministic. Its first parameter is `OrchestrationContext`; the rest are its input, as for
-/// activities. Options: `#[orchestrator(name = "...", version = "...")]`.
+/// deterministic. Its first parameter is `OrchestrationContext` (or an alias of it); the rest
+/// are its input, and its return type decides success or failure, as for activities. The
+/// function stays as written; `client.start(name, input)` starts it by its name. Options:
+/// `#[orchestrator(name = "...", version = "...")]`.
 ///
 /// # Determinism rules, checked at compile time
 ///

@@ -1,14 +1,20 @@
 //! `Client`: start instances, query them, wait for them.
 
 use crate::error::Error;
+use crate::function::OrchestratorFn;
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus};
 use crate::payload::Payload;
-use crate::registry::Orchestrator;
 use crate::store::{NewInstance, StoreError, Write};
 use crate::worker::Shared;
 use serde::Serialize;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// What [`Client::start`] and [`Client::start_with_id`] return: resolves to the new instance's
+/// id once its start is durable.
+pub type StartFuture<'a> = Pin<Box<dyn Future<Output = Result<String, Error>> + Send + 'a>>;
 
 /// Starts and manages orchestration instances. Cheap to clone.
 ///
@@ -37,33 +43,44 @@ impl Client {
     }
 
     /// Starts `orchestrator` with `input` under a fresh instance id, returned once the start is
-    /// durable.
-    pub async fn start<O: Orchestrator>(
+    /// durable. `orchestrator` is the function marked `#[orchestrator]` (see
+    /// [`OrchestratorFn`]); for a function without the attribute this is
+    /// [`Error::NotAnOrchestrator`].
+    pub fn start<F: OrchestratorFn<M>, M>(
         &self,
-        orchestrator: O,
-        input: O::Input,
-    ) -> Result<String, Error> {
+        orchestrator: F,
+        input: F::Input,
+    ) -> StartFuture<'_> {
         self.start_with_id(orchestrator, new_instance_id(), input)
-            .await
     }
 
     /// Starts `orchestrator` under `instance_id`; an id already in use is
     /// [`Error::InstanceAlreadyExists`].
-    pub async fn start_with_id<O: Orchestrator>(
+    pub fn start_with_id<F: OrchestratorFn<M>, M>(
         &self,
-        orchestrator: O,
+        orchestrator: F,
         instance_id: impl Into<String>,
-        input: O::Input,
-    ) -> Result<String, Error> {
+        input: F::Input,
+    ) -> StartFuture<'_> {
         let _ = orchestrator;
-        let input = self.encode("input", &input)?;
-        self.create(
-            O::NAME,
-            O::VERSION.map(str::to_string),
-            instance_id.into(),
-            input,
-        )
-        .await
+        // Everything that depends on `F` happens here, so that the future does not: a function
+        // that is not an orchestrator is one compile error at the argument, not one more at
+        // the `.await`.
+        let start = match crate::registry::orchestrator_of::<F>() {
+            None => Err(Error::NotAnOrchestrator(std::any::type_name::<F>())),
+            Some(registration) => self.encode("input", &input).map(|input| {
+                (
+                    registration.name,
+                    registration.version.map(str::to_string),
+                    input,
+                )
+            }),
+        };
+        let instance_id = instance_id.into();
+        Box::pin(async move {
+            let (name, version, input) = start?;
+            self.create(name, version, instance_id, input).await
+        })
     }
 
     /// Starts the orchestrator registered as `name` (for inputs from HTTP or a CLI). The input

@@ -23,6 +23,9 @@ pub enum Error {
     /// No orchestrator with this name is registered in the program.
     #[error("no orchestrator named '{0}' is registered in this program")]
     UnknownOrchestrator(String),
+    /// `start` was given a function that is not marked `#[orchestrator]` (named by its path).
+    #[error("`{0}` is not an orchestrator: mark the function with #[orchestrator]")]
+    NotAnOrchestrator(&'static str),
     /// `start` was given an instance id that is already in use.
     #[error("an instance with id '{0}' already exists")]
     InstanceAlreadyExists(String),

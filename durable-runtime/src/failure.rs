@@ -145,32 +145,6 @@ macro_rules! user_error_type {
 user_error_type!(ActivityError);
 user_error_type!(OrchestrationError);
 
-/// Turns what a user function returned into a success value or a failure.
-///
-/// Implemented for `Result<T, E>` with `E: Display`; generated code calls it.
-#[doc(hidden)]
-pub trait IntoOutcome {
-    type Value;
-    fn into_outcome(self) -> Result<Self::Value, FailureDetails>;
-}
-
-impl<T, E: fmt::Display + 'static> IntoOutcome for Result<T, E> {
-    type Value = T;
-    fn into_outcome(self) -> Result<T, FailureDetails> {
-        self.map_err(|err| {
-            // Our own error types carry `details`; keep them instead of flattening to Display.
-            let any: &dyn std::any::Any = &err;
-            if let Some(e) = any.downcast_ref::<ActivityError>() {
-                FailureDetails::from(e.clone())
-            } else if let Some(e) = any.downcast_ref::<OrchestrationError>() {
-                FailureDetails::from(e.clone())
-            } else {
-                FailureDetails::new(err.to_string())
-            }
-        })
-    }
-}
-
 /// Describes a caught panic payload as a failure message.
 pub(crate) fn panic_failure(what: &str, payload: Box<dyn std::any::Any + Send>) -> FailureDetails {
     let text = if let Some(s) = payload.downcast_ref::<&str>() {

@@ -31,9 +31,13 @@
 //! }
 //! ```
 //!
-//! Modules, by concept: [`registry`] (what the macros register), [`context`] (the orchestration
-//! API), [`history`] (the event log), [`store`] (backends), plus the replay engine, dispatcher
-//! and workers inside the runtime.
+//! The annotated functions stay plain `async fn`s: `say_hello(city).await` calls the activity
+//! directly (in a test, say), and its name is what `ctx.call_activity` and `client.start` take.
+//!
+//! Modules, by concept: [`registry`] (what the macros register), [`function`] (which functions
+//! a typed call accepts, and their input and output types), [`outcome`] (success or failure, by
+//! the return type), [`context`] (the orchestration API), [`history`] (the event log),
+//! [`store`] (backends), plus the replay engine, dispatcher and workers inside the runtime.
 
 pub mod activity_context;
 pub mod client;
@@ -42,8 +46,11 @@ pub mod context;
 mod dispatch;
 pub mod error;
 pub mod failure;
+pub mod function;
+mod generated;
 pub mod history;
 pub mod instance;
+pub mod outcome;
 pub mod payload;
 pub mod registry;
 mod replay;
@@ -59,19 +66,20 @@ pub use context::{
 pub use durable_macros::{activity, orchestrator};
 pub use error::Error;
 pub use failure::{ActivityError, FailureDetails, OrchestrationError, TaskFailed};
+pub use function::{ActivityFn, OrchestratorFn};
 pub use history::{HistoryEvent, HistoryRecord};
 pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
+pub use outcome::{Outcome, PlainOutput};
 pub use payload::Payload;
-pub use registry::{Activity, Orchestrator};
 pub use runtime::{Runtime, RuntimeBuilder};
 pub use uuid::Uuid;
 
 /// Everything a typical program needs: `use durable_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        Activity, ActivityContext, ActivityError, Client, DurableFuture, Either, InstanceStatus,
-        OrchestrationContext, OrchestrationError, Orchestrator, Runtime, RuntimeStatus, TaskFailed,
-        activity, orchestrator,
+        ActivityContext, ActivityError, ActivityFn, Client, DurableFuture, Either, InstanceStatus,
+        OrchestrationContext, OrchestrationError, OrchestratorFn, Runtime, RuntimeStatus,
+        TaskFailed, activity, orchestrator,
     };
     pub use std::time::Duration;
 }
@@ -79,42 +87,7 @@ pub mod prelude {
 /// What macro-generated code uses. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
-    pub use crate::failure::{FailureDetails, IntoOutcome};
+    pub use crate::failure::FailureDetails;
+    pub use crate::generated::*;
     pub use crate::payload::Payload;
-    pub use crate::registry::{ActivityRegistration, BoxFuture, OrchestratorRegistration};
-    pub use inventory;
-    pub use serde;
-
-    /// Decodes a registered function's input, naming the function and type on failure.
-    pub fn decode_input<T: serde::de::DeserializeOwned>(
-        kind: &str,
-        name: &str,
-        input: &Payload,
-    ) -> Result<T, FailureDetails> {
-        input.decode().map_err(|err| {
-            FailureDetails::new(format!(
-                "the input {input} of {kind} '{name}' does not decode as `{}`: {err}",
-                std::any::type_name::<T>()
-            ))
-        })
-    }
-
-    /// Encodes a registered function's output.
-    pub fn encode_output<T: serde::Serialize>(
-        kind: &str,
-        name: &str,
-        output: Result<T, FailureDetails>,
-    ) -> Result<Payload, FailureDetails> {
-        let output = output?;
-        Payload::encode(&output).map_err(|err| {
-            FailureDetails::new(format!(
-                "the output of {kind} '{name}' does not serialize as JSON: {err}"
-            ))
-        })
-    }
-
-    /// Wraps a plain (non-`Result`) return value.
-    pub fn plain<T>(value: T) -> Result<T, FailureDetails> {
-        Ok(value)
-    }
 }

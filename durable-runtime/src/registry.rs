@@ -1,54 +1,20 @@
-//! What `#[activity]` and `#[orchestrator]` register, and the name → function table built
-//! from it at startup.
+//! What `#[activity]` and `#[orchestrator]` register, the name → function table built from it
+//! at startup, and the function → name table that typed calls read.
 
 use crate::activity_context::ActivityContext;
 use crate::context::OrchestrationContext;
 use crate::error::Error;
 use crate::failure::FailureDetails;
 use crate::payload::Payload;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use std::any::TypeId;
 use std::collections::HashMap;
 use std::future::Future;
+use std::hash::{BuildHasherDefault, Hasher};
 use std::pin::Pin;
+use std::sync::LazyLock;
 
 /// A boxed, sendable future: the shape of every registered function's body.
 pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send + 'static>>;
-
-/// The typed handle `#[activity]` generates: the function's name as a value.
-///
-/// `ctx.call_activity(say_hello, input)` checks `input` against [`Activity::Input`] and types
-/// the result as [`Activity::Output`].
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an activity",
-    label = "expected a function marked `#[activity]`",
-    note = "mark the function with `#[activity]`, or call it by name with `call_activity_by_name`"
-)]
-pub trait Activity: Copy + Send + Sync + 'static {
-    /// The input: the parameter type, a tuple for several, `()` for none.
-    type Input: Serialize + DeserializeOwned + Send + 'static;
-    /// The success value.
-    type Output: Serialize + DeserializeOwned + Send + 'static;
-    /// The registered name.
-    const NAME: &'static str;
-}
-
-/// The typed handle `#[orchestrator]` generates.
-#[diagnostic::on_unimplemented(
-    message = "`{Self}` is not an orchestrator",
-    label = "expected a function marked `#[orchestrator]`",
-    note = "mark the function with `#[orchestrator]`, or start it by name with `start_by_name`"
-)]
-pub trait Orchestrator: Copy + Send + Sync + 'static {
-    /// The input: the parameter type, a tuple for several, `()` for none.
-    type Input: Serialize + DeserializeOwned + Send + 'static;
-    /// The success value.
-    type Output: Serialize + DeserializeOwned + Send + 'static;
-    /// The registered name.
-    const NAME: &'static str;
-    /// The declared version, if any.
-    const VERSION: Option<&'static str>;
-}
 
 /// Runs a registered activity on an encoded input.
 pub type ActivityInvoker =
@@ -66,6 +32,8 @@ pub type OrchestratorFactory =
 pub struct ActivityRegistration {
     pub name: &'static str,
     pub invoke: ActivityInvoker,
+    /// The `TypeId` of the function item: what `call_activity(f, ..)` finds it by.
+    pub function: fn() -> TypeId,
     pub location: &'static str,
 }
 
@@ -75,6 +43,8 @@ pub struct OrchestratorRegistration {
     pub name: &'static str,
     pub version: Option<&'static str>,
     pub start: OrchestratorFactory,
+    /// The `TypeId` of the function item: what `Client::start(f, ..)` finds it by.
+    pub function: fn() -> TypeId,
     pub location: &'static str,
 }
 
@@ -156,6 +126,115 @@ impl Registry {
             .find(|r| r.version == version)
             .copied()
             .ok_or_else(|| versions.iter().map(|r| r.version).collect())
+    }
+}
+
+/// What `#[activity]` or `#[orchestrator]` registered for a function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Registered {
+    /// The registered name (the function's name unless `name = "..."` says otherwise).
+    pub name: &'static str,
+    /// The declared version (orchestrators only).
+    pub version: Option<&'static str>,
+    /// Where the function is defined (`file:line`).
+    pub location: &'static str,
+}
+
+/// The registration of `function` if it is marked `#[activity]`, found by the function item's
+/// type.
+///
+/// ```
+/// use durable_runtime::prelude::*;
+///
+/// #[activity(name = "greetings.say")]
+/// async fn say_hello(city: String) -> String {
+///     format!("Hello {city}!")
+/// }
+///
+/// async fn unmarked(city: String) -> String {
+///     city
+/// }
+///
+/// let registered = durable_runtime::registry::registered_activity(say_hello).unwrap();
+/// assert_eq!(registered.name, "greetings.say");
+/// assert_eq!(durable_runtime::registry::registered_activity(unmarked), None);
+/// ```
+pub fn registered_activity<F: 'static>(function: F) -> Option<Registered> {
+    let _ = function;
+    activity_of::<F>().map(|reg| Registered {
+        name: reg.name,
+        version: None,
+        location: reg.location,
+    })
+}
+
+/// The registration of `function` if it is marked `#[orchestrator]`, found by the function
+/// item's type.
+pub fn registered_orchestrator<F: 'static>(function: F) -> Option<Registered> {
+    let _ = function;
+    orchestrator_of::<F>().map(|reg| Registered {
+        name: reg.name,
+        version: reg.version,
+        location: reg.location,
+    })
+}
+
+/// The activity registered for the function item type `F`: one map read.
+pub(crate) fn activity_of<F: 'static>() -> Option<&'static ActivityRegistration> {
+    FUNCTIONS.activities.get(&TypeId::of::<F>()).copied()
+}
+
+/// The orchestrator registered for the function item type `F`: one map read.
+pub(crate) fn orchestrator_of<F: 'static>() -> Option<&'static OrchestratorRegistration> {
+    FUNCTIONS.orchestrators.get(&TypeId::of::<F>()).copied()
+}
+
+/// Every registration by the type of its function item, built once per process.
+struct Functions {
+    activities: HashMap<TypeId, &'static ActivityRegistration, BuildTypeIdHasher>,
+    orchestrators: HashMap<TypeId, &'static OrchestratorRegistration, BuildTypeIdHasher>,
+}
+
+static FUNCTIONS: LazyLock<Functions> = LazyLock::new(|| {
+    let mut activities = HashMap::default();
+    for reg in inventory::iter::<ActivityRegistration> {
+        activities.entry((reg.function)()).or_insert(reg);
+    }
+    let mut orchestrators = HashMap::default();
+    for reg in inventory::iter::<OrchestratorRegistration> {
+        orchestrators.entry((reg.function)()).or_insert(reg);
+    }
+    Functions {
+        activities,
+        orchestrators,
+    }
+});
+
+type BuildTypeIdHasher = BuildHasherDefault<TypeIdHasher>;
+
+/// A `TypeId` is already a hash: keep the bits it writes instead of hashing them again.
+#[derive(Default)]
+struct TypeIdHasher(u64);
+
+impl Hasher for TypeIdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = self.0.rotate_left(5) ^ n;
+    }
+
+    fn write_u128(&mut self, n: u128) {
+        self.write_u64(n as u64 ^ (n >> 64) as u64);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 

@@ -9,6 +9,8 @@ fn ui() {
     t.compile_fail("tests/ui/orchestrator/fail/*.rs");
     t.compile_fail("tests/ui/activity/fail/*.rs");
     t.compile_fail("tests/ui/call/fail/*.rs");
+    t.compile_fail("tests/ui/expansion/fail/*.rs");
     t.pass("tests/ui/orchestrator/pass/*.rs");
     t.pass("tests/ui/activity/pass/*.rs");
+    t.pass("tests/ui/expansion/pass/*.rs");
 }

@@ -10,8 +10,8 @@ pub use self::futures::{DurableFuture, Either, TaskFuture, TimerFuture, WhenAny,
 pub(crate) use self::state::{Action, Delivery, OrchestrationState, Recorded};
 
 use crate::failure::FailureDetails;
+use crate::function::ActivityFn;
 use crate::payload::Payload;
-use crate::registry::Activity;
 use parking_lot::Mutex;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -62,13 +62,28 @@ impl OrchestrationContext {
     /// Schedules `activity` with `input`; the result is typed by the activity's signature.
     ///
     /// The call is recorded at once (in call order), whether or not the future is awaited.
-    pub fn call_activity<A: Activity>(
+    /// `activity` is the function marked `#[activity]` (see [`ActivityFn`]); a function of the
+    /// right shape without the attribute fails the task with a message saying so.
+    pub fn call_activity<F: ActivityFn<M>, M>(
         &self,
-        activity: A,
-        input: A::Input,
-    ) -> TaskFuture<A::Output> {
+        activity: F,
+        input: F::Input,
+    ) -> TaskFuture<F::Output> {
         let _ = activity;
-        self.schedule(A::NAME, Payload::encode(&input))
+        match crate::registry::activity_of::<F>() {
+            Some(registration) => self.schedule(registration.name, Payload::encode(&input)),
+            None => {
+                let function = std::any::type_name::<F>();
+                let task_id = self.state.lock().failed_before_scheduling(
+                    function,
+                    FailureDetails::new(format!(
+                        "`{function}` is not an activity: mark the function with #[activity] \
+                         (or call a registered activity by name with `call_activity_by_name`)"
+                    )),
+                );
+                TaskFuture::new(self.state.clone(), task_id)
+            }
+        }
     }
 
     /// Schedules the activity registered as `name`; `O` is the type its result decodes into.

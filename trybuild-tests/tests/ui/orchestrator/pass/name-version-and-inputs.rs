@@ -12,6 +12,8 @@ async fn start(client: Client) -> Result<String, durable_runtime::Error> {
 }
 
 fn main() {
-    assert_eq!(<process as Orchestrator>::NAME, "orders.process");
-    assert_eq!(<process as Orchestrator>::VERSION, Some("3"));
+    let registered =
+        durable_runtime::registry::registered_orchestrator(process).expect("registered");
+    assert_eq!(registered.name, "orders.process");
+    assert_eq!(registered.version, Some("3"));
 }

@@ -1,6 +1,6 @@
 use durable_runtime::prelude::*;
 
-async fn say_hello(city: String) -> String {
+fn say_hello(city: String) -> String {
     format!("Hello {city}!")
 }
 
