@@ -186,8 +186,19 @@ pub(crate) async fn run(
             match page {
                 Ok(page) => {
                     read_attempt = 0;
-                    for row in armed.extend(limit, page) {
-                        fail_corrupt(&shared, row).await;
+                    let corrupt = armed.extend(limit, page);
+                    // Reporting retries a failing store for as long as it fails: it must not
+                    // hold shutdown (a row not reported yet fails its instance at the next
+                    // start).
+                    let report = async {
+                        for row in corrupt {
+                            fail_corrupt(&shared, row).await;
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        deadline = stopping(&mut stopped) => break deadline,
+                        () = report => {}
                     }
                     // What was read may be due already.
                     continue;

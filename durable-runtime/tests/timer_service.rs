@@ -1,0 +1,60 @@
+//! The timer service under adverse conditions: a corrupt timer row met while the store fails,
+//! timers that were due before their step committed, and large groups of timers due together.
+
+mod support;
+
+use durable_runtime::prelude::*;
+use durable_runtime::store::{StoreError, Write};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use support::TestStore;
+use support::hooked::{BoxFut, Hook, Phase};
+
+/// Shutdown must honour its timeout while the timer service reports a corrupt timer row to a
+/// store that keeps failing (a full disk): the report is retried, but not past the stop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_is_not_held_by_reporting_a_corrupt_timer_to_a_failing_store() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    drop(client);
+    runtime.shutdown().await;
+    let conn = rusqlite::Connection::open(store.path()).expect("opens");
+    // A negative task id does not decode: the row fails its instance when it is read.
+    conn.execute(
+        "INSERT INTO timers (instance_id, task_id, fire_at_ms) VALUES ('broken', -1, 0)",
+        [],
+    )
+    .expect("inserts");
+    drop(conn);
+
+    let (reported, mut report_seen) = tokio::sync::watch::channel(false);
+    let failing_reports = Arc::new(AtomicBool::new(true));
+    let hook: Hook = {
+        let failing_reports = failing_reports.clone();
+        Arc::new(move |phase, write| -> BoxFut {
+            let fail = phase == Phase::Before
+                && matches!(write, Write::FailInstance { .. })
+                && failing_reports.load(Ordering::SeqCst);
+            if fail {
+                let _ = reported.send(true);
+            }
+            Box::pin(async move { fail.then(|| StoreError::Unavailable("disk full".into())) })
+        })
+    };
+    let runtime = store
+        .hooked_builder(hook)
+        .shutdown_timeout(Duration::from_millis(200))
+        .start()
+        .await
+        .expect("starts");
+    report_seen
+        .wait_for(|seen| *seen)
+        .await
+        .expect("the corrupt row is reported");
+    let stopped = tokio::time::timeout(Duration::from_secs(10), runtime.shutdown()).await;
+    failing_reports.store(false, Ordering::SeqCst);
+    assert!(
+        stopped.is_ok(),
+        "shutdown_timeout is 200 ms, but shutdown waited on the timer service's report"
+    );
+}
