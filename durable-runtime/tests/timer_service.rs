@@ -58,3 +58,37 @@ async fn shutdown_is_not_held_by_reporting_a_corrupt_timer_to_a_failing_store() 
         "shutdown_timeout is 200 ms, but shutdown waited on the timer service's report"
     );
 }
+
+/// Arms two timers that are due already, the later-due one first.
+#[orchestrator]
+async fn two_past_deadlines(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    let now = ctx.current_utc_datetime();
+    let later = ctx.create_timer(now - Duration::from_secs(1));
+    let earlier = ctx.create_timer(now - Duration::from_secs(2));
+    Ok(match ctx.when_any2(later, earlier).await {
+        Either::Left(()) => "later",
+        Either::Right(()) => "earlier",
+    }
+    .to_string())
+}
+
+/// Timers one step arms that are due already came due together: they fire in due order, so
+/// `when_any` picks the one due first, as it does for timers that came due during downtime.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_a_step_arms_already_due_fire_in_due_order() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    for _ in 0..5 {
+        let id = client.start(two_past_deadlines, ()).await.expect("starts");
+        let status = client
+            .wait_for_completion(&id, support::WAIT)
+            .await
+            .expect("completes");
+        assert_eq!(
+            status.output_as::<String>().expect("output"),
+            "earlier",
+            "{status:?}"
+        );
+    }
+    runtime.shutdown().await;
+}

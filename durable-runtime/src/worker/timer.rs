@@ -154,7 +154,7 @@ impl Armed {
 /// Runs until the runtime stops.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    mut armed_rx: mpsc::UnboundedReceiver<TimerWorkItem>,
+    mut armed_rx: mpsc::UnboundedReceiver<Vec<TimerWorkItem>>,
     mut stopped: StopSignal,
 ) -> bool {
     let mut armed = Armed::new(shared.limits.max_timers_in_memory);
@@ -228,8 +228,15 @@ pub(crate) async fn run(
         tokio::select! {
             biased;
             deadline = stopping(&mut stopped) => break deadline,
-            timer = armed_rx.recv() => match timer {
-                Some(timer) => armed.arm(timer),
+            timers = armed_rx.recv() => match timers {
+                // A step's timers come together, and so does whatever else is waiting: timers
+                // that are due already fire in one batch, in due order.
+                Some(timers) => {
+                    timers.into_iter().for_each(|timer| armed.arm(timer));
+                    while let Ok(timers) = armed_rx.try_recv() {
+                        timers.into_iter().for_each(|timer| armed.arm(timer));
+                    }
+                }
                 None => break Instant::now(),
             },
             () = in_flight.reap() => {}
