@@ -92,3 +92,46 @@ async fn timers_a_step_arms_already_due_fire_in_due_order() {
     }
     runtime.shutdown().await;
 }
+
+#[orchestrator]
+async fn nap(ctx: OrchestrationContext, ms: u64) -> Result<(), OrchestrationError> {
+    ctx.sleep(Duration::from_millis(ms)).await;
+    Ok(())
+}
+
+/// Corrupt timer rows whose instance cannot be failed (it is gone) stay in the store. When
+/// they fill a whole page of the timer service's read, the timers due after them must still be
+/// read and fire (a few rows are enough with a small memory; half of it with any).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn corrupt_rows_that_fill_a_page_do_not_hide_the_timers_due_after_them() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let id = client.start(nap, 400).await.expect("starts");
+    support::until_recorded(&client, &id, "the timer", 1, |e| {
+        matches!(e, durable_runtime::HistoryEvent::TimerCreated { .. })
+    })
+    .await;
+    drop(client);
+    runtime.shutdown().await;
+    let conn = rusqlite::Connection::open(store.path()).expect("opens");
+    let due: i64 = conn
+        .query_row("SELECT fire_at_ms FROM timers", [], |row| row.get(0))
+        .expect("the nap's timer is armed");
+    // Two rows of an instance that is gone, due before the nap's timer, with task ids that do
+    // not decode.
+    for early in [2, 1] {
+        conn.execute(
+            "INSERT INTO timers (instance_id, task_id, fire_at_ms) VALUES ('gone', -1, ?1)",
+            [due - early],
+        )
+        .expect("inserts");
+    }
+    drop(conn);
+    let (runtime, client) = store.restart(|b| b.max_timers_in_memory(2)).await;
+    let status = client
+        .wait_for_completion(&id, Duration::from_secs(10))
+        .await;
+    runtime.shutdown().await;
+    let status = status.expect("the nap's timer fires after the corrupt rows");
+    assert_eq!(status.runtime_status, RuntimeStatus::Completed);
+}

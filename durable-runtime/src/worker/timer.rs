@@ -111,11 +111,14 @@ impl Armed {
     }
 
     /// Where to read from the store next, and how many, if memory has room to reach further.
+    /// Corrupt rows reported before may be read again (a row whose instance cannot be failed
+    /// stays in the store): they are asked for on top, so they never take the room of timers.
     fn wants_more(&self) -> Option<(DueKey, usize)> {
         match self.horizon {
-            Horizon::Through(last) if self.timers.len() <= self.capacity / 2 => {
-                Some((last, self.capacity - self.timers.len()))
-            }
+            Horizon::Through(last) if self.timers.len() <= self.capacity / 2 => Some((
+                last,
+                (self.capacity - self.timers.len()).saturating_add(self.reported_corrupt.len()),
+            )),
             _ => None,
         }
     }
@@ -131,15 +134,10 @@ impl Armed {
         self.horizon = match page.items.last().map(TimerWorkItem::due_key) {
             _ if read < asked => Horizon::Everything,
             Some(last) => Horizon::Through(last),
-            // A whole page of corrupt rows: nothing to order by. Stop reading rather than read
-            // them forever.
-            None => {
-                tracing::error!(
-                    rows = read,
-                    "a page of timers did not decode; later timers wait for the next start"
-                );
-                Horizon::Everything
-            }
+            // A whole page of corrupt rows: nothing to order by, so the horizon stays. At most
+            // the rows reported before were among them, so most are new: once reported, the
+            // next read asks for that many more and reaches past them.
+            None => self.horizon,
         };
         for timer in page.items {
             self.arm(timer);
@@ -407,6 +405,28 @@ mod tests {
         // Announced by its step after the page was read, within the horizon: kept once.
         armed.arm(timer(2, 10));
         assert_eq!(keys(&armed), vec![1, 2, 9, 3]);
+    }
+
+    #[test]
+    fn a_page_of_corrupt_rows_is_read_past() {
+        let mut armed = Armed::new(2);
+        let corrupt = |id| crate::store::CorruptRow {
+            table: "timers",
+            id,
+            instance_id: Some("gone".into()),
+            reason: "task id -1 is negative".into(),
+        };
+        let mut all_corrupt = page(Vec::new());
+        all_corrupt.corrupt = vec![corrupt(7), corrupt(8)];
+        assert_eq!(armed.extend(2, all_corrupt).len(), 2);
+        // Nothing to order by: the horizon stays, and the next read asks past the two rows.
+        assert_eq!(armed.horizon, Horizon::Through(DueKey::FIRST));
+        assert_eq!(armed.wants_more(), Some((DueKey::FIRST, 4)));
+        let mut past = page(vec![timer(1, 30)]);
+        past.corrupt = vec![corrupt(7), corrupt(8)];
+        assert!(armed.extend(4, past).is_empty());
+        assert_eq!(keys(&armed), vec![1]);
+        assert_eq!(armed.horizon, Horizon::Everything);
     }
 
     #[test]
