@@ -3,10 +3,11 @@
 
 mod support;
 
+use durable_runtime::clock::{Clock, SystemClock};
 use durable_runtime::prelude::*;
 use durable_runtime::store::{StoreError, Write};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use support::TestStore;
 use support::hooked::{BoxFut, Hook, Phase};
 
@@ -134,4 +135,70 @@ async fn corrupt_rows_that_fill_a_page_do_not_hide_the_timers_due_after_them() {
     runtime.shutdown().await;
     let status = status.expect("the nap's timer fires after the corrupt rows");
     assert_eq!(status.runtime_status, RuntimeStatus::Completed);
+}
+
+/// The system clock, counting how often it is read: the timer service reads it once per turn
+/// of its loop.
+#[derive(Default)]
+struct CountingClock(AtomicU64);
+
+impl Clock for CountingClock {
+    fn now_ms(&self) -> i64 {
+        self.0.fetch_add(1, Ordering::SeqCst);
+        SystemClock.now_ms()
+    }
+}
+
+/// While a batch of timers takes long to fire (a slow or failing store), the timer service
+/// waits for it; it must not wake every few milliseconds meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_firing_does_not_spin_the_timer_service() {
+    let store = TestStore::new();
+    let (fire_started, mut fire_seen) = tokio::sync::watch::channel(false);
+    let (release, released) = tokio::sync::watch::channel(false);
+    let hook: Hook = Arc::new(move |phase, write| -> BoxFut {
+        if phase == Phase::Before && matches!(write, Write::FireTimer { .. }) {
+            let _ = fire_started.send(true);
+            let mut released = released.clone();
+            return Box::pin(async move {
+                let _ = released.wait_for(|r| *r).await;
+                None
+            });
+        }
+        Box::pin(async { None })
+    });
+    let clock = Arc::new(CountingClock::default());
+    let runtime = store
+        .hooked_builder(hook)
+        .max_timers_in_memory(2)
+        .clock(clock.clone())
+        .shutdown_timeout(Duration::from_millis(200))
+        .start()
+        .await
+        .expect("starts");
+    let client = runtime.client();
+    // Two far timers fill memory; a third, due at once, pushes one of them back to the store,
+    // so memory has room and reading on is wanted, while the due one fires (held).
+    for ms in [3_600_000, 3_600_001] {
+        let id = client.start(nap, ms).await.expect("starts");
+        support::until_recorded(&client, &id, "the timer", 1, |e| {
+            matches!(e, durable_runtime::HistoryEvent::TimerCreated { .. })
+        })
+        .await;
+    }
+    client.start(nap, 0).await.expect("starts");
+    fire_seen
+        .wait_for(|seen| *seen)
+        .await
+        .expect("the due timer fires");
+    clock.0.store(0, Ordering::SeqCst);
+    // A window to count wakeups in, not a synchronisation.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let turns = clock.0.load(Ordering::SeqCst);
+    let _ = release.send(true);
+    runtime.shutdown().await;
+    assert!(
+        turns < 25,
+        "the timer service turned {turns} times in 500 ms while one firing was held"
+    );
 }

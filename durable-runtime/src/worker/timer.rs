@@ -170,7 +170,10 @@ pub(crate) async fn run(
         }
         let firing = in_flight.running() > 0;
         let wanted = armed.wants_more();
-        let caught_up = !firing && shared.dispatcher.backlog().0 <= MESSAGE_BACKLOG;
+        // Reads wait for a batch that fires (the reap below wakes the loop when it is done)
+        // and for the steps to catch up with the messages (polled).
+        let backlogged = shared.dispatcher.backlog().0 > MESSAGE_BACKLOG;
+        let caught_up = !firing && !backlogged;
         if let Some((after, limit)) = wanted
             && caught_up
             && Instant::now() >= next_read
@@ -220,8 +223,13 @@ pub(crate) async fn run(
             })
             .unwrap_or(MAX_TIMER_SLEEP)
             .min(MAX_TIMER_SLEEP);
-        if wanted.is_some() && !caught_up {
-            wait = wait.min(CATCH_UP_POLL);
+        if wanted.is_some() && !firing {
+            if backlogged {
+                wait = wait.min(CATCH_UP_POLL);
+            } else {
+                // A read that failed is tried again when its back-off ends.
+                wait = wait.min(next_read.saturating_duration_since(Instant::now()));
+            }
         }
         tokio::select! {
             biased;
