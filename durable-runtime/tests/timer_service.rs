@@ -202,3 +202,92 @@ async fn a_slow_firing_does_not_spin_the_timer_service() {
         "the timer service turned {turns} times in 500 ms while one firing was held"
     );
 }
+
+/// Timers that came due while the process was down fire while startup recovery still hands
+/// over older messages, and what they deliver to instances of the earlier process is held
+/// back until recovery is done. The timer service must count those messages in the backlog
+/// that paces its reads, or it fires the whole backlog into memory.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn timers_fired_while_recovery_holds_their_messages_back_are_paced() {
+    const DUE: u64 = 20_000;
+    const IN_MEMORY: usize = 1_000;
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    drop(client);
+    runtime.shutdown().await;
+    let now_ms = SystemClock.now_ms();
+    {
+        let mut db = rusqlite::Connection::open(store.path()).expect("opens");
+        let tx = db.transaction().expect("tx");
+        {
+            // Due already, for an instance of the earlier process (gone: what reaches it is
+            // consumed and dropped).
+            let mut insert = tx
+                .prepare(
+                    "INSERT INTO timers (instance_id, task_id, fire_at_ms) VALUES ('gone', ?1, ?2)",
+                )
+                .expect("prepares");
+            for n in 0..DUE as i64 {
+                insert.execute([n, now_ms - 1]).expect("inserts");
+            }
+        }
+        tx.commit().expect("commits");
+    }
+    let fired = Arc::new(AtomicU64::new(0));
+    let hook: Hook = {
+        let fired = fired.clone();
+        Arc::new(move |phase, write| -> BoxFut {
+            if phase == Phase::Before && matches!(write, Write::FireTimer { .. }) {
+                fired.fetch_add(1, Ordering::SeqCst);
+            }
+            Box::pin(async { None })
+        })
+    };
+    let (open_recovery, recovery_open) = tokio::sync::watch::channel(false);
+    let clock = Arc::new(CountingClock::default());
+    let runtime = store
+        .hooked_builder_held_recovery(hook, recovery_open)
+        .max_timers_in_memory(IN_MEMORY)
+        .clock(clock.clone())
+        .start()
+        .await
+        .expect("starts");
+    // Recovery is held on its first page. Wait until every timer fired, or until the timer
+    // service stopped firing: it turns (reading the clock) again and again without firing.
+    let mut seen = (u64::MAX, 0);
+    let fired_while_held = loop {
+        let turns = clock.0.load(Ordering::SeqCst);
+        let now_fired = fired.load(Ordering::SeqCst);
+        if now_fired >= DUE {
+            break now_fired;
+        }
+        if now_fired != seen.0 {
+            seen = (now_fired, turns);
+        } else if turns - seen.1 >= 50 {
+            break now_fired;
+        }
+        tokio::task::yield_now().await;
+    };
+    let _ = open_recovery.send(true);
+    let db = durable_runtime::store::sqlite::open_read_only(store.path()).expect("opens");
+    let left = |table: &str| -> i64 {
+        db.query_row(&format!("SELECT COUNT(*) FROM {table}"), [], |row| {
+            row.get(0)
+        })
+        .expect("counts")
+    };
+    tokio::time::timeout(support::WAIT, async {
+        while left("timers") > 0 || left("messages") > 0 {
+            tokio::task::yield_now().await;
+        }
+    })
+    .await
+    .expect("every timer fires once recovery is done");
+    runtime.shutdown().await;
+    println!("{fired_while_held} of {DUE} timers fired while recovery was held");
+    // The backlog the service reads up to (4,000), one memory of timers and one batch.
+    assert!(
+        fired_while_held < 8_000,
+        "{fired_while_held} of {DUE} timers fired while recovery held their messages back"
+    );
+}

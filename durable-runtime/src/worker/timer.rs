@@ -30,8 +30,9 @@ use tokio::time::Instant;
 /// The longest the timer service sleeps before it reads the wall clock again.
 pub(crate) const MAX_TIMER_SLEEP: Duration = Duration::from_secs(1);
 
-/// Messages waiting for their steps beyond which no more timers are read from the store:
-/// firing a backlog of due timers must not outrun the steps that consume what they deliver.
+/// Messages waiting for their steps (or held back for startup recovery) beyond which no more
+/// timers are read from the store: firing a backlog of due timers must not outrun the steps
+/// that consume what they deliver.
 const MESSAGE_BACKLOG: usize = 4_000;
 
 /// How often a read held back by the backlog looks again.
@@ -172,7 +173,9 @@ pub(crate) async fn run(
         let wanted = armed.wants_more();
         // Reads wait for a batch that fires (the reap below wakes the loop when it is done)
         // and for the steps to catch up with the messages (polled).
-        let backlogged = shared.dispatcher.backlog().0 > MESSAGE_BACKLOG;
+        // Messages held back for recovery count: a due timer of an instance of the earlier
+        // process delivers one, which waits in memory until recovery is done.
+        let backlogged = shared.dispatcher.backlog().0 + shared.held_back.len() > MESSAGE_BACKLOG;
         let caught_up = !firing && !backlogged;
         if let Some((after, limit)) = wanted
             && caught_up
