@@ -172,9 +172,9 @@ pub(crate) async fn run(
         let firing = in_flight.running() > 0;
         let wanted = armed.wants_more();
         // Reads wait for a batch that fires (the reap below wakes the loop when it is done)
-        // and for the steps to catch up with the messages (polled).
-        // Messages held back for recovery count: a due timer of an instance of the earlier
-        // process delivers one, which waits in memory until recovery is done.
+        // and for the steps to catch up with the messages (polled). Messages held back for
+        // recovery count: a due timer of an instance of the earlier process delivers one,
+        // which waits in memory until recovery is done.
         let backlogged = shared.dispatcher.backlog().0 + shared.held_back.len() > MESSAGE_BACKLOG;
         let caught_up = !firing && !backlogged;
         if let Some((after, limit)) = wanted
