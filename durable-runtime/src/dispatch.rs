@@ -50,8 +50,8 @@ pub(crate) struct Queues {
     pub ready: mpsc::UnboundedReceiver<String>,
     /// Activities to run.
     pub activities: mpsc::UnboundedReceiver<ActivityWorkItem>,
-    /// Timers to arm.
-    pub timers: mpsc::UnboundedReceiver<TimerWorkItem>,
+    /// Timers to arm, the timers of one step together.
+    pub timers: mpsc::UnboundedReceiver<Vec<TimerWorkItem>>,
 }
 
 /// What an orchestration worker takes to run one step.
@@ -66,7 +66,7 @@ pub(crate) struct Dispatcher {
     cache_capacity: usize,
     ready: mpsc::UnboundedSender<String>,
     activities: mpsc::UnboundedSender<ActivityWorkItem>,
-    timers: mpsc::UnboundedSender<TimerWorkItem>,
+    timers: mpsc::UnboundedSender<Vec<TimerWorkItem>>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     /// Messages held in slots, not yet claimed by a worker (for recovery's back-pressure).
     held_messages: AtomicUsize,
@@ -158,9 +158,12 @@ impl Dispatcher {
         )
     }
 
-    /// Hands a durable timer to the timer service.
-    pub(crate) fn arm_timer(&self, timer: TimerWorkItem) {
-        let _ = self.timers.send(timer);
+    /// Hands the durable timers one step armed to the timer service, together: timers that
+    /// are due already must reach it at once to fire in due order.
+    pub(crate) fn arm_timers(&self, timers: Vec<TimerWorkItem>) {
+        if !timers.is_empty() {
+            let _ = self.timers.send(timers);
+        }
     }
 
     /// Takes the waiting messages and cached execution of a claimed instance.

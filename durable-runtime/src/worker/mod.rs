@@ -77,9 +77,7 @@ impl Shared {
                 for item in work.activities {
                     self.dispatcher.enqueue_activity(item);
                 }
-                for timer in work.timers {
-                    self.dispatcher.arm_timer(timer);
-                }
+                self.dispatcher.arm_timers(work.timers);
                 Delivered::Sent
             }
             Written::Delivered(None) => Delivered::Nothing,

@@ -72,6 +72,15 @@ impl HeldBack {
         None
     }
 
+    /// How many messages are held back now (they wait in memory like those in the
+    /// dispatcher's slots, and count in the same backlog).
+    pub(crate) fn len(&self) -> usize {
+        self.state
+            .lock()
+            .as_ref()
+            .map_or(0, |held| held.messages.len())
+    }
+
     /// Ends holding back; returns what was held, in commit order.
     fn release(&self) -> Vec<Message> {
         let mut messages = self.state.lock().take().unwrap_or_default().messages;

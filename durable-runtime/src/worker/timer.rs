@@ -30,8 +30,9 @@ use tokio::time::Instant;
 /// The longest the timer service sleeps before it reads the wall clock again.
 pub(crate) const MAX_TIMER_SLEEP: Duration = Duration::from_secs(1);
 
-/// Messages waiting for their steps beyond which no more timers are read from the store:
-/// firing a backlog of due timers must not outrun the steps that consume what they deliver.
+/// Messages waiting for their steps (or held back for startup recovery) beyond which no more
+/// timers are read from the store: firing a backlog of due timers must not outrun the steps
+/// that consume what they deliver.
 const MESSAGE_BACKLOG: usize = 4_000;
 
 /// How often a read held back by the backlog looks again.
@@ -111,11 +112,14 @@ impl Armed {
     }
 
     /// Where to read from the store next, and how many, if memory has room to reach further.
+    /// Corrupt rows reported before may be read again (a row whose instance cannot be failed
+    /// stays in the store): they are asked for on top, so they never take the room of timers.
     fn wants_more(&self) -> Option<(DueKey, usize)> {
         match self.horizon {
-            Horizon::Through(last) if self.timers.len() <= self.capacity / 2 => {
-                Some((last, self.capacity - self.timers.len()))
-            }
+            Horizon::Through(last) if self.timers.len() <= self.capacity / 2 => Some((
+                last,
+                (self.capacity - self.timers.len()).saturating_add(self.reported_corrupt.len()),
+            )),
             _ => None,
         }
     }
@@ -131,15 +135,10 @@ impl Armed {
         self.horizon = match page.items.last().map(TimerWorkItem::due_key) {
             _ if read < asked => Horizon::Everything,
             Some(last) => Horizon::Through(last),
-            // A whole page of corrupt rows: nothing to order by. Stop reading rather than read
-            // them forever.
-            None => {
-                tracing::error!(
-                    rows = read,
-                    "a page of timers did not decode; later timers wait for the next start"
-                );
-                Horizon::Everything
-            }
+            // A whole page of corrupt rows: nothing to order by, so the horizon stays. At most
+            // the rows reported before were among them, so most are new: once reported, the
+            // next read asks for that many more and reaches past them.
+            None => self.horizon,
         };
         for timer in page.items {
             self.arm(timer);
@@ -154,7 +153,7 @@ impl Armed {
 /// Runs until the runtime stops.
 pub(crate) async fn run(
     shared: Arc<Shared>,
-    mut armed_rx: mpsc::UnboundedReceiver<TimerWorkItem>,
+    mut armed_rx: mpsc::UnboundedReceiver<Vec<TimerWorkItem>>,
     mut stopped: StopSignal,
 ) -> bool {
     let mut armed = Armed::new(shared.limits.max_timers_in_memory);
@@ -172,7 +171,12 @@ pub(crate) async fn run(
         }
         let firing = in_flight.running() > 0;
         let wanted = armed.wants_more();
-        let caught_up = !firing && shared.dispatcher.backlog().0 <= MESSAGE_BACKLOG;
+        // Reads wait for a batch that fires (the reap below wakes the loop when it is done)
+        // and for the steps to catch up with the messages (polled). Messages held back for
+        // recovery count: a due timer of an instance of the earlier process delivers one,
+        // which waits in memory until recovery is done.
+        let backlogged = shared.dispatcher.backlog().0 + shared.held_back.len() > MESSAGE_BACKLOG;
+        let caught_up = !firing && !backlogged;
         if let Some((after, limit)) = wanted
             && caught_up
             && Instant::now() >= next_read
@@ -186,8 +190,19 @@ pub(crate) async fn run(
             match page {
                 Ok(page) => {
                     read_attempt = 0;
-                    for row in armed.extend(limit, page) {
-                        fail_corrupt(&shared, row).await;
+                    let corrupt = armed.extend(limit, page);
+                    // Reporting retries a failing store for as long as it fails: it must not
+                    // hold shutdown (a row not reported yet fails its instance at the next
+                    // start).
+                    let report = async {
+                        for row in corrupt {
+                            fail_corrupt(&shared, row).await;
+                        }
+                    };
+                    tokio::select! {
+                        biased;
+                        deadline = stopping(&mut stopped) => break deadline,
+                        () = report => {}
                     }
                     // What was read may be due already.
                     continue;
@@ -211,14 +226,26 @@ pub(crate) async fn run(
             })
             .unwrap_or(MAX_TIMER_SLEEP)
             .min(MAX_TIMER_SLEEP);
-        if wanted.is_some() && !caught_up {
-            wait = wait.min(CATCH_UP_POLL);
+        if wanted.is_some() && !firing {
+            if backlogged {
+                wait = wait.min(CATCH_UP_POLL);
+            } else {
+                // A read that failed is tried again when its back-off ends.
+                wait = wait.min(next_read.saturating_duration_since(Instant::now()));
+            }
         }
         tokio::select! {
             biased;
             deadline = stopping(&mut stopped) => break deadline,
-            timer = armed_rx.recv() => match timer {
-                Some(timer) => armed.arm(timer),
+            timers = armed_rx.recv() => match timers {
+                // A step's timers come together, and so does whatever else is waiting: timers
+                // that are due already fire in one batch, in due order.
+                Some(timers) => {
+                    timers.into_iter().for_each(|timer| armed.arm(timer));
+                    while let Ok(timers) = armed_rx.try_recv() {
+                        timers.into_iter().for_each(|timer| armed.arm(timer));
+                    }
+                }
                 None => break Instant::now(),
             },
             () = in_flight.reap() => {}
@@ -389,6 +416,28 @@ mod tests {
         // Announced by its step after the page was read, within the horizon: kept once.
         armed.arm(timer(2, 10));
         assert_eq!(keys(&armed), vec![1, 2, 9, 3]);
+    }
+
+    #[test]
+    fn a_page_of_corrupt_rows_is_read_past() {
+        let mut armed = Armed::new(2);
+        let corrupt = |id| crate::store::CorruptRow {
+            table: "timers",
+            id,
+            instance_id: Some("gone".into()),
+            reason: "task id -1 is negative".into(),
+        };
+        let mut all_corrupt = page(Vec::new());
+        all_corrupt.corrupt = vec![corrupt(7), corrupt(8)];
+        assert_eq!(armed.extend(2, all_corrupt).len(), 2);
+        // Nothing to order by: the horizon stays, and the next read asks past the two rows.
+        assert_eq!(armed.horizon, Horizon::Through(DueKey::FIRST));
+        assert_eq!(armed.wants_more(), Some((DueKey::FIRST, 4)));
+        let mut past = page(vec![timer(1, 30)]);
+        past.corrupt = vec![corrupt(7), corrupt(8)];
+        assert!(armed.extend(4, past).is_empty());
+        assert_eq!(keys(&armed), vec![1]);
+        assert_eq!(armed.horizon, Horizon::Everything);
     }
 
     #[test]

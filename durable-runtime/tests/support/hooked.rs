@@ -30,6 +30,9 @@ pub struct HookedStore {
     pub hook: Hook,
     /// How long each read of a page of pending messages takes (a slow disk, a big table).
     pub page_delay: std::time::Duration,
+    /// If set, reads of pending messages wait until it says true (startup recovery held at a
+    /// point the test chooses).
+    pub pages_open: Option<tokio::sync::watch::Receiver<bool>>,
 }
 
 impl HookedStore {
@@ -39,6 +42,7 @@ impl HookedStore {
             inner,
             hook: Arc::new(|_, _| -> BoxFut { Box::pin(async { None }) }),
             page_delay,
+            pages_open: None,
         }
     }
 }
@@ -85,6 +89,9 @@ impl Backend for HookedStore {
         after_id: i64,
         limit: usize,
     ) -> Result<PendingPage<Message>, StoreError> {
+        if let Some(open) = &self.pages_open {
+            let _ = open.clone().wait_for(|open| *open).await;
+        }
         tokio::time::sleep(self.page_delay).await;
         self.inner.pending_messages(after_id, limit).await
     }

@@ -46,6 +46,25 @@ impl TestStore {
             inner: std::sync::Arc::new(inner),
             hook,
             page_delay: std::time::Duration::ZERO,
+            pages_open: None,
+        };
+        Runtime::builder().store(std::sync::Arc::new(store))
+    }
+
+    /// [`hooked_builder`](Self::hooked_builder), with startup recovery's reads of pending
+    /// messages held until `pages_open` says true.
+    pub fn hooked_builder_held_recovery(
+        &self,
+        hook: hooked::Hook,
+        pages_open: tokio::sync::watch::Receiver<bool>,
+    ) -> RuntimeBuilder {
+        let inner =
+            durable_runtime::store::sqlite::SqliteStore::open(self.path()).expect("store opens");
+        let store = hooked::HookedStore {
+            inner: std::sync::Arc::new(inner),
+            hook,
+            page_delay: std::time::Duration::ZERO,
+            pages_open: Some(pages_open),
         };
         Runtime::builder().store(std::sync::Arc::new(store))
     }

@@ -308,6 +308,11 @@ pub(crate) fn pending_activities(
 }
 
 /// Armed timers after `after` in due order (`timers_by_due`).
+///
+/// Two ranges of the index, merged in index order (no sort): the rest of `after`'s due time
+/// (by id), then the later due times. SQLite seeks a row value `(fire_at_ms, id) > (?, ?)` on the due time alone and then
+/// scans every timer of that due time up to the id, so reading on through a million timers
+/// due together would cost a scan per page, quadratic in all.
 pub(crate) fn pending_timers(
     conn: &Connection,
     after: DueKey,
@@ -317,7 +322,11 @@ pub(crate) fn pending_timers(
         conn,
         "timers",
         "SELECT id, instance_id, task_id, fire_at_ms, execution_id FROM timers
-         WHERE (fire_at_ms, id) > (?1, ?2) ORDER BY fire_at_ms, id LIMIT ?3",
+         WHERE fire_at_ms = ?1 AND id > ?2
+         UNION ALL
+         SELECT id, instance_id, task_id, fire_at_ms, execution_id FROM timers
+         WHERE fire_at_ms > ?1
+         ORDER BY fire_at_ms, id LIMIT ?3",
         params![after.fire_at_ms, after.id, sql_limit(limit)],
         |row, id, instance_id| {
             Ok(TimerWorkItem {
