@@ -102,9 +102,10 @@ pub(crate) struct OrchestrationState {
     /// Events that arrived before anyone waited for them, by name, oldest first, with their
     /// arrival order.
     buffered_events: HashMap<String, VecDeque<(Payload, u64)>>,
-    /// How many slots wait for an event. The waits themselves are found by scanning the
-    /// slots (oldest first): an index by name cost an idle instance a few hundred bytes.
-    event_waits: usize,
+    /// The slots waiting for an event, oldest (lowest task id) first. An event is matched by
+    /// scanning these for its name: a map by name cost an idle instance a few hundred bytes,
+    /// and scanning every slot made a long-lived wait quadratic in the events received.
+    event_waits: Vec<u64>,
     /// Deterministic ids and random numbers handed out so far.
     pub(crate) guids: u64,
     pub(crate) randoms: u64,
@@ -132,7 +133,7 @@ impl OrchestrationState {
             recorded,
             arrived: 0,
             buffered_events: HashMap::new(),
-            event_waits: 0,
+            event_waits: Vec::new(),
             guids: 0,
             randoms: 0,
             new_tasks: Vec::new(),
@@ -156,16 +157,23 @@ impl OrchestrationState {
 
     /// The oldest slot still waiting for the event `name`.
     fn oldest_wait_for(&self, name: &str) -> Option<u64> {
-        if self.event_waits == 0 {
-            return None;
+        self.event_waits.iter().copied().find(|&task_id| {
+            matches!(
+                self.tasks.get(task_id as usize),
+                Some(TaskSlot::Waiting { name: waiting, .. }) if **waiting == *name
+            )
+        })
+    }
+
+    /// `task_id` no longer waits for an event.
+    fn stop_waiting(&mut self, task_id: u64) {
+        if let Some(position) = self.event_waits.iter().position(|&id| id == task_id) {
+            self.event_waits.remove(position);
         }
-        self.tasks
-            .iter()
-            .position(|slot| {
-                matches!(slot, TaskSlot::Waiting { name: waiting, waits: Waits::Event, .. }
-                    if **waiting == *name)
-            })
-            .map(|index| index as u64)
+        if self.event_waits.is_empty() {
+            // Give the memory back: an instance that waited once may live long.
+            self.event_waits = Vec::new();
+        }
     }
 
     fn resolve(
@@ -182,15 +190,15 @@ impl OrchestrationState {
         };
         match std::mem::replace(slot, TaskSlot::Taken) {
             TaskSlot::Waiting { name, waits, waker } => {
-                if waits == Waits::Event {
-                    self.event_waits -= 1;
-                }
                 *slot = TaskSlot::Done {
                     name,
                     waits,
                     result,
                     order,
                 };
+                if waits == Waits::Event {
+                    self.stop_waiting(task_id);
+                }
                 (Delivery::Delivered, waker)
             }
             // Nobody will read it, but history holds it legitimately.
@@ -243,7 +251,7 @@ impl OrchestrationState {
             waits: Waits::Event,
             waker: None,
         });
-        self.event_waits += 1;
+        self.event_waits.push(task_id);
         let buffered = self
             .buffered_events
             .get_mut(name)
@@ -267,7 +275,7 @@ impl OrchestrationState {
             TaskSlot::Waiting {
                 waits: Waits::Event,
                 ..
-            } => self.event_waits -= 1,
+            } => self.stop_waiting(task_id),
             TaskSlot::Done {
                 name,
                 waits: Waits::Event,
@@ -350,5 +358,89 @@ impl OrchestrationState {
             order: self.arrived,
         });
         task_id
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A small deterministic generator, so a failing sequence can be replayed from its seed.
+    fn next(seed: &mut u64) -> u64 {
+        *seed ^= *seed << 13;
+        *seed ^= *seed >> 7;
+        *seed ^= *seed << 17;
+        *seed
+    }
+
+    fn waiting_for_events(state: &OrchestrationState) -> Vec<u64> {
+        (0..state.tasks.len() as u64)
+            .filter(|&id| {
+                matches!(
+                    state.tasks[id as usize],
+                    TaskSlot::Waiting {
+                        waits: Waits::Event,
+                        ..
+                    }
+                )
+            })
+            .collect()
+    }
+
+    #[test]
+    fn events_go_to_the_oldest_wait_and_are_buffered_only_when_none_waits() {
+        for start in 1..=300u64 {
+            let mut seed = start.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+            let mut state = OrchestrationState::new(BTreeMap::new(), usize::MAX);
+            let mut raised = 0u64;
+            let mut received = 0u64;
+            for _ in 0..80 {
+                let name = ["a", "b"][(next(&mut seed) % 2) as usize];
+                match next(&mut seed) % 4 {
+                    0 | 1 => {
+                        state.wait_for_event(name);
+                    }
+                    2 => {
+                        raised += 1;
+                        let _ = state.raise_event(name, Payload::null());
+                    }
+                    _ if !state.tasks.is_empty() => {
+                        let task_id = next(&mut seed) % state.tasks.len() as u64;
+                        // Taking a result first, as the code would, sometimes.
+                        if next(&mut seed) % 2 == 0
+                            && let TaskSlot::Done { .. } = state.tasks[task_id as usize]
+                        {
+                            state.tasks[task_id as usize] = TaskSlot::Taken;
+                            received += 1;
+                        }
+                        let _ = state.forget(task_id);
+                    }
+                    _ => {}
+                }
+                assert_eq!(
+                    state.event_waits,
+                    waiting_for_events(&state),
+                    "seed {start}"
+                );
+                for id in &state.event_waits {
+                    if let TaskSlot::Waiting { name, .. } = &state.tasks[*id as usize] {
+                        let buffered = state.buffered_events.get(&**name).map_or(0, VecDeque::len);
+                        assert_eq!(
+                            buffered, 0,
+                            "seed {start}: '{name}' buffered while waited for"
+                        );
+                    }
+                }
+            }
+            // Nothing raised is lost: every event was received, is held by a finished wait, or
+            // is buffered.
+            let held = state
+                .tasks
+                .iter()
+                .filter(|slot| matches!(slot, TaskSlot::Done { .. }))
+                .count() as u64;
+            let buffered: u64 = state.buffered_events.values().map(|q| q.len() as u64).sum();
+            assert_eq!(raised, received + held + buffered, "seed {start}");
+        }
     }
 }

@@ -436,6 +436,10 @@ pub trait Backend: Send + Sync + 'static {
     /// Up to `limit` armed timers that come after `after` in due order ([`DueKey`]: due time,
     /// then id), earliest first. The timer service keeps only the earliest timers in memory
     /// and reads the later ones with this as their turn comes.
+    ///
+    /// A page (decoded rows plus corrupt ones) holds fewer than `limit` rows only when no
+    /// more timers follow: the caller takes a short page as the end of the store, so a backend
+    /// must not cap its pages below `limit`.
     async fn pending_timers(
         &self,
         after: DueKey,

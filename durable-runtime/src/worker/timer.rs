@@ -257,12 +257,13 @@ pub(crate) async fn run(
 }
 
 /// A read that failed for a transient reason is tried again soon; any other failure is tried
-/// again rarely, in case an operator repairs the store.
+/// again every few seconds, in case an operator repairs the store: until a read succeeds, no
+/// timer beyond the horizon (at start, none at all) can fire.
 fn read_retry_delay(err: &StoreError, attempt: u32) -> Duration {
     if err.class() == ErrorClass::Transient {
         retry_delay(attempt)
     } else {
-        Duration::from_secs(60)
+        Duration::from_secs(5)
     }
 }
 
