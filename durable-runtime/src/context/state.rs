@@ -407,7 +407,7 @@ mod tests {
                     _ if !state.tasks.is_empty() => {
                         let task_id = next(&mut seed) % state.tasks.len() as u64;
                         // Taking a result first, as the code would, sometimes.
-                        if next(&mut seed) % 2 == 0
+                        if next(&mut seed).is_multiple_of(2)
                             && let TaskSlot::Done { .. } = state.tasks[task_id as usize]
                         {
                             state.tasks[task_id as usize] = TaskSlot::Taken;
