@@ -179,6 +179,45 @@ async fn an_alias_of_result_fails_by_its_err() {
     runtime.shutdown().await;
 }
 
+/// An error type that is only ever displayed may be borrowed for `'static`, as for a plain fn.
+#[activity]
+async fn positive(n: i64) -> Result<i64, &'static str> {
+    if n > 0 { Ok(n) } else { Err("not positive") }
+}
+
+/// The same for an orchestrator: its `Err` fails the instance with the text.
+#[orchestrator]
+async fn positive_sum(ctx: OrchestrationContext, n: i64) -> Result<i64, &'static str> {
+    match ctx.call_activity(positive, n).await {
+        Ok(n) => Ok(n + 1),
+        Err(_) => Err("the activity refused it"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_str_error_fails_with_its_text() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let passing = client.start(positive_sum, 2).await.expect("start");
+    let failing = client.start(positive_sum, -2).await.expect("start");
+    let status = client
+        .wait_for_completion(&passing, WAIT)
+        .await
+        .expect("done");
+    assert_eq!(status.output_as::<i64>().expect("completed"), 3);
+    let status = client
+        .wait_for_completion(&failing, WAIT)
+        .await
+        .expect("done");
+    assert_eq!(status.runtime_status, RuntimeStatus::Failed, "{status:?}");
+    assert_eq!(
+        status.failure,
+        Some(FailureDetails::new("the activity refused it"))
+    );
+    assert_eq!(positive(-1).await, Err("not positive"));
+    runtime.shutdown().await;
+}
+
 // --- Attributes land on the function ---
 
 /// Names of the spans created in this process since [`record_spans`].
