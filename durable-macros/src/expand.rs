@@ -12,7 +12,7 @@ use syn::{Ident, ItemFn};
 
 /// Entry point shared by both attributes: parse, validate, then expand or report.
 pub(crate) fn function(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
-    let item: ItemFn = match syn::parse2(item.clone()) {
+    let mut item: ItemFn = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(err) => {
             let err = syn::Error::new(
@@ -23,7 +23,7 @@ pub(crate) fn function(kind: Kind, args: TokenStream, item: TokenStream) -> Toke
             return quote! { #compile_error #item };
         }
     };
-    let mut errors = Vec::new();
+    let mut errors = determinism::take_from_signature(kind, &mut item);
     let options = match attr::parse(kind, args) {
         Ok(options) => Some(options),
         Err(err) => {
@@ -58,7 +58,6 @@ pub(crate) fn function(kind: Kind, args: TokenStream, item: TokenStream) -> Toke
         let file = determinism::FileScope::of_invocation();
         errors.extend(determinism::check(&item.block, &inputs, &file));
     }
-    let mut item = item;
     determinism::strip_escape_hatches(&mut item.block);
     let compile_errors: Vec<TokenStream> =
         errors.iter().map(syn::Error::to_compile_error).collect();

@@ -90,7 +90,10 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// For the rare justified case, put `#[durable::allow_nondeterministic("why this is safe")]` on
 /// a statement, an expression, a match arm or an item inside the body (a nested `fn`, a
 /// `static`, an `impl`); the reason is required. The macro removes it; anywhere else in the
-/// body (a parameter, a field) it is an error saying where it goes.
+/// body (a parameter, a field), on the orchestrator's own parameters, or on the function under
+/// `#[orchestrator]` (it cannot cover a whole orchestrator), it is an error saying where it
+/// goes. (Written *above* `#[orchestrator]`, it is read by the compiler before the macro runs,
+/// which then reports that it cannot find a crate named `durable`.)
 ///
 /// ```ignore
 /// #[durable::allow_nondeterministic("only measures the step for a log line")]

@@ -23,7 +23,7 @@ mod resolver_tests;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use escape_hatch::strip_escape_hatches;
+pub(crate) use escape_hatch::{strip_escape_hatches, take_from_signature};
 pub(crate) use scope::FileScope;
 
 use syn::visit::Visit;
