@@ -56,7 +56,12 @@ pub(crate) fn function(kind: Kind, args: TokenStream, item: TokenStream) -> Toke
             })
             .collect();
         let file = determinism::FileScope::of_invocation();
-        errors.extend(determinism::check(&item.block, &inputs, &file));
+        errors.extend(determinism::check(
+            &item.sig.ident,
+            &item.block,
+            &inputs,
+            &file,
+        ));
     }
     determinism::strip_escape_hatches(&mut item.block);
     let compile_errors: Vec<TokenStream> =

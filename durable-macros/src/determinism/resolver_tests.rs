@@ -8,8 +8,13 @@ use syn::visit::Visit;
 
 /// Every value path of `block`, in order, with what it resolved to.
 fn resolutions(file: syn::File, block: syn::Block) -> Vec<(String, Target)> {
+    resolutions_in("workflow", file, block)
+}
+
+/// [`resolutions`] of the body of the orchestrator `name`.
+fn resolutions_in(name: &str, file: syn::File, block: syn::Block) -> Vec<(String, Target)> {
     let scope = FileScope::from_items(&file.items);
-    let mut checker = Checker::new(&scope, scope.module_of(&block));
+    let mut checker = Checker::new(&scope, scope.module_of(name, &block));
     checker.visit_block(&block);
     checker.trace
 }
@@ -272,6 +277,58 @@ fn the_orchestrators_own_module_is_the_scope() {
         file,
         parse_quote!({
             Instant::now();
+        }),
+    );
+    assert_eq!(
+        of(&trace, "Instant::now"),
+        [external("std::time::Instant::now")]
+    );
+}
+
+#[test]
+fn the_module_is_found_by_name_when_another_macro_rewrote_the_body() {
+    let file: syn::File = parse_quote! {
+        #[orchestrator]
+        async fn at_the_root(ctx: OrchestrationContext) {}
+        mod flows {
+            use std::time::Instant;
+            #[tracing::instrument(skip(ctx))]
+            #[orchestrator]
+            async fn traced(ctx: OrchestrationContext) {
+                Instant::now();
+            }
+            fn nested() {
+                #[orchestrator]
+                async fn inner(ctx: OrchestrationContext) {
+                    Instant::now();
+                    1;
+                }
+            }
+        }
+    };
+    // What `#[tracing::instrument]` hands on is not the body written in the file.
+    let trace = resolutions_in(
+        "traced",
+        file.clone(),
+        parse_quote!({
+            let span = tracing::span!(tracing::Level::INFO, "traced");
+            async move {
+                Instant::now();
+            }
+            .await
+        }),
+    );
+    assert_eq!(
+        of(&trace, "Instant::now"),
+        [external("std::time::Instant::now")]
+    );
+    // An orchestrator declared inside a function of the module.
+    let trace = resolutions_in(
+        "inner",
+        file,
+        parse_quote!({
+            Instant::now();
+            1;
         }),
     );
     assert_eq!(

@@ -122,6 +122,14 @@ pub(crate) enum StaticKind {
     Plain,
 }
 
+/// An `#[orchestrator]` fn found in the file.
+pub(crate) struct Orchestrator {
+    pub(crate) module: ModuleId,
+    pub(crate) name: String,
+    /// Its body, as text.
+    pub(crate) body: String,
+}
+
 /// A static declared in the file.
 pub(crate) struct FileStatic {
     pub(crate) kind: StaticKind,
@@ -139,9 +147,9 @@ pub(crate) struct Module {
 pub(crate) struct FileScope {
     pub(crate) modules: Vec<Module>,
     pub(crate) statics: Vec<FileStatic>,
-    /// Each `#[orchestrator]` fn in the file: its module, and its body as text (to tell which
-    /// one is being expanded).
-    pub(crate) orchestrators: Vec<(ModuleId, String)>,
+    /// Each `#[orchestrator]` fn in the file (in a module, or declared inside a function of
+    /// one): its module, its name and its body as text (to tell which one is being expanded).
+    pub(crate) orchestrators: Vec<Orchestrator>,
     /// The modules a glob lookup is going through, innermost last.
     pub(crate) searching: std::cell::RefCell<Vec<ModuleId>>,
 }
@@ -156,18 +164,31 @@ impl Default for FileScope {
 const MAX_DEPTH: usize = 16;
 
 impl FileScope {
-    /// The module of the orchestrator whose body is `block` (the file itself if unsure).
-    pub(crate) fn module_of(&self, block: &syn::Block) -> ModuleId {
-        let mut modules: Vec<ModuleId> = self.orchestrators.iter().map(|(m, _)| *m).collect();
+    /// The module of the orchestrator `name` whose body is `block` (the file itself if
+    /// unsure). Found by its name first: the body the macro is handed can differ from the
+    /// file's text when another attribute macro (`#[tracing::instrument]`) ran before it.
+    pub(crate) fn module_of(&self, name: &str, block: &syn::Block) -> ModuleId {
+        let named: Vec<&Orchestrator> = self
+            .orchestrators
+            .iter()
+            .filter(|o| o.name == name)
+            .collect();
+        let mut modules: Vec<ModuleId> = named.iter().map(|o| o.module).collect();
         modules.dedup();
         if let [only] = modules.as_slice() {
             return *only;
         }
+        // Several of that name (in different modules), or none found: by the body.
         let body = block.to_token_stream().to_string();
-        self.orchestrators
+        let candidates = if named.is_empty() {
+            self.orchestrators.iter().collect()
+        } else {
+            named
+        };
+        candidates
             .iter()
-            .find(|(_, text)| *text == body)
-            .map_or(0, |(module, _)| *module)
+            .find(|o| o.body == body)
+            .map_or(0, |o| o.module)
     }
 
     /// Looks `name` up among `names`: its own bindings first, then what its globs bring.

@@ -9,10 +9,15 @@ fn messages(block: syn::Block) -> Vec<String> {
 }
 
 fn messages_with_file(block: syn::Block, file: syn::File) -> Vec<String> {
-    check(&block, &[], &FileScope::from_items(&file.items))
-        .iter()
-        .map(|e| e.to_string())
-        .collect()
+    check(
+        &parse_quote!(workflow),
+        &block,
+        &[],
+        &FileScope::from_items(&file.items),
+    )
+    .iter()
+    .map(|e| e.to_string())
+    .collect()
 }
 
 fn assert_one(found: &[String], needle: &str) {
