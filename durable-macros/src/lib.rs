@@ -75,7 +75,8 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Names are resolved the way rustc would, within the body and the file: local bindings
 /// (`let`, patterns, parameters) and the user's own items and modules shadow imports, `use`
 /// items are followed (renames, glob imports of known modules, re-exports through the file's
-/// inline modules), and `crate::` paths are the user's. So `let env = ..`, `mod process`,
+/// inline modules), and so are type aliases of the file and the body
+/// (`type Clock = std::time::SystemTime;`), and `crate::` paths are the user's. So `let env = ..`, `mod process`,
 /// `struct Command` or `crate::time::now()` are fine, and a `use rand::prelude::*;` written for
 /// an activity refuses only `thread_rng`, `random`, ... where the orchestrator uses them.
 /// Arguments of macros are checked when they parse as Rust (`vec!`, `format!`, `assert!`, user

@@ -167,7 +167,17 @@ pub(crate) fn declare_item(item: &Item, module: ModuleId, names: &mut Names) {
             names.add(&item.ident, Ns::Type, user);
         }
         Item::Enum(item) => names.add(&item.ident, Ns::Type, user),
-        Item::Type(item) => names.add(&item.ident, Ns::Type, user),
+        Item::Type(item) => {
+            let entry = match &*item.ty {
+                Type::Path(ty) if ty.qself.is_none() => Entry::Alias(UsePath {
+                    leading_colon: ty.path.leading_colon.is_some(),
+                    segments: super::scope::path_segments(&ty.path),
+                    module,
+                }),
+                _ => user,
+            };
+            names.add(&item.ident, Ns::Type, entry);
+        }
         Item::Trait(item) => names.add(&item.ident, Ns::Type, user),
         Item::TraitAlias(item) => names.add(&item.ident, Ns::Type, user),
         Item::Union(item) => names.add(&item.ident, Ns::Type, user),

@@ -338,6 +338,60 @@ fn the_module_is_found_by_name_when_another_macro_rewrote_the_body() {
 }
 
 #[test]
+fn type_aliases_are_followed_to_what_they_name() {
+    let trace = resolutions(
+        parse_quote! {
+            use std::collections::HashMap;
+            type Clock = std::time::SystemTime;
+            pub type Cache<V> = HashMap<String, V>;
+            type Own = crate::clock::Clock;
+            type Callback = fn() -> u32;
+        },
+        parse_quote!({
+            Clock::now();
+            let c: Cache<u32> = Cache::new();
+            Own::now();
+            {
+                use std::time::Instant;
+                type Moment = Instant;
+                Moment::now();
+            }
+            c;
+        }),
+    );
+    assert_eq!(
+        of(&trace, "Clock::now"),
+        [external("std::time::SystemTime::now")]
+    );
+    assert_eq!(
+        of(&trace, "Cache::new"),
+        [external("std::collections::HashMap::new")]
+    );
+    assert_eq!(
+        of(&trace, "c"),
+        [Target::Local(Some(Tracked::HashCollection))]
+    );
+    assert_eq!(of(&trace, "Own::now"), [USER]);
+    assert_eq!(
+        of(&trace, "Moment::now"),
+        [external("std::time::Instant::now")]
+    );
+}
+
+#[test]
+fn aliases_that_name_each_other_end() {
+    let trace = resolutions(
+        parse_quote! { type A = B; type B = A; type C = C; },
+        parse_quote!({
+            A::x();
+            C::x();
+        }),
+    );
+    assert_eq!(of(&trace, "A::x"), [Target::Unresolved]);
+    assert_eq!(of(&trace, "C::x"), [Target::Unresolved]);
+}
+
+#[test]
 fn bindings_carry_what_their_type_or_initializer_says() {
     let trace = resolutions(
         parse_quote! { use std::collections::{BTreeMap, HashMap}; use std::time::Instant; },

@@ -11,10 +11,11 @@
 //! A path is looked up by its first segment, innermost scope first, in the namespace Rust would
 //! use (a single-segment expression is a value, the first segment of a longer path is a type or
 //! module). What it finds decides everything: a local or an item of the user's is never
-//! forbidden; an import is followed to its path; a name found nowhere is, at the head of a
-//! longer path, an extern crate (`rand::random`, `std::fs::read`). `crate::` paths are the
-//! user's own; `self::` and `super::` are followed through this file's modules. Only a path that
-//! ends up outside the user's crate is matched against the rules (`rules.rs`).
+//! forbidden; an import, or a type alias of a path, is followed to that path; a name found
+//! nowhere is, at the head of a longer path, an extern crate (`rand::random`, `std::fs::read`).
+//! `crate::` paths are the user's own; `self::` and `super::` are followed through this file's
+//! modules. Only a path that ends up outside the user's crate is matched against the rules
+//! (`rules.rs`).
 
 use super::declare::declare_block_items;
 use super::rules;
@@ -64,6 +65,9 @@ pub(crate) enum Entry {
     Static(StaticId),
     /// An import, followed when looked up.
     Import(UsePath),
+    /// A type alias of a path (`type Clock = std::time::SystemTime;`), followed when looked up
+    /// like an import of that path.
+    Alias(UsePath),
 }
 
 /// What a path resolves to.
@@ -251,6 +255,7 @@ impl FileScope {
             Entry::Module(id) => Target::Module(*id),
             Entry::Static(id) => Target::Static(*id),
             Entry::Import(path) => self.resolve_use(path, ns, depth + 1),
+            Entry::Alias(path) => self.resolve_use(path, Ns::Type, depth + 1),
         }
     }
 
@@ -326,6 +331,8 @@ pub(crate) struct Resolver<'a> {
     /// The module the orchestrator (or a file-level static's initializer) is in.
     pub(crate) module: ModuleId,
     scopes: Vec<Scope>,
+    /// How many type aliases of the body deep a lookup is (aliases naming each other end).
+    alias_depth: std::cell::Cell<usize>,
 }
 
 impl<'a> Resolver<'a> {
@@ -337,6 +344,7 @@ impl<'a> Resolver<'a> {
                 names: Names::default(),
                 boundary: false,
             }],
+            alias_depth: std::cell::Cell::new(0),
         }
     }
 
@@ -382,6 +390,8 @@ impl<'a> Resolver<'a> {
             let found = scope.names.get(name, ns, None);
             match found {
                 Some(Entry::Local(_)) if crossed_fn => {}
+                // An alias declared in the body names what its path names from here.
+                Some(Entry::Alias(path)) => return Some(self.resolve_alias(path)),
                 Some(entry) => return Some(self.file.entry_target(entry, ns, 0)),
                 None => {}
             }
@@ -396,6 +406,17 @@ impl<'a> Resolver<'a> {
             crossed_fn |= scope.boundary;
         }
         self.file.lookup_in_module(self.module, name, ns, 0)
+    }
+
+    fn resolve_alias(&self, path: &UsePath) -> Target {
+        let depth = self.alias_depth.get();
+        if depth > MAX_DEPTH {
+            return Target::Unresolved;
+        }
+        self.alias_depth.set(depth + 1);
+        let target = self.resolve(path.leading_colon, &path.segments, Ns::Type);
+        self.alias_depth.set(depth);
+        target
     }
 
     /// What a path written at this point names. `ns` is the namespace of its last segment.
