@@ -244,7 +244,8 @@ fn registration(
     };
     // Attributes the registration must share with the function: a `#[cfg]` on the function
     // removes both; a deprecated function is used here without a warning (the user's uses
-    // still warn).
+    // still warn); a lint the function allows (or expects) is allowed here too, since the
+    // registration repeats the signature's types.
     let cfgs = item.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
     let allow_deprecated = item
         .attrs
@@ -255,12 +256,42 @@ fn registration(
                     && mentions(attr.meta.to_token_stream(), "deprecated"))
         })
         .then(|| quote!(#[allow(deprecated)]));
+    let allowed = item.attrs.iter().filter_map(allowed_lints);
     quote! {
         #(#cfgs)*
         #allow_deprecated
+        #(#allowed)*
         const _: () = {
             #register
         };
+    }
+}
+
+/// The lints a function's attribute allows, as an `#[allow(..)]` for the registration:
+/// `#[allow(..)]` as it is, `#[expect(..)]` as an allow (the registration must not fulfil or
+/// break the expectation), and `#[cfg_attr(pred, ..)]` of those under the same predicate.
+fn allowed_lints(attr: &syn::Attribute) -> Option<TokenStream> {
+    fn allow(meta: &syn::Meta) -> Option<TokenStream> {
+        let list = meta.require_list().ok()?;
+        (list.path.is_ident("allow") || list.path.is_ident("expect")).then(|| {
+            let lints = &list.tokens;
+            quote!(allow(#lints))
+        })
+    }
+    if attr.path().is_ident("cfg_attr") {
+        let list = attr.meta.require_list().ok()?;
+        let parser = |input: syn::parse::ParseStream| {
+            let predicate: syn::Meta = input.parse()?;
+            input.parse::<syn::Token![,]>()?;
+            let attrs =
+                syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated(input)?;
+            Ok((predicate, attrs))
+        };
+        let (predicate, attrs) = syn::parse::Parser::parse2(parser, list.tokens.clone()).ok()?;
+        let allows: Vec<TokenStream> = attrs.iter().filter_map(allow).collect();
+        (!allows.is_empty()).then(|| quote!(#[cfg_attr(#predicate, #(#allows),*)]))
+    } else {
+        allow(&attr.meta).map(|allow| quote!(#[#allow]))
     }
 }
 
