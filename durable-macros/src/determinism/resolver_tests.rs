@@ -338,6 +338,34 @@ fn the_module_is_found_by_name_when_another_macro_rewrote_the_body() {
 }
 
 #[test]
+fn an_item_wins_over_an_import_of_its_name_wherever_it_is_written() {
+    // `use std::env;` brings a module (type namespace); the fn is the value `env`, whether it
+    // is written before or after the import.
+    let trace = resolutions(
+        parse_quote! {
+            fn env(name: &str) -> Option<String> { None }
+            use std::env;
+            use std::thread;
+            fn thread() {}
+        },
+        parse_quote!({
+            env("X");
+            thread();
+            env::var("X");
+            {
+                fn time() {}
+                use std::time;
+                time();
+            }
+        }),
+    );
+    assert_eq!(of(&trace, "env"), [USER]);
+    assert_eq!(of(&trace, "thread"), [USER]);
+    assert_eq!(of(&trace, "env::var"), [external("std::env::var")]);
+    assert_eq!(of(&trace, "time"), [USER]);
+}
+
+#[test]
 fn type_aliases_are_followed_to_what_they_name() {
     let trace = resolutions(
         parse_quote! {

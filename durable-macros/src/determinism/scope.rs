@@ -105,13 +105,28 @@ impl Names {
         }
     }
 
+    /// What `name` is bound to in `ns`: the latest binding, except that an import gives way
+    /// to an item or binding of the same name wherever it is written. (An import is entered in
+    /// every namespace; where the item really is in one, rustc would refuse the import there,
+    /// so the import does not bring that namespace: `use std::env;` and `fn env()`.)
     fn get(&self, name: &str, ns: Ns, skip: Option<&UsePath>) -> Option<&Entry> {
-        self.bindings
+        let mut found = self
+            .bindings
             .iter()
             .rev()
             .filter(|(n, s, _)| n == name && *s == ns)
-            .map(|(_, _, entry)| entry)
-            .find(|entry| !matches!((entry, skip), (Entry::Import(p), Some(s)) if p == s))
+            .map(|(_, _, entry)| entry);
+        let mut import = None;
+        for entry in &mut found {
+            match entry {
+                Entry::Import(path) if skip == Some(path) => {}
+                Entry::Import(_) => {
+                    import.get_or_insert(entry);
+                }
+                _ => return Some(entry),
+            }
+        }
+        import
     }
 }
 
