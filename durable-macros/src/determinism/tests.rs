@@ -255,6 +255,27 @@ fn macro_arguments_are_checked() {
 }
 
 #[test]
+fn patterns_in_matches_bind_names_and_are_not_calls() {
+    let file: syn::File = parse_quote! { use tokio::spawn; use std::env::*; };
+    let found = messages_with_file(
+        parse_quote!({
+            let ok = matches!(job, Some(spawn) if spawn > 2);
+            assert!(matches!(lookup(), Ok(var) | Err(var) if !var.is_empty()));
+            debug_assert_matches!(next, Some(var));
+            // The scrutinee and the guard are still checked.
+            matches!(std::env::var("X"), Ok(v) if v == format!("{:?}", std::time::Instant::now()));
+            // A pattern binding does not leak out of the macro.
+            spawn(async {});
+        }),
+        file,
+    );
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].contains("`std::env::var`"), "{found:?}");
+    assert!(found[1].contains("`std::time::Instant::now`"), "{found:?}");
+    assert!(found[2].starts_with("`spawn` runs work"), "{found:?}");
+}
+
+#[test]
 fn hash_collections_are_followed_through_bindings() {
     let file: syn::File = parse_quote! { use std::collections::{BTreeSet, HashMap, HashSet}; };
     let found = messages_with_file(
