@@ -449,3 +449,35 @@ async fn a_function_without_the_attribute_is_named_in_the_failure() {
     );
     runtime.shutdown().await;
 }
+
+// --- A reference to a function is not the function ---
+
+#[orchestrator]
+async fn calls_by_reference(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    match ctx.call_activity(&greeting, "x".to_string()).await {
+        Ok(out) => Ok(format!("ran {out}?")),
+        Err(failed) => Ok(failed.message),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_to_a_function_is_named_as_one() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let id = client.start(calls_by_reference, ()).await.expect("start");
+    let status = client.wait_for_completion(&id, WAIT).await.expect("done");
+    assert_eq!(
+        status.output_as::<String>().expect("completed"),
+        "`&expansion::greeting` is a reference to a function: pass the function itself, \
+         `call_activity(expansion::greeting, ..)`"
+    );
+    match client.start(&calls_by_reference, ()).await {
+        Err(err @ Error::NotAnOrchestrator(_)) => assert_eq!(
+            err.to_string(),
+            "`&expansion::calls_by_reference` is a reference to a function: pass the function \
+             itself, `start(expansion::calls_by_reference, ..)`"
+        ),
+        other => panic!("expected NotAnOrchestrator, got {other:?}"),
+    }
+    runtime.shutdown().await;
+}
