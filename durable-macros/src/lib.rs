@@ -60,12 +60,12 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// | refused | use instead |
 /// |---|---|
-/// | wall-clock time: `SystemTime::now`, `Instant::now`, `chrono::Utc::now` / `Local::now`, `OffsetDateTime::now_utc`; `.elapsed()` on a clock reading (`UNIX_EPOCH.elapsed()`, `ctx.current_utc_datetime().elapsed()`) | `ctx.current_utc_datetime()` |
+/// | wall-clock time: `SystemTime::now`, `Instant::now`, `chrono::Utc::now` / `Local::now`, `OffsetDateTime::now_utc`, `UtcDateTime::now`, jiff's `Timestamp::now` / `Zoned::now`; `.elapsed()` on a clock reading (`UNIX_EPOCH.elapsed()`, `ctx.current_utc_datetime().elapsed()`) | `ctx.current_utc_datetime()` |
 /// | randomness: anything under `rand`, `fastrand`, `getrandom`; `Uuid::new_v4` / `now_v7`; `RandomState` (random hashing) | `ctx.random_u64()`, `ctx.new_guid()`; a `BTreeMap`, or a fixed hasher |
 /// | sleeping and timers: `std::thread::sleep`, anything under `tokio::time` | `ctx.sleep(d)`, `ctx.create_timer(at)` |
 /// | `tokio::time::timeout` | `ctx.when_any2(task, ctx.sleep(d))` |
 /// | `tokio::time::interval` | a loop on `ctx.sleep(period)` |
-/// | spawning: `tokio::spawn`, `tokio::task::spawn*`, `JoinSet`, `std::thread::spawn` / `scope` / `Builder` | `ctx.call_activity`, `ctx.when_all` |
+/// | spawning: `tokio::spawn`, `tokio::task::spawn*`, `JoinSet`, `tokio::runtime` (`Handle::current().spawn(..)`, a `Runtime`), `std::thread::spawn` / `scope` / `Builder`, `async_std::task::spawn*`, `smol::spawn` | `ctx.call_activity`, `ctx.when_all` |
 /// | I/O: `std::fs`, `tokio::fs`, `std::net`, `tokio::net`, `tokio::io`, `std::io::stdin`, `std::process`, `tokio::process`, `reqwest`, `hyper`, `ureq`, ... | an `#[activity]` |
 /// | environment: `std::env::*`, `std::process::id` | the orchestrator's input, or an `#[activity]` |
 /// | mutable statics: `static mut`, statics holding atomics, `Mutex`, `RwLock`, `Cell`, `RefCell`, `OnceLock`; `thread_local!` (declared in the body, or in the file and read in the body); a static whose initializer is refused (`LazyLock::new(SystemTime::now)`) | local variables, the input |

@@ -164,6 +164,58 @@ fn each_family_is_caught() {
 }
 
 #[test]
+fn spawning_through_a_runtime_handle_and_other_clocks_are_caught() {
+    for (block, needle) in [
+        (
+            parse_quote!({ tokio::runtime::Handle::current().spawn(work) }),
+            "`tokio::runtime::Handle::current` runs work outside the orchestration's history",
+        ),
+        (
+            parse_quote!({
+                use tokio::runtime::Handle;
+                Handle::current().spawn_blocking(f)
+            }),
+            "ctx.call_activity",
+        ),
+        (
+            parse_quote!({ tokio::runtime::Runtime::new() }),
+            "ctx.call_activity",
+        ),
+        (
+            parse_quote!({ async_std::task::spawn(work) }),
+            "ctx.call_activity",
+        ),
+        (parse_quote!({ smol::spawn(work) }), "ctx.call_activity"),
+        (
+            parse_quote!({ jiff::Timestamp::now() }),
+            "ctx.current_utc_datetime()",
+        ),
+        (
+            parse_quote!({
+                use jiff::Zoned;
+                Zoned::now()
+            }),
+            "ctx.current_utc_datetime()",
+        ),
+        (
+            parse_quote!({ time::UtcDateTime::now() }),
+            "ctx.current_utc_datetime()",
+        ),
+    ] {
+        assert_one(&messages(block), needle);
+    }
+    // What a runtime handle's module holds besides is not reached for in an orchestrator,
+    // and jiff's and time's values built from what the code passes in are fine.
+    assert!(
+        messages(parse_quote!({
+            jiff::Timestamp::from_second(0);
+            time::OffsetDateTime::from_unix_timestamp(0);
+        }))
+        .is_empty()
+    );
+}
+
+#[test]
 fn nested_blocks_closures_and_async_blocks_are_checked() {
     let found = messages(parse_quote!({
         let read = |path: &str| async move { std::fs::read(path) };
