@@ -82,7 +82,9 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// Arguments of macros are checked when they parse as Rust (`vec!`, `format!`, `assert!`, user
 /// macros). A hash collection is followed through its bindings (types, `HashMap::new()`,
 /// `HashSet::from(..)`, `.clone()`), and iterating it is allowed where the order cannot show
-/// (`.count()`, `.len()`, `.min()`, `.max()`, collected into a set or map). Plain values of
+/// (`.count()`, `.len()`, `.min()`, `.max()`, `.sorted()`, collected into a set or map, or
+/// collected into a `Vec` that the next statement sorts: `let mut keys: Vec<_> =
+/// map.keys().collect(); keys.sort();`). Plain values of
 /// refused modules are allowed: `tokio::time::Duration`, `std::env::consts::*`, the `std::net`
 /// address types.
 ///

@@ -12,12 +12,14 @@
 //! and the set operations `union`, `intersection`, `difference`, `symmetric_difference`, which
 //! return iterators in hash order), and by handing it to `extend` / `chain` / `zip`. An
 //! iteration whose order cannot show is allowed: one that goes, through `cloned()` / `copied()`
-//! only, into `count()`, `len()`, `min()`, `max()`, or `collect()` into a set or map.
+//! only, into `count()`, `len()`, `min()`, `max()`, `sorted()`, `collect()` into a set or map,
+//! or `collect()` into a binding that the very next statement sorts (`v.sort()`,
+//! `v.sort_unstable()`).
 
 use super::rules;
 use super::scope::{Ns, Target, Tracked};
 use super::visitor::Checker;
-use syn::{Expr, ExprMethodCall, Type};
+use syn::{Expr, ExprMethodCall, Pat, Stmt, Type};
 
 pub(crate) const HASH_ITERATION: &str = "iterating a `HashMap` or `HashSet` visits entries in a \
      different order in every process, so a replay can diverge: use a `BTreeMap` or `BTreeSet`";
@@ -56,8 +58,13 @@ const CONSTRUCTORS: &[&str] = &[
 /// Iterator steps that pass items through unchanged and run no code of the user's.
 const PLAIN_ADAPTERS: &[&str] = &["cloned", "copied"];
 
-/// Consumers whose result does not depend on the order they see items in.
-const ORDER_FREE_SINKS: &[&str] = &["count", "len", "min", "max"];
+/// Consumers whose result does not depend on the order they see items in (`sorted` is
+/// itertools', a full sort).
+const ORDER_FREE_SINKS: &[&str] = &["count", "len", "min", "max", "sorted", "sorted_unstable"];
+
+/// Sorts of a whole `Vec` by its elements' own order: afterwards, the order the elements
+/// were collected in cannot show (a sort by a key could keep ties in that order).
+const FULL_SORTS: &[&str] = &["sort", "sort_unstable"];
 
 /// Collections whose contents do not depend on the order they were filled in.
 const SETS_AND_MAPS: &[&str] = &[
@@ -162,6 +169,40 @@ impl Checker<'_> {
             && self.is_set_or_map(ty)
         {
             self.mark_iteration_order_free(&call.receiver);
+        }
+    }
+
+    /// `let mut keys: Vec<_> = m.keys().cloned().collect(); keys.sort();`: an iteration
+    /// collected into a binding that the very next statement sorts fully. Called on a block's
+    /// statements before they are visited.
+    pub(crate) fn note_collected_then_sorted(&mut self, stmts: &[Stmt]) {
+        for pair in stmts.windows(2) {
+            let [
+                Stmt::Local(local),
+                Stmt::Expr(Expr::MethodCall(sort), Some(_)),
+            ] = pair
+            else {
+                continue;
+            };
+            let Some(init) = &local.init else { continue };
+            let (Expr::MethodCall(collect), None) = (&*init.expr, &init.diverge) else {
+                continue;
+            };
+            let name = match &local.pat {
+                Pat::Ident(ident) => &ident.ident,
+                Pat::Type(typed) => match &*typed.pat {
+                    Pat::Ident(ident) => &ident.ident,
+                    _ => continue,
+                },
+                _ => continue,
+            };
+            let sorts_it = FULL_SORTS.contains(&sort.method.to_string().as_str())
+                && sort.args.is_empty()
+                && matches!(&*sort.receiver, Expr::Path(path)
+                    if path.qself.is_none() && path.path.is_ident(name));
+            if collect.method == "collect" && collect.args.is_empty() && sorts_it {
+                self.mark_iteration_order_free(&collect.receiver);
+            }
         }
     }
 

@@ -371,6 +371,42 @@ fn order_free_uses_of_hash_collections_pass() {
 }
 
 #[test]
+fn collecting_a_hash_iteration_then_sorting_it_at_once_passes() {
+    let file: syn::File = parse_quote! { use std::collections::{HashMap, HashSet}; };
+    let found = messages_with_file(
+        parse_quote!({
+            let m: HashMap<String, u32> = x;
+            let s: HashSet<u32> = y;
+            let mut keys: Vec<_> = m.keys().cloned().collect();
+            keys.sort();
+            let mut pairs = m.clone().into_iter().collect::<Vec<(String, u32)>>();
+            pairs.sort_unstable();
+            let ordered: Vec<u32> = s.iter().copied().sorted().collect();
+            (keys, pairs, ordered)
+        }),
+        file.clone(),
+    );
+    assert!(found.is_empty(), "{found:?}");
+    // Sorted later, by a key that can tie, or another binding: the order can show.
+    let found = messages_with_file(
+        parse_quote!({
+            let m: HashMap<String, u32> = x;
+            let mut later: Vec<_> = m.keys().collect();
+            println!("{later:?}");
+            later.sort();
+            let mut by_key: Vec<_> = m.iter().collect();
+            by_key.sort_by_key(|(_, v)| **v);
+            let mut other: Vec<_> = m.values().collect();
+            by_key.sort();
+            let mut mapped: Vec<_> = m.keys().map(|k| k.len()).collect();
+            mapped.sort();
+        }),
+        file,
+    );
+    assert_eq!(found.len(), 4, "{found:?}");
+}
+
+#[test]
 fn elapsed_reads_the_clock_again() {
     let found = messages(parse_quote!({
         std::time::SystemTime::UNIX_EPOCH.elapsed();

@@ -275,6 +275,7 @@ impl<'ast> Visit<'ast> for Checker<'_> {
         self.resolver.push(false);
         self.resolver.declare_block(&block.stmts);
         self.declare_block_statics(&block.stmts);
+        self.note_collected_then_sorted(&block.stmts);
         for stmt in &block.stmts {
             self.visit_stmt(stmt);
         }
