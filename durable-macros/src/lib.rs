@@ -70,7 +70,7 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | environment: `std::env::*`, `std::process::id` | the orchestrator's input, or an `#[activity]` |
 /// | mutable statics: `static mut`, statics holding atomics, `Mutex`, `RwLock`, `Cell`, `RefCell`, `OnceLock`; `thread_local!` (declared in the body, or in the file and read in the body); a static whose initializer is refused (`LazyLock::new(SystemTime::now)`) | local variables, the input |
 /// | `tokio::select!` without `biased;`, `futures::select!` (the branches of every select are checked, biased or not) | `biased;`, or `ctx.when_any(..)` |
-/// | iterating a `HashMap` / `HashSet`: `for .. in`, `.iter()`, `.keys()`, `.values()`, `.drain()`, `.union()` / `.intersection()` / `.difference()` / `.symmetric_difference()`, handing it to `.extend()` / `.chain()` / `.zip()` | `BTreeMap` / `BTreeSet` |
+/// | iterating a `HashMap` / `HashSet` with the default, random hasher (one with a fixed hasher, `HashMap<K, V, BuildHasherDefault<DefaultHasher>>`, is fine): `for .. in`, `.iter()`, `.keys()`, `.values()`, `.drain()`, `.union()` / `.intersection()` / `.difference()` / `.symmetric_difference()`, handing it to `.extend()` / `.chain()` / `.zip()` | `BTreeMap` / `BTreeSet` |
 ///
 /// Names are resolved the way rustc would, within the body and the file: local bindings
 /// (`let`, patterns, parameters) and the user's own items and modules shadow imports, `use`

@@ -1,7 +1,10 @@
 //! `HashMap` / `HashSet` iteration: the order differs in every process, so whatever the loop
 //! does happens in another order on replay.
 //!
-//! A value is known to be a hash collection when it is
+//! A hash collection with a hasher that is not seeded at random (`HashMap<K, V,
+//! BuildHasherDefault<DefaultHasher>>`) iterates in the same order in every process, and is
+//! not followed. A value is known to be a hash collection (with the default, random hasher)
+//! when it is
 //! - a binding whose type says so (`let m: HashMap<..>`, a parameter of the orchestrator, of a
 //!   nested fn or of a closure, a `static`), references and smart pointers looked through;
 //! - a binding whose initializer builds one (`HashMap::new()`, `HashSet::from([..])`,
@@ -44,15 +47,21 @@ const ITERATING_METHODS: &[&str] = &[
 /// Methods that take an iterable argument and consume it in its order.
 const CONSUMING_ARGUMENT: &[&str] = &["extend", "chain", "zip"];
 
-/// Associated functions of `HashMap` / `HashSet` that build one.
-const CONSTRUCTORS: &[&str] = &[
-    "new",
-    "with_capacity",
-    "default",
-    "from",
-    "from_iter",
-    "with_hasher",
-    "with_capacity_and_hasher",
+/// Associated functions of `HashMap` / `HashSet` that build one with the default, random
+/// hasher. (`with_hasher(..)` takes one: a `RandomState` passed there is refused on its own.)
+const CONSTRUCTORS: &[&str] = &["new", "with_capacity", "default", "from", "from_iter"];
+
+/// Hashers seeded at random in every process: with one of these (the default), a hash
+/// collection iterates in a different order in every process. With any other (a fixed hasher
+/// such as `BuildHasherDefault<DefaultHasher>`), the order is the same in every process.
+const RANDOM_HASHERS: &[&str] = &[
+    "std::collections::hash_map::RandomState",
+    "std::hash::RandomState",
+    "hashbrown::DefaultHashBuilder",
+    "hashbrown::hash_map::DefaultHashBuilder",
+    "foldhash::fast::RandomState",
+    "foldhash::quality::RandomState",
+    "ahash::RandomState",
 ];
 
 /// Iterator steps that pass items through unchanged and run no code of the user's.
@@ -101,12 +110,44 @@ impl Checker<'_> {
                     return false;
                 };
                 let path = rules::canonical(&path);
+                // `HashSet::<u32, Fixed>::default()`: the hasher named on the type's segment.
+                let type_segment = func.path.segments.iter().rev().nth(1);
                 path.split_last().is_some_and(|(last, ty)| {
                     CONSTRUCTORS.contains(&last.as_str())
                         && rules::is_one_of(ty, rules::HASH_COLLECTION_TYPES)
+                        && !type_segment.is_some_and(|segment| self.has_fixed_hasher(segment, ty))
                 })
             }
             _ => false,
+        }
+    }
+
+    /// Does this `HashMap<K, V, S>` / `HashSet<T, S>` (its path's last segment, and what it
+    /// resolves to) name a hasher that is not seeded at random?
+    pub(crate) fn has_fixed_hasher(&self, segment: &syn::PathSegment, resolved: &[String]) -> bool {
+        let syn::PathArguments::AngleBracketed(args) = &segment.arguments else {
+            return false;
+        };
+        let position = match resolved.last().map(String::as_str) {
+            Some("HashMap") => 2,
+            Some("HashSet") => 1,
+            _ => return false,
+        };
+        let hasher = args
+            .args
+            .iter()
+            .filter_map(|arg| match arg {
+                syn::GenericArgument::Type(ty) => Some(ty),
+                _ => None,
+            })
+            .nth(position);
+        match hasher {
+            // Not written (the default), or left to inference: as random as the default.
+            None | Some(Type::Infer(_)) => false,
+            Some(hasher) => !self
+                .resolver
+                .external_type(hasher)
+                .is_some_and(|path| rules::is_one_of(&path, RANDOM_HASHERS)),
         }
     }
 

@@ -407,6 +407,40 @@ fn collecting_a_hash_iteration_then_sorting_it_at_once_passes() {
 }
 
 #[test]
+fn a_hash_collection_with_a_fixed_hasher_iterates_in_a_fixed_order() {
+    // What the message about `RandomState` advises must then pass.
+    let file: syn::File = parse_quote! {
+        use std::collections::{HashMap, HashSet};
+        use std::collections::hash_map::{DefaultHasher, RandomState};
+        use std::hash::BuildHasherDefault;
+        type Fixed = BuildHasherDefault<DefaultHasher>;
+    };
+    let found = messages_with_file(
+        parse_quote!({
+            let a: HashMap<u32, u32, BuildHasherDefault<DefaultHasher>> = HashMap::default();
+            let b = HashSet::<u32, Fixed>::default();
+            let c: HashMap<u32, u32, Fixed> = HashMap::with_hasher(Fixed::default());
+            for x in &a {}
+            for x in b.iter() {}
+            for x in c.keys() {}
+        }),
+        file.clone(),
+    );
+    assert!(found.is_empty(), "{found:?}");
+    // `RandomState` spelled out is the default's random order.
+    let found = messages_with_file(
+        parse_quote!({
+            let d: HashMap<u32, u32, RandomState> = x;
+            let e = HashSet::<u32, std::hash::RandomState>::default();
+            for x in &d {}
+            for x in &e {}
+        }),
+        file,
+    );
+    assert_eq!(found.len(), 2, "{found:?}");
+}
+
+#[test]
 fn elapsed_reads_the_clock_again() {
     let found = messages(parse_quote!({
         std::time::SystemTime::UNIX_EPOCH.elapsed();
