@@ -283,7 +283,7 @@ async fn configured(
 
 /// A parameter under `#[cfg]` that is compiled in, first.
 #[activity]
-async fn configured_first(#[cfg(all())] first: u32, second: u32) -> u32 {
+async fn configured_first(#[cfg(not(any()))] first: u32, second: u32) -> u32 {
     first * 10 + second
 }
 
