@@ -12,7 +12,7 @@ use syn::{Ident, ItemFn};
 
 /// Entry point shared by both attributes: parse, validate, then expand or report.
 pub(crate) fn function(kind: Kind, args: TokenStream, item: TokenStream) -> TokenStream {
-    let item: ItemFn = match syn::parse2(item.clone()) {
+    let mut item: ItemFn = match syn::parse2(item.clone()) {
         Ok(item) => item,
         Err(err) => {
             let err = syn::Error::new(
@@ -23,7 +23,7 @@ pub(crate) fn function(kind: Kind, args: TokenStream, item: TokenStream) -> Toke
             return quote! { #compile_error #item };
         }
     };
-    let mut errors = Vec::new();
+    let mut errors = determinism::take_from_signature(kind, &mut item);
     let options = match attr::parse(kind, args) {
         Ok(options) => Some(options),
         Err(err) => {
@@ -56,9 +56,13 @@ pub(crate) fn function(kind: Kind, args: TokenStream, item: TokenStream) -> Toke
             })
             .collect();
         let file = determinism::FileScope::of_invocation();
-        errors.extend(determinism::check(&item.block, &inputs, &file));
+        errors.extend(determinism::check(
+            &item.sig.ident,
+            &item.block,
+            &inputs,
+            &file,
+        ));
     }
-    let mut item = item;
     determinism::strip_escape_hatches(&mut item.block);
     let compile_errors: Vec<TokenStream> =
         errors.iter().map(syn::Error::to_compile_error).collect();
@@ -240,7 +244,8 @@ fn registration(
     };
     // Attributes the registration must share with the function: a `#[cfg]` on the function
     // removes both; a deprecated function is used here without a warning (the user's uses
-    // still warn).
+    // still warn); a lint the function allows (or expects) is allowed here too, since the
+    // registration repeats the signature's types.
     let cfgs = item.attrs.iter().filter(|attr| attr.path().is_ident("cfg"));
     let allow_deprecated = item
         .attrs
@@ -251,12 +256,42 @@ fn registration(
                     && mentions(attr.meta.to_token_stream(), "deprecated"))
         })
         .then(|| quote!(#[allow(deprecated)]));
+    let allowed = item.attrs.iter().filter_map(allowed_lints);
     quote! {
         #(#cfgs)*
         #allow_deprecated
+        #(#allowed)*
         const _: () = {
             #register
         };
+    }
+}
+
+/// The lints a function's attribute allows, as an `#[allow(..)]` for the registration:
+/// `#[allow(..)]` as it is, `#[expect(..)]` as an allow (the registration must not fulfil or
+/// break the expectation), and `#[cfg_attr(pred, ..)]` of those under the same predicate.
+fn allowed_lints(attr: &syn::Attribute) -> Option<TokenStream> {
+    fn allow(meta: &syn::Meta) -> Option<TokenStream> {
+        let list = meta.require_list().ok()?;
+        (list.path.is_ident("allow") || list.path.is_ident("expect")).then(|| {
+            let lints = &list.tokens;
+            quote!(allow(#lints))
+        })
+    }
+    if attr.path().is_ident("cfg_attr") {
+        let list = attr.meta.require_list().ok()?;
+        let parser = |input: syn::parse::ParseStream| {
+            let predicate: syn::Meta = input.parse()?;
+            input.parse::<syn::Token![,]>()?;
+            let attrs =
+                syn::punctuated::Punctuated::<syn::Meta, syn::Token![,]>::parse_terminated(input)?;
+            Ok((predicate, attrs))
+        };
+        let (predicate, attrs) = syn::parse::Parser::parse2(parser, list.tokens.clone()).ok()?;
+        let allows: Vec<TokenStream> = attrs.iter().filter_map(allow).collect();
+        (!allows.is_empty()).then(|| quote!(#[cfg_attr(#predicate, #(#allows),*)]))
+    } else {
+        allow(&attr.meta).map(|allow| quote!(#[#allow]))
     }
 }
 

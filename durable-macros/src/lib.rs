@@ -60,28 +60,31 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 ///
 /// | refused | use instead |
 /// |---|---|
-/// | wall-clock time: `SystemTime::now`, `Instant::now`, `chrono::Utc::now` / `Local::now`, `OffsetDateTime::now_utc`; `.elapsed()` on a clock reading (`UNIX_EPOCH.elapsed()`, `ctx.current_utc_datetime().elapsed()`) | `ctx.current_utc_datetime()` |
+/// | wall-clock time: `SystemTime::now`, `Instant::now`, `chrono::Utc::now` / `Local::now`, `OffsetDateTime::now_utc`, `UtcDateTime::now`, jiff's `Timestamp::now` / `Zoned::now`; `.elapsed()` on a clock reading (`UNIX_EPOCH.elapsed()`, `ctx.current_utc_datetime().elapsed()`) | `ctx.current_utc_datetime()` |
 /// | randomness: anything under `rand`, `fastrand`, `getrandom`; `Uuid::new_v4` / `now_v7`; `RandomState` (random hashing) | `ctx.random_u64()`, `ctx.new_guid()`; a `BTreeMap`, or a fixed hasher |
 /// | sleeping and timers: `std::thread::sleep`, anything under `tokio::time` | `ctx.sleep(d)`, `ctx.create_timer(at)` |
 /// | `tokio::time::timeout` | `ctx.when_any2(task, ctx.sleep(d))` |
 /// | `tokio::time::interval` | a loop on `ctx.sleep(period)` |
-/// | spawning: `tokio::spawn`, `tokio::task::spawn*`, `JoinSet`, `std::thread::spawn` / `scope` / `Builder` | `ctx.call_activity`, `ctx.when_all` |
+/// | spawning: `tokio::spawn`, `tokio::task::spawn*`, `JoinSet`, `tokio::runtime` (`Handle::current().spawn(..)`, a `Runtime`), `std::thread::spawn` / `scope` / `Builder`, `async_std::task::spawn*`, `smol::spawn` | `ctx.call_activity`, `ctx.when_all` |
 /// | I/O: `std::fs`, `tokio::fs`, `std::net`, `tokio::net`, `tokio::io`, `std::io::stdin`, `std::process`, `tokio::process`, `reqwest`, `hyper`, `ureq`, ... | an `#[activity]` |
 /// | environment: `std::env::*`, `std::process::id` | the orchestrator's input, or an `#[activity]` |
 /// | mutable statics: `static mut`, statics holding atomics, `Mutex`, `RwLock`, `Cell`, `RefCell`, `OnceLock`; `thread_local!` (declared in the body, or in the file and read in the body); a static whose initializer is refused (`LazyLock::new(SystemTime::now)`) | local variables, the input |
 /// | `tokio::select!` without `biased;`, `futures::select!` (the branches of every select are checked, biased or not) | `biased;`, or `ctx.when_any(..)` |
-/// | iterating a `HashMap` / `HashSet`: `for .. in`, `.iter()`, `.keys()`, `.values()`, `.drain()`, `.union()` / `.intersection()` / `.difference()` / `.symmetric_difference()`, handing it to `.extend()` / `.chain()` / `.zip()` | `BTreeMap` / `BTreeSet` |
+/// | iterating a `HashMap` / `HashSet` with the default, random hasher (one with a fixed hasher, `HashMap<K, V, BuildHasherDefault<DefaultHasher>>`, is fine): `for .. in`, `.iter()`, `.keys()`, `.values()`, `.drain()`, `.union()` / `.intersection()` / `.difference()` / `.symmetric_difference()`, handing it to `.extend()` / `.chain()` / `.zip()` | `BTreeMap` / `BTreeSet` |
 ///
 /// Names are resolved the way rustc would, within the body and the file: local bindings
 /// (`let`, patterns, parameters) and the user's own items and modules shadow imports, `use`
 /// items are followed (renames, glob imports of known modules, re-exports through the file's
-/// inline modules), and `crate::` paths are the user's. So `let env = ..`, `mod process`,
+/// inline modules), and so are type aliases of the file and the body
+/// (`type Clock = std::time::SystemTime;`), and `crate::` paths are the user's. So `let env = ..`, `mod process`,
 /// `struct Command` or `crate::time::now()` are fine, and a `use rand::prelude::*;` written for
 /// an activity refuses only `thread_rng`, `random`, ... where the orchestrator uses them.
 /// Arguments of macros are checked when they parse as Rust (`vec!`, `format!`, `assert!`, user
 /// macros). A hash collection is followed through its bindings (types, `HashMap::new()`,
 /// `HashSet::from(..)`, `.clone()`), and iterating it is allowed where the order cannot show
-/// (`.count()`, `.len()`, `.min()`, `.max()`, collected into a set or map). Plain values of
+/// (`.count()`, `.len()`, `.min()`, `.max()`, `.sorted()`, collected into a set or map, or
+/// collected into a `Vec` that the next statement sorts: `let mut keys: Vec<_> =
+/// map.keys().collect(); keys.sort();`). Plain values of
 /// refused modules are allowed: `tokio::time::Duration`, `std::env::consts::*`, the `std::net`
 /// address types.
 ///
@@ -90,7 +93,10 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// For the rare justified case, put `#[durable::allow_nondeterministic("why this is safe")]` on
 /// a statement, an expression, a match arm or an item inside the body (a nested `fn`, a
 /// `static`, an `impl`); the reason is required. The macro removes it; anywhere else in the
-/// body (a parameter, a field) it is an error saying where it goes.
+/// body (a parameter, a field), on the orchestrator's own parameters, or on the function under
+/// `#[orchestrator]` (it cannot cover a whole orchestrator), it is an error saying where it
+/// goes. (Written *above* `#[orchestrator]`, it is read by the compiler before the macro runs,
+/// which then reports that it cannot find a crate named `durable`.)
 ///
 /// ```ignore
 /// #[durable::allow_nondeterministic("only measures the step for a log line")]
@@ -112,7 +118,7 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 /// | types inferred from elsewhere: a `HashMap` returned by a function (`let m = load();`), held in a field (`state.seen`) or behind a generic; an `Instant` from elsewhere whose `.elapsed()` is read | no type information before the compiler runs | clippy's `disallowed-types` (`HashMap`, `HashSet`) and `disallowed-methods` (`Instant::elapsed`, `SystemTime::elapsed`); the replay check |
 /// | methods on values built elsewhere: `rng.gen()`, `file.read_to_string(..)`, `set.spawn(..)` | only paths are checked, and the value's type is unknown | clippy's `disallowed-types` (`ThreadRng`, `File`, `JoinSet`); the replay check |
 /// | a hash collection consumed by a function: `Vec::from_iter(map)`, `serde_json::to_string(&map)` | what the callee does with it is unknown | clippy's `disallowed-types`; the replay check |
-/// | names from places the macro cannot read: glob imports of modules in other files (`use crate::prelude::*`, `use super::*` from a parent file), `crate::` paths, statics declared in other files | only this file is read; such names are never refused, rather than guessed | clippy; the replay check |
+/// | names from places the macro cannot read: glob imports of modules in other files (`use crate::prelude::*`, `use super::*` from a parent file), `crate::` paths, statics declared in other files; for an orchestrator declared inside a function, the imports of that function's body | only this file's modules are read; such names are never refused, rather than guessed | clippy; the replay check |
 /// | what a macro defined elsewhere expands to, and identifiers captured in format strings (`format!("{COUNTER}")`) | only macro arguments are checked, not expansions | clippy (it runs after expansion); the replay check |
 ///
 /// A `clippy.toml` at the root of the crate that holds the orchestrators (paths into crates the

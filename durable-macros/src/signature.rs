@@ -323,11 +323,51 @@ enum Position {
     Output,
 }
 
+/// The success and error types `T` and `E` of a return type written `Result<T, E>`, whatever
+/// its path.
+///
+/// Only `T` is recorded in history and decoded by the caller; `E` is shown through `Display`
+/// and must be `'static` (which the compiler checks), so `Result<T, &'static str>` is as valid
+/// as for a plain fn. (Reading the spelling here only narrows what the borrow check looks at:
+/// success or failure is still decided by the type.)
+fn result_types(ty: &mut Type) -> Option<(&mut Type, &mut Type)> {
+    let Type::Path(path) = ty else { return None };
+    if path.qself.is_some() {
+        return None;
+    }
+    let segment = path.path.segments.last_mut()?;
+    if segment.ident != "Result" {
+        return None;
+    }
+    let PathArguments::AngleBracketed(args) = &mut segment.arguments else {
+        return None;
+    };
+    let mut types = args.args.iter_mut().filter_map(|arg| match arg {
+        GenericArgument::Type(ty) => Some(ty),
+        _ => None,
+    });
+    let success = types.next()?;
+    let error = types.next()?;
+    Some((success, error))
+}
+
 /// The first part of `ty` that borrows (a reference, an elided or non-`'static` lifetime) or
 /// hides its type (`impl Trait`), as an error at that part naming the owned type to write.
+/// For an output written `Result<T, E>`, `E` may borrow for `'static`, but cannot be an
+/// `impl Trait` (the registration names the type).
 fn borrowed_part(kind: Kind, ty: &Type, position: Position) -> Option<syn::Error> {
     let mut finder = BorrowFinder::default();
-    finder.visit_type(ty);
+    let mut checked = ty.clone();
+    match result_types(&mut checked).filter(|_| position == Position::Output) {
+        Some((success, error)) => {
+            finder.visit_type(success);
+            if finder.found.is_none() {
+                finder.only_impl_trait = true;
+                finder.visit_type(error);
+            }
+        }
+        None => finder.visit_type(ty),
+    }
     let found = finder.found?;
     let written = pretty(ty);
     Some(match found {
@@ -342,9 +382,19 @@ fn borrowed_part(kind: Kind, ty: &Type, position: Position) -> Option<syn::Error
                 }
             },
         ),
+        Found::ImplTraitError(tokens) => syn::Error::new_spanned(
+            tokens,
+            format!(
+                "#[{kind}] must name its error type, not `impl Trait`: write the type \
+                 (`String`, `&'static str`, your own error type)"
+            ),
+        ),
         Found::Borrow(tokens) => {
             let mut owned = ty.clone();
-            Owned.visit_type_mut(&mut owned);
+            match result_types(&mut owned).filter(|_| position == Position::Output) {
+                Some((success, _)) => Owned.visit_type_mut(success),
+                None => Owned.visit_type_mut(&mut owned),
+            }
             let owned = pretty(&owned);
             let advice = if owned == written {
                 "an owned type".to_string()
@@ -377,11 +427,15 @@ fn borrowed_part(kind: Kind, ty: &Type, position: Position) -> Option<syn::Error
 enum Found {
     Borrow(proc_macro2::TokenStream),
     ImplTrait(proc_macro2::TokenStream),
+    /// An `impl Trait` as the error type of a `Result`.
+    ImplTraitError(proc_macro2::TokenStream),
 }
 
 #[derive(Default)]
 struct BorrowFinder {
     found: Option<Found>,
+    /// Looking at a `Result`'s error type: only `impl Trait` is refused there.
+    only_impl_trait: bool,
 }
 
 impl<'ast> Visit<'ast> for BorrowFinder {
@@ -390,8 +444,11 @@ impl<'ast> Visit<'ast> for BorrowFinder {
             return;
         }
         match ty {
-            Type::Reference(reference) => {
+            Type::Reference(reference) if !self.only_impl_trait => {
                 self.found = Some(Found::Borrow(reference.to_token_stream()))
+            }
+            Type::ImplTrait(imp) if self.only_impl_trait => {
+                self.found = Some(Found::ImplTraitError(imp.to_token_stream()))
             }
             Type::ImplTrait(imp) => self.found = Some(Found::ImplTrait(imp.to_token_stream())),
             _ => syn::visit::visit_type(self, ty),
@@ -399,7 +456,7 @@ impl<'ast> Visit<'ast> for BorrowFinder {
     }
 
     fn visit_lifetime(&mut self, lifetime: &'ast Lifetime) {
-        if self.found.is_none() && lifetime.ident != "static" {
+        if self.found.is_none() && !self.only_impl_trait && lifetime.ident != "static" {
             self.found = Some(Found::Borrow(lifetime.to_token_stream()));
         }
     }
@@ -523,6 +580,52 @@ mod tests {
             )
             .as_deref(),
             Some("#[orchestrator] inputs need a concrete serde type, not `impl Trait`")
+        );
+    }
+
+    #[test]
+    fn a_result_error_is_only_displayed_so_it_may_borrow_for_static() {
+        for ty in [
+            syn::parse_quote!(Result<u32, &'static str>),
+            syn::parse_quote!(std::result::Result<(), &'static str>),
+            syn::parse_quote!(Result<String, Box<dyn std::error::Error + 'static>>),
+        ] {
+            assert_eq!(message(Kind::Activity, ty, Position::Output), None);
+        }
+        assert_eq!(
+            message(
+                Kind::Orchestrator,
+                syn::parse_quote!(Result<Vec<&'static str>, &'static str>),
+                Position::Output
+            )
+            .as_deref(),
+            Some(
+                "#[orchestrator] outputs are recorded in history and decoded by the caller, so \
+                 they must be owned: return `Result<Vec<String>, &'static str>` instead of \
+                 `Result<Vec<&'static str>, &'static str>`"
+            )
+        );
+        // The registration names the type, so it cannot be an `impl Trait`.
+        assert_eq!(
+            message(
+                Kind::Activity,
+                syn::parse_quote!(Result<String, impl std::fmt::Display>),
+                Position::Output
+            )
+            .as_deref(),
+            Some(
+                "#[activity] must name its error type, not `impl Trait`: write the type \
+                 (`String`, `&'static str`, your own error type)"
+            )
+        );
+        // Inputs are decoded whatever they are called.
+        assert!(
+            message(
+                Kind::Activity,
+                syn::parse_quote!(Result<u32, &'static str>),
+                Position::Input
+            )
+            .is_some()
         );
     }
 

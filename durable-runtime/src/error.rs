@@ -23,8 +23,9 @@ pub enum Error {
     /// No orchestrator with this name is registered in the program.
     #[error("no orchestrator named '{0}' is registered in this program")]
     UnknownOrchestrator(String),
-    /// `start` was given a function that is not marked `#[orchestrator]` (named by its path).
-    #[error("`{0}` is not an orchestrator: mark the function with #[orchestrator]")]
+    /// `start` was given a function that is not marked `#[orchestrator]` (named by its path),
+    /// or a reference to one.
+    #[error("{}", not_an_orchestrator(.0))]
     NotAnOrchestrator(&'static str),
     /// `start` was given an instance id that is already in use.
     #[error("an instance with id '{0}' already exists")]
@@ -96,4 +97,17 @@ pub enum Error {
     /// The runtime is shutting down or gone.
     #[error("the runtime has shut down")]
     ShutDown,
+}
+
+fn not_an_orchestrator(function: &str) -> String {
+    match function.strip_prefix('&') {
+        // `&f` is a `Fn` too, of another type than `f`'s.
+        Some(itself) => format!(
+            "`{function}` is a reference to a function: pass the function itself, \
+             `start({itself}, ..)`"
+        ),
+        None => {
+            format!("`{function}` is not an orchestrator: mark the function with #[orchestrator]")
+        }
+    }
 }

@@ -179,6 +179,45 @@ async fn an_alias_of_result_fails_by_its_err() {
     runtime.shutdown().await;
 }
 
+/// An error type that is only ever displayed may be borrowed for `'static`, as for a plain fn.
+#[activity]
+async fn positive(n: i64) -> Result<i64, &'static str> {
+    if n > 0 { Ok(n) } else { Err("not positive") }
+}
+
+/// The same for an orchestrator: its `Err` fails the instance with the text.
+#[orchestrator]
+async fn positive_sum(ctx: OrchestrationContext, n: i64) -> Result<i64, &'static str> {
+    match ctx.call_activity(positive, n).await {
+        Ok(n) => Ok(n + 1),
+        Err(_) => Err("the activity refused it"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_static_str_error_fails_with_its_text() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let passing = client.start(positive_sum, 2).await.expect("start");
+    let failing = client.start(positive_sum, -2).await.expect("start");
+    let status = client
+        .wait_for_completion(&passing, WAIT)
+        .await
+        .expect("done");
+    assert_eq!(status.output_as::<i64>().expect("completed"), 3);
+    let status = client
+        .wait_for_completion(&failing, WAIT)
+        .await
+        .expect("done");
+    assert_eq!(status.runtime_status, RuntimeStatus::Failed, "{status:?}");
+    assert_eq!(
+        status.failure,
+        Some(FailureDetails::new("the activity refused it"))
+    );
+    assert_eq!(positive(-1).await, Err("not positive"));
+    runtime.shutdown().await;
+}
+
 // --- Attributes land on the function ---
 
 /// Names of the spans created in this process since [`record_spans`].
@@ -244,7 +283,7 @@ async fn configured(
 
 /// A parameter under `#[cfg]` that is compiled in, first.
 #[activity]
-async fn configured_first(#[cfg(all())] first: u32, second: u32) -> u32 {
+async fn configured_first(#[cfg(not(any()))] first: u32, second: u32) -> u32 {
     first * 10 + second
 }
 
@@ -408,5 +447,37 @@ async fn a_function_without_the_attribute_is_named_in_the_failure() {
         registered_orchestrator(calls_unmarked).map(|r| r.name),
         Some("calls_unmarked")
     );
+    runtime.shutdown().await;
+}
+
+// --- A reference to a function is not the function ---
+
+#[orchestrator]
+async fn calls_by_reference(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    match ctx.call_activity(&greeting, "x".to_string()).await {
+        Ok(out) => Ok(format!("ran {out}?")),
+        Err(failed) => Ok(failed.message),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reference_to_a_function_is_named_as_one() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let id = client.start(calls_by_reference, ()).await.expect("start");
+    let status = client.wait_for_completion(&id, WAIT).await.expect("done");
+    assert_eq!(
+        status.output_as::<String>().expect("completed"),
+        "`&expansion::greeting` is a reference to a function: pass the function itself, \
+         `call_activity(expansion::greeting, ..)`"
+    );
+    match client.start(&calls_by_reference, ()).await {
+        Err(err @ Error::NotAnOrchestrator(_)) => assert_eq!(
+            err.to_string(),
+            "`&expansion::calls_by_reference` is a reference to a function: pass the function \
+             itself, `start(expansion::calls_by_reference, ..)`"
+        ),
+        other => panic!("expected NotAnOrchestrator, got {other:?}"),
+    }
     runtime.shutdown().await;
 }

@@ -1,9 +1,11 @@
 //! Building the scope model: what the file and each block of the body declare.
 
 use super::scope::{
-    Entry, FileScope, FileStatic, Module, ModuleId, Names, Ns, StaticId, StaticKind, UsePath,
+    Entry, FileScope, FileStatic, Module, ModuleId, Names, Ns, Orchestrator, StaticId, StaticKind,
+    UsePath,
 };
 use quote::ToTokens;
+use syn::visit::Visit;
 use syn::{Item, Stmt, Type, UseTree};
 
 impl FileScope {
@@ -75,21 +77,35 @@ impl FileScope {
                     }
                 }
                 Item::Fn(item) => {
-                    if item.attrs.iter().any(|attr| {
-                        attr.path()
-                            .segments
-                            .last()
-                            .is_some_and(|s| s.ident == "orchestrator")
-                    }) {
-                        let body = item.block.to_token_stream().to_string();
-                        self.orchestrators.push((id, body));
-                    }
+                    self.note_orchestrators(id, item);
                     names.add(&item.sig.ident, Ns::Value, Entry::Item(None));
+                }
+                Item::Impl(item) => {
+                    let mut finder = NestedOrchestrators(Vec::new());
+                    finder.visit_item_impl(item);
+                    self.add_orchestrators(id, finder.0);
                 }
                 other => declare_item(other, id, &mut names),
             }
         }
         self.modules[id].names = names;
+    }
+
+    /// Notes `item` if it is an orchestrator, and the orchestrators declared inside its body
+    /// (a test function often holds one), which see the names of module `id`.
+    fn note_orchestrators(&mut self, id: ModuleId, item: &syn::ItemFn) {
+        let mut finder = NestedOrchestrators(Vec::new());
+        finder.visit_item_fn(item);
+        self.add_orchestrators(id, finder.0);
+    }
+
+    fn add_orchestrators(&mut self, id: ModuleId, found: Vec<&syn::ItemFn>) {
+        self.orchestrators
+            .extend(found.into_iter().map(|item| Orchestrator {
+                module: id,
+                name: item.sig.ident.to_string(),
+                body: item.block.to_token_stream().to_string(),
+            }));
     }
 
     fn add_static(
@@ -107,6 +123,26 @@ impl FileScope {
         });
         self.statics.len() - 1
     }
+}
+
+/// The `#[orchestrator]` fns in an item, its own and those declared in function bodies (not in
+/// inline modules: those are modules of the file, declared on their own).
+struct NestedOrchestrators<'ast>(Vec<&'ast syn::ItemFn>);
+
+impl<'ast> Visit<'ast> for NestedOrchestrators<'ast> {
+    fn visit_item_fn(&mut self, item: &'ast syn::ItemFn) {
+        if item.attrs.iter().any(|attr| {
+            attr.path()
+                .segments
+                .last()
+                .is_some_and(|s| s.ident == "orchestrator")
+        }) {
+            self.0.push(item);
+        }
+        syn::visit::visit_item_fn(self, item);
+    }
+
+    fn visit_item_mod(&mut self, _: &'ast syn::ItemMod) {}
 }
 
 /// Declares an item the same way in a module and in a block: imports, and user items in the
@@ -131,7 +167,17 @@ pub(crate) fn declare_item(item: &Item, module: ModuleId, names: &mut Names) {
             names.add(&item.ident, Ns::Type, user);
         }
         Item::Enum(item) => names.add(&item.ident, Ns::Type, user),
-        Item::Type(item) => names.add(&item.ident, Ns::Type, user),
+        Item::Type(item) => {
+            let entry = match &*item.ty {
+                Type::Path(ty) if ty.qself.is_none() => Entry::Alias(UsePath {
+                    leading_colon: ty.path.leading_colon.is_some(),
+                    segments: super::scope::path_segments(&ty.path),
+                    module,
+                }),
+                _ => user,
+            };
+            names.add(&item.ident, Ns::Type, entry);
+        }
         Item::Trait(item) => names.add(&item.ident, Ns::Type, user),
         Item::TraitAlias(item) => names.add(&item.ident, Ns::Type, user),
         Item::Union(item) => names.add(&item.ident, Ns::Type, user),

@@ -7,6 +7,7 @@
 //! it cannot apply (a parameter, a field, a pattern), the macro says so.
 
 use super::visitor::Checker;
+use crate::signature::Kind;
 use proc_macro2::{Delimiter, Group, TokenStream, TokenTree};
 use quote::ToTokens;
 use std::collections::HashSet;
@@ -168,6 +169,44 @@ pub(crate) fn misplaced(block: &syn::Block) -> Vec<syn::Error> {
     let mut placement = Placement::default();
     placement.visit_block(block);
     placement.errors
+}
+
+/// Takes the escape hatches written on the function itself or on its parameters, where they
+/// cannot apply, off the function: one error each, saying where they go (the compiler would
+/// otherwise look for a crate named `durable`). An escape hatch written *above* the
+/// `#[orchestrator]` attribute is resolved by the compiler before the macro runs, so it
+/// cannot be caught here.
+pub(crate) fn take_from_signature(kind: Kind, item: &mut syn::ItemFn) -> Vec<syn::Error> {
+    let mut errors = Vec::new();
+    let on_function = match kind {
+        Kind::Orchestrator => {
+            "#[durable::allow_nondeterministic(\"reason\")] cannot cover a whole orchestrator: put \
+             it on the statement, expression or item inside the body that needs it"
+        }
+        Kind::Activity => {
+            "#[durable::allow_nondeterministic(\"reason\")] is for code inside an \
+             #[orchestrator]: an activity may do anything, so remove it"
+        }
+    };
+    take(&mut item.attrs, on_function, &mut errors);
+    for input in &mut item.sig.inputs {
+        let attrs = match input {
+            syn::FnArg::Typed(typed) => &mut typed.attrs,
+            syn::FnArg::Receiver(receiver) => &mut receiver.attrs,
+        };
+        take(attrs, MISPLACED, &mut errors);
+    }
+    errors
+}
+
+fn take(attrs: &mut Vec<Attribute>, message: &str, errors: &mut Vec<syn::Error>) {
+    attrs.retain(|attr| {
+        let hatch = is_escape_hatch(attr);
+        if hatch {
+            errors.push(syn::Error::new_spanned(attr, message));
+        }
+        !hatch
+    });
 }
 
 /// Removes every escape hatch from the body, wherever it is, so the compiler never sees one.

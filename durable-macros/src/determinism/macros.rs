@@ -3,9 +3,11 @@
 //!
 //! A macro's arguments are checked like the body when they parse as Rust: a comma-separated
 //! list of expressions (`format!`, `assert!`, `println!`, most user macros), `vec![x; n]`, or
-//! statements. The branches of `select!` are parsed with its own grammar, so each branch's
-//! future, guard and handler are checked, in a biased select too. Anything else (a DSL) is
-//! scanned token by token for paths of two or more segments that resolve to a refused item.
+//! statements. `matches!` (and `assert_matches!`) is read with its own grammar: its pattern
+//! binds names for the guard and calls nothing. The branches of `select!` are parsed with its
+//! own grammar, so each branch's future, guard and handler are checked, in a biased select too.
+//! Anything else (a DSL) is scanned token by token for paths of two or more segments that
+//! resolve to a refused item.
 
 use super::rules;
 use super::scope::{Ns, Target, path_segments};
@@ -26,8 +28,9 @@ struct Branch {
 
 impl Checker<'_> {
     pub(crate) fn check_macro(&mut self, mac: &Macro) {
-        let resolved = match self.resolver.resolve_path(&mac.path, Ns::Macro) {
-            Target::External(path) => rules::canonical(&path),
+        let target = self.resolver.resolve_path(&mac.path, Ns::Macro);
+        let resolved = match &target {
+            Target::External(path) => rules::canonical(path),
             _ => Vec::new(),
         };
         let is = |name: &str| rules::is_one_of(&resolved, &[name]);
@@ -69,6 +72,10 @@ impl Checker<'_> {
                     .to_string(),
                 "`thread_local!`".to_string(),
             );
+        } else if is_matches(mac, &target, &resolved)
+            && let Ok(matches) = parse_matches.parse2(mac.tokens.clone())
+        {
+            self.check_matches(&matches);
         } else if mac.path.is_ident("macro_rules") {
             // What a macro declared in the body expands to is code of the body.
             self.scan_tokens(mac.tokens.clone());
@@ -95,6 +102,21 @@ impl Checker<'_> {
             }
             self.visit_expr(&branch.handler);
             self.resolver.pop();
+        }
+    }
+
+    /// `matches!(value, pattern if guard)`: the value and the guard are code, the pattern
+    /// binds names for the guard (it calls nothing).
+    fn check_matches(&mut self, matches: &Matches) {
+        self.visit_expr(&matches.value);
+        self.resolver.push(false);
+        self.bind_pat(&matches.pattern, None, None);
+        if let Some(guard) = &matches.guard {
+            self.visit_expr(guard);
+        }
+        self.resolver.pop();
+        for arg in &matches.rest {
+            self.visit_expr(arg);
         }
     }
 
@@ -178,6 +200,56 @@ fn path_at(tokens: &[TokenTree], i: usize) -> Option<(syn::Path, usize)> {
     }
     let path: TokenStream = tokens[i..end].iter().cloned().collect();
     syn::parse2::<syn::Path>(path).ok().map(|path| (path, end))
+}
+
+/// The arguments of `matches!` and `assert_matches!`: `value, pattern [if guard]`, then (for
+/// the assertion) a message and its arguments.
+struct Matches {
+    value: Expr,
+    pattern: Pat,
+    guard: Option<Expr>,
+    rest: Vec<Expr>,
+}
+
+/// Is `mac` std's `matches!`, `assert_matches!` or `debug_assert_matches!` (from the prelude,
+/// or named by its path), not a macro of the user's with that name?
+fn is_matches(mac: &Macro, target: &Target, resolved: &[String]) -> bool {
+    const NAMES: &[&str] = &["matches", "assert_matches", "debug_assert_matches"];
+    let std = match target {
+        Target::Unresolved => true,
+        Target::External(_) => resolved.first().is_some_and(|krate| krate == "std"),
+        _ => false,
+    };
+    std && mac
+        .path
+        .segments
+        .last()
+        .is_some_and(|last| NAMES.contains(&last.ident.to_string().as_str()))
+}
+
+fn parse_matches(input: ParseStream) -> syn::Result<Matches> {
+    let value: Expr = input.parse()?;
+    input.parse::<Token![,]>()?;
+    let pattern = Pat::parse_multi_with_leading_vert(input)?;
+    let guard = if input.peek(Token![if]) {
+        input.parse::<Token![if]>()?;
+        Some(input.parse()?)
+    } else {
+        None
+    };
+    let mut rest = Vec::new();
+    while input.parse::<Option<Token![,]>>()?.is_some() && !input.is_empty() {
+        rest.push(input.parse()?);
+    }
+    if !input.is_empty() {
+        return Err(input.error("unexpected tokens after the pattern"));
+    }
+    Ok(Matches {
+        value,
+        pattern,
+        guard,
+        rest,
+    })
 }
 
 /// `select!`'s grammar (tokio's and futures'): `[biased;]` then branches

@@ -23,19 +23,21 @@ mod resolver_tests;
 #[cfg(test)]
 mod tests;
 
-pub(crate) use escape_hatch::strip_escape_hatches;
+pub(crate) use escape_hatch::{strip_escape_hatches, take_from_signature};
 pub(crate) use scope::FileScope;
 
 use syn::visit::Visit;
 use visitor::Checker;
 
-/// Checks an orchestrator's body; one error per offending expression.
+/// Checks the body of the orchestrator `name`; one error per offending expression.
 pub(crate) fn check(
+    name: &syn::Ident,
     block: &syn::Block,
     inputs: &[&syn::PatType],
     file: &FileScope,
 ) -> Vec<syn::Error> {
-    let mut checker = Checker::new(file, file.module_of(block));
+    let module = file.module_of(&name.to_string(), block);
+    let mut checker = Checker::new(file, module);
     for input in inputs {
         checker.bind_pat(&input.pat, None, Some(&input.ty));
     }

@@ -8,8 +8,13 @@ use syn::visit::Visit;
 
 /// Every value path of `block`, in order, with what it resolved to.
 fn resolutions(file: syn::File, block: syn::Block) -> Vec<(String, Target)> {
+    resolutions_in("workflow", file, block)
+}
+
+/// [`resolutions`] of the body of the orchestrator `name`.
+fn resolutions_in(name: &str, file: syn::File, block: syn::Block) -> Vec<(String, Target)> {
     let scope = FileScope::from_items(&file.items);
-    let mut checker = Checker::new(&scope, scope.module_of(&block));
+    let mut checker = Checker::new(&scope, scope.module_of(name, &block));
     checker.visit_block(&block);
     checker.trace
 }
@@ -278,6 +283,140 @@ fn the_orchestrators_own_module_is_the_scope() {
         of(&trace, "Instant::now"),
         [external("std::time::Instant::now")]
     );
+}
+
+#[test]
+fn the_module_is_found_by_name_when_another_macro_rewrote_the_body() {
+    let file: syn::File = parse_quote! {
+        #[orchestrator]
+        async fn at_the_root(ctx: OrchestrationContext) {}
+        mod flows {
+            use std::time::Instant;
+            #[tracing::instrument(skip(ctx))]
+            #[orchestrator]
+            async fn traced(ctx: OrchestrationContext) {
+                Instant::now();
+            }
+            fn nested() {
+                #[orchestrator]
+                async fn inner(ctx: OrchestrationContext) {
+                    Instant::now();
+                    1;
+                }
+            }
+        }
+    };
+    // What `#[tracing::instrument]` hands on is not the body written in the file.
+    let trace = resolutions_in(
+        "traced",
+        file.clone(),
+        parse_quote!({
+            let span = tracing::span!(tracing::Level::INFO, "traced");
+            async move {
+                Instant::now();
+            }
+            .await
+        }),
+    );
+    assert_eq!(
+        of(&trace, "Instant::now"),
+        [external("std::time::Instant::now")]
+    );
+    // An orchestrator declared inside a function of the module.
+    let trace = resolutions_in(
+        "inner",
+        file,
+        parse_quote!({
+            Instant::now();
+            1;
+        }),
+    );
+    assert_eq!(
+        of(&trace, "Instant::now"),
+        [external("std::time::Instant::now")]
+    );
+}
+
+#[test]
+fn an_item_wins_over_an_import_of_its_name_wherever_it_is_written() {
+    // `use std::env;` brings a module (type namespace); the fn is the value `env`, whether it
+    // is written before or after the import.
+    let trace = resolutions(
+        parse_quote! {
+            fn env(name: &str) -> Option<String> { None }
+            use std::env;
+            use std::thread;
+            fn thread() {}
+        },
+        parse_quote!({
+            env("X");
+            thread();
+            env::var("X");
+            {
+                fn time() {}
+                use std::time;
+                time();
+            }
+        }),
+    );
+    assert_eq!(of(&trace, "env"), [USER]);
+    assert_eq!(of(&trace, "thread"), [USER]);
+    assert_eq!(of(&trace, "env::var"), [external("std::env::var")]);
+    assert_eq!(of(&trace, "time"), [USER]);
+}
+
+#[test]
+fn type_aliases_are_followed_to_what_they_name() {
+    let trace = resolutions(
+        parse_quote! {
+            use std::collections::HashMap;
+            type Clock = std::time::SystemTime;
+            pub type Cache<V> = HashMap<String, V>;
+            type Own = crate::clock::Clock;
+            type Callback = fn() -> u32;
+        },
+        parse_quote!({
+            Clock::now();
+            let c: Cache<u32> = Cache::new();
+            Own::now();
+            {
+                use std::time::Instant;
+                type Moment = Instant;
+                Moment::now();
+            }
+            c;
+        }),
+    );
+    assert_eq!(
+        of(&trace, "Clock::now"),
+        [external("std::time::SystemTime::now")]
+    );
+    assert_eq!(
+        of(&trace, "Cache::new"),
+        [external("std::collections::HashMap::new")]
+    );
+    assert_eq!(
+        of(&trace, "c"),
+        [Target::Local(Some(Tracked::HashCollection))]
+    );
+    assert_eq!(of(&trace, "Own::now"), [USER]);
+    assert_eq!(
+        of(&trace, "Moment::now"),
+        [external("std::time::Instant::now")]
+    );
+}
+
+#[test]
+fn aliases_that_name_each_other_end() {
+    let trace = resolutions(
+        parse_quote! { type A = B; type B = A; type C = C; },
+        parse_quote!({
+            A::x();
+            C::x();
+        }),
+    );
+    assert_eq!(of(&trace, "A::x"), [Target::Unresolved]);
+    assert_eq!(of(&trace, "C::x"), [Target::Unresolved]);
 }
 
 #[test]

@@ -117,6 +117,9 @@ const RULES: &[(&str, Verdict)] = &[
     ("chrono::..::Local::now", F(Clock)),
     ("time::..::OffsetDateTime::now_utc", F(Clock)),
     ("time::..::OffsetDateTime::now_local", F(Clock)),
+    ("time::..::UtcDateTime::now", F(Clock)),
+    ("jiff::..::Timestamp::now", F(Clock)),
+    ("jiff::..::Zoned::now", F(Clock)),
     // Randomness.
     ("rand", F(Random)),
     ("fastrand", F(Random)),
@@ -154,6 +157,12 @@ const RULES: &[(&str, Verdict)] = &[
     ("tokio::task::block_in_place", F(Spawn)),
     ("tokio::task::JoinSet", F(Spawn)),
     ("tokio::task::LocalSet", F(Spawn)),
+    // A runtime, or a handle to the current one, spawns and blocks like `tokio::spawn`.
+    ("tokio::runtime", F(Spawn)),
+    ("async_std::task::spawn", F(Spawn)),
+    ("async_std::task::spawn_blocking", F(Spawn)),
+    ("async_std::task::spawn_local", F(Spawn)),
+    ("smol::spawn", F(Spawn)),
     // I/O.
     ("std::fs", F(Io)),
     ("tokio::fs", F(Io)),
@@ -283,7 +292,7 @@ const GLOB_NAMES: &[(&str, &[&str])] = &[
     (
         "tokio",
         &[
-            "spawn", "select", "time", "task", "fs", "net", "io", "process",
+            "spawn", "select", "time", "task", "fs", "net", "io", "process", "runtime",
         ],
     ),
     (
@@ -362,6 +371,8 @@ const GLOB_NAMES: &[(&str, &[&str])] = &[
     ("rand", RAND_NAMES),
     ("rand::prelude", RAND_NAMES),
     ("rand::rngs", &["StdRng", "SmallRng", "ThreadRng", "OsRng"]),
+    ("tokio::runtime", &["Handle", "Runtime", "Builder"]),
+    ("jiff", &["Timestamp", "Zoned"]),
     ("chrono", &["Utc", "Local"]),
     ("chrono::prelude", &["Utc", "Local"]),
     ("chrono::offset", &["Utc", "Local"]),

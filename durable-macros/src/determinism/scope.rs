@@ -11,10 +11,11 @@
 //! A path is looked up by its first segment, innermost scope first, in the namespace Rust would
 //! use (a single-segment expression is a value, the first segment of a longer path is a type or
 //! module). What it finds decides everything: a local or an item of the user's is never
-//! forbidden; an import is followed to its path; a name found nowhere is, at the head of a
-//! longer path, an extern crate (`rand::random`, `std::fs::read`). `crate::` paths are the
-//! user's own; `self::` and `super::` are followed through this file's modules. Only a path that
-//! ends up outside the user's crate is matched against the rules (`rules.rs`).
+//! forbidden; an import, or a type alias of a path, is followed to that path; a name found
+//! nowhere is, at the head of a longer path, an extern crate (`rand::random`, `std::fs::read`).
+//! `crate::` paths are the user's own; `self::` and `super::` are followed through this file's
+//! modules. Only a path that ends up outside the user's crate is matched against the rules
+//! (`rules.rs`).
 
 use super::declare::declare_block_items;
 use super::rules;
@@ -64,6 +65,9 @@ pub(crate) enum Entry {
     Static(StaticId),
     /// An import, followed when looked up.
     Import(UsePath),
+    /// A type alias of a path (`type Clock = std::time::SystemTime;`), followed when looked up
+    /// like an import of that path.
+    Alias(UsePath),
 }
 
 /// What a path resolves to.
@@ -101,13 +105,28 @@ impl Names {
         }
     }
 
+    /// What `name` is bound to in `ns`: the latest binding, except that an import gives way
+    /// to an item or binding of the same name wherever it is written. (An import is entered in
+    /// every namespace; where the item really is in one, rustc would refuse the import there,
+    /// so the import does not bring that namespace: `use std::env;` and `fn env()`.)
     fn get(&self, name: &str, ns: Ns, skip: Option<&UsePath>) -> Option<&Entry> {
-        self.bindings
+        let mut found = self
+            .bindings
             .iter()
             .rev()
             .filter(|(n, s, _)| n == name && *s == ns)
-            .map(|(_, _, entry)| entry)
-            .find(|entry| !matches!((entry, skip), (Entry::Import(p), Some(s)) if p == s))
+            .map(|(_, _, entry)| entry);
+        let mut import = None;
+        for entry in &mut found {
+            match entry {
+                Entry::Import(path) if skip == Some(path) => {}
+                Entry::Import(_) => {
+                    import.get_or_insert(entry);
+                }
+                _ => return Some(entry),
+            }
+        }
+        import
     }
 }
 
@@ -120,6 +139,14 @@ pub(crate) enum StaticKind {
     ThreadLocal,
     /// Immutable: only its initializer can be a problem.
     Plain,
+}
+
+/// An `#[orchestrator]` fn found in the file.
+pub(crate) struct Orchestrator {
+    pub(crate) module: ModuleId,
+    pub(crate) name: String,
+    /// Its body, as text.
+    pub(crate) body: String,
 }
 
 /// A static declared in the file.
@@ -139,9 +166,9 @@ pub(crate) struct Module {
 pub(crate) struct FileScope {
     pub(crate) modules: Vec<Module>,
     pub(crate) statics: Vec<FileStatic>,
-    /// Each `#[orchestrator]` fn in the file: its module, and its body as text (to tell which
-    /// one is being expanded).
-    pub(crate) orchestrators: Vec<(ModuleId, String)>,
+    /// Each `#[orchestrator]` fn in the file (in a module, or declared inside a function of
+    /// one): its module, its name and its body as text (to tell which one is being expanded).
+    pub(crate) orchestrators: Vec<Orchestrator>,
     /// The modules a glob lookup is going through, innermost last.
     pub(crate) searching: std::cell::RefCell<Vec<ModuleId>>,
 }
@@ -156,18 +183,31 @@ impl Default for FileScope {
 const MAX_DEPTH: usize = 16;
 
 impl FileScope {
-    /// The module of the orchestrator whose body is `block` (the file itself if unsure).
-    pub(crate) fn module_of(&self, block: &syn::Block) -> ModuleId {
-        let mut modules: Vec<ModuleId> = self.orchestrators.iter().map(|(m, _)| *m).collect();
+    /// The module of the orchestrator `name` whose body is `block` (the file itself if
+    /// unsure). Found by its name first: the body the macro is handed can differ from the
+    /// file's text when another attribute macro (`#[tracing::instrument]`) ran before it.
+    pub(crate) fn module_of(&self, name: &str, block: &syn::Block) -> ModuleId {
+        let named: Vec<&Orchestrator> = self
+            .orchestrators
+            .iter()
+            .filter(|o| o.name == name)
+            .collect();
+        let mut modules: Vec<ModuleId> = named.iter().map(|o| o.module).collect();
         modules.dedup();
         if let [only] = modules.as_slice() {
             return *only;
         }
+        // Several of that name (in different modules), or none found: by the body.
         let body = block.to_token_stream().to_string();
-        self.orchestrators
+        let candidates = if named.is_empty() {
+            self.orchestrators.iter().collect()
+        } else {
+            named
+        };
+        candidates
             .iter()
-            .find(|(_, text)| *text == body)
-            .map_or(0, |(module, _)| *module)
+            .find(|o| o.body == body)
+            .map_or(0, |o| o.module)
     }
 
     /// Looks `name` up among `names`: its own bindings first, then what its globs bring.
@@ -230,6 +270,7 @@ impl FileScope {
             Entry::Module(id) => Target::Module(*id),
             Entry::Static(id) => Target::Static(*id),
             Entry::Import(path) => self.resolve_use(path, ns, depth + 1),
+            Entry::Alias(path) => self.resolve_use(path, Ns::Type, depth + 1),
         }
     }
 
@@ -305,6 +346,8 @@ pub(crate) struct Resolver<'a> {
     /// The module the orchestrator (or a file-level static's initializer) is in.
     pub(crate) module: ModuleId,
     scopes: Vec<Scope>,
+    /// How many type aliases of the body deep a lookup is (aliases naming each other end).
+    alias_depth: std::cell::Cell<usize>,
 }
 
 impl<'a> Resolver<'a> {
@@ -316,6 +359,7 @@ impl<'a> Resolver<'a> {
                 names: Names::default(),
                 boundary: false,
             }],
+            alias_depth: std::cell::Cell::new(0),
         }
     }
 
@@ -361,6 +405,8 @@ impl<'a> Resolver<'a> {
             let found = scope.names.get(name, ns, None);
             match found {
                 Some(Entry::Local(_)) if crossed_fn => {}
+                // An alias declared in the body names what its path names from here.
+                Some(Entry::Alias(path)) => return Some(self.resolve_alias(path)),
                 Some(entry) => return Some(self.file.entry_target(entry, ns, 0)),
                 None => {}
             }
@@ -375,6 +421,17 @@ impl<'a> Resolver<'a> {
             crossed_fn |= scope.boundary;
         }
         self.file.lookup_in_module(self.module, name, ns, 0)
+    }
+
+    fn resolve_alias(&self, path: &UsePath) -> Target {
+        let depth = self.alias_depth.get();
+        if depth > MAX_DEPTH {
+            return Target::Unresolved;
+        }
+        self.alias_depth.set(depth + 1);
+        let target = self.resolve(path.leading_colon, &path.segments, Ns::Type);
+        self.alias_depth.set(depth);
+        target
     }
 
     /// What a path written at this point names. `ns` is the namespace of its last segment.

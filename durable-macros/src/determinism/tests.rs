@@ -9,10 +9,15 @@ fn messages(block: syn::Block) -> Vec<String> {
 }
 
 fn messages_with_file(block: syn::Block, file: syn::File) -> Vec<String> {
-    check(&block, &[], &FileScope::from_items(&file.items))
-        .iter()
-        .map(|e| e.to_string())
-        .collect()
+    check(
+        &parse_quote!(workflow),
+        &block,
+        &[],
+        &FileScope::from_items(&file.items),
+    )
+    .iter()
+    .map(|e| e.to_string())
+    .collect()
 }
 
 fn assert_one(found: &[String], needle: &str) {
@@ -159,6 +164,58 @@ fn each_family_is_caught() {
 }
 
 #[test]
+fn spawning_through_a_runtime_handle_and_other_clocks_are_caught() {
+    for (block, needle) in [
+        (
+            parse_quote!({ tokio::runtime::Handle::current().spawn(work) }),
+            "`tokio::runtime::Handle::current` runs work outside the orchestration's history",
+        ),
+        (
+            parse_quote!({
+                use tokio::runtime::Handle;
+                Handle::current().spawn_blocking(f)
+            }),
+            "ctx.call_activity",
+        ),
+        (
+            parse_quote!({ tokio::runtime::Runtime::new() }),
+            "ctx.call_activity",
+        ),
+        (
+            parse_quote!({ async_std::task::spawn(work) }),
+            "ctx.call_activity",
+        ),
+        (parse_quote!({ smol::spawn(work) }), "ctx.call_activity"),
+        (
+            parse_quote!({ jiff::Timestamp::now() }),
+            "ctx.current_utc_datetime()",
+        ),
+        (
+            parse_quote!({
+                use jiff::Zoned;
+                Zoned::now()
+            }),
+            "ctx.current_utc_datetime()",
+        ),
+        (
+            parse_quote!({ time::UtcDateTime::now() }),
+            "ctx.current_utc_datetime()",
+        ),
+    ] {
+        assert_one(&messages(block), needle);
+    }
+    // What a runtime handle's module holds besides is not reached for in an orchestrator,
+    // and jiff's and time's values built from what the code passes in are fine.
+    assert!(
+        messages(parse_quote!({
+            jiff::Timestamp::from_second(0);
+            time::OffsetDateTime::from_unix_timestamp(0);
+        }))
+        .is_empty()
+    );
+}
+
+#[test]
 fn nested_blocks_closures_and_async_blocks_are_checked() {
     let found = messages(parse_quote!({
         let read = |path: &str| async move { std::fs::read(path) };
@@ -250,6 +307,27 @@ fn macro_arguments_are_checked() {
 }
 
 #[test]
+fn patterns_in_matches_bind_names_and_are_not_calls() {
+    let file: syn::File = parse_quote! { use tokio::spawn; use std::env::*; };
+    let found = messages_with_file(
+        parse_quote!({
+            let ok = matches!(job, Some(spawn) if spawn > 2);
+            assert!(matches!(lookup(), Ok(var) | Err(var) if !var.is_empty()));
+            debug_assert_matches!(next, Some(var));
+            // The scrutinee and the guard are still checked.
+            matches!(std::env::var("X"), Ok(v) if v == format!("{:?}", std::time::Instant::now()));
+            // A pattern binding does not leak out of the macro.
+            spawn(async {});
+        }),
+        file,
+    );
+    assert_eq!(found.len(), 3, "{found:?}");
+    assert!(found[0].contains("`std::env::var`"), "{found:?}");
+    assert!(found[1].contains("`std::time::Instant::now`"), "{found:?}");
+    assert!(found[2].starts_with("`spawn` runs work"), "{found:?}");
+}
+
+#[test]
 fn hash_collections_are_followed_through_bindings() {
     let file: syn::File = parse_quote! { use std::collections::{BTreeSet, HashMap, HashSet}; };
     let found = messages_with_file(
@@ -290,6 +368,76 @@ fn order_free_uses_of_hash_collections_pass() {
         file,
     );
     assert!(found.is_empty(), "{found:?}");
+}
+
+#[test]
+fn collecting_a_hash_iteration_then_sorting_it_at_once_passes() {
+    let file: syn::File = parse_quote! { use std::collections::{HashMap, HashSet}; };
+    let found = messages_with_file(
+        parse_quote!({
+            let m: HashMap<String, u32> = x;
+            let s: HashSet<u32> = y;
+            let mut keys: Vec<_> = m.keys().cloned().collect();
+            keys.sort();
+            let mut pairs = m.clone().into_iter().collect::<Vec<(String, u32)>>();
+            pairs.sort_unstable();
+            let ordered: Vec<u32> = s.iter().copied().sorted().collect();
+            (keys, pairs, ordered)
+        }),
+        file.clone(),
+    );
+    assert!(found.is_empty(), "{found:?}");
+    // Sorted later, by a key that can tie, or another binding: the order can show.
+    let found = messages_with_file(
+        parse_quote!({
+            let m: HashMap<String, u32> = x;
+            let mut later: Vec<_> = m.keys().collect();
+            println!("{later:?}");
+            later.sort();
+            let mut by_key: Vec<_> = m.iter().collect();
+            by_key.sort_by_key(|(_, v)| **v);
+            let mut other: Vec<_> = m.values().collect();
+            by_key.sort();
+            let mut mapped: Vec<_> = m.keys().map(|k| k.len()).collect();
+            mapped.sort();
+        }),
+        file,
+    );
+    assert_eq!(found.len(), 4, "{found:?}");
+}
+
+#[test]
+fn a_hash_collection_with_a_fixed_hasher_iterates_in_a_fixed_order() {
+    // What the message about `RandomState` advises must then pass.
+    let file: syn::File = parse_quote! {
+        use std::collections::{HashMap, HashSet};
+        use std::collections::hash_map::{DefaultHasher, RandomState};
+        use std::hash::BuildHasherDefault;
+        type Fixed = BuildHasherDefault<DefaultHasher>;
+    };
+    let found = messages_with_file(
+        parse_quote!({
+            let a: HashMap<u32, u32, BuildHasherDefault<DefaultHasher>> = HashMap::default();
+            let b = HashSet::<u32, Fixed>::default();
+            let c: HashMap<u32, u32, Fixed> = HashMap::with_hasher(Fixed::default());
+            for x in &a {}
+            for x in b.iter() {}
+            for x in c.keys() {}
+        }),
+        file.clone(),
+    );
+    assert!(found.is_empty(), "{found:?}");
+    // `RandomState` spelled out is the default's random order.
+    let found = messages_with_file(
+        parse_quote!({
+            let d: HashMap<u32, u32, RandomState> = x;
+            let e = HashSet::<u32, std::hash::RandomState>::default();
+            for x in &d {}
+            for x in &e {}
+        }),
+        file,
+    );
+    assert_eq!(found.len(), 2, "{found:?}");
 }
 
 #[test]

@@ -128,9 +128,12 @@ impl<'a> Checker<'a> {
     pub(crate) fn bind_pat(&mut self, pat: &Pat, init: Option<&Expr>, ty: Option<&Type>) {
         match pat {
             Pat::Ident(ident) => {
-                let tracked = ty
-                    .and_then(|ty| self.tracked_type(ty))
-                    .or_else(|| init.and_then(|init| self.tracked_expr(init)));
+                // A written type decides (`let m: HashMap<K, V, Fixed> = HashMap::default();`
+                // has a fixed hasher); without one, or with `_`, the initializer does.
+                let tracked = match ty {
+                    Some(ty) if !matches!(ty, Type::Infer(_)) => self.tracked_type(ty),
+                    _ => init.and_then(|init| self.tracked_expr(init)),
+                };
                 if let Some((_, sub)) = &ident.subpat {
                     self.bind_pat(sub, None, None);
                 }
@@ -194,7 +197,7 @@ impl<'a> Checker<'a> {
                 }
                 let resolved = self.resolver.external_type(ty)?;
                 if rules::is_one_of(&resolved, rules::HASH_COLLECTION_TYPES) {
-                    Some(Tracked::HashCollection)
+                    (!self.has_fixed_hasher(last, &resolved)).then_some(Tracked::HashCollection)
                 } else if rules::is_one_of(&resolved, rules::TIME_TYPES) {
                     Some(Tracked::Time)
                 } else {
@@ -275,6 +278,7 @@ impl<'ast> Visit<'ast> for Checker<'_> {
         self.resolver.push(false);
         self.resolver.declare_block(&block.stmts);
         self.declare_block_statics(&block.stmts);
+        self.note_collected_then_sorted(&block.stmts);
         for stmt in &block.stmts {
             self.visit_stmt(stmt);
         }

@@ -74,13 +74,21 @@ impl OrchestrationContext {
             Some(registration) => self.schedule(registration.name, Payload::encode(&input)),
             None => {
                 let function = std::any::type_name::<F>();
-                let task_id = self.state.lock().failed_before_scheduling(
-                    function,
-                    FailureDetails::new(format!(
+                let message = match function.strip_prefix('&') {
+                    // `&f` is a `Fn` too, of another type than `f`'s.
+                    Some(itself) => format!(
+                        "`{function}` is a reference to a function: pass the function itself, \
+                         `call_activity({itself}, ..)`"
+                    ),
+                    None => format!(
                         "`{function}` is not an activity: mark the function with #[activity] \
                          (or call a registered activity by name with `call_activity_by_name`)"
-                    )),
-                );
+                    ),
+                };
+                let task_id = self
+                    .state
+                    .lock()
+                    .failed_before_scheduling(function, FailureDetails::new(message));
                 TaskFuture::new(self.state.clone(), task_id)
             }
         }
