@@ -19,6 +19,8 @@ mod writer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
+mod tests_children;
+#[cfg(test)]
 mod tests_open;
 
 use super::{
