@@ -178,6 +178,10 @@ impl fmt::Debug for RetryPolicy {
 
 /// The future of a call with retries: the first successful attempt's output, or the last
 /// attempt's [`TaskFailed`].
+///
+/// Await it, or gather several with [`when_all`](OrchestrationContext::when_all). It is not a
+/// [`DurableFuture`](super::DurableFuture) (its end is decided by the code between attempts,
+/// not by one recorded result), so it cannot race in `when_any`.
 #[must_use = "the first attempt is scheduled either way, but only awaiting it retries"]
 pub struct RetryFuture<O> {
     inner: Pin<Box<dyn Future<Output = Result<O, TaskFailed>> + Send>>,
