@@ -4,11 +4,10 @@
 //! cached statements; an error leaves partial changes behind, which the caller rolls back to the
 //! write's savepoint.
 
+use super::children::{self, Outcome};
 use super::error::SqlContext;
-use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;
-use crate::payload::Payload;
 use crate::store::{
     ActivityWorkItem, Message, NewInstance, StepCommit, StepWork, StoreError, TimerWorkItem, Write,
     Written,
@@ -107,7 +106,7 @@ pub(crate) fn apply_write(
             disarm_timers(conn, instance_id)?;
             let outcome = Outcome::Failed(failure);
             let sent = match &parent {
-                Some(parent) => notify_parent(conn, ids, parent, outcome)?,
+                Some(parent) => children::notify_parent(conn, ids, parent, outcome)?,
                 None => None,
             };
             Ok(Written::Delivered(sent))
@@ -200,7 +199,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     })
 }
 
-fn insert_message(
+pub(super) fn insert_message(
     conn: &Connection,
     ids: &mut NextIds,
     instance_id: &str,
@@ -221,13 +220,13 @@ fn insert_message(
 }
 
 /// What a write checks about an instance before changing it.
-struct State {
-    status: RuntimeStatus,
+pub(super) struct State {
+    pub(super) status: RuntimeStatus,
     history_len: u64,
     /// Its current run.
     execution_id: String,
     /// The call that created it, if it is a sub-orchestration.
-    parent: Option<ParentInstance>,
+    pub(super) parent: Option<ParentInstance>,
 }
 
 /// The columns of an instance's row that [`State`] is read from.
@@ -241,7 +240,10 @@ type StateRow = (
 );
 
 /// The instance's status, history length, current run and parent, if it exists.
-fn instance_state(conn: &Connection, instance_id: &str) -> Result<Option<State>, StoreError> {
+pub(super) fn instance_state(
+    conn: &Connection,
+    instance_id: &str,
+) -> Result<Option<State>, StoreError> {
     let row: Option<StateRow> = conn
         .prepare_cached(
             "SELECT status, history_len, execution_id, parent_instance_id, parent_execution_id,
@@ -300,46 +302,6 @@ fn instance_state(conn: &Connection, instance_id: &str) -> Result<Option<State>,
     }))
 }
 
-/// How a sub-orchestration ended, for its parent.
-enum Outcome<'a> {
-    Completed(Option<&'a Payload>),
-    Failed(&'a FailureDetails),
-    /// Ended without an output or a failure of its own (a status a client set).
-    Ended(RuntimeStatus),
-}
-
-/// Sends a finished sub-orchestration's outcome to the run of its parent that created it, if
-/// the parent is still there and running (a finished parent would only consume it).
-fn notify_parent(
-    conn: &Connection,
-    ids: &mut NextIds,
-    parent: &ParentInstance,
-    outcome: Outcome<'_>,
-) -> Result<Option<Message>, StoreError> {
-    match instance_state(conn, &parent.instance_id) {
-        Ok(Some(state)) if !state.status.is_terminal() => {}
-        // Gone, finished, or its row is corrupt: the child's own commit must not fail for it.
-        Ok(_) | Err(StoreError::Corrupt { .. }) => return Ok(None),
-        Err(err) => return Err(err),
-    }
-    let task_id = parent.task_id;
-    let event = match outcome {
-        Outcome::Completed(output) => HistoryEvent::SubOrchestrationInstanceCompleted {
-            task_id,
-            result: output.cloned().unwrap_or_else(Payload::null),
-        },
-        Outcome::Failed(failure) => HistoryEvent::SubOrchestrationInstanceFailed {
-            task_id,
-            failure: failure.clone(),
-        },
-        Outcome::Ended(status) => HistoryEvent::SubOrchestrationInstanceFailed {
-            task_id,
-            failure: FailureDetails::new(format!("the sub-orchestration was {status}")),
-        },
-    };
-    insert_message(conn, ids, &parent.instance_id, &parent.execution_id, &event).map(Some)
-}
-
 fn disarm_timers(conn: &Connection, instance_id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM timers WHERE instance_id = ?1")?
         .execute(params![instance_id])?;
@@ -348,7 +310,7 @@ fn disarm_timers(conn: &Connection, instance_id: &str) -> Result<(), StoreError>
 
 /// Creates the instance `new` (a sub-orchestration of `parent`, if given) and sends it its
 /// `ExecutionStarted`; [`StoreError::InstanceExists`] (with nothing changed) if the id is taken.
-fn create_instance(
+pub(super) fn create_instance(
     conn: &Connection,
     ids: &mut NextIds,
     new: &NewInstance,
@@ -521,32 +483,7 @@ fn apply_step(
             });
         }
     }
-    let mut messages = Vec::with_capacity(step.children.len());
-    for child in &step.children {
-        let parent = ParentInstance {
-            instance_id: id.clone(),
-            execution_id: step.execution_id.to_string(),
-            task_id: child.task_id,
-        };
-        match create_instance(conn, ids, &child.instance, Some(&parent)) {
-            Ok(started) => messages.push(started),
-            Err(StoreError::InstanceExists(child_id)) => {
-                // The call fails, not the step: its failure reaches the code like a child's.
-                if step.status.is_some_and(|status| !status.is_terminal()) {
-                    let failed = HistoryEvent::SubOrchestrationInstanceFailed {
-                        task_id: child.task_id,
-                        failure: FailureDetails::new(format!(
-                            "cannot create sub-orchestration '{}': an instance with id \
-                             '{child_id}' already exists",
-                            child.instance.name
-                        )),
-                    };
-                    messages.push(insert_message(conn, ids, id, &step.execution_id, &failed)?);
-                }
-            }
-            Err(err) => return Err(err),
-        }
-    }
+    let mut messages = children::create(conn, ids, step)?;
     let history_len = step.first_seq + step.events.len() as u64;
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;
@@ -578,7 +515,7 @@ fn apply_step(
                     (_, Some(failure)) => Outcome::Failed(failure),
                     (status, None) => Outcome::Ended(status),
                 };
-                messages.extend(notify_parent(conn, ids, parent, outcome)?);
+                messages.extend(children::notify_parent(conn, ids, parent, outcome)?);
             }
         }
     } else if !step.events.is_empty() {

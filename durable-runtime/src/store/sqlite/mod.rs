@@ -10,6 +10,7 @@
 //! writer commit everything queued before it releases the file.
 
 mod apply;
+mod children;
 mod error;
 mod lock;
 mod read;
