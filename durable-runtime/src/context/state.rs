@@ -483,4 +483,53 @@ mod tests {
             assert_eq!(raised, received + held + buffered, "seed {start}");
         }
     }
+
+    fn child(name: &str, instance_id: &str) -> Action {
+        Action::SubOrchestration(Box::new(ChildCall {
+            name: name.into(),
+            version: ChildVersion::Newest,
+            instance_id: instance_id.into(),
+            input: Payload::null(),
+        }))
+    }
+
+    #[test]
+    fn a_sub_orchestration_replays_only_as_the_same_child() {
+        let recorded = BTreeMap::from([(
+            0,
+            Recorded::SubOrchestration {
+                name: "child".into(),
+                instance_id: "c-1".into(),
+            },
+        )]);
+        let mut same = OrchestrationState::new(recorded.clone(), usize::MAX);
+        same.schedule("child", child("child", "c-1"));
+        assert!(same.nondeterminism.is_none());
+        assert!(same.new_tasks.is_empty(), "replayed, not created again");
+
+        let mut other_id = OrchestrationState::new(recorded.clone(), usize::MAX);
+        other_id.schedule("child", child("child", "c-2"));
+        assert_eq!(
+            other_id.nondeterminism.as_deref(),
+            Some(
+                "non-deterministic orchestrator: history has SubOrchestrationInstanceCreated \
+                 'child' (instance 'c-1') as task 0, but the code now creates \
+                 sub-orchestration 'child' (instance 'c-2')"
+            )
+        );
+
+        let mut activity = OrchestrationState::new(recorded, usize::MAX);
+        activity.schedule(
+            "child",
+            Action::Activity {
+                name: "child".into(),
+                input: Payload::null(),
+            },
+        );
+        assert!(activity.nondeterminism.is_some());
+        assert!(
+            activity.new_tasks.is_empty(),
+            "nothing of the diverging code is recorded"
+        );
+    }
 }
