@@ -167,13 +167,15 @@ impl OrchestrationContext {
 
     /// [`wait_for_event`](Self::wait_for_event) with a deadline (Durable Functions'
     /// `WaitForExternalEvent(name, timeout)`): the event's payload, or
-    /// [`EventWaitError::TimedOut`](crate::EventWaitError::TimedOut) if a durable timer of `timeout` fires first. The race is
-    /// decided by history order, so a replay decides it the same way.
+    /// [`EventWaitError::TimedOut`](crate::EventWaitError::TimedOut) if a durable timer of
+    /// `timeout` fires first. The race is decided by history order, so a replay decides it the
+    /// same way.
     ///
     /// The loser lets go: once an event arrived, the timer no longer holds the instance (it
     /// may complete while the timer is still armed; the timer's later firing is discarded),
     /// and once the timer fired, a later event with this name stays buffered for the next
-    /// wait. A payload that does not decode as `T` is [`EventWaitError::Failed`](crate::EventWaitError::Failed).
+    /// wait. A payload that does not decode as `T` is
+    /// [`EventWaitError::Failed`](crate::EventWaitError::Failed).
     ///
     /// ```
     /// use durable_runtime::prelude::*;

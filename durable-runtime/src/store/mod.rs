@@ -188,8 +188,8 @@ pub enum Write {
     Step(StepCommit),
     /// Mark an instance failed without touching its history (which cannot be trusted), delete
     /// its armed timers and, if it is a sub-orchestration, send the failure to its parent
-    /// (the answer is then `Delivered(Some(message))`). Refused with [`StoreError::Fenced`] if the instance has already
-    /// finished.
+    /// (the answer is then `Delivered(Some(message))`). Refused with [`StoreError::Fenced`] if
+    /// the instance has already finished.
     FailInstance {
         /// The instance.
         instance_id: String,
