@@ -273,18 +273,7 @@ fn new_instance_id() -> String {
 
 /// Ids travel in URLs and file listings: refuse what would break either.
 fn validate_instance_id(id: &str) -> Result<(), Error> {
-    let reason = if id.is_empty() {
-        Some("it is empty")
-    } else if id.len() > 256 {
-        Some("it is longer than 256 bytes")
-    } else if id.chars().any(|c| c.is_control()) {
-        Some("it contains a control character")
-    } else if id.chars().any(|c| matches!(c, '/' | '\\' | '#' | '?')) {
-        Some("it contains one of / \\ # ?")
-    } else {
-        None
-    };
-    match reason {
+    match crate::instance::instance_id_problem(id) {
         Some(reason) => Err(Error::InvalidInstanceId {
             id: id.to_string(),
             reason,

@@ -61,6 +61,39 @@ impl TaskFailed {
     }
 }
 
+/// Why [`OrchestrationContext::wait_for_event_with_timeout`](crate::OrchestrationContext::wait_for_event_with_timeout)
+/// returned no event.
+///
+/// ```
+/// # use durable_runtime::EventWaitError;
+/// # use std::time::Duration;
+/// let err = EventWaitError::TimedOut { name: "approved".into(), timeout: Duration::from_secs(5) };
+/// assert!(err.is_timeout());
+/// assert_eq!(err.to_string(), "no event 'approved' arrived within 5s");
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EventWaitError {
+    /// The timeout elapsed before the event arrived.
+    #[error("no event '{name}' arrived within {timeout:?}")]
+    TimedOut {
+        /// The event waited for.
+        name: String,
+        /// How long was waited.
+        timeout: std::time::Duration,
+    },
+    /// The event arrived, but its payload does not decode as the type asked for.
+    #[error(transparent)]
+    Failed(#[from] TaskFailed),
+}
+
+impl EventWaitError {
+    /// True if the timeout elapsed first.
+    pub fn is_timeout(&self) -> bool {
+        matches!(self, EventWaitError::TimedOut { .. })
+    }
+}
+
 /// The error type activities return; any `std::error::Error` converts into it with `?`.
 ///
 /// ```

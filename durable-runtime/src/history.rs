@@ -23,6 +23,9 @@ pub enum HistoryEvent {
         /// ids): results from another run never land in this one.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         execution_id: Option<String>,
+        /// The orchestration that created this instance as a sub-orchestration, if one did.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        parent: Option<ParentInstance>,
     },
     /// A step (episode) of the orchestrator began; its timestamp is the orchestration's "now".
     OrchestratorStarted,
@@ -61,6 +64,35 @@ pub enum HistoryEvent {
         /// Which timer fired.
         task_id: u64,
     },
+    /// The orchestrator created a sub-orchestration; `task_id` is the orchestrator's sequence
+    /// number. The child instance was created in the same commit as this event.
+    SubOrchestrationInstanceCreated {
+        /// The orchestrator's sequence number for this call.
+        task_id: u64,
+        /// The child's registered orchestrator name.
+        name: String,
+        /// The child's orchestrator version, if it has one.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        version: Option<String>,
+        /// The child's instance id.
+        instance_id: String,
+        /// The child's input.
+        input: Payload,
+    },
+    /// The sub-orchestration created as `task_id` completed.
+    SubOrchestrationInstanceCompleted {
+        /// Which call this completes.
+        task_id: u64,
+        /// The child's output.
+        result: Payload,
+    },
+    /// The sub-orchestration created as `task_id` failed (or could not be created).
+    SubOrchestrationInstanceFailed {
+        /// Which call this completes.
+        task_id: u64,
+        /// What went wrong.
+        failure: FailureDetails,
+    },
     /// An external event arrived (`Client::raise_event`).
     EventRaised {
         /// The event's name.
@@ -91,11 +123,30 @@ impl HistoryEvent {
             HistoryEvent::TaskFailed { .. } => "TaskFailed",
             HistoryEvent::TimerCreated { .. } => "TimerCreated",
             HistoryEvent::TimerFired { .. } => "TimerFired",
+            HistoryEvent::SubOrchestrationInstanceCreated { .. } => {
+                "SubOrchestrationInstanceCreated"
+            }
+            HistoryEvent::SubOrchestrationInstanceCompleted { .. } => {
+                "SubOrchestrationInstanceCompleted"
+            }
+            HistoryEvent::SubOrchestrationInstanceFailed { .. } => "SubOrchestrationInstanceFailed",
             HistoryEvent::EventRaised { .. } => "EventRaised",
             HistoryEvent::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
         }
     }
+}
+
+/// Where a sub-orchestration came from: recorded in its `ExecutionStarted`, and on its row, so
+/// that its outcome goes back to the call that created it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ParentInstance {
+    /// The parent's instance id.
+    pub instance_id: String,
+    /// The parent's run that made the call; the outcome is delivered to that run only.
+    pub execution_id: String,
+    /// The parent's sequence number for the call.
+    pub task_id: u64,
 }
 
 /// A history event with its position and the time it was recorded.

@@ -84,6 +84,22 @@ impl FromStr for RuntimeStatus {
     }
 }
 
+/// Why `id` cannot be an instance id, if it cannot: ids travel in URLs and file listings, so
+/// what would break either is refused.
+pub(crate) fn instance_id_problem(id: &str) -> Option<&'static str> {
+    if id.is_empty() {
+        Some("it is empty")
+    } else if id.len() > 256 {
+        Some("it is longer than 256 bytes")
+    } else if id.chars().any(|c| c.is_control()) {
+        Some("it contains a control character")
+    } else if id.chars().any(|c| matches!(c, '/' | '\\' | '#' | '?')) {
+        Some("it contains one of / \\ # ?")
+    } else {
+        None
+    }
+}
+
 /// An instance as stored: the row behind a status query.
 #[derive(Clone, Debug, PartialEq)]
 pub struct InstanceStatus {

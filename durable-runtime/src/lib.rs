@@ -61,13 +61,14 @@ mod worker;
 pub use activity_context::ActivityContext;
 pub use client::Client;
 pub use context::{
-    DurableFuture, Either, OrchestrationContext, TaskFuture, TimerFuture, WhenAny, WhenAny2,
+    DurableFuture, Either, EventWithTimeout, OrchestrationContext, RetryFuture, RetryIf,
+    RetryPolicy, TaskFuture, TimerFuture, WhenAny, WhenAny2,
 };
 pub use durable_macros::{activity, orchestrator};
 pub use error::Error;
-pub use failure::{ActivityError, FailureDetails, OrchestrationError, TaskFailed};
+pub use failure::{ActivityError, EventWaitError, FailureDetails, OrchestrationError, TaskFailed};
 pub use function::{ActivityFn, OrchestratorFn};
-pub use history::{HistoryEvent, HistoryRecord};
+pub use history::{HistoryEvent, HistoryRecord, ParentInstance};
 pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 pub use outcome::{Outcome, PlainOutput};
 pub use payload::Payload;
@@ -77,9 +78,9 @@ pub use uuid::Uuid;
 /// Everything a typical program needs: `use durable_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ActivityContext, ActivityError, ActivityFn, Client, DurableFuture, Either, InstanceStatus,
-        OrchestrationContext, OrchestrationError, OrchestratorFn, Runtime, RuntimeStatus,
-        TaskFailed, activity, orchestrator,
+        ActivityContext, ActivityError, ActivityFn, Client, DurableFuture, Either, EventWaitError,
+        InstanceStatus, OrchestrationContext, OrchestrationError, OrchestratorFn, RetryPolicy,
+        Runtime, RuntimeStatus, TaskFailed, activity, orchestrator,
     };
     pub use std::time::Duration;
 }

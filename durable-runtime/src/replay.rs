@@ -5,7 +5,9 @@
 //! after a restart or a cache eviction, [`Execution::replay`] rebuilds it by feeding the recorded
 //! history back through the same code, checking that the code makes the same decisions.
 
-use crate::context::{Action, Delivery, OrchestrationContext, OrchestrationState, Recorded};
+use crate::context::{
+    Action, ChildVersion, Delivery, OrchestrationContext, OrchestrationState, Recorded,
+};
 use crate::failure::{FailureDetails, panic_failure};
 use crate::history::{HistoryEvent, HistoryRecord};
 use crate::payload::Payload;
@@ -26,8 +28,20 @@ pub(crate) struct StepOutput {
     pub scheduled: Vec<(u64, String, Payload)>,
     /// Timers to arm: `(task_id, fire_at_ms)`.
     pub timers: Vec<(u64, i64)>,
+    /// Sub-orchestrations to create, as recorded in `events`.
+    pub children: Vec<ScheduledChild>,
     /// Set when the instance finished in this step.
     pub outcome: Option<Result<Payload, FailureDetails>>,
+}
+
+/// A sub-orchestration a step creates.
+#[derive(Debug)]
+pub(crate) struct ScheduledChild {
+    pub task_id: u64,
+    pub name: String,
+    pub version: Option<String>,
+    pub instance_id: String,
+    pub input: Payload,
 }
 
 /// A live orchestration instance.
@@ -98,6 +112,18 @@ impl Execution {
                     (*task_id, Recorded::Activity(name.clone()))
                 }
                 HistoryEvent::TimerCreated { task_id, .. } => (*task_id, Recorded::Timer),
+                HistoryEvent::SubOrchestrationInstanceCreated {
+                    task_id,
+                    name,
+                    instance_id,
+                    ..
+                } => (
+                    *task_id,
+                    Recorded::SubOrchestration {
+                        name: name.clone(),
+                        instance_id: instance_id.clone(),
+                    },
+                ),
                 _ => continue,
             };
             recorded.insert(task_id, what);
@@ -118,7 +144,9 @@ impl Execution {
                 HistoryEvent::ExecutionCompleted { .. } | HistoryEvent::ExecutionFailed { .. } => {
                     execution.finished = true;
                 }
-                HistoryEvent::TaskScheduled { .. } | HistoryEvent::TimerCreated { .. } => {}
+                HistoryEvent::TaskScheduled { .. }
+                | HistoryEvent::TimerCreated { .. }
+                | HistoryEvent::SubOrchestrationInstanceCreated { .. } => {}
                 event => {
                     if let Err(message) = execution.apply(registry, event, true) {
                         execution.pending_outcome = Some(Err(FailureDetails::new(message)));
@@ -191,6 +219,7 @@ impl Execution {
                 events: Vec::new(),
                 scheduled: Vec::new(),
                 timers: Vec::new(),
+                children: Vec::new(),
                 outcome: None,
             };
         }
@@ -214,6 +243,7 @@ impl Execution {
         let mut outcome = self.run_to_block();
         let mut scheduled = Vec::new();
         let mut timers = Vec::new();
+        let mut children = Vec::new();
         {
             let mut state = self.state.lock();
             if let Some(message) = state.nondeterminism.take() {
@@ -238,6 +268,31 @@ impl Execution {
                         });
                         timers.push((task.task_id, fire_at_ms));
                     }
+                    Action::SubOrchestration(call) => {
+                        let call = *call;
+                        // A call by name runs the newest version registered when it is made.
+                        let version = match call.version {
+                            ChildVersion::Exact(version) => version,
+                            ChildVersion::Newest => registry
+                                .orchestrator(&call.name)
+                                .and_then(|registration| registration.version)
+                                .map(str::to_string),
+                        };
+                        out.push(HistoryEvent::SubOrchestrationInstanceCreated {
+                            task_id: task.task_id,
+                            name: call.name.clone(),
+                            version: version.clone(),
+                            instance_id: call.instance_id.clone(),
+                            input: call.input.clone(),
+                        });
+                        children.push(ScheduledChild {
+                            task_id: task.task_id,
+                            name: call.name,
+                            version,
+                            instance_id: call.instance_id,
+                            input: call.input,
+                        });
+                    }
                 }
             }
         }
@@ -258,6 +313,7 @@ impl Execution {
             events: out,
             scheduled,
             timers,
+            children,
             outcome,
         }
     }
@@ -280,6 +336,7 @@ impl Execution {
                 version,
                 input,
                 execution_id,
+                ..
             } => {
                 if !self.started {
                     self.execution_id = execution_id.as_deref().unwrap_or_default().into();
@@ -290,6 +347,12 @@ impl Execution {
             HistoryEvent::TaskCompleted { task_id, result } => (*task_id, Ok(result.clone())),
             HistoryEvent::TaskFailed { task_id, failure } => (*task_id, Err(failure.clone())),
             HistoryEvent::TimerFired { task_id } => (*task_id, Ok(Payload::null())),
+            HistoryEvent::SubOrchestrationInstanceCompleted { task_id, result } => {
+                (*task_id, Ok(result.clone()))
+            }
+            HistoryEvent::SubOrchestrationInstanceFailed { task_id, failure } => {
+                (*task_id, Err(failure.clone()))
+            }
             HistoryEvent::EventRaised { name, input } => {
                 if let Some(waker) = self.state.lock().raise_event(name, input.clone()) {
                     waker.wake();

@@ -3,12 +3,13 @@
 //! and delays them; inside the SQLite writer, a write now and then rolls back the whole
 //! transaction of its batch mid-way (as SQLite does on a full disk or an I/O error), failing
 //! every write batched with it; and the driver cancels its own client calls at random points.
-//! All of it is decided by a seed. Random workloads (sequences, fan-outs, events, timers, races) run through it, and the
-//! invariants are checked at the end:
+//! All of it is decided by a seed. Random workloads (sequences, fan-outs, events, timers, races,
+//! sub-orchestrations, retries) run through it, and the invariants are checked at the end:
 //! - every acknowledged start and event is processed, and every instance ends with the
 //!   output its inputs determine;
 //! - no history has a duplicate or a gap (sequence numbers are 0..n);
-//! - no activity result is recorded twice, no event is recorded twice.
+//! - no activity or sub-orchestration result is recorded twice, no event is recorded twice;
+//! - no sub-orchestration is created twice.
 //!
 //! CI runs a fixed set of seeds. A longer run: `DURABLE_FAULT_SEEDS=1-500 cargo test --release
 //! -p durable-runtime --test fault_injection -- --nocapture`; one seed: `DURABLE_FAULT_SEEDS=42`.
@@ -90,6 +91,40 @@ async fn races(ctx: OrchestrationContext, n: u64) -> Result<u64, OrchestrationEr
     Ok(first + second)
 }
 
+/// Sub-orchestrations: `n` sequences of 1 to `n` steps.
+#[orchestrator]
+async fn children(ctx: OrchestrationContext, n: u64) -> Result<u64, OrchestrationError> {
+    let tasks = (0..n).map(|i| ctx.call_sub_orchestrator(sequence, i + 1));
+    let mut sum = 0;
+    for result in ctx.when_all(tasks).await {
+        sum += result?;
+    }
+    Ok(sum)
+}
+
+/// `add`, failing every first attempt: in `retried`, call `i`'s first attempt is task `3 * i`
+/// (attempt, backoff timer, attempt).
+#[activity]
+async fn add_second_time(ctx: ActivityContext, pair: (u64, u64)) -> Result<u64, ActivityError> {
+    if ctx.task_id().is_multiple_of(3) {
+        return Err(ActivityError::new("first attempts fail"));
+    }
+    Ok(pair.0 + pair.1)
+}
+
+/// A sequence whose every activity is retried once.
+#[orchestrator]
+async fn retried(ctx: OrchestrationContext, n: u64) -> Result<u64, OrchestrationError> {
+    let policy = RetryPolicy::new(2, Duration::from_millis(1));
+    let mut sum = 0;
+    for i in 0..n {
+        sum = ctx
+            .call_activity_with_retry(&policy, add_second_time, (sum, i))
+            .await?;
+    }
+    Ok(sum)
+}
+
 #[derive(Clone, Copy, Debug)]
 enum Kind {
     Sequence,
@@ -97,6 +132,8 @@ enum Kind {
     Events,
     Timers,
     Races,
+    Children,
+    Retried,
 }
 
 impl Kind {
@@ -107,6 +144,8 @@ impl Kind {
             Kind::Events => (1..=n).sum(),
             Kind::Timers => n,
             Kind::Races => n + 2,
+            Kind::Children => (1..=n).map(|k| k * (k - 1) / 2).sum(),
+            Kind::Retried => (0..n).sum(),
         }
     }
 }
@@ -235,6 +274,8 @@ async fn run_seed(seed: u64) -> [u64; 4] {
         Kind::Events,
         Kind::Timers,
         Kind::Races,
+        Kind::Children,
+        Kind::Retried,
     ];
     let mut instances = Vec::new();
     for i in 0..24 {
@@ -248,6 +289,8 @@ async fn run_seed(seed: u64) -> [u64; 4] {
             Kind::Events => "events",
             Kind::Timers => "timers",
             Kind::Races => "races",
+            Kind::Children => "children",
+            Kind::Retried => "retried",
         };
         let start = {
             let (client, id) = (client.clone(), id.clone());
@@ -282,6 +325,7 @@ async fn run_seed(seed: u64) -> [u64; 4] {
             }
         }
     }
+    let mut expected_instances = instances.len();
     for (id, kind, n) in &instances {
         let status = client
             .wait_for_completion(id, Duration::from_secs(60))
@@ -301,10 +345,13 @@ async fn run_seed(seed: u64) -> [u64; 4] {
         }
         let mut results = HashSet::new();
         let mut raised = HashSet::new();
+        let mut created = HashSet::new();
         for record in &history {
             match &record.event {
                 HistoryEvent::TaskCompleted { task_id, .. }
                 | HistoryEvent::TaskFailed { task_id, .. }
+                | HistoryEvent::SubOrchestrationInstanceCompleted { task_id, .. }
+                | HistoryEvent::SubOrchestrationInstanceFailed { task_id, .. }
                 | HistoryEvent::TimerFired { task_id } => assert!(
                     results.insert(*task_id),
                     "seed {seed}: {id} recorded task {task_id}'s result twice"
@@ -313,10 +360,32 @@ async fn run_seed(seed: u64) -> [u64; 4] {
                     raised.insert(input.to_string()),
                     "seed {seed}: {id} recorded event {input} twice"
                 ),
+                HistoryEvent::SubOrchestrationInstanceCreated { instance_id, .. } => {
+                    assert!(
+                        created.insert(instance_id.clone()),
+                        "seed {seed}: {id} created {instance_id} twice"
+                    );
+                    expected_instances += 1;
+                }
                 _ => {}
             }
         }
+        if let Kind::Children = kind {
+            assert_eq!(created.len() as u64, *n, "seed {seed}: {id}'s children");
+        }
     }
+    let listed = client
+        .list(&durable_runtime::InstanceQuery {
+            page_size: 10_000,
+            ..Default::default()
+        })
+        .await
+        .expect("lists");
+    assert_eq!(
+        listed.instances.len(),
+        expected_instances,
+        "seed {seed}: an instance was created twice, or one is missing"
+    );
     runtime.shutdown().await;
     [
         injected.errors.load(Ordering::Relaxed),

@@ -1,7 +1,7 @@
 //! The futures an orchestrator awaits: one task's result, a timer, and the races between them.
 
 use super::state::{OrchestrationState, TaskSlot};
-use crate::failure::{FailureDetails, TaskFailed};
+use crate::failure::{EventWaitError, FailureDetails, TaskFailed};
 use crate::payload::Payload;
 use parking_lot::Mutex;
 use serde::de::DeserializeOwned;
@@ -10,6 +10,7 @@ use std::marker::PhantomData;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
+use std::time::Duration;
 
 /// A future whose completion is recorded in history; [`OrchestrationContext::when_any`](super::OrchestrationContext::when_any) uses
 /// the recorded order to pick a winner.
@@ -217,6 +218,92 @@ where
             let _ = Pin::new(task).poll(cx).is_ready();
         }
         Poll::Pending
+    }
+}
+
+impl<A, B> DurableFuture for WhenAny2<A, B>
+where
+    A: DurableFuture + Unpin,
+    B: DurableFuture + Unpin,
+{
+    /// A race finishes when its first task does.
+    fn completion_order(&self) -> Option<u64> {
+        let left = self.left.as_ref().and_then(DurableFuture::completion_order);
+        let right = self
+            .right
+            .as_ref()
+            .and_then(DurableFuture::completion_order);
+        match (left, right) {
+            (Some(l), Some(r)) => Some(l.min(r)),
+            (one, other) => one.or(other),
+        }
+    }
+}
+
+impl<F: DurableFuture + Unpin> DurableFuture for WhenAny<F> {
+    /// A race finishes when its first task does.
+    fn completion_order(&self) -> Option<u64> {
+        self.tasks
+            .iter()
+            .filter_map(DurableFuture::completion_order)
+            .min()
+    }
+}
+
+/// The future of
+/// [`OrchestrationContext::wait_for_event_with_timeout`](super::OrchestrationContext::wait_for_event_with_timeout):
+/// the event's payload, or [`EventWaitError::TimedOut`].
+#[must_use = "the wait and its timer are recorded either way, but awaiting is what waits"]
+pub struct EventWithTimeout<T> {
+    /// `None` once decided: the loser is dropped at once, so it no longer holds anything.
+    race: Option<WhenAny2<TaskFuture<T>, TimerFuture>>,
+    name: String,
+    timeout: Duration,
+}
+
+impl<T> EventWithTimeout<T> {
+    pub(crate) fn new(
+        name: &str,
+        timeout: Duration,
+        wait: TaskFuture<T>,
+        deadline: TimerFuture,
+    ) -> Self {
+        EventWithTimeout {
+            race: Some(WhenAny2::new(wait, deadline)),
+            name: name.to_string(),
+            timeout,
+        }
+    }
+}
+
+impl<T: DeserializeOwned> Future for EventWithTimeout<T> {
+    type Output = Result<T, EventWaitError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let Some(race) = self.race.as_mut() else {
+            // Polled after completion: like a fused future.
+            return Poll::Pending;
+        };
+        let decided = match Pin::new(race).poll(cx) {
+            Poll::Pending => return Poll::Pending,
+            Poll::Ready(decided) => decided,
+        };
+        // Dropping the race drops the loser: a timer that lost stops holding the instance, a
+        // wait that lost hands on any event it received.
+        self.race = None;
+        Poll::Ready(match decided {
+            Either::Left(event) => event.map_err(EventWaitError::Failed),
+            Either::Right(()) => Err(EventWaitError::TimedOut {
+                name: std::mem::take(&mut self.name),
+                timeout: self.timeout,
+            }),
+        })
+    }
+}
+
+impl<T: DeserializeOwned> DurableFuture for EventWithTimeout<T> {
+    fn completion_order(&self) -> Option<u64> {
+        self.race.as_ref().and_then(DurableFuture::completion_order)
     }
 }
 

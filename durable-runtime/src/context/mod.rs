@@ -4,10 +4,17 @@
 //! that re-running the orchestrator's code reproduces the same decisions.
 
 mod futures;
+mod retry;
 mod state;
+mod sub_orchestration;
 
-pub use self::futures::{DurableFuture, Either, TaskFuture, TimerFuture, WhenAny, WhenAny2};
-pub(crate) use self::state::{Action, Delivery, OrchestrationState, Recorded};
+pub use self::futures::{
+    DurableFuture, Either, EventWithTimeout, TaskFuture, TimerFuture, WhenAny, WhenAny2,
+};
+pub use self::retry::{RetryFuture, RetryIf, RetryPolicy};
+pub(crate) use self::state::{
+    Action, ChildCall, ChildVersion, Delivery, OrchestrationState, Recorded,
+};
 
 use crate::failure::FailureDetails;
 use crate::function::ActivityFn;
@@ -71,26 +78,9 @@ impl OrchestrationContext {
     ) -> TaskFuture<F::Output> {
         let _ = activity;
         match crate::registry::activity_of::<F>() {
-            Some(registration) => self.schedule(registration.name, Payload::encode(&input)),
-            None => {
-                let function = std::any::type_name::<F>();
-                let message = match function.strip_prefix('&') {
-                    // `&f` is a `Fn` too, of another type than `f`'s.
-                    Some(itself) => format!(
-                        "`{function}` is a reference to a function: pass the function itself, \
-                         `call_activity({itself}, ..)`"
-                    ),
-                    None => format!(
-                        "`{function}` is not an activity: mark the function with #[activity] \
-                         (or call a registered activity by name with `call_activity_by_name`)"
-                    ),
-                };
-                let task_id = self
-                    .state
-                    .lock()
-                    .failed_before_scheduling(function, FailureDetails::new(message));
-                TaskFuture::new(self.state.clone(), task_id)
-            }
+            Some(registration) => self
+                .call_activity_encoded(registration.name, encode_input(registration.name, &input)),
+            None => self.failed(std::any::type_name::<F>(), not_an_activity::<F>()),
         }
     }
 
@@ -102,37 +92,53 @@ impl OrchestrationContext {
         name: &str,
         input: impl Serialize,
     ) -> TaskFuture<O> {
-        self.schedule(name, Payload::encode(&input))
+        self.call_activity_encoded(name, encode_input(name, &input))
     }
 
-    fn schedule<O>(&self, name: &str, input: Result<Payload, serde_json::Error>) -> TaskFuture<O> {
-        let mut state = self.state.lock();
-        let input = input
-            .map_err(|err| format!("the input for '{name}' does not serialize: {err}"))
-            .and_then(|input| {
-                let limit = state.max_payload_bytes;
-                match input.as_str().len() {
-                    // A task history recorded is replayed as recorded, whatever the limit is
-                    // now: a lower limit must not rewrite past decisions.
-                    size if size > limit && !state.replays_next_task() => Err(format!(
-                        "the input for '{name}' is {size} bytes, over the payload limit of \
-                         {limit} bytes"
-                    )),
-                    _ => Ok(input),
-                }
-            });
-        let task_id = match input {
-            Ok(input) => state.schedule(
-                name,
-                Action::Activity {
-                    name: name.to_string(),
-                    input,
-                },
-            ),
-            Err(message) => state.failed_before_scheduling(name, FailureDetails::new(message)),
+    /// Schedules activity `name`, or fails the task if its input cannot be handed to the store.
+    fn call_activity_encoded<O>(
+        &self,
+        name: &str,
+        input: Result<Payload, String>,
+    ) -> TaskFuture<O> {
+        match self.checked_input(name, input) {
+            Ok(input) => self.schedule_activity(name, input),
+            Err(message) => self.failed(name, message),
+        }
+    }
+
+    /// Schedules activity `name` with an input already checked.
+    fn schedule_activity<O>(&self, name: &str, input: Payload) -> TaskFuture<O> {
+        let action = Action::Activity {
+            name: name.to_string(),
+            input,
         };
-        drop(state);
+        let task_id = self.state.lock().schedule(name, action);
         TaskFuture::new(self.state.clone(), task_id)
+    }
+
+    /// A task that failed before it could be scheduled (it takes no task id in history).
+    fn failed<O>(&self, name: &str, message: String) -> TaskFuture<O> {
+        let task_id = self
+            .state
+            .lock()
+            .failed_before_scheduling(name, FailureDetails::new(message));
+        TaskFuture::new(self.state.clone(), task_id)
+    }
+
+    /// The input of a task to schedule next, as the store may take it: within the payload
+    /// limit, unless history recorded the task already (a task history recorded is replayed
+    /// as recorded, whatever the limit is now: a lower limit must not rewrite past decisions).
+    fn checked_input(&self, name: &str, input: Result<Payload, String>) -> Result<Payload, String> {
+        let input = input?;
+        let state = self.state.lock();
+        let limit = state.max_payload_bytes;
+        match input.as_str().len() {
+            size if size > limit && !state.replays_next_task() => Err(format!(
+                "the input for '{name}' is {size} bytes, over the payload limit of {limit} bytes"
+            )),
+            _ => Ok(input),
+        }
     }
 
     /// Waits for the external event `name` (sent with `Client::raise_event`) and decodes its
@@ -157,6 +163,43 @@ impl OrchestrationContext {
     pub fn wait_for_event<T: DeserializeOwned>(&self, name: &str) -> TaskFuture<T> {
         let task_id = self.state.lock().wait_for_event(name);
         TaskFuture::new(self.state.clone(), task_id)
+    }
+
+    /// [`wait_for_event`](Self::wait_for_event) with a deadline (Durable Functions'
+    /// `WaitForExternalEvent(name, timeout)`): the event's payload, or
+    /// [`EventWaitError::TimedOut`](crate::EventWaitError::TimedOut) if a durable timer of
+    /// `timeout` fires first. The race is decided by history order, so a replay decides it the
+    /// same way.
+    ///
+    /// The loser lets go: once an event arrived, the timer no longer holds the instance (it
+    /// may complete while the timer is still armed; the timer's later firing is discarded),
+    /// and once the timer fired, a later event with this name stays buffered for the next
+    /// wait. A payload that does not decode as `T` is
+    /// [`EventWaitError::Failed`](crate::EventWaitError::Failed).
+    ///
+    /// ```
+    /// use durable_runtime::prelude::*;
+    ///
+    /// #[orchestrator]
+    /// async fn approval(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    ///     match ctx
+    ///         .wait_for_event_with_timeout::<bool>("approved", Duration::from_secs(72 * 3600))
+    ///         .await
+    ///     {
+    ///         Ok(approved) => Ok(format!("approved: {approved}")),
+    ///         Err(EventWaitError::TimedOut { .. }) => Ok("escalated".to_string()),
+    ///         Err(other) => Err(other.into()),
+    ///     }
+    /// }
+    /// ```
+    pub fn wait_for_event_with_timeout<T: DeserializeOwned>(
+        &self,
+        name: &str,
+        timeout: Duration,
+    ) -> EventWithTimeout<T> {
+        let wait = self.wait_for_event(name);
+        let deadline = self.sleep(timeout);
+        EventWithTimeout::new(name, timeout, wait, deadline)
     }
 
     /// A durable timer that fires at `fire_at`: it survives restarts, and a replay does not wait
@@ -274,6 +317,28 @@ impl OrchestrationContext {
     pub fn current_utc_datetime(&self) -> SystemTime {
         let ms = self.state.lock().current_time_ms;
         UNIX_EPOCH + Duration::from_millis(u64::try_from(ms).unwrap_or(0))
+    }
+}
+
+/// Encodes the input of task `name`, or says why it does not serialize.
+fn encode_input(name: &str, input: &impl Serialize) -> Result<Payload, String> {
+    Payload::encode(input)
+        .map_err(|err| format!("the input for '{name}' does not serialize: {err}"))
+}
+
+/// Why an activity call failed: the function passed is not marked `#[activity]`.
+fn not_an_activity<F>() -> String {
+    let function = std::any::type_name::<F>();
+    match function.strip_prefix('&') {
+        // `&f` is a `Fn` too, of another type than `f`'s.
+        Some(itself) => format!(
+            "`{function}` is a reference to a function: pass the function itself, \
+             `call_activity({itself}, ..)`"
+        ),
+        None => format!(
+            "`{function}` is not an activity: mark the function with #[activity] (or call a \
+             registered activity by name with `call_activity_by_name`)"
+        ),
     }
 }
 

@@ -16,6 +16,29 @@ pub(crate) enum Action {
     Activity { name: String, input: Payload },
     /// Fire a durable timer at this time (ms since the epoch).
     Timer { fire_at_ms: i64 },
+    /// Create a sub-orchestration.
+    SubOrchestration(Box<ChildCall>),
+}
+
+/// A sub-orchestration the code asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct ChildCall {
+    /// The child's registered orchestrator name.
+    pub name: String,
+    /// Which version of it runs.
+    pub version: ChildVersion,
+    /// The child's instance id (given by the code, or derived from the run and task id).
+    pub instance_id: String,
+    pub input: Payload,
+}
+
+/// Which version of a sub-orchestrator a call runs.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum ChildVersion {
+    /// The version of the function the code passed (`None`: it declares none).
+    Exact(Option<String>),
+    /// The newest registered version: a call by name, resolved when the step is recorded.
+    Newest,
 }
 
 /// What history says a task id was used for, to check the code against on replay.
@@ -23,6 +46,7 @@ pub(crate) enum Action {
 pub(crate) enum Recorded {
     Activity(String),
     Timer,
+    SubOrchestration { name: String, instance_id: String },
 }
 
 impl Recorded {
@@ -30,6 +54,9 @@ impl Recorded {
         match self {
             Recorded::Activity(name) => format!("TaskScheduled '{name}'"),
             Recorded::Timer => "TimerCreated".to_string(),
+            Recorded::SubOrchestration { name, instance_id } => {
+                format!("SubOrchestrationInstanceCreated '{name}' (instance '{instance_id}')")
+            }
         }
     }
 }
@@ -39,6 +66,10 @@ impl Action {
         match self {
             Action::Activity { name, .. } => Recorded::Activity(name.clone()),
             Action::Timer { .. } => Recorded::Timer,
+            Action::SubOrchestration(call) => Recorded::SubOrchestration {
+                name: call.name.clone(),
+                instance_id: call.instance_id.clone(),
+            },
         }
     }
 
@@ -46,6 +77,10 @@ impl Action {
         match self {
             Action::Activity { name, .. } => format!("schedules activity '{name}'"),
             Action::Timer { .. } => "creates a timer".to_string(),
+            Action::SubOrchestration(call) => format!(
+                "creates sub-orchestration '{}' (instance '{}')",
+                call.name, call.instance_id
+            ),
         }
     }
 }
@@ -304,7 +339,12 @@ impl OrchestrationState {
 
     /// True if history recorded the task the code schedules next: it is being replayed.
     pub(crate) fn replays_next_task(&self) -> bool {
-        self.recorded.contains_key(&(self.tasks.len() as u64))
+        self.recorded.contains_key(&self.next_task_id())
+    }
+
+    /// The task id the next scheduled task (or wait) gets.
+    pub(crate) fn next_task_id(&self) -> u64 {
+        self.tasks.len() as u64
     }
 
     pub(crate) fn completion_order(&self, task_id: u64) -> Option<u64> {
@@ -442,5 +482,54 @@ mod tests {
             let buffered: u64 = state.buffered_events.values().map(|q| q.len() as u64).sum();
             assert_eq!(raised, received + held + buffered, "seed {start}");
         }
+    }
+
+    fn child(name: &str, instance_id: &str) -> Action {
+        Action::SubOrchestration(Box::new(ChildCall {
+            name: name.into(),
+            version: ChildVersion::Newest,
+            instance_id: instance_id.into(),
+            input: Payload::null(),
+        }))
+    }
+
+    #[test]
+    fn a_sub_orchestration_replays_only_as_the_same_child() {
+        let recorded = BTreeMap::from([(
+            0,
+            Recorded::SubOrchestration {
+                name: "child".into(),
+                instance_id: "c-1".into(),
+            },
+        )]);
+        let mut same = OrchestrationState::new(recorded.clone(), usize::MAX);
+        same.schedule("child", child("child", "c-1"));
+        assert!(same.nondeterminism.is_none());
+        assert!(same.new_tasks.is_empty(), "replayed, not created again");
+
+        let mut other_id = OrchestrationState::new(recorded.clone(), usize::MAX);
+        other_id.schedule("child", child("child", "c-2"));
+        assert_eq!(
+            other_id.nondeterminism.as_deref(),
+            Some(
+                "non-deterministic orchestrator: history has SubOrchestrationInstanceCreated \
+                 'child' (instance 'c-1') as task 0, but the code now creates \
+                 sub-orchestration 'child' (instance 'c-2')"
+            )
+        );
+
+        let mut activity = OrchestrationState::new(recorded, usize::MAX);
+        activity.schedule(
+            "child",
+            Action::Activity {
+                name: "child".into(),
+                input: Payload::null(),
+            },
+        );
+        assert!(activity.nondeterminism.is_some());
+        assert!(
+            activity.new_tasks.is_empty(),
+            "nothing of the diverging code is recorded"
+        );
     }
 }

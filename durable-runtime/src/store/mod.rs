@@ -119,6 +119,22 @@ pub struct NewInstance {
     pub created_ms: i64,
 }
 
+/// A sub-orchestration an orchestration step creates, in the step's own commit.
+///
+/// The child is linked to the step's instance, run and `task_id` (on its row and in its
+/// `ExecutionStarted`), and its outcome goes back to that run as a stored message
+/// (`SubOrchestrationInstanceCompleted` / `SubOrchestrationInstanceFailed`) written in the
+/// commit that finishes the child. If an instance with the child's id exists already, no
+/// instance is created: the step still commits, and sends its own instance
+/// `SubOrchestrationInstanceFailed` for `task_id` saying so.
+#[derive(Clone, Debug)]
+pub struct NewChild {
+    /// The parent's sequence number for the call.
+    pub task_id: u64,
+    /// The child instance.
+    pub instance: NewInstance,
+}
+
 /// Everything one orchestration step changes, committed atomically.
 #[derive(Clone, Debug)]
 pub struct StepCommit {
@@ -147,12 +163,15 @@ pub struct StepCommit {
     pub activities: Vec<(u64, String, Payload)>,
     /// Timers to arm: `(task_id, fire_at_ms)`.
     pub timers: Vec<(u64, i64)>,
+    /// Sub-orchestrations to create (see [`NewChild`]).
+    pub children: Vec<NewChild>,
     /// The instance's status after the step; `None` leaves the row as it is (a step that only
     /// consumes messages sent to a finished or unknown instance). Statuses are a state machine
     /// the store enforces: a step may move only a `Pending` or `Running` instance, so a step
     /// against an instance a client terminated or suspended (or one already finished) is
     /// refused whole with [`StoreError::Fenced`]. A step that finishes the instance also deletes
-    /// its armed timers.
+    /// its armed timers and, if the instance is a sub-orchestration, sends its outcome to its
+    /// parent's run (unless the parent is gone or finished).
     pub status: Option<RuntimeStatus>,
     /// The output, if the step completed the instance.
     pub output: Option<Payload>,
@@ -167,9 +186,10 @@ pub enum Write {
     CreateInstance(NewInstance),
     /// Apply an orchestration step.
     Step(StepCommit),
-    /// Mark an instance failed without touching its history (which cannot be trusted), and
-    /// delete its armed timers. Refused with [`StoreError::Fenced`] if the instance has already
-    /// finished.
+    /// Mark an instance failed without touching its history (which cannot be trusted), delete
+    /// its armed timers and, if it is a sub-orchestration, send the failure to its parent
+    /// (the answer is then `Delivered(Some(message))`). Refused with [`StoreError::Fenced`] if
+    /// the instance has already finished.
     FailInstance {
         /// The instance.
         instance_id: String,
@@ -220,6 +240,10 @@ pub struct StepWork {
     pub activities: Vec<ActivityWorkItem>,
     /// Timers to arm.
     pub timers: Vec<TimerWorkItem>,
+    /// Messages the step sent: the `ExecutionStarted` of each sub-orchestration it created,
+    /// a `SubOrchestrationInstanceFailed` to itself for a child id that existed already, and
+    /// the outcome of a finished sub-orchestration to its parent.
+    pub messages: Vec<Message>,
 }
 
 /// What a write created, with store-assigned ids, for the runtime to dispatch.

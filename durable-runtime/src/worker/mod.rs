@@ -78,6 +78,12 @@ impl Shared {
                     self.dispatcher.enqueue_activity(item);
                 }
                 self.dispatcher.arm_timers(work.timers);
+                // Sub-orchestrations' starts, and outcomes on their way to parents.
+                for message in work.messages {
+                    if let Some(message) = self.held_back.admit(message) {
+                        self.dispatcher.deliver(message);
+                    }
+                }
                 Delivered::Sent
             }
             Written::Delivered(None) => Delivered::Nothing,

@@ -17,7 +17,7 @@ use crate::failure::{FailureDetails, panic_failure};
 use crate::history::HistoryEvent;
 use crate::instance::RuntimeStatus;
 use crate::replay::Execution;
-use crate::store::{ErrorClass, StepCommit, StoreError, Write};
+use crate::store::{ErrorClass, NewChild, NewInstance, StepCommit, StoreError, Write};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -228,6 +228,23 @@ async fn run_step(
         }
     };
     let appended = step.events.len();
+    // Each child's first run gets a fresh id here: a step that is not committed created
+    // nothing, and the one computed again creates its children under new run ids.
+    let children = step
+        .children
+        .into_iter()
+        .map(|child| NewChild {
+            task_id: child.task_id,
+            instance: NewInstance {
+                instance_id: child.instance_id,
+                execution_id: uuid::Uuid::new_v4().simple().to_string().into(),
+                name: child.name,
+                version: child.version,
+                input: child.input,
+                created_ms: now,
+            },
+        })
+        .collect();
     let commit = StepCommit {
         instance_id: instance_id.to_string(),
         execution_id: run,
@@ -238,6 +255,7 @@ async fn run_step(
         completed_activities: completed_activities(messages),
         activities: step.scheduled,
         timers: step.timers,
+        children,
         status: Some(status),
         output,
         failure,
@@ -336,6 +354,7 @@ async fn commit_consume_only(
         completed_activities: completed_activities(messages),
         activities: Vec::new(),
         timers: Vec::new(),
+        children: Vec::new(),
         status: None,
         output: None,
         failure: None,

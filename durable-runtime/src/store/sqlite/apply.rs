@@ -4,8 +4,9 @@
 //! cached statements; an error leaves partial changes behind, which the caller rolls back to the
 //! write's savepoint.
 
+use super::children::{self, Outcome};
 use super::error::SqlContext;
-use crate::history::HistoryEvent;
+use crate::history::{HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;
 use crate::store::{
     ActivityWorkItem, Message, NewInstance, StepCommit, StepWork, StoreError, TimerWorkItem, Write,
@@ -77,14 +78,14 @@ pub(crate) fn apply_write(
     write: &Write,
 ) -> Result<Written, StoreError> {
     match write {
-        Write::CreateInstance(new) => create_instance(conn, ids, new),
+        Write::CreateInstance(new) => Ok(Written::Instance(create_instance(conn, ids, new, None)?)),
         Write::Step(step) => apply_step(conn, ids, step),
         Write::FailInstance {
             instance_id,
             failure,
             timestamp_ms,
         } => {
-            let Some(State { status, .. }) = instance_state(conn, instance_id)? else {
+            let Some(State { status, parent, .. }) = instance_state(conn, instance_id)? else {
                 return Err(StoreError::InstanceNotFound(instance_id.clone()));
             };
             if status.is_terminal() {
@@ -103,7 +104,12 @@ pub(crate) fn apply_write(
                 timestamp_ms
             ])?;
             disarm_timers(conn, instance_id)?;
-            Ok(Written::Delivered(None))
+            let outcome = Outcome::Failed(failure);
+            let sent = match &parent {
+                Some(parent) => children::notify_parent(conn, ids, parent, outcome)?,
+                None => None,
+            };
+            Ok(Written::Delivered(sent))
         }
         Write::RaiseEvent {
             instance_id,
@@ -193,7 +199,7 @@ fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     })
 }
 
-fn insert_message(
+pub(super) fn insert_message(
     conn: &Connection,
     ids: &mut NextIds,
     instance_id: &str,
@@ -214,26 +220,69 @@ fn insert_message(
 }
 
 /// What a write checks about an instance before changing it.
-struct State {
-    status: RuntimeStatus,
+pub(super) struct State {
+    pub(super) status: RuntimeStatus,
     history_len: u64,
     /// Its current run.
     execution_id: String,
+    /// The call that created it, if it is a sub-orchestration.
+    pub(super) parent: Option<ParentInstance>,
 }
 
-/// The instance's status, history length and current run, if it exists.
-fn instance_state(conn: &Connection, instance_id: &str) -> Result<Option<State>, StoreError> {
-    let row: Option<(String, i64, String)> = conn
+/// The columns of an instance's row that [`State`] is read from.
+type StateRow = (
+    String,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Option<i64>,
+);
+
+/// The instance's status, history length, current run and parent, if it exists.
+pub(super) fn instance_state(
+    conn: &Connection,
+    instance_id: &str,
+) -> Result<Option<State>, StoreError> {
+    let row: Option<StateRow> = conn
         .prepare_cached(
-            "SELECT status, history_len, execution_id FROM instances WHERE instance_id = ?1",
+            "SELECT status, history_len, execution_id, parent_instance_id, parent_execution_id,
+                    parent_task_id
+             FROM instances WHERE instance_id = ?1",
         )?
         .query_row(params![instance_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Ok((
+                row.get(0)?,
+                row.get(1)?,
+                row.get(2)?,
+                row.get(3)?,
+                row.get(4)?,
+                row.get(5)?,
+            ))
         })
         .optional()
         .at("instances", instance_id)?;
-    let Some((status, history_len, execution_id)) = row else {
+    let Some((status, history_len, execution_id, parent_id, parent_run, parent_task)) = row else {
         return Ok(None);
+    };
+    let parent = match (parent_id, parent_run, parent_task) {
+        (None, _, _) => None,
+        (Some(parent_id), Some(parent_run), Some(task_id)) => Some(ParentInstance {
+            instance_id: parent_id,
+            execution_id: parent_run,
+            task_id: u64::try_from(task_id).map_err(|_| StoreError::Corrupt {
+                table: "instances",
+                key: instance_id.to_string(),
+                reason: format!("negative parent task id {task_id}"),
+            })?,
+        }),
+        (Some(parent_id), _, _) => {
+            return Err(StoreError::Corrupt {
+                table: "instances",
+                key: instance_id.to_string(),
+                reason: format!("parent '{parent_id}' without its run or task id"),
+            });
+        }
     };
     let status = status.parse().map_err(|err| StoreError::Corrupt {
         table: "instances",
@@ -249,6 +298,7 @@ fn instance_state(conn: &Connection, instance_id: &str) -> Result<Option<State>,
         status,
         history_len,
         execution_id,
+        parent,
     }))
 }
 
@@ -258,17 +308,20 @@ fn disarm_timers(conn: &Connection, instance_id: &str) -> Result<(), StoreError>
     Ok(())
 }
 
-fn create_instance(
+/// Creates the instance `new` (a sub-orchestration of `parent`, if given) and sends it its
+/// `ExecutionStarted`; [`StoreError::InstanceExists`] (with nothing changed) if the id is taken.
+pub(super) fn create_instance(
     conn: &Connection,
     ids: &mut NextIds,
     new: &NewInstance,
-) -> Result<Written, StoreError> {
+    parent: Option<&ParentInstance>,
+) -> Result<Message, StoreError> {
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO instances
              (instance_id, name, version, status, created_ms, updated_ms, history_len,
-              execution_id)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6)",
+              execution_id, parent_instance_id, parent_execution_id, parent_task_id)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5, 0, ?6, ?7, ?8, ?9)",
         )?
         .execute(params![
             new.instance_id,
@@ -276,7 +329,13 @@ fn create_instance(
             new.version,
             RuntimeStatus::Pending.as_str(),
             new.created_ms,
-            new.execution_id
+            new.execution_id,
+            parent.map(|p| p.instance_id.as_str()),
+            parent.map(|p| p.execution_id.as_str()),
+            parent
+                .map(|p| i64::try_from(p.task_id))
+                .transpose()
+                .map_err(|_| StoreError::Refused("a parent task id over i64::MAX".into()))?,
         ])?;
     if inserted == 0 {
         return Err(StoreError::InstanceExists(new.instance_id.clone()));
@@ -288,35 +347,34 @@ fn create_instance(
         version: new.version.clone(),
         input: new.input.clone(),
         execution_id: Some(new.execution_id.to_string()),
+        parent: parent.cloned(),
     };
-    Ok(Written::Instance(insert_message(
-        conn,
-        ids,
-        &new.instance_id,
-        &new.execution_id,
-        &started,
-    )?))
+    insert_message(conn, ids, &new.instance_id, &new.execution_id, &started)
 }
 
-/// Checks the step's expectations (instance, status, history length) before changing anything.
-fn check_step(conn: &Connection, step: &StepCommit) -> Result<(), StoreError> {
+/// Checks the step's expectations (instance, status, history length) before changing anything;
+/// the instance's state, if it exists.
+fn check_step(conn: &Connection, step: &StepCommit) -> Result<Option<State>, StoreError> {
     let id = &step.instance_id;
     let consume_only = step.status.is_none()
         && step.events.is_empty()
         && step.activities.is_empty()
-        && step.timers.is_empty();
-    let Some(State {
-        status,
-        history_len,
-        execution_id,
-    }) = instance_state(conn, id)?
-    else {
+        && step.timers.is_empty()
+        && step.children.is_empty();
+    let Some(state) = instance_state(conn, id)? else {
         return if consume_only {
-            Ok(())
+            Ok(None)
         } else {
             Err(StoreError::InstanceNotFound(id.clone()))
         };
     };
+    let State {
+        status,
+        history_len,
+        execution_id,
+        ..
+    } = &state;
+    let (status, history_len) = (*status, *history_len);
     if !consume_only && *execution_id != *step.execution_id {
         return Err(StoreError::Fenced(format!(
             "instance '{id}' is on run '{execution_id}', the step belongs to run '{}'",
@@ -334,7 +392,7 @@ fn check_step(conn: &Connection, step: &StepCommit) -> Result<(), StoreError> {
             step.first_seq
         )));
     }
-    Ok(())
+    Ok(Some(state))
 }
 
 fn apply_step(
@@ -342,7 +400,7 @@ fn apply_step(
     ids: &mut NextIds,
     step: &StepCommit,
 ) -> Result<Written, StoreError> {
-    check_step(conn, step)?;
+    let state = check_step(conn, step)?;
     let id = &step.instance_id;
     {
         let mut consume =
@@ -425,6 +483,7 @@ fn apply_step(
             });
         }
     }
+    let mut messages = children::create(conn, ids, step)?;
     let history_len = step.first_seq + step.events.len() as u64;
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;
@@ -450,10 +509,22 @@ fn apply_step(
             disarm_timers(conn, id)?;
             // A finishing step arms nothing that outlives it.
             timers.clear();
+            if let Some(parent) = state.as_ref().and_then(|state| state.parent.as_ref()) {
+                let outcome = match (status, &step.failure) {
+                    (RuntimeStatus::Completed, _) => Outcome::Completed(step.output.as_ref()),
+                    (_, Some(failure)) => Outcome::Failed(failure),
+                    (status, None) => Outcome::Ended(status),
+                };
+                messages.extend(children::notify_parent(conn, ids, parent, outcome)?);
+            }
         }
     } else if !step.events.is_empty() {
         conn.prepare_cached("UPDATE instances SET history_len = ?2 WHERE instance_id = ?1")?
             .execute(params![id, history_len])?;
     }
-    Ok(Written::Step(StepWork { activities, timers }))
+    Ok(Written::Step(StepWork {
+        activities,
+        timers,
+        messages,
+    }))
 }

@@ -10,6 +10,7 @@
 //! writer commit everything queued before it releases the file.
 
 mod apply;
+mod children;
 mod error;
 mod lock;
 mod read;
@@ -18,6 +19,8 @@ mod writer;
 
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_children;
 #[cfg(test)]
 mod tests_open;
 

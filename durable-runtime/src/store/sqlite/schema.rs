@@ -13,7 +13,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i32 = 0x4455_5242;
 
 /// The schema version this release reads and writes.
-pub const SCHEMA_VERSION: i32 = 4;
+pub const SCHEMA_VERSION: i32 = 5;
 
 /// The version 3 instance and history tables. A new file is created in the version 3 shape and
 /// migrated at once, so there is one definition of the current shape: the migrations.
@@ -166,6 +166,16 @@ CREATE TRIGGER payloads_go_with_instance AFTER DELETE ON instances BEGIN
 END;
 ";
 
+/// From version 4: sub-orchestrations. A child's row names the parent run and call its outcome
+/// goes back to (empty for every instance version 4 created, none of which is a child).
+const MIGRATE_V4_TO_V5: &str = "
+ALTER TABLE instances ADD COLUMN parent_instance_id TEXT;
+ALTER TABLE instances ADD COLUMN parent_execution_id TEXT;
+ALTER TABLE instances ADD COLUMN parent_task_id INTEGER;
+CREATE INDEX instances_by_parent ON instances(parent_instance_id)
+    WHERE parent_instance_id IS NOT NULL;
+";
+
 const COPY_V1_WORK: &str = "
 INSERT INTO messages (id, instance_id, event) SELECT id, instance_id, event FROM messages_v1;
 INSERT INTO activities (id, instance_id, task_id, name, input)
@@ -211,7 +221,8 @@ pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> 
             match version {
                 1 => migrate_from_v1(conn),
                 2 => migrate_from_v2(conn),
-                _ => migrate_from_v3(conn),
+                3 => migrate_from_v3(conn),
+                _ => migrate_from_v4(conn),
             }
         }
     });
@@ -265,7 +276,7 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
             SCHEMA_VERSION => Ok(Found::Current),
             // Version 1 never stamped the id, but a file that has it and version 1 is one.
             1 if tables.iter().any(|t| t == "instances") => Ok(Found::Older(1)),
-            2 | 3 => Ok(Found::Older(version)),
+            2..=4 => Ok(Found::Older(version)),
             v if v > SCHEMA_VERSION => Err(incompatible(
                 path,
                 format!(
@@ -316,9 +327,14 @@ fn create(conn: &Connection) -> Result<(), StoreError> {
     migrate_from_v3(conn)
 }
 
+fn migrate_from_v4(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(MIGRATE_V4_TO_V5)?;
+    stamp(conn)
+}
+
 fn migrate_from_v3(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(MIGRATE_V3_TO_V4)?;
-    stamp(conn)
+    migrate_from_v4(conn)
 }
 
 fn migrate_from_v2(conn: &Connection) -> Result<(), StoreError> {

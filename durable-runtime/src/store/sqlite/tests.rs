@@ -31,6 +31,7 @@ pub(super) fn step(id: &str, first_seq: u64) -> StepCommit {
         completed_activities: Vec::new(),
         activities: Vec::new(),
         timers: Vec::new(),
+        children: Vec::new(),
         status: Some(RuntimeStatus::Running),
         output: None,
         failure: None,

@@ -353,3 +353,145 @@ async fn a_version_3_store_is_migrated_with_its_rows() {
         .expect("reads");
     assert_eq!(version, SCHEMA_VERSION);
 }
+
+/// What version 4 wrote, frozen here as the migration's starting point.
+const SCHEMA_V4: &str = "
+CREATE TABLE messages (id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, event TEXT NOT NULL,
+    execution_id TEXT NOT NULL DEFAULT '');
+CREATE TABLE activities (id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL,
+    task_id INTEGER NOT NULL, name TEXT NOT NULL, input TEXT NOT NULL,
+    execution_id TEXT NOT NULL DEFAULT '');
+CREATE TABLE timers (id INTEGER PRIMARY KEY, instance_id TEXT NOT NULL, task_id INTEGER NOT NULL,
+    fire_at_ms INTEGER NOT NULL, execution_id TEXT NOT NULL DEFAULT '');
+CREATE INDEX timers_by_instance ON timers(instance_id);
+CREATE TABLE event_keys (instance_id TEXT NOT NULL, key TEXT NOT NULL,
+    PRIMARY KEY (instance_id, key)) WITHOUT ROWID;
+CREATE INDEX timers_by_due ON timers(fire_at_ms);
+CREATE TABLE instance_inputs (instance_id TEXT PRIMARY KEY, input TEXT NOT NULL);
+CREATE TABLE instance_outputs (instance_id TEXT PRIMARY KEY, output TEXT NOT NULL);
+CREATE TABLE instances (
+    instance_id TEXT PRIMARY KEY, name TEXT NOT NULL, version TEXT, status TEXT NOT NULL,
+    failure TEXT, created_ms INTEGER NOT NULL, updated_ms INTEGER NOT NULL,
+    history_len INTEGER NOT NULL DEFAULT 0, execution_id TEXT NOT NULL DEFAULT ''
+) WITHOUT ROWID;
+CREATE INDEX instances_by_created ON instances(created_ms);
+CREATE TABLE history (instance_id TEXT NOT NULL, seq INTEGER NOT NULL,
+    timestamp_ms INTEGER NOT NULL, event TEXT NOT NULL);
+CREATE UNIQUE INDEX history_by_instance ON history(instance_id, seq);
+CREATE VIEW instance_rows AS
+    SELECT i.instance_id AS instance_id, i.name AS name, i.version AS version,
+           i.status AS status, inp.input AS input, outp.output AS output,
+           i.failure AS failure, i.created_ms AS created_ms, i.updated_ms AS updated_ms
+    FROM instances i
+    LEFT JOIN instance_inputs inp ON inp.instance_id = i.instance_id
+    LEFT JOIN instance_outputs outp ON outp.instance_id = i.instance_id;
+CREATE TRIGGER event_keys_go_with_instance AFTER DELETE ON instances BEGIN
+    DELETE FROM event_keys WHERE instance_id = old.instance_id;
+END;
+CREATE TRIGGER payloads_go_with_instance AFTER DELETE ON instances BEGIN
+    DELETE FROM instance_inputs WHERE instance_id = old.instance_id;
+    DELETE FROM instance_outputs WHERE instance_id = old.instance_id;
+END;
+";
+
+#[tokio::test]
+async fn a_version_4_store_is_migrated_with_its_rows_and_takes_sub_orchestrations() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.db");
+    let raw = rusqlite::Connection::open(&path).expect("opens");
+    raw.execute_batch(SCHEMA_V4).expect("v4 schema");
+    raw.execute_batch(&format!(
+        r#"
+        PRAGMA application_id = {APPLICATION_ID}; PRAGMA user_version = 4;
+        INSERT INTO instances VALUES ('done', 'o', NULL, 'Completed', NULL, 1, 2, 2, 'r1');
+        INSERT INTO instances VALUES ('running', 'o', NULL, 'Running', NULL, 1, 2, 1, 'r2');
+        INSERT INTO instance_inputs VALUES ('done', '"in"'), ('running', '[1]');
+        INSERT INTO instance_outputs VALUES ('done', '"out"');
+        INSERT INTO history VALUES ('done', 0, 1, '"OrchestratorStarted"');
+        INSERT INTO history VALUES ('done', 1, 1, '"OrchestratorStarted"');
+        INSERT INTO history VALUES ('running', 0, 1, '"OrchestratorStarted"');
+        INSERT INTO messages VALUES (40, 'running', '"OrchestratorStarted"', 'r2');
+        INSERT INTO timers VALUES (42, 'running', 0, 1000, 'r2');
+        "#
+    ))
+    .expect("v4 rows");
+    drop(raw);
+    let store = SqliteStore::open(&path).expect("migrates");
+    let done = store
+        .read_instance("done")
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(done.output.as_ref().map(|o| o.as_str()), Some(r#""out""#));
+    assert_eq!(store.read_history("done").await.expect("reads").len(), 2);
+    assert_eq!(
+        store
+            .pending_messages(0, 10)
+            .await
+            .expect("reads")
+            .items
+            .iter()
+            .map(|m| m.id)
+            .collect::<Vec<_>>(),
+        vec![40]
+    );
+    // The running instance (no parent) goes on, and may now create a sub-orchestration.
+    let mut next = step("running", 1);
+    next.execution_id = "r2".into();
+    next.consumed = vec![40];
+    next.children = vec![crate::store::NewChild {
+        task_id: 3,
+        instance: crate::store::NewInstance {
+            instance_id: "child".into(),
+            execution_id: "c1".into(),
+            name: "o".into(),
+            version: None,
+            input: crate::payload::Payload::null(),
+            created_ms: 5,
+        },
+    }];
+    let written = store.write(Write::Step(next)).await.expect("applies");
+    assert!(
+        matches!(written, Written::Step(ref work) if work.messages.len() == 1),
+        "{written:?}"
+    );
+    drop(store);
+    let raw = open_read_only(&path).expect("opens");
+    let parents: Vec<(String, Option<String>, Option<String>, Option<i64>)> = raw
+        .prepare(
+            "SELECT instance_id, parent_instance_id, parent_execution_id, parent_task_id
+             FROM instances ORDER BY instance_id",
+        )
+        .expect("prepares")
+        .query_map([], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?))
+        })
+        .expect("queries")
+        .collect::<Result<_, _>>()
+        .expect("reads");
+    assert_eq!(
+        parents,
+        vec![
+            (
+                "child".to_string(),
+                Some("running".to_string()),
+                Some("r2".to_string()),
+                Some(3)
+            ),
+            ("done".to_string(), None, None, None),
+            ("running".to_string(), None, None, None),
+        ]
+    );
+    let index: i64 = raw
+        .query_row(
+            "SELECT COUNT(*) FROM sqlite_master WHERE type = 'index' AND name = 'instances_by_parent'",
+            [],
+            |row| row.get(0),
+        )
+        .expect("counts");
+    assert_eq!(index, 1);
+    let version: i32 = raw
+        .pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("reads");
+    assert_eq!(version, SCHEMA_VERSION);
+}
