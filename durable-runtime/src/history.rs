@@ -10,23 +10,9 @@ use serde::{Deserialize, Serialize};
 /// One event in an orchestration's history (or a message on its way to becoming one).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub enum HistoryEvent {
-    /// The instance was started with this orchestrator and input.
-    ExecutionStarted {
-        /// Registered orchestrator name.
-        name: String,
-        /// Orchestrator version, if it declared one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        version: Option<String>,
-        /// The orchestrator's input.
-        input: Payload,
-        /// The id of this run of the instance (absent in histories written before runs had
-        /// ids): results from another run never land in this one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        execution_id: Option<String>,
-        /// The orchestration that created this instance as a sub-orchestration, if one did.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        parent: Option<ParentInstance>,
-    },
+    /// The instance was started with this orchestrator and input. Boxed, like the other large
+    /// events, so that every event in memory stays small (a fan-out step holds thousands).
+    ExecutionStarted(Box<ExecutionStartedEvent>),
     /// A step (episode) of the orchestrator began; its timestamp is the orchestration's "now".
     OrchestratorStarted,
     /// The orchestrator scheduled activity `name`; `task_id` is the orchestrator's sequence number.
@@ -66,19 +52,7 @@ pub enum HistoryEvent {
     },
     /// The orchestrator created a sub-orchestration; `task_id` is the orchestrator's sequence
     /// number. The child instance was created in the same commit as this event.
-    SubOrchestrationInstanceCreated {
-        /// The orchestrator's sequence number for this call.
-        task_id: u64,
-        /// The child's registered orchestrator name.
-        name: String,
-        /// The child's orchestrator version, if it has one.
-        #[serde(default, skip_serializing_if = "Option::is_none")]
-        version: Option<String>,
-        /// The child's instance id.
-        instance_id: String,
-        /// The child's input.
-        input: Payload,
-    },
+    SubOrchestrationInstanceCreated(Box<SubOrchestrationCreatedEvent>),
     /// The sub-orchestration created as `task_id` completed.
     SubOrchestrationInstanceCompleted {
         /// Which call this completes.
@@ -112,20 +86,21 @@ pub enum HistoryEvent {
     },
 }
 
+// A fan-out step holds one event per task it schedules: large events are boxed to keep this.
+const _: () = assert!(std::mem::size_of::<HistoryEvent>() <= 64);
+
 impl HistoryEvent {
     /// The Durable Functions name of this event type (`"TaskScheduled"`, ...).
     pub fn event_type(&self) -> &'static str {
         match self {
-            HistoryEvent::ExecutionStarted { .. } => "ExecutionStarted",
+            HistoryEvent::ExecutionStarted(_) => "ExecutionStarted",
             HistoryEvent::OrchestratorStarted => "OrchestratorStarted",
             HistoryEvent::TaskScheduled { .. } => "TaskScheduled",
             HistoryEvent::TaskCompleted { .. } => "TaskCompleted",
             HistoryEvent::TaskFailed { .. } => "TaskFailed",
             HistoryEvent::TimerCreated { .. } => "TimerCreated",
             HistoryEvent::TimerFired { .. } => "TimerFired",
-            HistoryEvent::SubOrchestrationInstanceCreated { .. } => {
-                "SubOrchestrationInstanceCreated"
-            }
+            HistoryEvent::SubOrchestrationInstanceCreated(_) => "SubOrchestrationInstanceCreated",
             HistoryEvent::SubOrchestrationInstanceCompleted { .. } => {
                 "SubOrchestrationInstanceCompleted"
             }
@@ -135,6 +110,41 @@ impl HistoryEvent {
             HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
         }
     }
+}
+
+/// What [`HistoryEvent::ExecutionStarted`] records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ExecutionStartedEvent {
+    /// Registered orchestrator name.
+    pub name: String,
+    /// Orchestrator version, if it declared one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The orchestrator's input.
+    pub input: Payload,
+    /// The id of this run of the instance (absent in histories written before runs had
+    /// ids): results from another run never land in this one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub execution_id: Option<String>,
+    /// The orchestration that created this instance as a sub-orchestration, if one did.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<ParentInstance>,
+}
+
+/// What [`HistoryEvent::SubOrchestrationInstanceCreated`] records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SubOrchestrationCreatedEvent {
+    /// The orchestrator's sequence number for this call.
+    pub task_id: u64,
+    /// The child's registered orchestrator name.
+    pub name: String,
+    /// The child's orchestrator version, if it has one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub version: Option<String>,
+    /// The child's instance id.
+    pub instance_id: String,
+    /// The child's input.
+    pub input: Payload,
 }
 
 /// Where a sub-orchestration came from: recorded in its `ExecutionStarted`, and on its row, so

@@ -68,7 +68,10 @@ pub use durable_macros::{activity, orchestrator};
 pub use error::Error;
 pub use failure::{ActivityError, EventWaitError, FailureDetails, OrchestrationError, TaskFailed};
 pub use function::{ActivityFn, OrchestratorFn};
-pub use history::{HistoryEvent, HistoryRecord, ParentInstance};
+pub use history::{
+    ExecutionStartedEvent, HistoryEvent, HistoryRecord, ParentInstance,
+    SubOrchestrationCreatedEvent,
+};
 pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 pub use outcome::{Outcome, PlainOutput};
 pub use payload::Payload;

@@ -9,7 +9,7 @@ use crate::context::{
     Action, ChildVersion, Delivery, OrchestrationContext, OrchestrationState, Recorded,
 };
 use crate::failure::{FailureDetails, panic_failure};
-use crate::history::{HistoryEvent, HistoryRecord};
+use crate::history::{HistoryEvent, HistoryRecord, SubOrchestrationCreatedEvent};
 use crate::payload::Payload;
 use crate::registry::{BoxFuture, Registry};
 use parking_lot::Mutex;
@@ -112,16 +112,11 @@ impl Execution {
                     (*task_id, Recorded::Activity(name.clone()))
                 }
                 HistoryEvent::TimerCreated { task_id, .. } => (*task_id, Recorded::Timer),
-                HistoryEvent::SubOrchestrationInstanceCreated {
-                    task_id,
-                    name,
-                    instance_id,
-                    ..
-                } => (
-                    *task_id,
+                HistoryEvent::SubOrchestrationInstanceCreated(created) => (
+                    created.task_id,
                     Recorded::SubOrchestration {
-                        name: name.clone(),
-                        instance_id: instance_id.clone(),
+                        name: created.name.clone(),
+                        instance_id: created.instance_id.clone(),
                     },
                 ),
                 _ => continue,
@@ -278,13 +273,15 @@ impl Execution {
                                 .and_then(|registration| registration.version)
                                 .map(str::to_string),
                         };
-                        out.push(HistoryEvent::SubOrchestrationInstanceCreated {
-                            task_id: task.task_id,
-                            name: call.name.clone(),
-                            version: version.clone(),
-                            instance_id: call.instance_id.clone(),
-                            input: call.input.clone(),
-                        });
+                        out.push(HistoryEvent::SubOrchestrationInstanceCreated(Box::new(
+                            SubOrchestrationCreatedEvent {
+                                task_id: task.task_id,
+                                name: call.name.clone(),
+                                version: version.clone(),
+                                instance_id: call.instance_id.clone(),
+                                input: call.input.clone(),
+                            },
+                        )));
                         children.push(ScheduledChild {
                             task_id: task.task_id,
                             name: call.name,
@@ -331,16 +328,15 @@ impl Execution {
         replaying: bool,
     ) -> Result<(), String> {
         let (task_id, result) = match event {
-            HistoryEvent::ExecutionStarted {
-                name,
-                version,
-                input,
-                execution_id,
-                ..
-            } => {
+            HistoryEvent::ExecutionStarted(started) => {
                 if !self.started {
-                    self.execution_id = execution_id.as_deref().unwrap_or_default().into();
-                    self.start(registry, name, version.as_deref(), input.clone());
+                    self.execution_id = started.execution_id.as_deref().unwrap_or_default().into();
+                    self.start(
+                        registry,
+                        &started.name,
+                        started.version.as_deref(),
+                        started.input.clone(),
+                    );
                 }
                 return Ok(());
             }

@@ -360,7 +360,8 @@ async fn run_seed(seed: u64) -> [u64; 4] {
                     raised.insert(input.to_string()),
                     "seed {seed}: {id} recorded event {input} twice"
                 ),
-                HistoryEvent::SubOrchestrationInstanceCreated { instance_id, .. } => {
+                HistoryEvent::SubOrchestrationInstanceCreated(child) => {
+                    let instance_id = &child.instance_id;
                     assert!(
                         created.insert(instance_id.clone()),
                         "seed {seed}: {id} created {instance_id} twice"

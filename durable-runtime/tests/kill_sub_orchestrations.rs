@@ -199,10 +199,9 @@ fn kill_9_during_sub_orchestrations_creates_no_child_twice() {
         let created: Vec<String> = history
             .iter()
             .filter_map(|e| match e {
-                durable_runtime::HistoryEvent::SubOrchestrationInstanceCreated {
-                    instance_id,
-                    ..
-                } => Some(instance_id.clone()),
+                durable_runtime::HistoryEvent::SubOrchestrationInstanceCreated(created) => {
+                    Some(created.instance_id.clone())
+                }
                 _ => None,
             })
             .collect();

@@ -341,8 +341,8 @@ async fn a_failed_sub_orchestration_is_retried_as_a_new_instance() {
         let children: Vec<String> = history
             .iter()
             .filter_map(|r| match &r.event {
-                HistoryEvent::SubOrchestrationInstanceCreated { instance_id, .. } => {
-                    Some(instance_id.clone())
+                HistoryEvent::SubOrchestrationInstanceCreated(created) => {
+                    Some(created.instance_id.clone())
                 }
                 _ => None,
             })

@@ -125,7 +125,7 @@ async fn created_children(client: &Client, parent: &str) -> Vec<String> {
         .await
         .into_iter()
         .filter_map(|record| match record.event {
-            HistoryEvent::SubOrchestrationInstanceCreated { instance_id, .. } => Some(instance_id),
+            HistoryEvent::SubOrchestrationInstanceCreated(created) => Some(created.instance_id),
             _ => None,
         })
         .collect()
@@ -185,7 +185,7 @@ async fn children_complete_and_their_outputs_come_back_typed() {
             );
             let history = support::history(&client, child).await;
             let parent_link = history.iter().find_map(|r| match &r.event {
-                HistoryEvent::ExecutionStarted { parent, .. } => parent.clone(),
+                HistoryEvent::ExecutionStarted(started) => started.parent.clone(),
                 _ => None,
             });
             assert_eq!(
@@ -243,7 +243,7 @@ async fn explicit_ids_and_calls_by_name_create_those_instances() {
         assert_eq!(status.output_as::<String>().expect("output"), "ok 50");
         let child = support::history(&client, "my-child").await;
         let link = child.iter().find_map(|r| match &r.event {
-            HistoryEvent::ExecutionStarted { parent, .. } => parent.clone(),
+            HistoryEvent::ExecutionStarted(started) => started.parent.clone(),
             _ => None,
         });
         assert!(
@@ -336,7 +336,7 @@ async fn a_parent_restarted_during_the_call_does_not_create_the_child_again() {
     let (runtime, client) = store.start().await;
     let parent = client.start(parent_waits, 300).await.expect("start");
     support::until_recorded(&client, &parent, "the child's creation", 1, |event| {
-        matches!(event, HistoryEvent::SubOrchestrationInstanceCreated { .. })
+        matches!(event, HistoryEvent::SubOrchestrationInstanceCreated(_))
     })
     .await;
     drop(client);
@@ -380,7 +380,7 @@ async fn a_step_whose_answer_was_lost_creates_its_children_once() {
     let client = runtime.client();
     let parent = client.start(parent_sums, 3).await.expect("start");
     support::until_recorded(&client, &parent, "the children's creation", 3, |event| {
-        matches!(event, HistoryEvent::SubOrchestrationInstanceCreated { .. })
+        matches!(event, HistoryEvent::SubOrchestrationInstanceCreated(_))
     })
     .await;
     assert!(lost.load(Ordering::SeqCst), "the answer was lost");

@@ -188,9 +188,9 @@ async fn run_step(
         messages
             .iter()
             .find_map(|m| match &m.event {
-                HistoryEvent::ExecutionStarted { execution_id, .. } => {
-                    Some(Arc::from(execution_id.as_deref().unwrap_or_default()))
-                }
+                HistoryEvent::ExecutionStarted(started) => Some(Arc::from(
+                    started.execution_id.as_deref().unwrap_or_default(),
+                )),
                 _ => None,
             })
             .unwrap_or_else(|| Arc::from(""))

@@ -6,7 +6,7 @@
 
 use super::children::{self, Outcome};
 use super::error::SqlContext;
-use crate::history::{HistoryEvent, ParentInstance};
+use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;
 use crate::store::{
     ActivityWorkItem, Message, NewInstance, StepCommit, StepWork, StoreError, TimerWorkItem, Write,
@@ -342,13 +342,13 @@ pub(super) fn create_instance(
     }
     conn.prepare_cached("INSERT INTO instance_inputs (instance_id, input) VALUES (?1, ?2)")?
         .execute(params![new.instance_id, new.input.as_str()])?;
-    let started = HistoryEvent::ExecutionStarted {
+    let started = HistoryEvent::ExecutionStarted(Box::new(ExecutionStartedEvent {
         name: new.name.clone(),
         version: new.version.clone(),
         input: new.input.clone(),
         execution_id: Some(new.execution_id.to_string()),
         parent: parent.cloned(),
-    };
+    }));
     insert_message(conn, ids, &new.instance_id, &new.execution_id, &started)
 }
 

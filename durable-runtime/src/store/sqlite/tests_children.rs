@@ -62,7 +62,7 @@ async fn a_step_creates_its_children_with_their_starts_and_parent_links() {
         assert_eq!(&*message.execution_id, format!("{id}-run"));
         assert_eq!(
             message.event,
-            HistoryEvent::ExecutionStarted {
+            HistoryEvent::ExecutionStarted(Box::new(crate::history::ExecutionStartedEvent {
                 name: "child".into(),
                 version: Some("2".into()),
                 input: Payload::encode(&task_id).expect("encodes"),
@@ -72,7 +72,7 @@ async fn a_step_creates_its_children_with_their_starts_and_parent_links() {
                     execution_id: RUN.into(),
                     task_id,
                 }),
-            }
+            }))
         );
         let status = store
             .read_instance(id)

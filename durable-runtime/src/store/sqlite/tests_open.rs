@@ -376,8 +376,8 @@ CREATE TABLE instances (
 ) WITHOUT ROWID;
 CREATE INDEX instances_by_created ON instances(created_ms);
 CREATE TABLE history (instance_id TEXT NOT NULL, seq INTEGER NOT NULL,
-    timestamp_ms INTEGER NOT NULL, event TEXT NOT NULL);
-CREATE UNIQUE INDEX history_by_instance ON history(instance_id, seq);
+    timestamp_ms INTEGER NOT NULL, event TEXT NOT NULL, PRIMARY KEY (instance_id, seq))
+    WITHOUT ROWID;
 CREATE VIEW instance_rows AS
     SELECT i.instance_id AS instance_id, i.name AS name, i.version AS version,
            i.status AS status, inp.input AS input, outp.output AS output,
