@@ -10,7 +10,7 @@ mod support;
 
 use durable_runtime::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::path::Path;
 use support::TestStore;
 
@@ -135,24 +135,13 @@ fn kill_9_at_random_moments_loses_nothing() {
         } else {
             None
         };
-        let stdout = child.stdout.take().expect("piped stdout");
-        let mut ran = 0;
-        let mut killed = false;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("read worker output");
-            if line.starts_with("ran ") {
-                ran += 1;
-                if Some(ran) == kill_after {
-                    child.kill().expect("kill -9");
-                    killed = true;
-                    break;
-                }
-            }
-            if line == "all done" {
-                finished = true;
-            }
-        }
-        let exit = child.wait().expect("reap worker");
+        let support::Incarnation {
+            ran,
+            killed,
+            finished: done,
+            exit,
+        } = support::watch_worker(&mut child, kill_after);
+        finished |= done;
         if killed {
             kills += 1;
             println!("incarnation {incarnation} (pid {pid}): killed after {ran} executions");

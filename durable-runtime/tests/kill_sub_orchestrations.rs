@@ -9,7 +9,6 @@ mod support;
 
 use durable_runtime::prelude::*;
 use std::collections::BTreeSet;
-use std::io::{BufRead, BufReader};
 use support::TestStore;
 
 const PARENTS: u32 = 2;
@@ -131,24 +130,13 @@ fn kill_9_during_sub_orchestrations_creates_no_child_twice() {
             &[("DURABLE_KSUB_STORE", store.path().as_os_str())],
         );
         let kill_after = (incarnation < KILLS).then(|| rng.next_in(15, 70));
-        let stdout = worker.stdout.take().expect("piped stdout");
-        let mut ran = 0;
-        let mut killed = false;
-        for line in BufReader::new(stdout).lines() {
-            let line = line.expect("read worker output");
-            if line.starts_with("ran ") {
-                ran += 1;
-                if Some(ran) == kill_after {
-                    worker.kill().expect("kill -9");
-                    killed = true;
-                    break;
-                }
-            }
-            if line == "all done" {
-                finished = true;
-            }
-        }
-        let exit = worker.wait().expect("reap worker");
+        let support::Incarnation {
+            ran,
+            killed,
+            finished: done,
+            exit,
+        } = support::watch_worker(&mut worker, kill_after);
+        finished |= done;
         if killed {
             kills += 1;
             println!("incarnation {incarnation}: killed after {ran} activity runs");

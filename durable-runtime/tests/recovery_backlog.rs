@@ -5,23 +5,13 @@
 mod support;
 
 use durable_runtime::prelude::*;
-use support::TestStore;
+use support::{TestStore, peak_rss_kib};
 
 const BACKLOG: i64 = 200_000;
 
 #[activity]
 async fn noop(n: u64) -> u64 {
     n
-}
-
-/// Peak resident memory of this process so far, in KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM line")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,22 +5,12 @@
 mod support;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use support::TestStore;
+use support::{TestStore, peak_rss_kib};
 
 /// Timers due already: they all fire during the test.
 const DUE: i64 = 100_000;
 /// Timers due in a century: they stay armed. Five times `DUE`, for one in six to be due.
 const LATER: i64 = 5 * DUE;
-
-/// Peak resident memory of this process so far, in KiB.
-fn peak_rss_kib() -> u64 {
-    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
-    status
-        .lines()
-        .find_map(|line| line.strip_prefix("VmHWM:"))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .expect("VmHWM line")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_large_timer_backlog_fires_in_bounded_memory() {

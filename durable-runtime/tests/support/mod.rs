@@ -210,6 +210,57 @@ pub fn spawn_worker(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::proces
     command.spawn().expect("spawn worker process")
 }
 
+/// What one run of a worker process did.
+pub struct Incarnation {
+    /// Lines starting with `ran ` it printed (one per execution it reports).
+    pub ran: u64,
+    /// Whether it was killed (SIGKILL) rather than left to exit.
+    pub killed: bool,
+    /// Whether it printed `all done`.
+    pub finished: bool,
+    /// How it ended.
+    pub exit: std::process::ExitStatus,
+}
+
+/// Reads a worker's output until it ends, counting its `ran ` lines, and kills it with SIGKILL
+/// right after the `kill_after`-th, if given.
+pub fn watch_worker(worker: &mut std::process::Child, kill_after: Option<u64>) -> Incarnation {
+    use std::io::BufRead;
+    let stdout = worker.stdout.take().expect("piped stdout");
+    let (mut ran, mut killed, mut finished) = (0, false, false);
+    for line in std::io::BufReader::new(stdout).lines() {
+        let line = line.expect("read worker output");
+        if line.starts_with("ran ") {
+            ran += 1;
+            if Some(ran) == kill_after {
+                worker.kill().expect("kill -9");
+                killed = true;
+                break;
+            }
+        }
+        if line == "all done" {
+            finished = true;
+        }
+    }
+    let exit = worker.wait().expect("reap worker");
+    Incarnation {
+        ran,
+        killed,
+        finished,
+        exit,
+    }
+}
+
+/// Peak resident memory of this process so far, in KiB.
+pub fn peak_rss_kib() -> u64 {
+    let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
+    status
+        .lines()
+        .find_map(|line| line.strip_prefix("VmHWM:"))
+        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+        .expect("VmHWM line")
+}
+
 /// A small deterministic generator, seeded from the clock; the seed is printed so a failing
 /// run can be told apart.
 pub struct Lcg(u64);

@@ -457,7 +457,9 @@ async fn a_version_4_store_is_migrated_with_its_rows_and_takes_sub_orchestration
     );
     drop(store);
     let raw = open_read_only(&path).expect("opens");
-    let parents: Vec<(String, Option<String>, Option<String>, Option<i64>)> = raw
+    // Each instance with its parent link: instance, execution and task.
+    type ParentLink = (String, Option<String>, Option<String>, Option<i64>);
+    let parents: Vec<ParentLink> = raw
         .prepare(
             "SELECT instance_id, parent_instance_id, parent_execution_id, parent_task_id
              FROM instances ORDER BY instance_id",
