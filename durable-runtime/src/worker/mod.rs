@@ -9,7 +9,7 @@ use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
 use crate::failure::FailureDetails;
 use crate::registry::Registry;
-use crate::store::{Backend, ErrorClass, StoreError, Write, Written};
+use crate::store::{Backend, ErrorClass, Message, StoreError, Write, Written};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -64,13 +64,19 @@ impl Shared {
         .map_err(|_| StoreError::Closed)?
     }
 
+    /// Hands a stored message to its instance, unless recovery must hand over older ones
+    /// first.
+    fn deliver(&self, message: Message) {
+        if let Some(message) = self.held_back.admit(message) {
+            self.dispatcher.deliver(message);
+        }
+    }
+
     /// Hands what a durable write created to the dispatcher.
     fn dispatch(&self, written: Written) -> Delivered {
         match written {
             Written::Instance(message) | Written::Delivered(Some(message)) => {
-                if let Some(message) = self.held_back.admit(message) {
-                    self.dispatcher.deliver(message);
-                }
+                self.deliver(message);
                 Delivered::Sent
             }
             Written::Step(work) => {
@@ -80,9 +86,7 @@ impl Shared {
                 self.dispatcher.arm_timers(work.timers);
                 // Sub-orchestrations' starts, and outcomes on their way to parents.
                 for message in work.messages {
-                    if let Some(message) = self.held_back.admit(message) {
-                        self.dispatcher.deliver(message);
-                    }
+                    self.deliver(message);
                 }
                 Delivered::Sent
             }

@@ -23,6 +23,8 @@ mod tests;
 mod tests_children;
 #[cfg(test)]
 mod tests_open;
+#[cfg(test)]
+mod tests_timers;
 
 use super::{
     ActivityWorkItem, Backend, DueKey, Message, PendingPage, StoreError, TimerWorkItem, Watermarks,

@@ -182,10 +182,7 @@ fn a_version_1_store_stamped_with_the_application_id_is_migrated_too() {
     drop(raw);
     drop(SqliteStore::open(&path).expect("migrates"));
     let raw = open_read_only(&path).expect("opens");
-    let version: i32 = raw
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .expect("reads");
-    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(user_version(&raw), SCHEMA_VERSION);
 }
 
 #[tokio::test]
@@ -242,10 +239,7 @@ async fn a_version_1_store_is_migrated_with_its_rows() {
     );
     drop(store);
     let raw = open_read_only(&path).expect("opens");
-    let version: i32 = raw
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .expect("reads");
-    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(user_version(&raw), SCHEMA_VERSION);
 }
 
 /// What version 3 wrote, frozen here as the migration's starting point.
@@ -348,10 +342,7 @@ async fn a_version_3_store_is_migrated_with_its_rows() {
         )
         .expect("counts");
     assert_eq!(left, 0);
-    let version: i32 = raw
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .expect("reads");
-    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(user_version(&raw), SCHEMA_VERSION);
 }
 
 /// What version 4 wrote, frozen here as the migration's starting point.
@@ -492,8 +483,11 @@ async fn a_version_4_store_is_migrated_with_its_rows_and_takes_sub_orchestration
         )
         .expect("counts");
     assert_eq!(index, 1);
-    let version: i32 = raw
-        .pragma_query_value(None, "user_version", |row| row.get(0))
-        .expect("reads");
-    assert_eq!(version, SCHEMA_VERSION);
+    assert_eq!(user_version(&raw), SCHEMA_VERSION);
+}
+
+/// The schema version stamped on the file behind `raw`.
+fn user_version(raw: &rusqlite::Connection) -> i32 {
+    raw.pragma_query_value(None, "user_version", |row| row.get(0))
+        .expect("reads")
 }
