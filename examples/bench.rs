@@ -14,6 +14,9 @@ use durable_runtime::prelude::*;
 use serde_json::json;
 use std::time::Instant;
 
+#[path = "bench/codec.rs"]
+mod codec;
+
 #[activity]
 async fn say_hello(city: String) -> String {
     format!("Hello {city}!")
@@ -81,6 +84,46 @@ async fn echo_text(text: String) -> String {
     text
 }
 
+/// Calls one activity as a sub-orchestration: W7's child.
+#[orchestrator]
+async fn child_of_one(ctx: OrchestrationContext, i: u64) -> Result<u64, OrchestrationError> {
+    Ok(ctx.call_activity(double, i).await?)
+}
+
+/// Fans out to `n` sub-orchestrations of one activity each.
+#[orchestrator]
+async fn parent_of_many(ctx: OrchestrationContext, n: u64) -> Result<u64, OrchestrationError> {
+    let mut sum = 0;
+    for result in ctx
+        .when_all((0..n).map(|i| ctx.call_sub_orchestrator(child_of_one, i)))
+        .await
+    {
+        sum += result?;
+    }
+    Ok(sum)
+}
+
+/// Builds a long history (`n` sequential activities), then waits for the event `go` and runs
+/// one more activity: the cold-replay workload's instance.
+#[orchestrator]
+async fn long_then_wait(ctx: OrchestrationContext, n: u64) -> Result<u64, OrchestrationError> {
+    let mut sum = 0;
+    for i in 0..n {
+        sum += ctx.call_activity(double, i).await?;
+    }
+    ctx.call_activity(history_built, ()).await?;
+    ctx.wait_for_event::<()>("go").await?;
+    Ok(sum + ctx.call_activity(double, 1).await?)
+}
+
+/// Tells the cold-replay workload that its instance has built its history.
+static HISTORY_BUILT: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[activity]
+async fn history_built(_: ()) {
+    HISTORY_BUILT.notify_one();
+}
+
 /// Hands its input to an activity and returns what comes back: one payload round trip.
 #[orchestrator]
 async fn round_trip(ctx: OrchestrationContext, text: String) -> Result<String, OrchestrationError> {
@@ -90,12 +133,12 @@ async fn round_trip(ctx: OrchestrationContext, text: String) -> Result<String, O
 #[derive(Parser)]
 #[command(about = "durable benchmark workloads (SPEC §10)")]
 struct Args {
-    /// Workloads to run, comma-separated: w1, w2, w3, w5, w6, mem, payload. Each runs in a
-    /// process of its own (see `--in-process`).
+    /// Workloads to run, comma-separated: w1, w2, w3, w5, w6, w7, cold, mem, payload. Each
+    /// runs in a process of its own (see `--in-process`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mem,w1,w2,w3,w5,w6,payload"
+        default_value = "mem,w1,w2,w3,w5,w6,w7,cold,payload"
     )]
     workload: Vec<String>,
     /// Print one JSON object per workload line instead of a table.
@@ -181,7 +224,7 @@ async fn wait_all(client: &Client, ids: &[String]) -> Result<(), BoxError> {
 }
 
 async fn w1(bench: &Bench) -> Result<(), BoxError> {
-    let instances = bench.scale(500, 50);
+    let instances = bench.scale(5_000, 50);
     let (_dir, runtime) = fresh_runtime().await?;
     let client = runtime.client();
     let started = Instant::now();
@@ -304,6 +347,90 @@ async fn w6(bench: &Bench) -> Result<(), BoxError> {
         ),
     );
     runtime.shutdown().await;
+    Ok(())
+}
+
+async fn w7(bench: &Bench) -> Result<(), BoxError> {
+    let n = bench.scale(1_000, 100);
+    let (_dir, runtime) = fresh_runtime().await?;
+    let client = runtime.client();
+    let started = Instant::now();
+    let id = client.start(parent_of_many, n).await?;
+    wait_all(&client, std::slice::from_ref(&id)).await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let sum: u64 = client
+        .get_status(&id)
+        .await?
+        .ok_or("instance vanished")?
+        .output_as()?;
+    if sum != n * (n - 1) {
+        return Err(format!("wrong sum {sum}").into());
+    }
+    bench.report(
+        json!({"workload": "w7", "children": n, "seconds": seconds, "children_per_s": n as f64 / seconds}),
+        format!(
+            "| W7 sub-orchestrations | 1 parent, {n} children of 1 activity | {seconds:.3} s | {:.0} children/s |",
+            n as f64 / seconds
+        ),
+    );
+    runtime.shutdown().await;
+    Ok(())
+}
+
+/// One instance with a long history, its runtime restarted: the time from the event that wakes
+/// it to its completion is the replay of the whole history plus one more step. Also times
+/// decoding that history as the store does (JSON), next to bincode for the same events.
+async fn cold(bench: &Bench) -> Result<(), BoxError> {
+    let n = bench.scale(10_000, 1_000);
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("bench.db");
+    let id = {
+        let runtime = Runtime::builder().sqlite(&path).start().await?;
+        let built = HISTORY_BUILT.notified();
+        let id = runtime.client().start(long_then_wait, n).await?;
+        built.await;
+        // A graceful shutdown records the step that consumed `history_built`'s result; the
+        // store is released once the runtime and its clients are gone.
+        runtime.shutdown().await;
+        id
+    };
+
+    let started = Instant::now();
+    let runtime = Runtime::builder().sqlite(&path).start().await?;
+    let restart_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let client = runtime.client();
+    let history = client
+        .get_status_with_history(&id)
+        .await?
+        .and_then(|status| status.history)
+        .ok_or("instance vanished")?;
+    let started = Instant::now();
+    client.raise_event(&id, "go", ()).await?;
+    let status = client
+        .wait_for_completion(&id, Duration::from_secs(600))
+        .await?;
+    let replay_ms = started.elapsed().as_secs_f64() * 1000.0;
+    let sum: u64 = status.output_as()?;
+    if sum != n * (n - 1) + 2 {
+        return Err(format!("wrong sum {sum}").into());
+    }
+    runtime.shutdown().await;
+    let codec = codec::compare(&history)?;
+    bench.report(
+        json!({"workload": "cold", "activities": n, "history_events": history.len(),
+               "restart_ms": restart_ms, "replay_and_step_ms": replay_ms,
+               "json_decode_ms": codec.json_decode_ms, "bincode_decode_ms": codec.bincode_decode_ms,
+               "json_encode_ms": codec.json_encode_ms, "bincode_encode_ms": codec.bincode_encode_ms,
+               "json_bytes": codec.json_bytes, "bincode_bytes": codec.bincode_bytes}),
+        format!(
+            "| cold replay | 1 instance, {n} activities ({} events), restarted | {replay_ms:.1} ms | replay + next step {replay_ms:.1} ms (restart {restart_ms:.1} ms); decoding its history: JSON {:.1} ms, bincode {:.1} ms ({} vs {} bytes) |",
+            history.len(),
+            codec.json_decode_ms,
+            codec.bincode_decode_ms,
+            codec.json_bytes,
+            codec.bincode_bytes
+        ),
+    );
     Ok(())
 }
 
@@ -445,11 +572,13 @@ async fn main() -> Result<(), BoxError> {
             "w3" => w3(&bench).await?,
             "w5" => w5(&bench).await?,
             "w6" => w6(&bench).await?,
+            "w7" => w7(&bench).await?,
+            "cold" => cold(&bench).await?,
             "mem" => mem(&bench).await?,
             "payload" => payload(&bench).await?,
             other => {
                 return Err(format!(
-                    "unknown workload '{other}' (expected w1, w2, w3, w5, w6, mem, payload)"
+                    "unknown workload '{other}' (expected w1, w2, w3, w5, w6, w7, cold, mem, payload)"
                 )
                 .into());
             }
