@@ -24,6 +24,11 @@ pub(crate) enum Source {
     /// the activity's work item in one transaction (one fsync instead of two). Lost in a crash,
     /// it is recomputed: the work item is still in the store.
     Activity(i64),
+    /// A due timer, fired so far only in memory: the consuming step records `TimerFired` and
+    /// deletes the timer's row in one transaction, so firing costs no write of its own (and a
+    /// step that wakes on a timer waits for one commit, not two). Lost in a crash, it fires
+    /// again at the next start: its row is still in the store.
+    Timer(i64),
 }
 
 /// An event on its way into an instance's history.
@@ -122,6 +127,19 @@ impl Dispatcher {
             execution_id,
         };
         self.push(instance_id, inbound);
+    }
+
+    /// Hands a due timer's firing (`TimerFired`) to its instance, in memory (see
+    /// [`Source::Timer`]).
+    pub(crate) fn deliver_fired_timer(&self, timer: TimerWorkItem) {
+        let inbound = Inbound {
+            event: HistoryEvent::TimerFired {
+                task_id: timer.task_id,
+            },
+            source: Source::Timer(timer.id),
+            execution_id: timer.execution_id,
+        };
+        self.push(timer.instance_id, inbound);
     }
 
     fn push(&self, instance_id: String, inbound: Inbound) {

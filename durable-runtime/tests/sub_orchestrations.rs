@@ -361,12 +361,16 @@ async fn a_step_whose_answer_was_lost_creates_its_children_once() {
     // next start recovers the children's starts from the store.
     let store = TestStore::new();
     let lost = Arc::new(AtomicBool::new(false));
+    let (answer_lost, mut losing_seen) = tokio::sync::watch::channel(false);
     let hook = {
         let lost = lost.clone();
         Arc::new(move |phase: Phase, write: &Write| -> BoxFut {
             let lose = phase == Phase::After
                 && matches!(write, Write::Step(step) if !step.children.is_empty())
                 && !lost.swap(true, Ordering::SeqCst);
+            if lose {
+                let _ = answer_lost.send(true);
+            }
             Box::pin(
                 async move { lose.then(|| StoreError::Unavailable("the answer was lost".into())) },
             )
@@ -383,7 +387,12 @@ async fn a_step_whose_answer_was_lost_creates_its_children_once() {
         matches!(event, HistoryEvent::SubOrchestrationInstanceCreated(_))
     })
     .await;
-    assert!(lost.load(Ordering::SeqCst), "the answer was lost");
+    // The history is visible as soon as the store applied the step, a moment before the hook
+    // loses its answer.
+    losing_seen
+        .wait_for(|lost| *lost)
+        .await
+        .expect("the answer was lost");
     drop(client);
     runtime.shutdown().await;
     let (runtime, client) = store.restart(|b| b).await;

@@ -150,7 +150,8 @@ impl Clock for CountingClock {
 }
 
 /// While a batch of timers takes long to fire (a slow or failing store), the timer service
-/// waits for it; it must not wake every few milliseconds meanwhile.
+/// waits for it; it must not wake every few milliseconds meanwhile. Timers fire through the
+/// store (a write each) while startup recovery holds messages back, so recovery is held here.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_slow_firing_does_not_spin_the_timer_service() {
     let store = TestStore::new();
@@ -168,8 +169,9 @@ async fn a_slow_firing_does_not_spin_the_timer_service() {
         Box::pin(async { None })
     });
     let clock = Arc::new(CountingClock::default());
+    let (open_recovery, recovery_open) = tokio::sync::watch::channel(false);
     let runtime = store
-        .hooked_builder(hook)
+        .hooked_builder_held_recovery(hook, recovery_open)
         .max_timers_in_memory(2)
         .clock(clock.clone())
         .shutdown_timeout(Duration::from_millis(200))
@@ -196,6 +198,7 @@ async fn a_slow_firing_does_not_spin_the_timer_service() {
     tokio::time::sleep(Duration::from_millis(500)).await;
     let turns = clock.0.load(Ordering::SeqCst);
     let _ = release.send(true);
+    let _ = open_recovery.send(true);
     runtime.shutdown().await;
     assert!(
         turns < 25,

@@ -159,6 +159,11 @@ pub struct StepCommit {
     /// step records; they are deleted. If one is already gone, its result was recorded before,
     /// and the write fails with [`StoreError::AlreadyRecorded`] so nothing is recorded twice.
     pub completed_activities: Vec<i64>,
+    /// Armed timers whose firing (`TimerFired` in `events`) this step records; they are
+    /// deleted. The timer service hands a due timer to its instance in memory, so that firing
+    /// it costs no write of its own. If one is already gone (fired before, or discarded when
+    /// its run ended), the write fails with [`StoreError::TimersGone`] and nothing is applied.
+    pub fired_timers: Vec<i64>,
     /// Activities to enqueue: `(task_id, name, input)`.
     pub activities: Vec<(u64, String, Payload)>,
     /// Timers to arm: `(task_id, fire_at_ms)`.
@@ -222,7 +227,9 @@ pub enum Write {
         /// The result event.
         event: HistoryEvent,
     },
-    /// Delete a due timer and send `TimerFired` to its instance.
+    /// Delete a due timer and send `TimerFired` to its instance as a stored message. The timer
+    /// service uses it while startup recovery holds messages back; otherwise a firing travels
+    /// in memory and its step records it ([`StepCommit::fired_timers`]).
     FireTimer {
         /// The timer.
         timer_id: i64,
@@ -342,6 +349,10 @@ pub enum StoreError {
     /// an earlier step); the step was not applied.
     #[error("the results of activity work items {0:?} are already recorded")]
     AlreadyRecorded(Vec<i64>),
+    /// A step tried to record the firing of timers that are already gone (fired before, or
+    /// discarded with their run); the step was not applied.
+    #[error("timers {0:?} fired or were discarded before")]
+    TimersGone(Vec<i64>),
     /// A step tried to consume messages that are already gone (consumed by an earlier step);
     /// the step was not applied.
     #[error("messages {0:?} were consumed before")]
@@ -369,6 +380,7 @@ impl StoreError {
             | StoreError::InstanceExists(_)
             | StoreError::InstanceFinished { .. }
             | StoreError::AlreadyRecorded(_)
+            | StoreError::TimersGone(_)
             | StoreError::MessagesGone(_) => ErrorClass::Conflict,
             StoreError::InstanceNotFound(_) => ErrorClass::NotFound,
             StoreError::Corrupt { .. } => ErrorClass::Corrupt,

@@ -110,6 +110,9 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                         StoreError::MessagesGone(gone) => messages.retain(|m| {
                             !matches!(m.source, Source::Message(id) if gone.contains(&id))
                         }),
+                        StoreError::TimersGone(gone) => messages.retain(|m| {
+                            !matches!(m.source, Source::Timer(id) if gone.contains(&id))
+                        }),
                         _ => {}
                     }
                     check_status = true;
@@ -253,6 +256,7 @@ async fn run_step(
         events: step.events,
         consumed: stored_messages(messages),
         completed_activities: completed_activities(messages),
+        fired_timers: fired_timers(messages),
         activities: step.scheduled,
         timers: step.timers,
         children,
@@ -352,6 +356,7 @@ async fn commit_consume_only(
         events: Vec::new(),
         consumed: stored_messages(messages),
         completed_activities: completed_activities(messages),
+        fired_timers: fired_timers(messages),
         activities: Vec::new(),
         timers: Vec::new(),
         children: Vec::new(),
@@ -369,6 +374,9 @@ async fn commit_consume_only(
             Err(StoreError::MessagesGone(gone)) if !gone.is_empty() => {
                 commit.consumed.retain(|id| !gone.contains(id));
             }
+            Err(StoreError::TimersGone(gone)) if !gone.is_empty() => {
+                commit.fired_timers.retain(|id| !gone.contains(id));
+            }
             Err(err) => return Err(err),
         }
     }
@@ -380,7 +388,7 @@ fn stored_messages(inbound: &[Inbound]) -> Vec<i64> {
         .iter()
         .filter_map(|m| match m.source {
             Source::Message(id) => Some(id),
-            Source::Activity(_) => None,
+            Source::Activity(_) | Source::Timer(_) => None,
         })
         .collect()
 }
@@ -390,8 +398,19 @@ fn completed_activities(inbound: &[Inbound]) -> Vec<i64> {
     inbound
         .iter()
         .filter_map(|m| match m.source {
-            Source::Message(_) => None,
             Source::Activity(id) => Some(id),
+            Source::Message(_) | Source::Timer(_) => None,
+        })
+        .collect()
+}
+
+/// The timers whose firings are among `inbound`.
+fn fired_timers(inbound: &[Inbound]) -> Vec<i64> {
+    inbound
+        .iter()
+        .filter_map(|m| match m.source {
+            Source::Timer(id) => Some(id),
+            Source::Message(_) | Source::Activity(_) => None,
         })
         .collect()
 }

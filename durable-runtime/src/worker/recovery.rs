@@ -15,6 +15,7 @@
 //! older ones; messages for instances started since go through at once.
 
 use super::{Shared, StopSignal, record_failure, stopping};
+use crate::dispatch::Dispatcher;
 use crate::failure::FailureDetails;
 use crate::history::HistoryEvent;
 use crate::store::{CorruptRow, ErrorClass, Message, PendingPage, StoreError, Watermarks};
@@ -81,11 +82,27 @@ impl HeldBack {
             .map_or(0, |held| held.messages.len())
     }
 
-    /// Ends holding back; returns what was held, in commit order.
-    fn release(&self) -> Vec<Message> {
-        let mut messages = self.state.lock().take().unwrap_or_default().messages;
+    /// Ends holding back: delivers what was held, in commit order. Under the lock, so that
+    /// nothing admitted meanwhile overtakes a held message.
+    fn release(&self, dispatcher: &Dispatcher) {
+        let mut state = self.state.lock();
+        let mut messages = state.take().unwrap_or_default().messages;
         messages.sort_by_key(|m| m.id);
-        messages
+        for message in messages {
+            dispatcher.deliver(message);
+        }
+    }
+
+    /// Runs `deliver` and returns true once recovery has handed over every older message;
+    /// while it holds messages back, returns false without running it. `deliver` runs under
+    /// the lock the handover takes, so what it delivers cannot overtake a held message.
+    pub(crate) fn when_released(&self, deliver: impl FnOnce()) -> bool {
+        let state = self.state.lock();
+        if state.is_some() {
+            return false;
+        }
+        deliver();
+        true
     }
 }
 
@@ -100,9 +117,7 @@ pub(crate) async fn run(shared: Arc<Shared>, marks: Watermarks, mut stopped: Sto
             async move { shared.store.pending_messages(after, PAGE).await }
         })
         .await;
-        for message in shared.held_back.release() {
-            shared.dispatcher.deliver(message);
-        }
+        shared.held_back.release(&shared.dispatcher);
         handed
     };
     let activities = drain(&shared, marks.activities, Pace::Activities, |after| {

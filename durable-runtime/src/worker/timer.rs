@@ -13,6 +13,11 @@
 //! so nothing is missed. A timer read from the store and also announced by its step is one key
 //! in the map, and a timer fired twice is a no-op the second time (its row is gone).
 //!
+//! A due timer is handed to its instance in memory, and the step that consumes the firing
+//! deletes the timer's row as it records `TimerFired` (one commit, as for activity results).
+//! Only while startup recovery still holds newer messages back does a firing go through the
+//! store ([`Write::FireTimer`]), so that it cannot overtake an older stored event.
+//!
 //! Due times are wall-clock times, but Tokio sleeps on the monotonic clock, which stands still
 //! while a VM is suspended and ignores clock adjustments. So the service never sleeps longer
 //! than [`MAX_TIMER_SLEEP`] before reading the wall clock again: an 8-hour timer fires at most
@@ -165,7 +170,7 @@ pub(crate) async fn run(
         // burst of due timers costs one batch of memory.
         if in_flight.running() == 0 {
             let due = armed.take_due(shared.clock.now_ms(), FIRE_BATCH);
-            if !due.is_empty() {
+            if let Some(due) = hand_over(&shared, due) {
                 in_flight.spawn(fire_in_order(shared.clone(), due));
             }
         }
@@ -279,6 +284,23 @@ async fn fail_corrupt(shared: &Arc<Shared>, row: crate::store::CorruptRow) {
         row.id, row.reason
     ));
     record_failure(shared, instance_id, failure).await;
+}
+
+/// Hands due timers to their instances in memory, in due order: each firing is recorded by the
+/// step that consumes it (see [`Source::Timer`](crate::dispatch::Source::Timer)). While startup
+/// recovery still holds messages back, an in-memory firing could overtake an older stored
+/// event, so the timers are returned to be fired through the store instead.
+fn hand_over(shared: &Shared, due: Vec<TimerWorkItem>) -> Option<Vec<TimerWorkItem>> {
+    if due.is_empty() {
+        return None;
+    }
+    let mut due = Some(due);
+    shared.held_back.when_released(|| {
+        for timer in due.take().into_iter().flatten() {
+            shared.dispatcher.deliver_fired_timer(timer);
+        }
+    });
+    due
 }
 
 /// Fires timers that came due together in their due order: their writes are queued to the

@@ -425,6 +425,17 @@ fn apply_step(
         if !recorded.is_empty() {
             return Err(StoreError::AlreadyRecorded(recorded));
         }
+        let mut fire =
+            conn.prepare_cached("DELETE FROM timers WHERE id = ?1 AND instance_id = ?2")?;
+        let mut gone = Vec::new();
+        for timer in &step.fired_timers {
+            if fire.execute(params![timer, id])? != 1 {
+                gone.push(*timer);
+            }
+        }
+        if !gone.is_empty() {
+            return Err(StoreError::TimersGone(gone));
+        }
     }
     if !step.events.is_empty() {
         let mut append = conn.prepare_cached(

@@ -29,6 +29,7 @@ pub(super) fn step(id: &str, first_seq: u64) -> StepCommit {
         events: vec![HistoryEvent::OrchestratorStarted],
         consumed: Vec::new(),
         completed_activities: Vec::new(),
+        fired_timers: Vec::new(),
         activities: Vec::new(),
         timers: Vec::new(),
         children: Vec::new(),

@@ -2,6 +2,8 @@
 
 use super::tests::{create, open, step};
 use super::*;
+use crate::history::HistoryEvent;
+use crate::store::ErrorClass;
 
 #[tokio::test]
 async fn timers_are_read_in_due_order_a_page_at_a_time() {
@@ -64,4 +66,42 @@ fn reading_on_inside_a_large_group_of_timers_due_together_costs_one_page() {
         last <= 2 * first + 10,
         "the first page cost {first} units, the last {last}: each page scans the ties before it"
     );
+}
+
+#[tokio::test]
+async fn a_step_records_a_firing_once_and_is_refused_whole_when_the_timer_is_gone() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = open(&dir);
+    store.write(create("i")).await.expect("created");
+    let mut arm = step("i", 0);
+    arm.timers = vec![(1, 1_000)];
+    let Written::Step(work) = store.write(Write::Step(arm)).await.expect("applies") else {
+        panic!("a step answers with its work");
+    };
+    let timer = work.timers[0].id;
+    let fired = || {
+        let mut fire = step("i", 1);
+        fire.events = vec![HistoryEvent::TimerFired { task_id: 1 }];
+        fire.fired_timers = vec![timer];
+        fire
+    };
+    store
+        .write(Write::Step(fired()))
+        .await
+        .expect("records the firing");
+    let page = store
+        .pending_timers(DueKey::FIRST, 10)
+        .await
+        .expect("reads");
+    assert!(page.items.is_empty(), "the step deleted the timer");
+    // The same firing again (a step recomputed after a lost answer) must not be recorded twice.
+    let mut again = fired();
+    again.first_seq = 2;
+    let err = store.write(Write::Step(again)).await.expect_err("gone");
+    assert!(
+        matches!(err, StoreError::TimersGone(ref ids) if ids == &[timer]),
+        "{err}"
+    );
+    assert_eq!(err.class(), ErrorClass::Conflict);
+    assert_eq!(store.read_history("i").await.expect("reads").len(), 2);
 }
