@@ -4,6 +4,7 @@ use crate::client::Client;
 use crate::clock::{Clock, SystemClock};
 use crate::dispatch::Dispatcher;
 use crate::error::Error;
+use crate::health::{DEFAULT_WRITE_RETRY_INTERVAL, Health, HealthMonitor};
 use crate::registry::Registry;
 use crate::store::Backend;
 use crate::store::sqlite::SqliteStore;
@@ -39,6 +40,7 @@ pub struct RuntimeBuilder {
     shutdown_timeout: Duration,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    write_retry_interval: Duration,
 }
 
 /// The default payload limit: 16 MiB.
@@ -129,6 +131,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How often a write that keeps failing (a full disk, an I/O error) is retried once its
+    /// quick retries (about 1.5 s) are spent (default [`DEFAULT_WRITE_RETRY_INTERVAL`], 5 s).
+    /// Whatever write gets through first wakes every failing one at once, so a store that
+    /// recovers is used again without waiting for this interval. See [`Runtime::health`].
+    pub fn write_retry_interval(mut self, interval: Duration) -> Self {
+        self.write_retry_interval = interval;
+        self
+    }
+
     /// Checks the registrations, opens the store, resumes unfinished work and starts workers.
     /// Must be called inside a Tokio runtime.
     pub async fn start(self) -> Result<Runtime, Error> {
@@ -142,10 +153,12 @@ impl RuntimeBuilder {
             StoreChoice::Custom(store) => store,
         };
         let (dispatcher, queues) = Dispatcher::new(self.cache_capacity);
+        let health = HealthMonitor::new(self.clock.clone(), self.write_retry_interval);
         let shared = Arc::new(Shared {
             store,
             registry,
             dispatcher,
+            health,
             clock: self.clock,
             limits: self.limits,
             held_back: recovery::HeldBack::new(),
@@ -222,7 +235,37 @@ impl Runtime {
                 activity_timeouts: HashMap::new(),
                 max_timers_in_memory: timer::DEFAULT_MAX_TIMERS_IN_MEMORY,
             },
+            write_retry_interval: DEFAULT_WRITE_RETRY_INTERVAL,
         }
+    }
+
+    /// Whether the runtime's writes are getting through to its store: [`Health::Healthy`], or
+    /// [`Health::Degraded`] while writes fail (a full disk, an I/O error) past their quick
+    /// retries, or client calls are refused. Degraded work is kept and retried; health returns
+    /// to `Healthy` by itself once the store takes writes again.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: durable_runtime::Runtime) {
+    /// if !runtime.health().is_healthy() {
+    ///     eprintln!("the store is failing: {:?}", runtime.health());
+    /// }
+    /// # }
+    /// ```
+    pub fn health(&self) -> Health {
+        self.shared.health.current()
+    }
+
+    /// Every change of [`health`](Self::health), to wait on or to export to a health probe.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: durable_runtime::Runtime) {
+    /// let mut health = runtime.watch_health();
+    /// // Wakes when the store recovers.
+    /// let _ = health.wait_for(|health| health.is_healthy()).await;
+    /// # }
+    /// ```
+    pub fn watch_health(&self) -> watch::Receiver<Health> {
+        self.shared.health.subscribe()
     }
 
     /// A client for starting and querying instances.
