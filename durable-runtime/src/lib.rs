@@ -65,6 +65,8 @@ pub use context::{
     DurableFuture, Either, EventWithTimeout, OrchestrationContext, RetryFuture, RetryIf,
     RetryPolicy, TaskFuture, TimerFuture, WhenAny, WhenAny2,
 };
+#[doc(hidden)]
+pub use dispatch::CacheCounters;
 pub use durable_macros::{activity, orchestrator};
 pub use error::Error;
 pub use failure::{ActivityError, EventWaitError, FailureDetails, OrchestrationError, TaskFailed};

@@ -2,7 +2,7 @@
 
 use crate::client::Client;
 use crate::clock::{Clock, SystemClock};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{CacheCounters, Dispatcher};
 use crate::error::Error;
 use crate::health::{DEFAULT_WRITE_RETRY_INTERVAL, Health, HealthMonitor};
 use crate::registry::Registry;
@@ -77,9 +77,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Most idle instances kept in memory between steps (default 10,000). An instance that is
-    /// not cached is rebuilt by replaying its history when its next message arrives; 0 replays
-    /// every step.
+    /// Most idle instances kept in memory between steps (default 10,000). When it is full, the
+    /// instance idle for the longest is evicted to make room (least recently used first). An
+    /// instance that is not cached is rebuilt by replaying its history when its next message
+    /// arrives; 0 replays every step.
     pub fn cache_capacity(mut self, instances: usize) -> Self {
         self.cache_capacity = instances;
         self
@@ -253,6 +254,13 @@ impl Runtime {
     /// ```
     pub fn health(&self) -> Health {
         self.shared.health.current()
+    }
+
+    /// How the hot cache fared so far: hits, replays, evictions. For tests and diagnostics;
+    /// not a stable API.
+    #[doc(hidden)]
+    pub fn cache_counters(&self) -> CacheCounters {
+        self.shared.dispatcher.cache_counters()
     }
 
     /// Every change of [`health`](Self::health), to wait on or to export to a health probe.

@@ -338,6 +338,7 @@ async fn rebuild(
     if finished {
         return Ok(Rebuilt::Finished);
     }
+    shared.dispatcher.replayed();
     Ok(Rebuilt::Execution(Box::new(Execution::replay(
         &shared.registry,
         instance_id,
