@@ -9,6 +9,10 @@
 //! it is full, the least recently used idle one is evicted (it replays from its history when
 //! its next message arrives), so the instances in use stay hot however many sit idle.
 
+mod fair;
+
+pub(crate) use fair::FairQueue;
+
 use crate::history::HistoryEvent;
 use crate::replay::Execution;
 use crate::store::{ActivityWorkItem, Message, TimerWorkItem};
@@ -85,8 +89,8 @@ pub struct CacheCounters {
 pub(crate) struct Queues {
     /// Instances with messages waiting.
     pub ready: mpsc::UnboundedReceiver<String>,
-    /// Activities to run.
-    pub activities: mpsc::UnboundedReceiver<ActivityWorkItem>,
+    /// Activities to run, taken from each instance in turn.
+    pub activities: Arc<FairQueue>,
     /// Timers to arm, the timers of one step together.
     pub timers: mpsc::UnboundedReceiver<Vec<TimerWorkItem>>,
 }
@@ -104,7 +108,7 @@ pub(crate) struct Dispatcher {
     replays: AtomicU64,
     evictions: AtomicU64,
     ready: mpsc::UnboundedSender<String>,
-    activities: mpsc::UnboundedSender<ActivityWorkItem>,
+    activities: Arc<FairQueue>,
     timers: mpsc::UnboundedSender<Vec<TimerWorkItem>>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     /// Messages held in slots, not yet claimed by a worker (for recovery's back-pressure).
@@ -116,7 +120,7 @@ pub(crate) struct Dispatcher {
 impl Dispatcher {
     pub(crate) fn new(cache_capacity: usize) -> (Self, Queues) {
         let (ready, ready_rx) = mpsc::unbounded_channel();
-        let (activities, activities_rx) = mpsc::unbounded_channel();
+        let activities = Arc::new(FairQueue::default());
         let (timers, timers_rx) = mpsc::unbounded_channel();
         let dispatcher = Dispatcher {
             slots: Mutex::new(Slots::default()),
@@ -125,7 +129,7 @@ impl Dispatcher {
             replays: AtomicU64::new(0),
             evictions: AtomicU64::new(0),
             ready,
-            activities,
+            activities: activities.clone(),
             timers,
             waiters: Mutex::new(HashMap::new()),
             held_messages: AtomicUsize::new(0),
@@ -133,7 +137,7 @@ impl Dispatcher {
         };
         let queues = Queues {
             ready: ready_rx,
-            activities: activities_rx,
+            activities,
             timers: timers_rx,
         };
         (dispatcher, queues)
@@ -185,7 +189,16 @@ impl Dispatcher {
     /// Hands a durable activity work item to the activity workers.
     pub(crate) fn enqueue_activity(&self, item: ActivityWorkItem) {
         self.queued_activities.fetch_add(1, Ordering::Relaxed);
-        let _ = self.activities.send(item);
+        self.activities.push_all([item]);
+    }
+
+    /// Hands the activities one step scheduled to the activity workers, together (one lock).
+    pub(crate) fn enqueue_activities(&self, items: Vec<ActivityWorkItem>) {
+        if !items.is_empty() {
+            self.queued_activities
+                .fetch_add(items.len(), Ordering::Relaxed);
+            self.activities.push_all(items);
+        }
     }
 
     /// An activity left the queue and started.

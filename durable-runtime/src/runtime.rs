@@ -2,12 +2,12 @@
 
 use crate::client::Client;
 use crate::clock::{Clock, SystemClock};
-use crate::dispatch::{CacheCounters, Dispatcher};
+use crate::dispatch::{CacheCounters, Dispatcher, FairQueue};
 use crate::error::Error;
 use crate::health::{DEFAULT_WRITE_RETRY_INTERVAL, Health, HealthMonitor};
 use crate::registry::Registry;
-use crate::store::Backend;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{ActivityWorkItem, Backend};
 use crate::worker::{
     InFlight, Limits, Shared, StopSignal, activity, orchestration, recovery, stopping, timer,
 };
@@ -311,12 +311,40 @@ enum AfterStop {
     RunQueued,
 }
 
+/// A queue a worker loop drains.
+trait WorkQueue<T>: Send {
+    /// The next item; `None` once no more can come.
+    fn recv(&mut self) -> impl std::future::Future<Output = Option<T>> + Send;
+    /// The next item if one is waiting.
+    fn try_recv(&mut self) -> Option<T>;
+}
+
+impl<T: Send> WorkQueue<T> for mpsc::UnboundedReceiver<T> {
+    fn recv(&mut self) -> impl std::future::Future<Output = Option<T>> + Send {
+        mpsc::UnboundedReceiver::recv(self)
+    }
+
+    fn try_recv(&mut self) -> Option<T> {
+        mpsc::UnboundedReceiver::try_recv(self).ok()
+    }
+}
+
+impl WorkQueue<ActivityWorkItem> for Arc<FairQueue> {
+    async fn recv(&mut self) -> Option<ActivityWorkItem> {
+        Some(self.pop().await)
+    }
+
+    fn try_recv(&mut self) -> Option<ActivityWorkItem> {
+        self.try_pop()
+    }
+}
+
 /// Drains `queue`, running `work` on each item as its own task, at most `slots` at a time,
 /// until the runtime stops; then lets the tasks in flight finish (until the stop's deadline).
 /// Returns false if some had to be abandoned.
-async fn run_queue<T, F, Fut>(
+async fn run_queue<T, Q, F, Fut>(
     shared: Arc<Shared>,
-    mut queue: mpsc::UnboundedReceiver<T>,
+    mut queue: Q,
     slots: Arc<Semaphore>,
     mut stopped: StopSignal,
     after_stop: AfterStop,
@@ -324,6 +352,7 @@ async fn run_queue<T, F, Fut>(
 ) -> bool
 where
     T: Send + 'static,
+    Q: WorkQueue<T>,
     F: Fn(Arc<Shared>, T) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -353,7 +382,7 @@ where
         });
     };
     if after_stop == AfterStop::RunQueued {
-        while let Ok(item) = queue.try_recv() {
+        while let Some(item) = queue.try_recv() {
             let Ok(Ok(permit)) =
                 tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await
             else {

@@ -102,9 +102,7 @@ impl Shared {
                 Delivered::Sent
             }
             Written::Step(work) => {
-                for item in work.activities {
-                    self.dispatcher.enqueue_activity(item);
-                }
+                self.dispatcher.enqueue_activities(work.activities);
                 self.dispatcher.arm_timers(work.timers);
                 // Sub-orchestrations' starts, and outcomes on their way to parents.
                 for message in work.messages {
