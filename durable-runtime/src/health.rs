@@ -87,8 +87,11 @@ pub(crate) struct HealthMonitor {
     degraded: AtomicBool,
     state: Mutex<State>,
     published: watch::Sender<Health>,
-    /// Wakes failing writes when one gets through.
+    /// Wakes failing writes when one gets through, or when the runtime stops.
     recovered: Notify,
+    /// Set when the runtime stops: failing writes give up (their work stays in the store for
+    /// the next start) instead of holding shutdown until its timeout.
+    stopping: AtomicBool,
     clock: Arc<dyn Clock>,
     retry_interval: Duration,
 }
@@ -100,6 +103,7 @@ impl HealthMonitor {
             state: Mutex::new(State::default()),
             published: watch::Sender::new(Health::Healthy),
             recovered: Notify::new(),
+            stopping: AtomicBool::new(false),
             clock,
             retry_interval,
         }
@@ -126,6 +130,12 @@ impl HealthMonitor {
             // The failing writes try again now rather than at their next slow retry.
             self.recovered.notify_waiters();
         }
+    }
+
+    /// The runtime stops: writes that are failing give up.
+    pub(crate) fn stop(&self) {
+        self.stopping.store(true, Ordering::SeqCst);
+        self.recovered.notify_waiters();
     }
 
     /// A write that nobody retries (a client call) failed transiently.
@@ -188,13 +198,15 @@ impl<'a> WriteRetry<'a> {
     }
 
     /// Waits before the next attempt at a write that failed with the transient `error`.
-    pub(crate) async fn failed(&mut self, what: &str, error: &StoreError) {
+    /// Returns false if the caller should give up instead: the write is failing past its quick
+    /// retries and the runtime is stopping (the work stays in the store for the next start).
+    pub(crate) async fn failed(&mut self, what: &str, error: &StoreError) -> bool {
         let attempt = self.attempt;
         self.attempt = self.attempt.saturating_add(1);
         if attempt < QUICK_RETRIES {
             tracing::warn!(%error, attempt, "{what} not written; retrying");
             tokio::time::sleep(retry_delay(attempt)).await;
-            return;
+            return true;
         }
         {
             let mut state = self.monitor.state.lock();
@@ -212,12 +224,18 @@ impl<'a> WriteRetry<'a> {
             state.last_error = error.to_string();
             self.monitor.publish(&mut state);
         }
-        // Registered before the sleep starts, so a recovery in between is not missed.
+        // Registered before the flag is read, so a recovery or a stop in between is not
+        // missed.
         let recovered = self.monitor.recovered.notified();
+        if self.monitor.stopping.load(Ordering::SeqCst) {
+            tracing::error!("{what} given up at shutdown: the store does not take it");
+            return false;
+        }
         tokio::select! {
             () = recovered => {}
             () = tokio::time::sleep(self.monitor.retry_interval) => {}
         }
+        !self.monitor.stopping.load(Ordering::SeqCst)
     }
 }
 
@@ -273,16 +291,16 @@ mod tests {
         let error = StoreError::Unavailable("I/O error".into());
         let mut retry = WriteRetry::new(&monitor);
         for _ in 0..QUICK_RETRIES {
-            retry.failed("a step", &error).await;
+            assert!(retry.failed("a step", &error).await);
             assert!(monitor.current().is_healthy(), "a blip is not reported");
         }
-        retry.failed("a step", &error).await;
+        assert!(retry.failed("a step", &error).await);
         let Health::Degraded { failing_writes, .. } = monitor.current() else {
             panic!("failing past the quick retries degrades");
         };
         assert_eq!(failing_writes, 1);
         // Failing again is still one failing write.
-        retry.failed("a step", &error).await;
+        assert!(retry.failed("a step", &error).await);
         let Health::Degraded { failing_writes, .. } = monitor.current() else {
             panic!("still failing");
         };
@@ -293,5 +311,40 @@ mod tests {
         // ...its own success (the retry is dropped) does.
         drop(retry);
         assert_eq!(monitor.current(), Health::Healthy);
+    }
+
+    #[tokio::test]
+    async fn a_failing_write_gives_up_when_the_runtime_stops() {
+        // Slow retries an hour apart: only the stop can end the wait.
+        let monitor = Arc::new(HealthMonitor::new(
+            Arc::new(SystemClock),
+            Duration::from_secs(3600),
+        ));
+        let error = StoreError::Unavailable("disk full".into());
+        let (failing_tx, mut failing_rx) = tokio::sync::mpsc::channel(1);
+        let waiting = tokio::spawn({
+            let monitor = monitor.clone();
+            async move {
+                let mut retry = WriteRetry::new(&monitor);
+                for _ in 0..QUICK_RETRIES {
+                    assert!(retry.failed("a step", &error).await);
+                }
+                let failing = retry.failed("a step", &error);
+                // Past the quick retries; the slow wait starts with the next poll.
+                let _ = failing_tx.send(()).await;
+                failing.await
+            }
+        });
+        failing_rx.recv().await.expect("reaches the slow retry");
+        monitor.stop();
+        let gave_up = tokio::time::timeout(Duration::from_secs(30), waiting)
+            .await
+            .expect("the stop ends the wait")
+            .expect("joins");
+        assert!(!gave_up);
+        assert!(
+            monitor.current().is_healthy(),
+            "given up, it counts as failing no more"
+        );
     }
 }

@@ -283,10 +283,14 @@ impl Runtime {
 
     /// Stops taking new work and waits (up to the shutdown timeout) for steps and activities in
     /// flight to finish and commit; what is still running then is abandoned, to run again at
-    /// the next start. Work not started stays in the store. The store closes (and its lock is
+    /// the next start. Work not started stays in the store, and so does work whose writes are
+    /// failing (see [`health`](Self::health)): it does not hold shutdown. The store closes (and its lock is
     /// released) once the runtime and every [`Client`] of it are dropped.
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.shutdown_timeout;
+        // Writes failing on a full disk would hold shutdown until its timeout: they give up,
+        // their work staying in the store.
+        self.shared.health.stop();
         let _ = self.stop_intake.send(Some(deadline));
         let mut clean = true;
         for handle in self.intake_loops {

@@ -71,7 +71,8 @@ impl Shared {
 
     /// [`commit`](Self::commit), retrying transient errors: quickly a few times, then (the
     /// write counted as failing in the health) at the slow pace, until the store takes it.
-    /// `write` makes each attempt's write. Errors of other classes are returned.
+    /// `write` makes each attempt's write. Errors of other classes are returned, and so is a
+    /// transient one once the runtime stops while the write is failing.
     pub(crate) async fn commit_retrying(
         self: &Arc<Self>,
         what: &str,
@@ -80,7 +81,12 @@ impl Shared {
         let mut retry = WriteRetry::new(&self.health);
         loop {
             match self.commit(write()).await {
-                Err(err) if err.class() == ErrorClass::Transient => retry.failed(what, &err).await,
+                Err(err) if err.class() == ErrorClass::Transient => {
+                    if !retry.failed(what, &err).await {
+                        // Stopping: the work stays in the store for the next start.
+                        return Err(err);
+                    }
+                }
                 other => return other,
             }
         }

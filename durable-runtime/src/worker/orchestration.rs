@@ -105,7 +105,12 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
             failures += 1;
             match error.class() {
                 ErrorClass::Transient => {
-                    write_retry.failed("an orchestration step", &error).await;
+                    if !write_retry.failed("an orchestration step", &error).await {
+                        // Stopping while the store fails: the messages stay in the store, and
+                        // results held in memory are computed again, at the next start.
+                        shared.dispatcher.abandon(&instance_id);
+                        return;
+                    }
                 }
                 ErrorClass::Conflict | ErrorClass::NotFound => {
                     tracing::info!(error = %error, "step fenced off; recomputing it from the store");
