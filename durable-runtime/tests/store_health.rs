@@ -285,3 +285,67 @@ async fn a_runtime_stopped_while_the_disk_is_full_loses_nothing() {
     assert!(runtime.health().is_healthy());
     runtime.shutdown().await;
 }
+
+#[orchestrator]
+async fn waits_a_little(ctx: OrchestrationContext, n: u32) -> u32 {
+    ctx.sleep(Duration::from_millis(300)).await;
+    n + 1
+}
+
+/// A timer that comes due while the disk is full: its firing is retried, degrades health, and
+/// fires once when the disk has room again.
+async fn a_timer_fires_once_after_the_disk_had_room(
+    settings: fn(RuntimeBuilder) -> RuntimeBuilder,
+) {
+    let store = TestStore::new();
+    let disk = Arc::new(Disk::default());
+    let builder = store
+        .hooked_builder_with(no_hook(), Some(full_disk(disk.clone())))
+        .write_retry_interval(Duration::from_millis(100));
+    let runtime = settings(builder).start().await.expect("starts");
+    let client = runtime.client();
+    let mut health = runtime.watch_health();
+    let id = client.start(waits_a_little, 41).await.expect("starts");
+    support::until_recorded(&client, &id, "the timer", 1, |event| {
+        matches!(event, HistoryEvent::TimerCreated { .. })
+    })
+    .await;
+    // Nothing else writes: only the timer's firing can fail.
+    disk.full.store(true, Ordering::SeqCst);
+    until_health(&mut health, "degraded by the timer", |h| {
+        matches!(
+            h,
+            Health::Degraded {
+                failing_writes: 1,
+                ..
+            }
+        )
+    })
+    .await;
+    let status = client
+        .get_status(&id)
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert_eq!(status.runtime_status, RuntimeStatus::Running);
+    disk.full.store(false, Ordering::SeqCst);
+    let status = client
+        .wait_for_completion(&id, WAIT)
+        .await
+        .expect("completes");
+    assert_eq!(status.output_as::<u32>().expect("output"), 42);
+    let history = support::history(&client, &id).await;
+    let fired = history
+        .iter()
+        .filter(|r| matches!(r.event, HistoryEvent::TimerFired { .. }))
+        .count();
+    assert_eq!(fired, 1, "{history:?}");
+    until_health(&mut health, "healthy", Health::is_healthy).await;
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_timer_due_while_the_disk_is_full_fires_once_it_has_room() {
+    a_timer_fires_once_after_the_disk_had_room(|builder| builder).await;
+    a_timer_fires_once_after_the_disk_had_room(|builder| builder.cache_capacity(0)).await;
+}
