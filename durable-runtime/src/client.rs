@@ -2,9 +2,10 @@
 
 use crate::error::Error;
 use crate::function::OrchestratorFn;
+use crate::health::Health;
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus};
 use crate::payload::Payload;
-use crate::store::{NewInstance, StoreError, Write};
+use crate::store::{ErrorClass, NewInstance, StoreError, Write};
 use crate::worker::Shared;
 use serde::Serialize;
 use std::future::Future;
@@ -45,7 +46,8 @@ impl Client {
     /// Starts `orchestrator` with `input` under a fresh instance id, returned once the start is
     /// durable. `orchestrator` is the function marked `#[orchestrator]` (see
     /// [`OrchestratorFn`]); for a function without the attribute this is
-    /// [`Error::NotAnOrchestrator`].
+    /// [`Error::NotAnOrchestrator`]. A store that cannot take writes now (a full disk) answers
+    /// at once with [`Error::StoreUnavailable`]: nothing was started.
     pub fn start<F: OrchestratorFn<M>, M>(
         &self,
         orchestrator: F,
@@ -127,8 +129,27 @@ impl Client {
         match self.shared.commit(Write::CreateInstance(new)).await {
             Ok(_) => Ok(instance_id),
             Err(StoreError::InstanceExists(id)) => Err(Error::InstanceAlreadyExists(id)),
-            Err(err) => Err(err.into()),
+            Err(err) => Err(self.write_failed(err)),
         }
+    }
+
+    /// The error a client write that failed with `err` returns. A transient error is not
+    /// retried here (the caller decides, and must not hang on a full disk): it is
+    /// [`Error::StoreUnavailable`], and marks the store degraded.
+    fn write_failed(&self, err: StoreError) -> Error {
+        if err.class() == ErrorClass::Transient {
+            self.shared.health.write_refused(&err);
+            Error::StoreUnavailable(err)
+        } else {
+            err.into()
+        }
+    }
+
+    /// Whether the runtime's writes are getting through (see
+    /// [`Runtime::health`](crate::Runtime::health)): for a health probe that holds only a
+    /// client.
+    pub fn health(&self) -> Health {
+        self.shared.health.current()
     }
 
     /// Encodes a payload, refusing one over the runtime's payload limit.
@@ -145,7 +166,8 @@ impl Client {
     /// Sends the event `name` with `data` to a running instance, returning once it is durable.
     /// The instance receives it through `ctx.wait_for_event(name)` (buffered until it waits).
     /// An unknown instance is [`Error::InstanceNotFound`]; a finished one,
-    /// [`Error::InstanceFinished`].
+    /// [`Error::InstanceFinished`]; a store that cannot take writes now,
+    /// [`Error::StoreUnavailable`] (the event was not recorded).
     pub async fn raise_event(
         &self,
         instance_id: &str,
@@ -201,7 +223,7 @@ impl Client {
                 instance_id,
                 status,
             }),
-            Err(err) => Err(err.into()),
+            Err(err) => Err(self.write_failed(err)),
         }
     }
 

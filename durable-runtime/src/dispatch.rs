@@ -4,15 +4,22 @@
 //! Work is handed over the moment its write is durable (no polling): a committed message goes
 //! to its instance's slot, and an instance with messages is queued for an orchestration worker
 //! exactly once, so its steps never run concurrently.
+//!
+//! Idle instances keep their execution in memory (the hot cache) up to the cache capacity; when
+//! it is full, the least recently used idle one is evicted (it replays from its history when
+//! its next message arrives), so the instances in use stay hot however many sit idle.
+
+mod fair;
+
+pub(crate) use fair::FairQueue;
 
 use crate::history::HistoryEvent;
 use crate::replay::Execution;
 use crate::store::{ActivityWorkItem, Message, TimerWorkItem};
 use parking_lot::Mutex;
-use std::collections::HashMap;
-use std::collections::hash_map::Entry;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
 
 /// Where an inbound event is held until the step that consumes it commits.
@@ -47,14 +54,48 @@ struct Slot {
     execution: Option<Box<Execution>>,
     /// Queued for, or held by, an orchestration worker.
     claimed: bool,
+    /// Its key in [`Slots::idle`] while its execution is cached and it is idle.
+    idle_since: Option<u64>,
+}
+
+/// The instances known to the dispatcher, and the order their cached executions were last used
+/// in.
+#[derive(Default)]
+struct Slots {
+    by_id: HashMap<String, Slot>,
+    /// Idle instances whose execution is cached, least recently used first, by a stamp that
+    /// grows at each release.
+    idle: BTreeMap<u64, String>,
+    next_stamp: u64,
+}
+
+impl Slots {
+    /// Takes the slot's cached execution out of the idle order (it is about to be used).
+    fn unidle(idle: &mut BTreeMap<u64, String>, slot: &mut Slot) {
+        if let Some(stamp) = slot.idle_since.take() {
+            idle.remove(&stamp);
+        }
+    }
+}
+
+/// How the hot cache fares: for tests and diagnostics.
+#[doc(hidden)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct CacheCounters {
+    /// Claims that found the instance's execution in memory.
+    pub hits: u64,
+    /// Executions rebuilt by replaying their history.
+    pub replays: u64,
+    /// Idle executions dropped to make room for another.
+    pub evictions: u64,
 }
 
 /// The receiving ends the workers drain.
 pub(crate) struct Queues {
     /// Instances with messages waiting.
     pub ready: mpsc::UnboundedReceiver<String>,
-    /// Activities to run.
-    pub activities: mpsc::UnboundedReceiver<ActivityWorkItem>,
+    /// Activities to run, taken from each instance in turn.
+    pub activities: Arc<FairQueue>,
     /// Timers to arm, the timers of one step together.
     pub timers: mpsc::UnboundedReceiver<Vec<TimerWorkItem>>,
 }
@@ -66,11 +107,13 @@ pub(crate) struct Claim {
 }
 
 pub(crate) struct Dispatcher {
-    slots: Mutex<HashMap<String, Slot>>,
-    cached: Mutex<usize>,
+    slots: Mutex<Slots>,
     cache_capacity: usize,
+    hits: AtomicU64,
+    replays: AtomicU64,
+    evictions: AtomicU64,
     ready: mpsc::UnboundedSender<String>,
-    activities: mpsc::UnboundedSender<ActivityWorkItem>,
+    activities: Arc<FairQueue>,
     timers: mpsc::UnboundedSender<Vec<TimerWorkItem>>,
     waiters: Mutex<HashMap<String, Vec<oneshot::Sender<()>>>>,
     /// Messages held in slots, not yet claimed by a worker (for recovery's back-pressure).
@@ -82,14 +125,16 @@ pub(crate) struct Dispatcher {
 impl Dispatcher {
     pub(crate) fn new(cache_capacity: usize) -> (Self, Queues) {
         let (ready, ready_rx) = mpsc::unbounded_channel();
-        let (activities, activities_rx) = mpsc::unbounded_channel();
+        let activities = Arc::new(FairQueue::default());
         let (timers, timers_rx) = mpsc::unbounded_channel();
         let dispatcher = Dispatcher {
-            slots: Mutex::new(HashMap::new()),
-            cached: Mutex::new(0),
+            slots: Mutex::new(Slots::default()),
             cache_capacity,
+            hits: AtomicU64::new(0),
+            replays: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
             ready,
-            activities,
+            activities: activities.clone(),
             timers,
             waiters: Mutex::new(HashMap::new()),
             held_messages: AtomicUsize::new(0),
@@ -97,7 +142,7 @@ impl Dispatcher {
         };
         let queues = Queues {
             ready: ready_rx,
-            activities: activities_rx,
+            activities,
             timers: timers_rx,
         };
         (dispatcher, queues)
@@ -144,11 +189,14 @@ impl Dispatcher {
 
     fn push(&self, instance_id: String, inbound: Inbound) {
         let mut slots = self.slots.lock();
-        let slot = slots.entry(instance_id.clone()).or_default();
+        let Slots { by_id, idle, .. } = &mut *slots;
+        let slot = by_id.entry(instance_id.clone()).or_default();
         slot.messages.push(inbound);
         self.held_messages.fetch_add(1, Ordering::Relaxed);
         if !slot.claimed {
             slot.claimed = true;
+            // Busy now: not to be evicted before its step takes the execution.
+            Slots::unidle(idle, slot);
             drop(slots);
             // The receiver lives as long as the runtime; after shutdown the work stays in the
             // store and is recovered at the next start.
@@ -159,7 +207,16 @@ impl Dispatcher {
     /// Hands a durable activity work item to the activity workers.
     pub(crate) fn enqueue_activity(&self, item: ActivityWorkItem) {
         self.queued_activities.fetch_add(1, Ordering::Relaxed);
-        let _ = self.activities.send(item);
+        self.activities.push_all([item]);
+    }
+
+    /// Hands the activities one step scheduled to the activity workers, together (one lock).
+    pub(crate) fn enqueue_activities(&self, items: Vec<ActivityWorkItem>) {
+        if !items.is_empty() {
+            self.queued_activities
+                .fetch_add(items.len(), Ordering::Relaxed);
+            self.activities.push_all(items);
+        }
     }
 
     /// An activity left the queue and started.
@@ -187,15 +244,17 @@ impl Dispatcher {
     /// Takes the waiting messages and cached execution of a claimed instance.
     pub(crate) fn claim(&self, instance_id: &str) -> Claim {
         let mut slots = self.slots.lock();
-        let Some(slot) = slots.get_mut(instance_id) else {
+        let Slots { by_id, idle, .. } = &mut *slots;
+        let Some(slot) = by_id.get_mut(instance_id) else {
             return Claim {
                 messages: Vec::new(),
                 execution: None,
             };
         };
+        Slots::unidle(idle, slot);
         let execution = slot.execution.take();
         if execution.is_some() {
-            *self.cached.lock() -= 1;
+            self.hits.fetch_add(1, Ordering::Relaxed);
         }
         let messages = std::mem::take(&mut slot.messages);
         self.held_messages
@@ -208,7 +267,8 @@ impl Dispatcher {
 
     /// Returns a claimed instance after a step. Returns true if more messages arrived meanwhile
     /// (the caller keeps the claim and runs another step); otherwise releases the claim,
-    /// caching the execution if there is room.
+    /// caching the execution (as the most recently used; the least recently used idle one is
+    /// evicted if the cache is full).
     pub(crate) fn release(
         &self,
         instance_id: &str,
@@ -216,10 +276,14 @@ impl Dispatcher {
         unconsumed: Vec<Inbound>,
     ) -> (bool, Option<Box<Execution>>) {
         let mut slots = self.slots.lock();
-        let Entry::Occupied(mut entry) = slots.entry(instance_id.to_string()) else {
+        let Slots {
+            by_id,
+            idle,
+            next_stamp,
+        } = &mut *slots;
+        let Some(slot) = by_id.get_mut(instance_id) else {
             return (false, None);
         };
-        let slot = entry.get_mut();
         self.held_messages
             .fetch_add(unconsumed.len(), Ordering::Relaxed);
         if !unconsumed.is_empty() {
@@ -229,19 +293,60 @@ impl Dispatcher {
         if !slot.messages.is_empty() {
             return (true, execution);
         }
-        let mut cached = self.cached.lock();
-        match execution {
-            Some(execution) if !execution.is_finished() && *cached < self.cache_capacity => {
-                *cached += 1;
+        let evicted = match execution {
+            Some(execution) if !execution.is_finished() && self.cache_capacity > 0 => {
+                let stamp = *next_stamp;
+                *next_stamp += 1;
                 slot.execution = Some(execution);
                 slot.claimed = false;
+                slot.idle_since = Some(stamp);
+                idle.insert(stamp, instance_id.to_string());
+                if idle.len() > self.cache_capacity {
+                    Self::evict_least_recently_used(by_id, idle)
+                } else {
+                    None
+                }
             }
             _ => {
                 // Nothing waiting and nothing cached: an idle instance costs no memory.
-                entry.remove();
+                by_id.remove(instance_id);
+                None
             }
+        };
+        drop(slots);
+        if evicted.is_some() {
+            self.evictions.fetch_add(1, Ordering::Relaxed);
         }
+        // Dropped outside the lock: a large execution takes a while to free.
+        drop(evicted);
         (false, None)
+    }
+
+    /// Drops the execution of the idle instance used least recently (and its slot: an idle
+    /// slot holds nothing else).
+    fn evict_least_recently_used(
+        by_id: &mut HashMap<String, Slot>,
+        idle: &mut BTreeMap<u64, String>,
+    ) -> Option<Box<Execution>> {
+        let (_, instance_id) = idle.pop_first()?;
+        let slot = by_id.remove(&instance_id)?;
+        debug_assert!(slot.messages.is_empty() && !slot.claimed);
+        tracing::trace!(instance = %instance_id, "evicted from the cache");
+        slot.execution
+    }
+
+    /// An execution was rebuilt by replaying its history.
+    pub(crate) fn replayed(&self) {
+        self.replays.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// How the hot cache fared so far.
+    pub(crate) fn cache_counters(&self) -> CacheCounters {
+        CacheCounters {
+            hits: self.hits.load(Ordering::Relaxed),
+            replays: self.replays.load(Ordering::Relaxed),
+            evictions: self.evictions.load(Ordering::Relaxed),
+        }
     }
 
     /// Puts `messages` back and releases the claim without queueing the instance: it runs
@@ -249,7 +354,7 @@ impl Dispatcher {
     /// arrived meanwhile.
     pub(crate) fn park(&self, instance_id: &str, messages: Vec<Inbound>) -> bool {
         let mut slots = self.slots.lock();
-        let slot = slots.entry(instance_id.to_string()).or_default();
+        let slot = slots.by_id.entry(instance_id.to_string()).or_default();
         self.held_messages
             .fetch_add(messages.len(), Ordering::Relaxed);
         if !slot.messages.is_empty() {
@@ -270,12 +375,11 @@ impl Dispatcher {
 
     /// Forgets a claimed instance and its in-memory messages (they stay in the store).
     pub(crate) fn abandon(&self, instance_id: &str) {
-        if let Some(slot) = self.slots.lock().remove(instance_id) {
+        let mut slots = self.slots.lock();
+        if let Some(mut slot) = slots.by_id.remove(instance_id) {
+            Slots::unidle(&mut slots.idle, &mut slot);
             self.held_messages
                 .fetch_sub(slot.messages.len(), Ordering::Relaxed);
-            if slot.execution.is_some() {
-                *self.cached.lock() -= 1;
-            }
         }
     }
 

@@ -91,6 +91,11 @@ pub enum Error {
         /// How long was waited.
         timeout: Duration,
     },
+    /// The store could not take the write now (a full disk, an I/O error); nothing was
+    /// recorded. The call may be made again later; [`Runtime::health`](crate::Runtime::health)
+    /// says when the store takes writes again.
+    #[error("the store is not taking writes now; nothing was recorded: {0}")]
+    StoreUnavailable(#[source] crate::store::StoreError),
     /// The storage backend failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),

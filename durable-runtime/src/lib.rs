@@ -48,6 +48,7 @@ pub mod error;
 pub mod failure;
 pub mod function;
 mod generated;
+mod health;
 pub mod history;
 pub mod instance;
 pub mod outcome;
@@ -64,10 +65,13 @@ pub use context::{
     DurableFuture, Either, EventWithTimeout, OrchestrationContext, RetryFuture, RetryIf,
     RetryPolicy, TaskFuture, TimerFuture, WhenAny, WhenAny2,
 };
+#[doc(hidden)]
+pub use dispatch::CacheCounters;
 pub use durable_macros::{activity, orchestrator};
 pub use error::Error;
 pub use failure::{ActivityError, EventWaitError, FailureDetails, OrchestrationError, TaskFailed};
 pub use function::{ActivityFn, OrchestratorFn};
+pub use health::{DEFAULT_WRITE_RETRY_INTERVAL, Health};
 pub use history::{
     ExecutionStartedEvent, HistoryEvent, HistoryRecord, ParentInstance,
     SubOrchestrationCreatedEvent,

@@ -2,11 +2,12 @@
 
 use crate::client::Client;
 use crate::clock::{Clock, SystemClock};
-use crate::dispatch::Dispatcher;
+use crate::dispatch::{CacheCounters, Dispatcher, FairQueue};
 use crate::error::Error;
+use crate::health::{DEFAULT_WRITE_RETRY_INTERVAL, Health, HealthMonitor};
 use crate::registry::Registry;
-use crate::store::Backend;
 use crate::store::sqlite::SqliteStore;
+use crate::store::{ActivityWorkItem, Backend};
 use crate::worker::{
     InFlight, Limits, Shared, StopSignal, activity, orchestration, recovery, stopping, timer,
 };
@@ -39,6 +40,7 @@ pub struct RuntimeBuilder {
     shutdown_timeout: Duration,
     clock: Arc<dyn Clock>,
     limits: Limits,
+    write_retry_interval: Duration,
 }
 
 /// The default payload limit: 16 MiB.
@@ -75,9 +77,10 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Most idle instances kept in memory between steps (default 10,000). An instance that is
-    /// not cached is rebuilt by replaying its history when its next message arrives; 0 replays
-    /// every step.
+    /// Most idle instances kept in memory between steps (default 10,000). When it is full, the
+    /// instance idle for the longest is evicted to make room (least recently used first). An
+    /// instance that is not cached is rebuilt by replaying its history when its next message
+    /// arrives; 0 replays every step.
     pub fn cache_capacity(mut self, instances: usize) -> Self {
         self.cache_capacity = instances;
         self
@@ -129,6 +132,15 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How often a write that keeps failing (a full disk, an I/O error) is retried once its
+    /// quick retries (about 1.5 s) are spent (default [`DEFAULT_WRITE_RETRY_INTERVAL`], 5 s).
+    /// Whatever write gets through first wakes every failing one at once, so a store that
+    /// recovers is used again without waiting for this interval. See [`Runtime::health`].
+    pub fn write_retry_interval(mut self, interval: Duration) -> Self {
+        self.write_retry_interval = interval;
+        self
+    }
+
     /// Checks the registrations, opens the store, resumes unfinished work and starts workers.
     /// Must be called inside a Tokio runtime.
     pub async fn start(self) -> Result<Runtime, Error> {
@@ -142,10 +154,12 @@ impl RuntimeBuilder {
             StoreChoice::Custom(store) => store,
         };
         let (dispatcher, queues) = Dispatcher::new(self.cache_capacity);
+        let health = HealthMonitor::new(self.clock.clone(), self.write_retry_interval);
         let shared = Arc::new(Shared {
             store,
             registry,
             dispatcher,
+            health,
             clock: self.clock,
             limits: self.limits,
             held_back: recovery::HeldBack::new(),
@@ -222,7 +236,44 @@ impl Runtime {
                 activity_timeouts: HashMap::new(),
                 max_timers_in_memory: timer::DEFAULT_MAX_TIMERS_IN_MEMORY,
             },
+            write_retry_interval: DEFAULT_WRITE_RETRY_INTERVAL,
         }
+    }
+
+    /// Whether the runtime's writes are getting through to its store: [`Health::Healthy`], or
+    /// [`Health::Degraded`] while writes fail (a full disk, an I/O error) past their quick
+    /// retries, or client calls are refused. Degraded work is kept and retried; health returns
+    /// to `Healthy` by itself once the store takes writes again.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: durable_runtime::Runtime) {
+    /// if !runtime.health().is_healthy() {
+    ///     eprintln!("the store is failing: {:?}", runtime.health());
+    /// }
+    /// # }
+    /// ```
+    pub fn health(&self) -> Health {
+        self.shared.health.current()
+    }
+
+    /// How the hot cache fared so far: hits, replays, evictions. For tests and diagnostics;
+    /// not a stable API.
+    #[doc(hidden)]
+    pub fn cache_counters(&self) -> CacheCounters {
+        self.shared.dispatcher.cache_counters()
+    }
+
+    /// Every change of [`health`](Self::health), to wait on or to export to a health probe.
+    ///
+    /// ```no_run
+    /// # async fn demo(runtime: durable_runtime::Runtime) {
+    /// let mut health = runtime.watch_health();
+    /// // Wakes when the store recovers.
+    /// let _ = health.wait_for(|health| health.is_healthy()).await;
+    /// # }
+    /// ```
+    pub fn watch_health(&self) -> watch::Receiver<Health> {
+        self.shared.health.subscribe()
     }
 
     /// A client for starting and querying instances.
@@ -232,10 +283,14 @@ impl Runtime {
 
     /// Stops taking new work and waits (up to the shutdown timeout) for steps and activities in
     /// flight to finish and commit; what is still running then is abandoned, to run again at
-    /// the next start. Work not started stays in the store. The store closes (and its lock is
+    /// the next start. Work not started stays in the store, and so does work whose writes are
+    /// failing (see [`health`](Self::health)): it does not hold shutdown. The store closes (and its lock is
     /// released) once the runtime and every [`Client`] of it are dropped.
     pub async fn shutdown(self) {
         let deadline = Instant::now() + self.shutdown_timeout;
+        // Writes failing on a full disk would hold shutdown until its timeout: they give up,
+        // their work staying in the store.
+        self.shared.health.stop();
         let _ = self.stop_intake.send(Some(deadline));
         let mut clean = true;
         for handle in self.intake_loops {
@@ -260,12 +315,40 @@ enum AfterStop {
     RunQueued,
 }
 
+/// A queue a worker loop drains.
+trait WorkQueue<T>: Send {
+    /// The next item; `None` once no more can come.
+    fn recv(&mut self) -> impl std::future::Future<Output = Option<T>> + Send;
+    /// The next item if one is waiting.
+    fn try_recv(&mut self) -> Option<T>;
+}
+
+impl<T: Send> WorkQueue<T> for mpsc::UnboundedReceiver<T> {
+    fn recv(&mut self) -> impl std::future::Future<Output = Option<T>> + Send {
+        mpsc::UnboundedReceiver::recv(self)
+    }
+
+    fn try_recv(&mut self) -> Option<T> {
+        mpsc::UnboundedReceiver::try_recv(self).ok()
+    }
+}
+
+impl WorkQueue<ActivityWorkItem> for Arc<FairQueue> {
+    async fn recv(&mut self) -> Option<ActivityWorkItem> {
+        Some(self.pop().await)
+    }
+
+    fn try_recv(&mut self) -> Option<ActivityWorkItem> {
+        self.try_pop()
+    }
+}
+
 /// Drains `queue`, running `work` on each item as its own task, at most `slots` at a time,
 /// until the runtime stops; then lets the tasks in flight finish (until the stop's deadline).
 /// Returns false if some had to be abandoned.
-async fn run_queue<T, F, Fut>(
+async fn run_queue<T, Q, F, Fut>(
     shared: Arc<Shared>,
-    mut queue: mpsc::UnboundedReceiver<T>,
+    mut queue: Q,
     slots: Arc<Semaphore>,
     mut stopped: StopSignal,
     after_stop: AfterStop,
@@ -273,6 +356,7 @@ async fn run_queue<T, F, Fut>(
 ) -> bool
 where
     T: Send + 'static,
+    Q: WorkQueue<T>,
     F: Fn(Arc<Shared>, T) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
@@ -302,7 +386,7 @@ where
         });
     };
     if after_stop == AfterStop::RunQueued {
-        while let Ok(item) = queue.try_recv() {
+        while let Some(item) = queue.try_recv() {
             let Ok(Ok(permit)) =
                 tokio::time::timeout_at(deadline, slots.clone().acquire_owned()).await
             else {

@@ -248,8 +248,8 @@ where
         }
         match call().await {
             Ok(()) => return,
-            Err(Error::Store(err))
-                if err.class() == durable_runtime::store::ErrorClass::Transient => {}
+            // A store refusing writes now: the client gets the typed error and may retry.
+            Err(Error::StoreUnavailable(_)) => {}
             Err(err) => panic!("unexpected client error: {err}"),
         }
     }

@@ -8,6 +8,8 @@ pub(crate) mod timer;
 use crate::clock::Clock;
 use crate::dispatch::Dispatcher;
 use crate::failure::FailureDetails;
+pub(crate) use crate::health::retry_delay;
+use crate::health::{HealthMonitor, WriteRetry};
 use crate::registry::Registry;
 use crate::store::{Backend, ErrorClass, Message, StoreError, Write, Written};
 use std::collections::HashMap;
@@ -48,6 +50,8 @@ pub(crate) struct Shared {
     pub limits: Limits,
     /// New messages waiting for startup recovery to hand over older ones.
     pub held_back: recovery::HeldBack,
+    /// Whether writes are getting through.
+    pub health: HealthMonitor,
 }
 
 impl Shared {
@@ -58,10 +62,34 @@ impl Shared {
         let shared = self.clone();
         tokio::spawn(async move {
             let written = shared.store.write(write).await?;
+            shared.health.write_succeeded();
             Ok(shared.dispatch(written))
         })
         .await
         .map_err(|_| StoreError::Closed)?
+    }
+
+    /// [`commit`](Self::commit), retrying transient errors: quickly a few times, then (the
+    /// write counted as failing in the health) at the slow pace, until the store takes it.
+    /// `write` makes each attempt's write. Errors of other classes are returned, and so is a
+    /// transient one once the runtime stops while the write is failing.
+    pub(crate) async fn commit_retrying(
+        self: &Arc<Self>,
+        what: &str,
+        write: impl Fn() -> Write,
+    ) -> Result<Delivered, StoreError> {
+        let mut retry = WriteRetry::new(&self.health);
+        loop {
+            match self.commit(write()).await {
+                Err(err) if err.class() == ErrorClass::Transient => {
+                    if !retry.failed(what, &err).await {
+                        // Stopping: the work stays in the store for the next start.
+                        return Err(err);
+                    }
+                }
+                other => return other,
+            }
+        }
     }
 
     /// Hands a stored message to its instance, unless recovery must hand over older ones
@@ -80,9 +108,7 @@ impl Shared {
                 Delivered::Sent
             }
             Written::Step(work) => {
-                for item in work.activities {
-                    self.dispatcher.enqueue_activity(item);
-                }
+                self.dispatcher.enqueue_activities(work.activities);
                 self.dispatcher.arm_timers(work.timers);
                 // Sub-orchestrations' starts, and outcomes on their way to parents.
                 for message in work.messages {
@@ -96,37 +122,32 @@ impl Shared {
 }
 
 /// Records that `instance_id` failed with `failure` (without touching its history), retrying
-/// transient store errors for as long as they last, and wakes whoever waits for it. Returns
-/// false if the store refuses it for good.
+/// transient store errors for as long as they last (see [`Shared::commit_retrying`]), and wakes
+/// whoever waits for it. Returns false if the store refuses it for good.
 pub(crate) async fn record_failure(
     shared: &Arc<Shared>,
     instance_id: &str,
     failure: FailureDetails,
 ) -> bool {
     tracing::error!(instance = %instance_id, failure = %failure.message, "failing the instance");
-    let mut attempt = 0;
-    loop {
-        let write = Write::FailInstance {
-            instance_id: instance_id.to_string(),
-            failure: failure.clone(),
-            timestamp_ms: shared.clock.now_ms(),
-        };
-        match shared.commit(write).await {
-            Ok(_) => {
-                shared.dispatcher.finished(instance_id);
-                return true;
-            }
-            // Finished meanwhile: nothing to record.
-            Err(err) if err.class() == ErrorClass::Conflict => return true,
-            Err(err) if err.class() == ErrorClass::Transient => {
-                tracing::warn!(error = %err, attempt, "could not record the failure; retrying");
-                tokio::time::sleep(retry_delay(attempt)).await;
-                attempt = attempt.saturating_add(1);
-            }
-            Err(err) => {
-                tracing::error!(instance = %instance_id, error = %err, "could not record the failure");
-                return false;
-            }
+    let write = || Write::FailInstance {
+        instance_id: instance_id.to_string(),
+        failure: failure.clone(),
+        timestamp_ms: shared.clock.now_ms(),
+    };
+    match shared
+        .commit_retrying("the failure of an instance", write)
+        .await
+    {
+        Ok(_) => {
+            shared.dispatcher.finished(instance_id);
+            true
+        }
+        // Finished meanwhile: nothing to record.
+        Err(err) if err.class() == ErrorClass::Conflict => true,
+        Err(err) => {
+            tracing::error!(instance = %instance_id, error = %err, "could not record the failure");
+            false
         }
     }
 }
@@ -201,12 +222,4 @@ pub(crate) async fn stopping(signal: &mut StopSignal) -> Instant {
         // The runtime is gone without a shutdown: nothing waits for the work in flight.
         Err(_) => Instant::now(),
     }
-}
-
-/// Back-off before retrying work whose write failed transiently (a full disk, an I/O error):
-/// doubling from 50 ms up to 5 s, for as long as it takes. A transient error never becomes
-/// permanent.
-pub(crate) fn retry_delay(attempt: u32) -> Duration {
-    let ms = 50u64.saturating_mul(1u64 << attempt.min(7));
-    Duration::from_millis(ms.min(5_000))
 }

@@ -1,8 +1,9 @@
 //! Runs orchestration steps: claim an instance's messages, step its execution, commit.
 //!
 //! What happens when a step's commit fails is decided by the error's class alone:
-//! - transient: the same messages are stepped again, from history, after a back-off that grows
-//!   to 5 s; the instance keeps its messages and its claim for as long as it takes;
+//! - transient: the same messages are stepped again, from history, after a back-off: a few
+//!   quick retries, then (the step counted as failing in the runtime's [`Health`]) at the slow
+//!   pace until the store takes it; the instance keeps its messages and its claim meanwhile;
 //! - conflict (fenced): the store moved on without this worker's view (a client changed the
 //!   status, a result was recorded before): the step is recomputed from the store at once;
 //! - corrupt or fatal: retrying cannot help, so the instance is failed with the reason, and its
@@ -14,6 +15,9 @@
 use super::{Shared, record_failure, retry_delay};
 use crate::dispatch::{Inbound, Source};
 use crate::failure::{FailureDetails, panic_failure};
+#[cfg(doc)]
+use crate::health::Health;
+use crate::health::WriteRetry;
 use crate::history::HistoryEvent;
 use crate::instance::RuntimeStatus;
 use crate::replay::Execution;
@@ -44,6 +48,7 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
         let mut messages = claim.messages;
         let mut execution = claim.execution;
         let mut failures = 0u32;
+        let mut write_retry = WriteRetry::new(&shared.health);
         let mut check_status = false;
         let mut failed_instance = false;
         loop {
@@ -72,6 +77,10 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                     execution = kept.filter(|_| shared.dispatcher.keeps_executions());
                     messages.clear();
                     failures = 0;
+                    if write_retry.attempts() > 0 {
+                        // Counted as failing no more.
+                        write_retry = WriteRetry::new(&shared.health);
+                    }
                     check_status = false;
                     continue;
                 }
@@ -96,8 +105,12 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
             failures += 1;
             match error.class() {
                 ErrorClass::Transient => {
-                    tracing::warn!(error = %error, attempt = failures, "step not committed; retrying");
-                    tokio::time::sleep(retry_delay(failures - 1)).await;
+                    if !write_retry.failed("an orchestration step", &error).await {
+                        // Stopping while the store fails: the messages stay in the store, and
+                        // results held in memory are computed again, at the next start.
+                        shared.dispatcher.abandon(&instance_id);
+                        return;
+                    }
                 }
                 ErrorClass::Conflict | ErrorClass::NotFound => {
                     tracing::info!(error = %error, "step fenced off; recomputing it from the store");
@@ -334,6 +347,7 @@ async fn rebuild(
     if finished {
         return Ok(Rebuilt::Finished);
     }
+    shared.dispatcher.replayed();
     Ok(Rebuilt::Execution(Box::new(Execution::replay(
         &shared.registry,
         instance_id,

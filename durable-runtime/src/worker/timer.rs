@@ -318,6 +318,7 @@ async fn fire_in_order(shared: Arc<Shared>, due: Vec<TimerWorkItem>) {
     for (timer, answer) in due.into_iter().zip(answers) {
         match answer {
             Ok(written) => {
+                shared.health.write_succeeded();
                 shared.dispatch(written);
             }
             // Fired again on its own, retrying as long as the error is transient.
@@ -326,28 +327,17 @@ async fn fire_in_order(shared: Arc<Shared>, due: Vec<TimerWorkItem>) {
     }
 }
 
-/// Commits the firing, which hands `TimerFired` to the instance.
+/// Commits the firing, which hands `TimerFired` to the instance, retrying transient errors
+/// until the store takes it.
 async fn fire(shared: Arc<Shared>, timer: TimerWorkItem) {
-    let mut attempt = 0;
-    loop {
-        let write = Write::FireTimer {
-            timer_id: timer.id,
-            instance_id: timer.instance_id.clone(),
-            task_id: timer.task_id,
-        };
-        match shared.commit(write).await {
-            Ok(_) => return,
-            Err(err) if err.class() == ErrorClass::Transient => {
-                tracing::warn!(error = %err, instance = %timer.instance_id, "timer not fired; retrying");
-                tokio::time::sleep(retry_delay(attempt)).await;
-                attempt += 1;
-            }
-            Err(err) => {
-                // Retrying cannot help; the timer stays in the store for the next start.
-                tracing::error!(error = %err, instance = %timer.instance_id, "timer cannot be fired");
-                return;
-            }
-        }
+    let write = || Write::FireTimer {
+        timer_id: timer.id,
+        instance_id: timer.instance_id.clone(),
+        task_id: timer.task_id,
+    };
+    if let Err(err) = shared.commit_retrying("a timer firing", write).await {
+        // Retrying cannot help; the timer stays in the store for the next start.
+        tracing::error!(error = %err, instance = %timer.instance_id, "timer cannot be fired");
     }
 }
 
