@@ -50,6 +50,7 @@ pub mod function;
 mod generated;
 pub mod history;
 pub mod instance;
+mod logging;
 pub mod outcome;
 pub mod payload;
 pub mod registry;
@@ -61,15 +62,16 @@ mod worker;
 pub use activity_context::ActivityContext;
 pub use client::Client;
 pub use context::{
-    DurableFuture, Either, EventWithTimeout, OrchestrationContext, RetryFuture, RetryIf,
-    RetryPolicy, TaskFuture, TimerFuture, WhenAny, WhenAny2,
+    ContinueAsNew, CustomStatusError, DurableFuture, Either, EventWithTimeout,
+    OrchestrationContext, RetryFuture, RetryIf, RetryPolicy, TaskFuture, TimerFuture, WhenAny,
+    WhenAny2,
 };
 pub use durable_macros::{activity, orchestrator};
 pub use error::Error;
 pub use failure::{ActivityError, EventWaitError, FailureDetails, OrchestrationError, TaskFailed};
 pub use function::{ActivityFn, OrchestratorFn};
 pub use history::{
-    ExecutionStartedEvent, HistoryEvent, HistoryRecord, ParentInstance,
+    CarriedEvent, ExecutionStartedEvent, HistoryEvent, HistoryRecord, ParentInstance,
     SubOrchestrationCreatedEvent,
 };
 pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
@@ -94,4 +96,5 @@ pub mod __private {
     pub use crate::failure::FailureDetails;
     pub use crate::generated::*;
     pub use crate::payload::Payload;
+    pub use ::tracing;
 }

@@ -11,6 +11,7 @@
 
 mod apply;
 mod children;
+mod continue_as_new;
 mod error;
 mod lock;
 mod read;
