@@ -23,6 +23,8 @@ mod tests;
 #[cfg(test)]
 mod tests_children;
 #[cfg(test)]
+mod tests_migrate_v6;
+#[cfg(test)]
 mod tests_open;
 #[cfg(test)]
 mod tests_timers;
