@@ -44,7 +44,7 @@ async fn counter(ctx: OrchestrationContext, state: Counter) -> Result<Counter, O
     }
     state.generation += 1;
     // Events already raised and not taken yet are carried into the next generation.
-    return ctx.continue_as_new(counter, state).await;
+    ctx.continue_as_new(counter, state).await
 }
 
 #[tokio::main]
@@ -66,7 +66,9 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             let status = client.get_status(&id).await?.ok_or("the counter is gone")?;
             println!(
                 "sent {amount} events; the counter shows {} ({})",
-                status.custom_status.map_or("nothing yet".into(), |s| s.as_str().to_string()),
+                status
+                    .custom_status
+                    .map_or("nothing yet".into(), |s| s.as_str().to_string()),
                 status.runtime_status
             );
         }

@@ -41,7 +41,7 @@ async fn counter(
     }
     let next = ctx.call_activity(bump, n).await?;
     ctx.set_custom_status(format!("at {next}"))?;
-    return ctx.continue_as_new(counter, (next, target)).await;
+    ctx.continue_as_new(counter, (next, target)).await
 }
 
 fn history_rows(store: &TestStore, id: &str) -> i64 {
@@ -143,9 +143,8 @@ async fn accumulate(
         return Ok((sum, seen));
     }
     let add = ctx.wait_for_event::<u64>("add").await?;
-    return ctx
-        .continue_as_new(accumulate, (sum + add, seen + 1, count))
-        .await;
+    ctx.continue_as_new(accumulate, (sum + add, seen + 1, count))
+        .await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

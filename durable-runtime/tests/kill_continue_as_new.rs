@@ -32,7 +32,7 @@ async fn eternal_counter(
     }
     let next = ctx.call_activity(tick, n).await?;
     ctx.set_custom_status(next)?;
-    return ctx.continue_as_new(eternal_counter, (next, target)).await;
+    ctx.continue_as_new(eternal_counter, (next, target)).await
 }
 
 fn counter_id(c: u32) -> String {

@@ -45,10 +45,11 @@ impl OrchestrationContext {
     /// #[orchestrator]
     /// async fn counter(ctx: OrchestrationContext, total: i64) -> Result<i64, OrchestrationError> {
     ///     let add = ctx.wait_for_event::<i64>("add").await?;
-    ///     if add == 0 {
-    ///         return Ok(total);
+    ///     if add != 0 {
+    ///         // A new generation, with an empty history, carrying the total.
+    ///         return ctx.continue_as_new(counter, total + add).await;
     ///     }
-    ///     return ctx.continue_as_new(counter, total + add).await;
+    ///     Ok(total)
     /// }
     /// ```
     pub fn continue_as_new<F: OrchestratorFn<M>, M, O>(

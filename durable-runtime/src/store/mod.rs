@@ -182,8 +182,9 @@ pub struct StepCommit {
     /// it until it sets its own.
     pub custom_status: Option<Payload>,
     /// Set when the step ends the run by continuing as new (its `status` is then
-    /// `ContinuedAsNew`): see [`ContinueAsNew`].
-    pub continue_as_new: Option<ContinueAsNew>,
+    /// `ContinuedAsNew`): see [`ContinueAsNew`]. Boxed: rare, and every write carries the
+    /// field.
+    pub continue_as_new: Option<Box<ContinueAsNew>>,
 }
 
 /// A step that ends its run with `continue_as_new`, committed atomically with it: the

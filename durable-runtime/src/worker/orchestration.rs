@@ -252,11 +252,11 @@ async fn run_step(
     // it, and a step computed again after a failed commit starts its next run under a new id.
     let continue_as_new = step.continued.map(|next| {
         tracing::debug!(orchestrator = execution.name(), "continuing as new");
-        ContinueAsNew {
+        Box::new(ContinueAsNew {
             execution_id: uuid::Uuid::new_v4().simple().to_string().into(),
             input: next.input,
             carried_events: next.carried_events,
-        }
+        })
     });
     let continued = continue_as_new.is_some();
     let commit = StepCommit {

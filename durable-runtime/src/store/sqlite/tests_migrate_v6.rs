@@ -100,7 +100,7 @@ async fn a_version_5_store_is_migrated_and_a_step_continues_as_new_atomically() 
     // Refused whole: the wrong status, work of the ending run, a stale run.
     let mut wrong_status = step("c", 2);
     wrong_status.execution_id = "r1".into();
-    wrong_status.continue_as_new = Some(next.clone());
+    wrong_status.continue_as_new = Some(Box::new(next.clone()));
     let err = store
         .write(Write::Step(wrong_status.clone()))
         .await
