@@ -167,7 +167,8 @@ pub struct StepCommit {
     pub children: Vec<NewChild>,
     /// The instance's status after the step; `None` leaves the row as it is (a step that only
     /// consumes messages sent to a finished or unknown instance). Statuses are a state machine
-    /// the store enforces: a step may move only a `Pending` or `Running` instance, so a step
+    /// the store enforces: a step may move only a `Pending`, `Running` or `ContinuedAsNew` (the
+    /// new run's first step) instance, so a step
     /// against an instance a client terminated or suspended (or one already finished) is
     /// refused whole with [`StoreError::Fenced`]. A step that finishes the instance also deletes
     /// its armed timers and, if the instance is a sub-orchestration, sends its outcome to its
