@@ -129,6 +129,21 @@ pub struct ExecutionStartedEvent {
     /// The orchestration that created this instance as a sub-orchestration, if one did.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<ParentInstance>,
+    /// Raised events a previous run of the instance received and did not consume, carried
+    /// into this run by `continue_as_new`. Only on the message that starts the run: the step
+    /// that starts it records them as `EventRaised` events after `ExecutionStarted`, so a
+    /// history never holds them here.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub carried_events: Vec<CarriedEvent>,
+}
+
+/// An external event carried from one run of an instance into the next.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CarriedEvent {
+    /// The event's name.
+    pub name: String,
+    /// Its payload.
+    pub input: Payload,
 }
 
 /// What [`HistoryEvent::SubOrchestrationInstanceCreated`] records.

@@ -16,7 +16,9 @@ pub enum RuntimeStatus {
     Running,
     /// Finished with an output.
     Completed,
-    /// Restarted itself with new input (eternal orchestrations).
+    /// Restarted itself with new input and an empty history (eternal orchestrations,
+    /// `continue_as_new`): shown between the step that ended one run and the first step of the
+    /// next, which makes it `Running` again. Not final: the instance goes on.
     ContinuedAsNew,
     /// Finished with a failure.
     Failed,
@@ -121,6 +123,10 @@ pub struct InstanceStatus {
     pub created_ms: i64,
     /// Time of the last recorded step, milliseconds since the Unix epoch.
     pub last_updated_ms: i64,
+    /// What the orchestrator last gave
+    /// [`OrchestrationContext::set_custom_status`](crate::OrchestrationContext::set_custom_status),
+    /// if anything (kept across `continue_as_new`, and once the instance finished).
+    pub custom_status: Option<Payload>,
     /// The full history, when asked for.
     pub history: Option<Vec<HistoryRecord>>,
 }

@@ -51,6 +51,7 @@ mod generated;
 mod health;
 pub mod history;
 pub mod instance;
+mod logging;
 pub mod outcome;
 pub mod payload;
 pub mod registry;
@@ -62,8 +63,9 @@ mod worker;
 pub use activity_context::ActivityContext;
 pub use client::Client;
 pub use context::{
-    DurableFuture, Either, EventWithTimeout, OrchestrationContext, RetryFuture, RetryIf,
-    RetryPolicy, TaskFuture, TimerFuture, WhenAny, WhenAny2,
+    ContinueAsNew, CustomStatusError, DurableFuture, Either, EventWithTimeout,
+    OrchestrationContext, RetryFuture, RetryIf, RetryPolicy, TaskFuture, TimerFuture, WhenAny,
+    WhenAny2,
 };
 #[doc(hidden)]
 pub use dispatch::CacheCounters;
@@ -73,7 +75,7 @@ pub use failure::{ActivityError, EventWaitError, FailureDetails, OrchestrationEr
 pub use function::{ActivityFn, OrchestratorFn};
 pub use health::{DEFAULT_WRITE_RETRY_INTERVAL, Health};
 pub use history::{
-    ExecutionStartedEvent, HistoryEvent, HistoryRecord, ParentInstance,
+    CarriedEvent, ExecutionStartedEvent, HistoryEvent, HistoryRecord, ParentInstance,
     SubOrchestrationCreatedEvent,
 };
 pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
@@ -98,4 +100,5 @@ pub mod __private {
     pub use crate::failure::FailureDetails;
     pub use crate::generated::*;
     pub use crate::payload::Payload;
+    pub use ::tracing;
 }

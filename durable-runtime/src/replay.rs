@@ -9,7 +9,7 @@ use crate::context::{
     Action, ChildVersion, Delivery, OrchestrationContext, OrchestrationState, Recorded,
 };
 use crate::failure::{FailureDetails, panic_failure};
-use crate::history::{HistoryEvent, HistoryRecord, SubOrchestrationCreatedEvent};
+use crate::history::{CarriedEvent, HistoryEvent, HistoryRecord, SubOrchestrationCreatedEvent};
 use crate::payload::Payload;
 use crate::registry::{BoxFuture, Registry};
 use parking_lot::Mutex;
@@ -32,6 +32,18 @@ pub(crate) struct StepOutput {
     pub children: Vec<ScheduledChild>,
     /// Set when the instance finished in this step.
     pub outcome: Option<Result<Payload, FailureDetails>>,
+    /// Set when the run ended in this step by continuing as new (`outcome` is then `None`).
+    pub continued: Option<NextRun>,
+    /// The custom status, when the step changed it.
+    pub custom_status: Option<Payload>,
+}
+
+/// The run that `continue_as_new` starts.
+#[derive(Debug)]
+pub(crate) struct NextRun {
+    pub input: Payload,
+    /// Raised events the ending run did not consume, in arrival order.
+    pub carried_events: Vec<CarriedEvent>,
 }
 
 /// A sub-orchestration a step creates.
@@ -65,6 +77,10 @@ pub(crate) struct Execution {
     /// This run's id, from `ExecutionStarted` (empty for runs started before runs had ids).
     execution_id: Arc<str>,
     wake_flag: Arc<WakeFlag>,
+    /// The custom status as the store has it from this run (`None`: this run set none).
+    committed_custom_status: Option<Payload>,
+    /// The custom status the step being committed writes.
+    pending_custom_status: Option<Payload>,
 }
 
 impl Execution {
@@ -93,6 +109,8 @@ impl Execution {
             started: false,
             execution_id: Arc::from(""),
             wake_flag: Arc::new(WakeFlag(AtomicBool::new(false))),
+            committed_custom_status: None,
+            pending_custom_status: None,
         }
     }
 
@@ -172,7 +190,24 @@ impl Execution {
                 execution.pending_outcome = Some(Err(FailureDetails::new(message)));
             }
         }
-        execution.state.lock().is_replaying = false;
+        {
+            let mut state = execution.state.lock();
+            // A run that continued as new has no history left to replay: code that now asks
+            // for it in a recorded step diverges from what was recorded.
+            if state.continue_as_new.take().is_some() && !execution.finished {
+                let failure = FailureDetails::new(
+                    "non-deterministic orchestrator: the code now continues as new in a step \
+                     that history records as going on",
+                );
+                drop(state);
+                execution.drop_future();
+                execution.pending_outcome = Some(Err(failure));
+                state = execution.state.lock();
+            }
+            // Each recorded step wrote the custom status it changed: the store holds this.
+            execution.committed_custom_status = state.custom_status.clone();
+            state.is_replaying = false;
+        }
         execution
     }
 
@@ -216,6 +251,8 @@ impl Execution {
                 timers: Vec::new(),
                 children: Vec::new(),
                 outcome: None,
+                continued: None,
+                custom_status: None,
             };
         }
         self.state.lock().current_time_ms = now_ms;
@@ -228,17 +265,23 @@ impl Execution {
                 tracing::warn!(instance = %self.instance_id, "ignoring a repeated ExecutionStarted");
                 continue;
             }
-            if self.pending_outcome.is_none()
-                && let Err(message) = self.apply(registry, &event, false)
-            {
-                self.pending_outcome = Some(Err(FailureDetails::new(message)));
+            // Events carried from the previous run follow the start, as raised events.
+            let (event, carried) = split_carried(event);
+            for event in std::iter::once(event).chain(carried) {
+                if self.pending_outcome.is_none()
+                    && let Err(message) = self.apply(registry, &event, false)
+                {
+                    self.pending_outcome = Some(Err(FailureDetails::new(message)));
+                }
+                out.push(event);
             }
-            out.push(event);
         }
         let mut outcome = self.run_to_block();
         let mut scheduled = Vec::new();
         let mut timers = Vec::new();
         let mut children = Vec::new();
+        let mut continue_as_new = None;
+        let custom_status;
         {
             let mut state = self.state.lock();
             if let Some(message) = state.nondeterminism.take() {
@@ -246,6 +289,24 @@ impl Execution {
                 state.new_tasks.clear();
                 outcome = Some(Err(FailureDetails::new(message)));
             }
+            let request = state.continue_as_new.take();
+            if let Some(request) = request
+                && !matches!(outcome, Some(Err(_)))
+            {
+                // The run ends here: nothing it scheduled in this step is started.
+                state.new_tasks.clear();
+                match request.input {
+                    Ok(input) => {
+                        continue_as_new = Some((input, request.preserve_unprocessed_events));
+                        outcome = None;
+                    }
+                    Err(message) => outcome = Some(Err(FailureDetails::new(message))),
+                }
+            }
+            custom_status = state
+                .custom_status
+                .clone()
+                .filter(|status| self.committed_custom_status.as_ref() != Some(status));
             for task in state.new_tasks.drain(..) {
                 match task.action {
                     Action::Activity { name, input } => {
@@ -306,18 +367,42 @@ impl Execution {
             self.finished = true;
             self.drop_future();
         }
+        let continued = continue_as_new.map(|(input, preserve)| {
+            self.finished = true;
+            // Dropping the code's futures hands events received but not taken back to the
+            // buffer, so they are carried too.
+            self.drop_future();
+            let carried_events = if preserve {
+                self.state.lock().take_buffered_events()
+            } else {
+                Vec::new()
+            };
+            NextRun {
+                input,
+                carried_events: carried_events
+                    .into_iter()
+                    .map(|(name, input)| CarriedEvent { name, input })
+                    .collect(),
+            }
+        });
+        self.pending_custom_status = custom_status.clone();
         StepOutput {
             events: out,
             scheduled,
             timers,
             children,
             outcome,
+            continued,
+            custom_status,
         }
     }
 
-    /// Records that a step's events are durable.
+    /// Records that a step's events (and custom status) are durable.
     pub(crate) fn committed(&mut self, appended: usize) {
         self.history_len += appended as u64;
+        if let Some(status) = self.pending_custom_status.take() {
+            self.committed_custom_status = Some(status);
+        }
     }
 
     /// Feeds one incoming event to the code. `Err` is a reason to fail the instance.
@@ -382,6 +467,7 @@ impl Execution {
     fn start(&mut self, registry: &Registry, name: &str, version: Option<&str>, input: Payload) {
         self.started = true;
         self.name = name.to_string();
+        self.state.lock().orchestrator_name = Arc::from(name);
         let registration = match registry.orchestrator_version(name, version) {
             Ok(registration) => registration,
             Err(registered) => {
@@ -478,6 +564,24 @@ impl Execution {
 impl Drop for Execution {
     fn drop(&mut self) {
         self.drop_future();
+    }
+}
+
+/// An `ExecutionStarted` without the events carried into its run, and those events as the
+/// `EventRaised` events history records after it.
+fn split_carried(event: HistoryEvent) -> (HistoryEvent, Vec<HistoryEvent>) {
+    match event {
+        HistoryEvent::ExecutionStarted(mut started) if !started.carried_events.is_empty() => {
+            let carried = std::mem::take(&mut started.carried_events)
+                .into_iter()
+                .map(|event| HistoryEvent::EventRaised {
+                    name: event.name,
+                    input: event.input,
+                })
+                .collect();
+            (HistoryEvent::ExecutionStarted(started), carried)
+        }
+        other => (other, Vec::new()),
     }
 }
 

@@ -3,11 +3,15 @@
 //! Every call on it is recorded in (or, on replay, checked against) the instance's history, so
 //! that re-running the orchestrator's code reproduces the same decisions.
 
+mod continue_as_new;
+mod custom_status;
 mod futures;
 mod retry;
 mod state;
 mod sub_orchestration;
 
+pub use self::continue_as_new::ContinueAsNew;
+pub use self::custom_status::{CustomStatusError, MAX_CUSTOM_STATUS_BYTES};
 pub use self::futures::{
     DurableFuture, Either, EventWithTimeout, TaskFuture, TimerFuture, WhenAny, WhenAny2,
 };
@@ -307,8 +311,22 @@ impl OrchestrationContext {
         &self.instance_id
     }
 
-    /// True while the code re-executes steps already recorded in history. Use it to avoid
-    /// repeating side effects such as log lines.
+    /// True while the code re-executes steps already recorded in history (after a restart or
+    /// a cache eviction), false while it runs a step for the first time. Use it to avoid
+    /// repeating side effects such as log lines; the [`info!`](crate::info) family of macros
+    /// does it for `tracing`.
+    ///
+    /// ```
+    /// use durable_runtime::prelude::*;
+    ///
+    /// #[orchestrator]
+    /// async fn greet(ctx: OrchestrationContext, name: String) -> String {
+    ///     if !ctx.is_replaying() {
+    ///         println!("greeting {name}"); // once, not once per replay
+    ///     }
+    ///     format!("hello {name}")
+    /// }
+    /// ```
     pub fn is_replaying(&self) -> bool {
         self.state.lock().is_replaying
     }

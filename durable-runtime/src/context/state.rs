@@ -152,6 +152,21 @@ pub(crate) struct OrchestrationState {
     pub(crate) current_time_ms: i64,
     /// Largest encoded payload (activity input) the code may hand to the store, in bytes.
     pub(crate) max_payload_bytes: usize,
+    /// Set when the code asked to continue as new; the step ends the run with it.
+    pub(crate) continue_as_new: Option<ContinueAsNewRequest>,
+    /// The custom status this run last set (`None` until it sets one).
+    pub(crate) custom_status: Option<Payload>,
+    /// The running orchestrator's registered name (for `continue_as_new`'s check).
+    pub(crate) orchestrator_name: std::sync::Arc<str>,
+}
+
+/// What `continue_as_new` asked for.
+#[derive(Debug, Clone)]
+pub(crate) struct ContinueAsNewRequest {
+    /// The next run's input, or why there is none (the instance then fails with it).
+    pub input: Result<Payload, String>,
+    /// Whether raised events not consumed yet go to the next run.
+    pub preserve_unprocessed_events: bool,
 }
 
 /// How a history event relates to the tasks the code scheduled.
@@ -176,7 +191,29 @@ impl OrchestrationState {
             is_replaying: false,
             current_time_ms: 0,
             max_payload_bytes,
+            continue_as_new: None,
+            custom_status: None,
+            orchestrator_name: std::sync::Arc::from(""),
         }
+    }
+
+    /// Takes the raised events no wait consumed, in arrival order (to carry them into the
+    /// next run).
+    pub(crate) fn take_buffered_events(&mut self) -> Vec<(String, Payload)> {
+        let mut events: Vec<(u64, String, Payload)> = self
+            .buffered_events
+            .drain()
+            .flat_map(|(name, queue)| {
+                queue
+                    .into_iter()
+                    .map(move |(input, order)| (order, name.clone(), input))
+            })
+            .collect();
+        events.sort_by_key(|(order, _, _)| *order);
+        events
+            .into_iter()
+            .map(|(_, name, input)| (name, input))
+            .collect()
     }
 
     /// Resolves task `task_id` with a result that arrives now, waking whoever awaits it.

@@ -172,7 +172,8 @@ pub struct StepCommit {
     pub children: Vec<NewChild>,
     /// The instance's status after the step; `None` leaves the row as it is (a step that only
     /// consumes messages sent to a finished or unknown instance). Statuses are a state machine
-    /// the store enforces: a step may move only a `Pending` or `Running` instance, so a step
+    /// the store enforces: a step may move only a `Pending`, `Running` or `ContinuedAsNew` (the
+    /// new run's first step) instance, so a step
     /// against an instance a client terminated or suspended (or one already finished) is
     /// refused whole with [`StoreError::Fenced`]. A step that finishes the instance also deletes
     /// its armed timers and, if the instance is a sub-orchestration, sends its outcome to its
@@ -182,7 +183,36 @@ pub struct StepCommit {
     pub output: Option<Payload>,
     /// The failure, if the step failed the instance.
     pub failure: Option<FailureDetails>,
+    /// The orchestrator's custom status, when the step changed it (`None` leaves it as it is;
+    /// a JSON `null` clears it). It outlives the run: a run started by `continue_as_new` keeps
+    /// it until it sets its own.
+    pub custom_status: Option<Payload>,
+    /// Set when the step ends the run by continuing as new (its `status` is then
+    /// `ContinuedAsNew`): see [`ContinueAsNew`]. Boxed: rare, and every write carries the
+    /// field.
+    pub continue_as_new: Option<Box<ContinueAsNew>>,
 }
+
+/// A step that ends its run with `continue_as_new`, committed atomically with it: the
+/// instance's history is deleted (the step's `events` only fence it, they are not appended),
+/// its armed timers and the activity work items of the ending run are deleted, its input
+/// becomes `input`, its current run becomes `execution_id`, and the new run's
+/// `ExecutionStarted` (same name, version and parent, with `carried_events`) is sent to it.
+/// The step may create no work (no activities, timers or children); one that does is refused.
+/// Its output, failure and parent link are left as they are; nothing is sent to the parent:
+/// a parent hears only of its child's last run.
+#[derive(Clone, Debug)]
+pub struct ContinueAsNew {
+    /// The new run's id.
+    pub execution_id: Arc<str>,
+    /// The new run's input.
+    pub input: Payload,
+    /// Raised events the ending run received and did not consume, in arrival order, handed to
+    /// the new run first.
+    pub carried_events: Vec<CarriedEvent>,
+}
+
+pub use crate::history::CarriedEvent;
 
 /// One atomic unit of work.
 #[derive(Clone, Debug)]

@@ -21,7 +21,9 @@ use crate::health::WriteRetry;
 use crate::history::HistoryEvent;
 use crate::instance::RuntimeStatus;
 use crate::replay::Execution;
-use crate::store::{ErrorClass, NewChild, NewInstance, StepCommit, StoreError, Write};
+use crate::store::{
+    ContinueAsNew, ErrorClass, NewChild, NewInstance, StepCommit, StoreError, Write,
+};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -236,6 +238,7 @@ async fn run_step(
     );
     let step = execution.step(&shared.registry, now, events);
     let (status, output, failure) = match &step.outcome {
+        None if step.continued.is_some() => (RuntimeStatus::ContinuedAsNew, None, None),
         None => (RuntimeStatus::Running, None, None),
         Some(Ok(output)) => (RuntimeStatus::Completed, Some(output.clone()), None),
         Some(Err(failure)) => {
@@ -261,6 +264,17 @@ async fn run_step(
             },
         })
         .collect();
+    // The next run gets a fresh id here, like a child: results of this run can never land in
+    // it, and a step computed again after a failed commit starts its next run under a new id.
+    let continue_as_new = step.continued.map(|next| {
+        tracing::debug!(orchestrator = execution.name(), "continuing as new");
+        Box::new(ContinueAsNew {
+            execution_id: uuid::Uuid::new_v4().simple().to_string().into(),
+            input: next.input,
+            carried_events: next.carried_events,
+        })
+    });
+    let continued = continue_as_new.is_some();
     let commit = StepCommit {
         instance_id: instance_id.to_string(),
         execution_id: run,
@@ -276,11 +290,18 @@ async fn run_step(
         status: Some(status),
         output,
         failure,
+        custom_status: step.custom_status,
+        continue_as_new,
     };
     shared.commit(Write::Step(commit)).await?;
     execution.committed(appended);
     if step.outcome.is_some() {
         shared.dispatcher.finished(instance_id);
+    }
+    if continued {
+        // The next run starts from its own ExecutionStarted, already on its way: the ended
+        // run's execution must not take (and consume) its messages.
+        return Ok(Stepped::Committed(None));
     }
     Ok(Stepped::Committed(Some(execution)))
 }
@@ -308,7 +329,12 @@ async fn rebuild(
     if check_status {
         match shared.store.read_runtime_status(instance_id).await? {
             None => return Ok(Rebuilt::Unknown),
-            Some(status) if !matches!(status, RuntimeStatus::Pending | RuntimeStatus::Running) => {
+            Some(status)
+                if !matches!(
+                    status,
+                    RuntimeStatus::Pending | RuntimeStatus::Running | RuntimeStatus::ContinuedAsNew
+                ) =>
+            {
                 return Ok(Rebuilt::Finished);
             }
             Some(_) => {}
@@ -377,6 +403,8 @@ async fn commit_consume_only(
         status: None,
         output: None,
         failure: None,
+        custom_status: None,
+        continue_as_new: None,
     };
     loop {
         match shared.commit(Write::Step(commit.clone())).await {

@@ -5,6 +5,7 @@
 //! write's savepoint.
 
 use super::children::{self, Outcome};
+use super::continue_as_new;
 use super::error::SqlContext;
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;
@@ -348,6 +349,7 @@ pub(super) fn create_instance(
         input: new.input.clone(),
         execution_id: Some(new.execution_id.to_string()),
         parent: parent.cloned(),
+        carried_events: Vec::new(),
     }));
     insert_message(conn, ids, &new.instance_id, &new.execution_id, &started)
 }
@@ -381,9 +383,16 @@ fn check_step(conn: &Connection, step: &StepCommit) -> Result<Option<State>, Sto
             step.execution_id
         )));
     }
-    if step.status.is_some() && !matches!(status, RuntimeStatus::Pending | RuntimeStatus::Running) {
+    // ContinuedAsNew: the new run's first step, which makes it Running.
+    if step.status.is_some()
+        && !matches!(
+            status,
+            RuntimeStatus::Pending | RuntimeStatus::Running | RuntimeStatus::ContinuedAsNew
+        )
+    {
         return Err(StoreError::Fenced(format!(
-            "instance '{id}' is {status}: a step may only move a Pending or Running instance"
+            "instance '{id}' is {status}: a step may only move a Pending, Running or \
+             ContinuedAsNew instance"
         )));
     }
     if !step.events.is_empty() && history_len != step.first_seq {
@@ -436,6 +445,21 @@ fn apply_step(
         if !gone.is_empty() {
             return Err(StoreError::TimersGone(gone));
         }
+    }
+    if let Some(custom_status) = &step.custom_status {
+        // A JSON null clears it, as if never set.
+        let value = (custom_status.as_str() != "null").then(|| custom_status.as_str());
+        conn.prepare_cached("UPDATE instances SET custom_status = ?2 WHERE instance_id = ?1")?
+            .execute(params![id, value])?;
+    }
+    if let Some(next) = &step.continue_as_new {
+        let parent = state.as_ref().and_then(|state| state.parent.as_ref());
+        let started = continue_as_new::apply(conn, ids, step, next, parent)?;
+        return Ok(Written::Step(StepWork {
+            activities: Vec::new(),
+            timers: Vec::new(),
+            messages: vec![started],
+        }));
     }
     if !step.events.is_empty() {
         let mut append = conn.prepare_cached(

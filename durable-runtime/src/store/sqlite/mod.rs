@@ -11,6 +11,7 @@
 
 mod apply;
 mod children;
+mod continue_as_new;
 mod error;
 mod lock;
 mod read;
@@ -21,6 +22,8 @@ mod writer;
 mod tests;
 #[cfg(test)]
 mod tests_children;
+#[cfg(test)]
+mod tests_migrate_v6;
 #[cfg(test)]
 mod tests_open;
 #[cfg(test)]

@@ -16,8 +16,8 @@ use crate::store::{
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const INSTANCE_COLUMNS: &str =
-    "instance_id, name, version, status, input, output, failure, created_ms, updated_ms";
+const INSTANCE_COLUMNS: &str = "instance_id, name, version, status, input, output, failure, created_ms, updated_ms, \
+     custom_status";
 
 fn corrupt(table: &'static str, key: &str, reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
@@ -62,6 +62,11 @@ fn instance_from_row(row: &Row<'_>) -> Result<InstanceStatus, StoreError> {
         failure,
         created_ms: row.get(7).at("instances", key)?,
         last_updated_ms: row.get(8).at("instances", key)?,
+        custom_status: row
+            .get::<_, Option<String>>(9)
+            .at("instances", key)?
+            .map(|json| parse_payload("instances", key, json))
+            .transpose()?,
         history: None,
         instance_id,
     })

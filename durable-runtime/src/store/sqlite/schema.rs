@@ -13,7 +13,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i32 = 0x4455_5242;
 
 /// The schema version this release reads and writes.
-pub const SCHEMA_VERSION: i32 = 5;
+pub const SCHEMA_VERSION: i32 = 6;
 
 /// The version 3 instance and history tables. A new file is created in the version 3 shape and
 /// migrated at once, so there is one definition of the current shape: the migrations.
@@ -170,6 +170,22 @@ CREATE INDEX instances_by_parent ON instances(parent_instance_id)
     WHERE parent_instance_id IS NOT NULL;
 ";
 
+/// From version 5: custom status. A column of the instance's row (written only by a step that
+/// changes it, and small: the context caps it like Durable Functions does), shown by the
+/// `instance_rows` view that status reads go through.
+const MIGRATE_V5_TO_V6: &str = "
+ALTER TABLE instances ADD COLUMN custom_status TEXT;
+DROP VIEW instance_rows;
+CREATE VIEW instance_rows AS
+    SELECT i.instance_id AS instance_id, i.name AS name, i.version AS version,
+           i.status AS status, inp.input AS input, outp.output AS output,
+           i.failure AS failure, i.created_ms AS created_ms, i.updated_ms AS updated_ms,
+           i.custom_status AS custom_status
+    FROM instances i
+    LEFT JOIN instance_inputs inp ON inp.instance_id = i.instance_id
+    LEFT JOIN instance_outputs outp ON outp.instance_id = i.instance_id;
+";
+
 const COPY_V1_WORK: &str = "
 INSERT INTO messages (id, instance_id, event) SELECT id, instance_id, event FROM messages_v1;
 INSERT INTO activities (id, instance_id, task_id, name, input)
@@ -216,7 +232,8 @@ pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> 
                 1 => migrate_from_v1(conn),
                 2 => migrate_from_v2(conn),
                 3 => migrate_from_v3(conn),
-                _ => migrate_from_v4(conn),
+                4 => migrate_from_v4(conn),
+                _ => migrate_from_v5(conn),
             }
         }
     });
@@ -270,7 +287,7 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
             SCHEMA_VERSION => Ok(Found::Current),
             // Version 1 never stamped the id, but a file that has it and version 1 is one.
             1 if tables.iter().any(|t| t == "instances") => Ok(Found::Older(1)),
-            2..=4 => Ok(Found::Older(version)),
+            2..=5 => Ok(Found::Older(version)),
             v if v > SCHEMA_VERSION => Err(incompatible(
                 path,
                 format!(
@@ -321,9 +338,15 @@ fn create(conn: &Connection) -> Result<(), StoreError> {
     migrate_from_v3(conn)
 }
 
+/// Version 5 to 6 in one self-contained step; later versions chain after it.
+fn migrate_from_v5(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(MIGRATE_V5_TO_V6)?;
+    stamp(conn)
+}
+
 fn migrate_from_v4(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(MIGRATE_V4_TO_V5)?;
-    stamp(conn)
+    migrate_from_v5(conn)
 }
 
 fn migrate_from_v3(conn: &Connection) -> Result<(), StoreError> {

@@ -36,6 +36,8 @@ pub(super) fn step(id: &str, first_seq: u64) -> StepCommit {
         status: Some(RuntimeStatus::Running),
         output: None,
         failure: None,
+        custom_status: None,
+        continue_as_new: None,
     }
 }
 

@@ -72,6 +72,7 @@ async fn a_step_creates_its_children_with_their_starts_and_parent_links() {
                     execution_id: RUN.into(),
                     task_id,
                 }),
+                carried_events: Vec::new(),
             }))
         );
         let status = store
