@@ -84,6 +84,22 @@ pub enum HistoryEvent {
         /// What went wrong.
         failure: FailureDetails,
     },
+    /// A client terminated the instance (`Client::terminate`); nothing follows it.
+    ExecutionTerminated {
+        /// The reason the client gave.
+        reason: String,
+    },
+    /// A client suspended the instance (`Client::suspend`): it runs no step until resumed.
+    /// Recorded by the step that runs after the resume, in the order the messages arrived.
+    ExecutionSuspended {
+        /// The reason the client gave.
+        reason: String,
+    },
+    /// A client resumed the suspended instance (`Client::resume`).
+    ExecutionResumed {
+        /// The reason the client gave.
+        reason: String,
+    },
 }
 
 // A fan-out step holds one event per task it schedules: large events are boxed to keep this.
@@ -108,6 +124,9 @@ impl HistoryEvent {
             HistoryEvent::EventRaised { .. } => "EventRaised",
             HistoryEvent::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
+            HistoryEvent::ExecutionTerminated { .. } => "ExecutionTerminated",
+            HistoryEvent::ExecutionSuspended { .. } => "ExecutionSuspended",
+            HistoryEvent::ExecutionResumed { .. } => "ExecutionResumed",
         }
     }
 }

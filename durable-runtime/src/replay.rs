@@ -136,7 +136,9 @@ impl Execution {
                     execution.pending_outcome = execution.run_to_block();
                     execution.state.lock().current_time_ms = record.timestamp_ms;
                 }
-                HistoryEvent::ExecutionCompleted { .. } | HistoryEvent::ExecutionFailed { .. } => {
+                HistoryEvent::ExecutionCompleted { .. }
+                | HistoryEvent::ExecutionFailed { .. }
+                | HistoryEvent::ExecutionTerminated { .. } => {
                     execution.finished = true;
                 }
                 HistoryEvent::TaskScheduled { .. }

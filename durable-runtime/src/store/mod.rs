@@ -222,7 +222,21 @@ pub enum Write {
         /// The result event.
         event: HistoryEvent,
     },
-    /// Delete a due timer and send `TimerFired` to its instance.
+    /// Create an instance whose start waits until `start_at_ms` (a scheduled start): its row
+    /// (`Pending`) and input now, and instead of its `ExecutionStarted` message a timer with
+    /// task id [`START_TIMER_TASK`]; firing that timer sends the `ExecutionStarted`. The answer
+    /// is `Step` with that timer. [`StoreError::InstanceExists`] if the id is taken.
+    ScheduleInstance {
+        /// The instance.
+        instance: NewInstance,
+        /// When it starts (ms since the epoch).
+        start_at_ms: i64,
+    },
+    /// A client operation on an instance (terminate, suspend, resume, restart, purge); see
+    /// [`Manage`].
+    Manage(Manage),
+    /// Delete a due timer and send `TimerFired` to its instance (or, for a timer with task id
+    /// [`START_TIMER_TASK`], the instance's `ExecutionStarted`).
     FireTimer {
         /// The timer.
         timer_id: i64,
@@ -231,6 +245,128 @@ pub enum Write {
         /// Its task id.
         task_id: u64,
     },
+}
+
+/// The task id of the timer that starts an instance with a scheduled start
+/// ([`Write::ScheduleInstance`]). An orchestrator's own task ids count up from 0 and never
+/// reach it.
+pub const START_TIMER_TASK: u64 = i64::MAX as u64;
+
+/// A client operation on instances, applied atomically with everything it implies.
+///
+/// The status state machine: `terminate` moves a `Pending`, `Running` or `Suspended` instance
+/// to `Terminated`; `suspend` moves a `Pending` or `Running` one to `Suspended`; `resume` moves
+/// a `Suspended` one back (to `Running`, or `Pending` if it never ran a step); `restart` and
+/// `purge` take a finished one (`Completed`, `Failed`, `Terminated`). Any other status is
+/// refused with [`StoreError::NotApplicable`], changing nothing.
+#[derive(Clone, Debug)]
+pub enum Manage {
+    /// Ends the instance `Terminated`: appends `ExecutionTerminated` to its history (so a step
+    /// computed against the old history or status is fenced), stores the reason as its output,
+    /// deletes its armed timers, queued activities and unconsumed messages, sends its parent
+    /// (if any, and running) a `SubOrchestrationInstanceFailed`, and terminates its running
+    /// sub-orchestrations the same way, recursively, in the same transaction. Their parents
+    /// are terminated first, so no outcome of a terminated child reaches them. The answer is
+    /// `Managed`.
+    Terminate {
+        /// The instance.
+        instance_id: String,
+        /// Why.
+        reason: String,
+        /// When (ms since the epoch).
+        timestamp_ms: i64,
+    },
+    /// Marks the instance `Suspended` and sends it an `ExecutionSuspended` message. Steps
+    /// against a suspended instance are fenced; messages sent to it stay in the store.
+    Suspend {
+        /// The instance.
+        instance_id: String,
+        /// Why.
+        reason: String,
+        /// When (ms since the epoch).
+        timestamp_ms: i64,
+    },
+    /// Moves a suspended instance back to `Running` (or `Pending`) and sends it an
+    /// `ExecutionResumed` message.
+    Resume {
+        /// The instance.
+        instance_id: String,
+        /// Why.
+        reason: String,
+        /// When (ms since the epoch).
+        timestamp_ms: i64,
+    },
+    /// Starts a finished instance again under its id, with its orchestrator, version and
+    /// input: its history, output, failure, idempotency keys and work rows are deleted, its
+    /// row starts over as `Pending` on the run `execution_id` (no longer a sub-orchestration:
+    /// the parent's call was answered already), and its `ExecutionStarted` is sent. The answer
+    /// is `Instance`.
+    Restart {
+        /// The instance.
+        instance_id: String,
+        /// The new run's id.
+        execution_id: Arc<str>,
+        /// When (ms since the epoch); its new creation time.
+        timestamp_ms: i64,
+    },
+    /// Deletes finished instances with everything stored about them: history, input, output,
+    /// idempotency keys, and any message, activity or timer row left. The answer is `Purged`.
+    Purge(PurgeTarget),
+}
+
+/// Which instances a purge removes.
+#[derive(Clone, Debug, PartialEq)]
+pub enum PurgeTarget {
+    /// This one; [`StoreError::InstanceNotFound`] if it does not exist and
+    /// [`StoreError::NotApplicable`] if it is not finished.
+    Instance(String),
+    /// Up to `limit` finished instances matching the filter (a caller purging more asks again
+    /// until fewer come back: each write stays a short transaction).
+    Matching {
+        /// Which.
+        filter: PurgeFilter,
+        /// At most this many.
+        limit: u32,
+    },
+}
+
+/// A filter for purging finished instances; every field narrows it.
+///
+/// ```
+/// use durable_runtime::RuntimeStatus;
+/// use durable_runtime::store::PurgeFilter;
+/// // Failed instances created before a moment.
+/// let filter = PurgeFilter {
+///     created_to_ms: Some(1_700_000_000_000),
+///     statuses: vec![RuntimeStatus::Failed],
+///     ..PurgeFilter::default()
+/// };
+/// # let _ = filter;
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct PurgeFilter {
+    /// Only instances created at or after this time (ms since the epoch).
+    pub created_from_ms: Option<i64>,
+    /// Only instances created before this time (ms since the epoch).
+    pub created_to_ms: Option<i64>,
+    /// Only instances last updated (finished) before this time (ms since the epoch).
+    pub updated_to_ms: Option<i64>,
+    /// Only these statuses (every finished one when empty). A status that is not finished
+    /// (`Pending`, `Running`, `Suspended`, `ContinuedAsNew`) never matches: a running instance
+    /// is never purged.
+    pub statuses: Vec<RuntimeStatus>,
+}
+
+/// What a client operation changed, for the runtime to dispatch.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ManagedWork {
+    /// Instances whose status changed (the one addressed, and the sub-orchestrations a
+    /// terminate reached): the runtime forgets their cached executions and wakes their
+    /// waiters.
+    pub changed: Vec<String>,
+    /// Messages the operation sent (`ExecutionSuspended`, `ExecutionResumed`, outcomes to
+    /// parents).
+    pub messages: Vec<Message>,
 }
 
 /// The work a committed step created.
@@ -256,6 +392,10 @@ pub enum Written {
     /// The event (or timer firing) is durable; the message it sent. `None` when the timer was
     /// already gone (fired before a crash): nothing is sent twice.
     Delivered(Option<Message>),
+    /// A client operation is durable; what it changed.
+    Managed(ManagedWork),
+    /// A purge is durable; how many instances it removed.
+    Purged(u64),
 }
 
 /// How a caller should react to a [`StoreError`]: the worker's retry logic reads only this,
@@ -330,6 +470,18 @@ pub enum StoreError {
     /// No instance has this id.
     #[error("no instance with id '{0}'")]
     InstanceNotFound(String),
+    /// A client operation does not apply to the instance in its status (terminating a
+    /// finished instance, resuming one that is not suspended, purging a running one...);
+    /// nothing was changed.
+    #[error("cannot {operation} instance '{instance_id}': it is {status}")]
+    NotApplicable {
+        /// What was asked (`terminate`, `suspend`, `resume`, `restart`, `purge`).
+        operation: &'static str,
+        /// The instance.
+        instance_id: String,
+        /// Its status.
+        status: RuntimeStatus,
+    },
     /// The instance has finished and takes no more events.
     #[error("instance '{instance_id}' is {status} and takes no more events")]
     InstanceFinished {
@@ -368,6 +520,7 @@ impl StoreError {
             StoreError::Fenced(_)
             | StoreError::InstanceExists(_)
             | StoreError::InstanceFinished { .. }
+            | StoreError::NotApplicable { .. }
             | StoreError::AlreadyRecorded(_)
             | StoreError::MessagesGone(_) => ErrorClass::Conflict,
             StoreError::InstanceNotFound(_) => ErrorClass::NotFound,

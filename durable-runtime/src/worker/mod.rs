@@ -3,6 +3,7 @@
 pub(crate) mod activity;
 pub(crate) mod orchestration;
 pub(crate) mod recovery;
+pub(crate) mod retention;
 pub(crate) mod timer;
 
 use crate::clock::Clock;
@@ -27,6 +28,8 @@ pub(crate) struct Limits {
     pub activity_timeouts: HashMap<String, Duration>,
     /// Armed timers kept in memory; later ones are read from the store as their turn comes.
     pub max_timers_in_memory: usize,
+    /// Finished instances older than this are purged in the background.
+    pub retention: Option<Duration>,
 }
 
 impl Limits {
@@ -90,7 +93,16 @@ impl Shared {
                 }
                 Delivered::Sent
             }
-            Written::Delivered(None) => Delivered::Nothing,
+            Written::Managed(work) => {
+                for instance_id in &work.changed {
+                    self.dispatcher.changed(instance_id);
+                }
+                for message in work.messages {
+                    self.deliver(message);
+                }
+                Delivered::Sent
+            }
+            Written::Delivered(None) | Written::Purged(_) => Delivered::Nothing,
         }
     }
 }

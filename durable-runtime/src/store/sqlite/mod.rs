@@ -13,6 +13,8 @@ mod apply;
 mod children;
 mod error;
 mod lock;
+mod manage;
+mod purge;
 mod read;
 pub mod schema;
 mod writer;
