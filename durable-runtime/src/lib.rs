@@ -59,7 +59,7 @@ pub mod store;
 mod worker;
 
 pub use activity_context::ActivityContext;
-pub use client::Client;
+pub use client::{Client, StartOptions};
 pub use context::{
     DurableFuture, Either, EventWithTimeout, OrchestrationContext, RetryFuture, RetryIf,
     RetryPolicy, TaskFuture, TimerFuture, WhenAny, WhenAny2,
@@ -76,6 +76,7 @@ pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 pub use outcome::{Outcome, PlainOutput};
 pub use payload::Payload;
 pub use runtime::{Runtime, RuntimeBuilder};
+pub use store::PurgeFilter;
 pub use uuid::Uuid;
 
 /// Everything a typical program needs: `use durable_runtime::prelude::*;`.
