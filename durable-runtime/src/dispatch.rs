@@ -133,10 +133,18 @@ impl Dispatcher {
     fn push(&self, instance_id: String, inbound: Inbound) {
         let mut slots = self.slots.lock();
         let slot = slots.entry(instance_id.clone()).or_default();
+        let in_memory_only = matches!(inbound.source, Source::Activity(_));
         slot.messages.push(inbound);
         if slot.suspended {
-            // Kept for the resume; the store has it too.
-            return;
+            if !in_memory_only {
+                // Kept for the resume; the store has it too.
+                return;
+            }
+            // An activity result is only in memory: a worker stores it (and parks the
+            // instance again), so that a crash while suspended does not lose it.
+            slot.suspended = false;
+            self.held_messages
+                .fetch_add(slot.messages.len() - 1, Ordering::Relaxed);
         }
         self.held_messages.fetch_add(1, Ordering::Relaxed);
         if !slot.claimed {
@@ -266,7 +274,8 @@ impl Dispatcher {
     /// Parks a claimed instance that the store says is suspended: `messages` (all stored)
     /// wait in its slot, with any that arrive later, until a client operation changes it.
     /// Returns true (and keeps the claim) if one did since the worker read `changes` before
-    /// it looked at the status: the status it saw may be stale, so it must look again.
+    /// it looked at the status (the status it saw may be stale, so it must look again), or if
+    /// an activity result arrived meanwhile (it must be stored before parking).
     pub(crate) fn park_suspended(
         &self,
         instance_id: &str,
@@ -275,7 +284,13 @@ impl Dispatcher {
     ) -> bool {
         let mut slots = self.slots.lock();
         let slot = slots.entry(instance_id.to_string()).or_default();
-        if slot.changes != changes {
+        // An activity result that arrived meanwhile is only in memory: the worker stores it
+        // first.
+        let unstored = slot
+            .messages
+            .iter()
+            .any(|m| matches!(m.source, Source::Activity(_)));
+        if slot.changes != changes || unstored {
             self.held_messages
                 .fetch_add(messages.len(), Ordering::Relaxed);
             let newer = std::mem::replace(&mut slot.messages, messages);

@@ -94,11 +94,13 @@ impl Shared {
                 Delivered::Sent
             }
             Written::Managed(work) => {
-                for instance_id in &work.changed {
-                    self.dispatcher.changed(instance_id);
-                }
+                // Messages first: a resumed instance's parked messages and its
+                // `ExecutionResumed` are then stepped together.
                 for message in work.messages {
                     self.deliver(message);
+                }
+                for instance_id in &work.changed {
+                    self.dispatcher.changed(instance_id);
                 }
                 Delivered::Sent
             }
