@@ -11,6 +11,7 @@
 //! | [`resume`](Client::resume) | Suspended | Running (Pending if it never ran) |
 //! | [`restart`](Client::restart) (same id) | Completed, Failed, Terminated | Pending |
 //! | [`restart`](Client::restart) (new id) | any | a new instance, Pending |
+//! | [`rewind`](Client::rewind) | Failed | Running |
 //! | [`purge`](Client::purge) | Completed, Failed, Terminated | gone |
 
 use super::{Client, StartFuture, new_instance_id, store_error};
@@ -158,6 +159,35 @@ impl Client {
             .await
             .map_err(store_error)?;
         Ok(instance_id.to_string())
+    }
+
+    /// Rewinds a `Failed` instance: the activities and sub-orchestrations whose failure made
+    /// it fail run again, and it continues from there; work that completed is not run again.
+    /// A failed sub-orchestration is rewound the same way, recursively.
+    ///
+    /// History stays append-only: an `ExecutionRewound` event is appended, and replay treats
+    /// the failures it undid (the task failures after which the code scheduled nothing more,
+    /// which is what the code failed on; a failure followed by more work, such as an earlier
+    /// retry attempt, was handled and stays) and the `ExecutionFailed` before it as if they
+    /// had not arrived. The new results follow the `ExecutionRewound`.
+    ///
+    /// Refused with [`Error::NotApplicable`] if the instance is not `Failed`, or failed in its
+    /// own code with no failed task to run again (run it again with
+    /// [`restart`](Self::restart)).
+    ///
+    /// ```no_run
+    /// # async fn demo(client: durable_runtime::Client) -> Result<(), durable_runtime::Error> {
+    /// // The payment service was down; it is back.
+    /// client.rewind("order-42", "payment service restored").await?;
+    /// # Ok(()) }
+    /// ```
+    pub async fn rewind(&self, instance_id: &str, reason: &str) -> Result<(), Error> {
+        let write = Manage::Rewind {
+            instance_id: instance_id.to_string(),
+            reason: reason.to_string(),
+            timestamp_ms: self.shared.clock.now_ms(),
+        };
+        self.manage(write).await
     }
 
     async fn manage(&self, write: Manage) -> Result<(), Error> {

@@ -312,6 +312,23 @@ pub enum Manage {
     /// Deletes finished instances with everything stored about them: history, input, output,
     /// idempotency keys, and any message, activity or timer row left. The answer is `Purged`.
     Purge(PurgeTarget),
+    /// Rewinds a `Failed` instance: appends `ExecutionRewound`, moves it back to `Running`,
+    /// and runs again the failures the code did not handle
+    /// ([`unhandled_failures`](crate::history)): a failed activity is enqueued again (its
+    /// `TaskScheduled` name and input, same task id); a failed sub-orchestration that is
+    /// itself `Failed` is rewound the same way, recursively, and its outcome goes to this run
+    /// again; any other failed child's failure is sent again. Replay skips the rewound
+    /// failures and the `ExecutionFailed` (see `HistoryEvent::ExecutionRewound`). An instance
+    /// with no such failure (its own code failed) is refused with
+    /// [`StoreError::NotApplicable`]. The answer is `Managed`.
+    Rewind {
+        /// The instance.
+        instance_id: String,
+        /// Why.
+        reason: String,
+        /// When (ms since the epoch).
+        timestamp_ms: i64,
+    },
 }
 
 /// Which instances a purge removes.
@@ -367,6 +384,8 @@ pub struct ManagedWork {
     /// Messages the operation sent (`ExecutionSuspended`, `ExecutionResumed`, outcomes to
     /// parents).
     pub messages: Vec<Message>,
+    /// Activities it enqueued (a rewind's).
+    pub activities: Vec<ActivityWorkItem>,
 }
 
 /// The work a committed step created.

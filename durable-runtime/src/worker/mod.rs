@@ -94,6 +94,9 @@ impl Shared {
                 Delivered::Sent
             }
             Written::Managed(work) => {
+                for item in work.activities {
+                    self.dispatcher.enqueue_activity(item);
+                }
                 // Messages first: a resumed instance's parked messages and its
                 // `ExecutionResumed` are then stepped together.
                 for message in work.messages {

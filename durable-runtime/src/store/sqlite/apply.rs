@@ -22,7 +22,7 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// the extra page write per commit that `AUTOINCREMENT` costs.
 pub(crate) struct NextIds {
     messages: i64,
-    activities: i64,
+    pub(super) activities: i64,
     pub(super) timers: i64,
 }
 

@@ -1,4 +1,5 @@
-//! Client operations in a write: terminate, suspend, resume, restart, and scheduled starts.
+//! Client operations in a write: terminate, suspend, resume, restart, and scheduled starts
+//! (purges are in [`super::purge`], rewinds in [`super::rewind`]).
 //! Each checks the status state machine (see [`Manage`]) before changing anything.
 
 use super::apply::{NextIds, State, insert_message, insert_row, instance_state, to_json};
@@ -41,6 +42,12 @@ pub(super) fn apply(
             timestamp_ms,
         } => restart(conn, ids, instance_id, execution_id, *timestamp_ms).map(Written::Instance),
         Manage::Purge(target) => super::purge::purge(conn, target).map(Written::Purged),
+        Manage::Rewind {
+            instance_id,
+            reason,
+            timestamp_ms,
+        } => super::rewind::rewind(conn, ids, instance_id, reason, *timestamp_ms)
+            .map(Written::Managed),
     }
 }
 
@@ -207,6 +214,7 @@ fn suspend(
     Ok(ManagedWork {
         changed: vec![instance_id.to_string()],
         messages: vec![message],
+        activities: Vec::new(),
     })
 }
 
@@ -232,6 +240,7 @@ fn resume(
     Ok(ManagedWork {
         changed: vec![instance_id.to_string()],
         messages: vec![message],
+        activities: Vec::new(),
     })
 }
 

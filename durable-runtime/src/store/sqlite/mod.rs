@@ -16,6 +16,7 @@ mod lock;
 mod manage;
 mod purge;
 mod read;
+mod rewind;
 pub mod schema;
 mod writer;
 
