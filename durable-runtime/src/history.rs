@@ -100,9 +100,10 @@ pub enum HistoryEvent {
         /// The reason the client gave.
         reason: String,
     },
-    /// A client rewound the failed instance (`Client::rewind`): the failures before this
-    /// event that [`rewound_events`] names, and the `ExecutionFailed` before it, are not
-    /// replayed; the failed tasks run again and their new results follow.
+    /// A client rewound the failed instance (`Client::rewind`): the task failures before
+    /// this event after which the code scheduled nothing more (what it failed on), and the
+    /// `ExecutionFailed` before it, are not replayed; those tasks run again and their new
+    /// results follow.
     ExecutionRewound {
         /// The reason the client gave.
         reason: String,

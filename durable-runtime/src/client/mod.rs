@@ -1,5 +1,5 @@
-//! `Client`: start instances, query them, wait for them; manage them
-//! ([`management`](self::management): terminate, suspend, resume, restart; [`purge`]).
+//! `Client`: start instances, query them, wait for them (here); manage them (`management.rs`:
+//! scheduled starts, terminate, suspend, resume, restart, rewind; `purge.rs`: purges).
 
 mod management;
 mod purge;
