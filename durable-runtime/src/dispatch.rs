@@ -56,6 +56,12 @@ struct Slot {
     claimed: bool,
     /// Its key in [`Slots::idle`] while its execution is cached and it is idle.
     idle_since: Option<u64>,
+    /// The instance is suspended: its messages wait here (and in the store), no step runs,
+    /// and they do not count in the backlog. Never set while claimed.
+    suspended: bool,
+    /// Counts the client operations that changed the instance (see [`Dispatcher::changed`]):
+    /// a worker that found the instance suspended parks it only if none came since.
+    changes: u64,
 }
 
 /// The instances known to the dispatcher, and the order their cached executions were last used
@@ -191,7 +197,19 @@ impl Dispatcher {
         let mut slots = self.slots.lock();
         let Slots { by_id, idle, .. } = &mut *slots;
         let slot = by_id.entry(instance_id.clone()).or_default();
+        let in_memory_only = matches!(inbound.source, Source::Activity(_) | Source::Timer(_));
         slot.messages.push(inbound);
+        if slot.suspended {
+            if !in_memory_only {
+                // Kept for the resume; the store has it too.
+                return;
+            }
+            // An activity result or a timer firing is only in memory: a worker stores it (and
+            // parks the instance again), so that a crash while suspended does not lose it.
+            slot.suspended = false;
+            self.held_messages
+                .fetch_add(slot.messages.len() - 1, Ordering::Relaxed);
+        }
         self.held_messages.fetch_add(1, Ordering::Relaxed);
         if !slot.claimed {
             slot.claimed = true;
@@ -365,6 +383,85 @@ impl Dispatcher {
         slot.messages = messages;
         slot.claimed = false;
         false
+    }
+
+    /// How many client operations changed the instance so far, in this process (see
+    /// [`park_suspended`](Self::park_suspended)).
+    pub(crate) fn changes(&self, instance_id: &str) -> u64 {
+        self.slots
+            .lock()
+            .by_id
+            .get(instance_id)
+            .map_or(0, |slot| slot.changes)
+    }
+
+    /// Parks a claimed instance that the store says is suspended: `messages` (all stored)
+    /// wait in its slot, with any that arrive later, until a client operation changes it.
+    /// Returns true (and keeps the claim) if one did since the worker read `changes` before
+    /// it looked at the status (the status it saw may be stale, so it must look again), or if
+    /// an activity result arrived meanwhile (it must be stored before parking).
+    pub(crate) fn park_suspended(
+        &self,
+        instance_id: &str,
+        messages: Vec<Inbound>,
+        changes: u64,
+    ) -> bool {
+        let mut slots = self.slots.lock();
+        let Slots { by_id, idle, .. } = &mut *slots;
+        let slot = by_id.entry(instance_id.to_string()).or_default();
+        // An activity result or timer firing that arrived meanwhile is only in memory: the
+        // worker stores it first.
+        let unstored = slot
+            .messages
+            .iter()
+            .any(|m| matches!(m.source, Source::Activity(_) | Source::Timer(_)));
+        if slot.changes != changes || unstored {
+            self.held_messages
+                .fetch_add(messages.len(), Ordering::Relaxed);
+            let newer = std::mem::replace(&mut slot.messages, messages);
+            slot.messages.extend(newer);
+            return true;
+        }
+        // The newer messages were counted in the backlog when they arrived; parked, they
+        // are not.
+        self.held_messages
+            .fetch_sub(slot.messages.len(), Ordering::Relaxed);
+        let newer = std::mem::replace(&mut slot.messages, messages);
+        slot.messages.extend(newer);
+        Slots::unidle(idle, slot);
+        slot.execution = None;
+        slot.suspended = true;
+        slot.claimed = false;
+        false
+    }
+
+    /// A client operation changed the instance's status (terminate, suspend, resume, restart):
+    /// its cached execution is stale and dropped (a claimed one is fenced at its commit),
+    /// whoever waits for it looks again, and a parked (suspended) instance runs its waiting
+    /// messages: a resumed one processes them, a terminated one consumes them.
+    pub(crate) fn changed(&self, instance_id: &str) {
+        {
+            let mut slots = self.slots.lock();
+            let Slots { by_id, idle, .. } = &mut *slots;
+            if let Some(slot) = by_id.get_mut(instance_id) {
+                slot.changes += 1;
+                Slots::unidle(idle, slot);
+                slot.execution = None;
+                if slot.suspended {
+                    slot.suspended = false;
+                    self.held_messages
+                        .fetch_add(slot.messages.len(), Ordering::Relaxed);
+                    if !slot.claimed && !slot.messages.is_empty() {
+                        slot.claimed = true;
+                        let _ = self.ready.send(instance_id.to_string());
+                    }
+                }
+                if !slot.claimed && slot.messages.is_empty() {
+                    by_id.remove(instance_id);
+                }
+            }
+        }
+        self.finished(instance_id);
     }
 
     /// False when the cache is off (capacity 0): every step then replays from history, even

@@ -41,6 +41,18 @@ pub enum Error {
         /// Its final status.
         status: crate::RuntimeStatus,
     },
+    /// A management operation does not apply to the instance in its status: terminating or
+    /// suspending a finished instance, resuming one that is not suspended, restarting (under
+    /// its id) or purging one that has not finished. Nothing was changed.
+    #[error("cannot {operation} instance '{instance_id}': it is {status}")]
+    NotApplicable {
+        /// What was asked (`terminate`, `suspend`, `resume`, `restart`, `purge`).
+        operation: &'static str,
+        /// The instance.
+        instance_id: String,
+        /// Its status.
+        status: crate::RuntimeStatus,
+    },
     /// The instance id is not acceptable.
     #[error("invalid instance id '{id}': {reason}")]
     InvalidInstanceId {

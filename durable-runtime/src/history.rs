@@ -84,6 +84,30 @@ pub enum HistoryEvent {
         /// What went wrong.
         failure: FailureDetails,
     },
+    /// A client terminated the instance (`Client::terminate`); nothing follows it.
+    ExecutionTerminated {
+        /// The reason the client gave.
+        reason: String,
+    },
+    /// A client suspended the instance (`Client::suspend`): it runs no step until resumed.
+    /// Recorded by the step that runs after the resume, in the order the messages arrived.
+    ExecutionSuspended {
+        /// The reason the client gave.
+        reason: String,
+    },
+    /// A client resumed the suspended instance (`Client::resume`).
+    ExecutionResumed {
+        /// The reason the client gave.
+        reason: String,
+    },
+    /// A client rewound the failed instance (`Client::rewind`): the task failures before
+    /// this event after which the code scheduled nothing more (what it failed on), and the
+    /// `ExecutionFailed` before it, are not replayed; those tasks run again and their new
+    /// results follow.
+    ExecutionRewound {
+        /// The reason the client gave.
+        reason: String,
+    },
 }
 
 // A fan-out step holds one event per task it schedules: large events are boxed to keep this.
@@ -108,8 +132,76 @@ impl HistoryEvent {
             HistoryEvent::EventRaised { .. } => "EventRaised",
             HistoryEvent::ExecutionCompleted { .. } => "ExecutionCompleted",
             HistoryEvent::ExecutionFailed { .. } => "ExecutionFailed",
+            HistoryEvent::ExecutionTerminated { .. } => "ExecutionTerminated",
+            HistoryEvent::ExecutionSuspended { .. } => "ExecutionSuspended",
+            HistoryEvent::ExecutionResumed { .. } => "ExecutionResumed",
+            HistoryEvent::ExecutionRewound { .. } => "ExecutionRewound",
         }
     }
+
+    /// True for the events that record a task's (or sub-orchestration's) failure.
+    fn is_task_failure(&self) -> bool {
+        matches!(
+            self,
+            HistoryEvent::TaskFailed { .. } | HistoryEvent::SubOrchestrationInstanceFailed { .. }
+        )
+    }
+
+    /// True for the events that record the code scheduling something.
+    fn is_scheduling(&self) -> bool {
+        matches!(
+            self,
+            HistoryEvent::TaskScheduled { .. }
+                | HistoryEvent::TimerCreated { .. }
+                | HistoryEvent::SubOrchestrationInstanceCreated(_)
+        )
+    }
+}
+
+/// The failures a rewind at position `end` of `history` runs again: the task and
+/// sub-orchestration failures not rewound before (`skipped`) after which the code scheduled
+/// nothing more. Those are the failures the code did not handle (it failed on them); a failure
+/// followed by more work was handled (a retry's earlier attempt, a compensation) and stays.
+/// Indices into `history`, in order.
+pub(crate) fn unhandled_failures(
+    history: &[&HistoryEvent],
+    skipped: &std::collections::BTreeSet<usize>,
+    end: usize,
+) -> Vec<usize> {
+    let end = end.min(history.len());
+    let last_scheduled = history[..end].iter().rposition(|e| e.is_scheduling());
+    history[..end]
+        .iter()
+        .enumerate()
+        .filter(|(index, event)| {
+            event.is_task_failure()
+                && !skipped.contains(index)
+                && last_scheduled.is_none_or(|last| *index > last)
+        })
+        .map(|(index, _)| index)
+        .collect()
+}
+
+/// The events of `history` that replay skips because a later `ExecutionRewound` undid them:
+/// for each rewind, the failures it ran again ([`unhandled_failures`] up to it) and every
+/// `ExecutionFailed` before it. Empty (and cheap) for a history never rewound.
+pub(crate) fn rewound_events(history: &[&HistoryEvent]) -> std::collections::BTreeSet<usize> {
+    let mut skipped = std::collections::BTreeSet::new();
+    for (position, event) in history.iter().enumerate() {
+        if !matches!(event, HistoryEvent::ExecutionRewound { .. }) {
+            continue;
+        }
+        let failures = unhandled_failures(history, &skipped, position);
+        skipped.extend(failures);
+        skipped.extend(
+            history[..position]
+                .iter()
+                .enumerate()
+                .filter(|(_, e)| matches!(e, HistoryEvent::ExecutionFailed { .. }))
+                .map(|(index, _)| index),
+        );
+    }
+    skipped
 }
 
 /// What [`HistoryEvent::ExecutionStarted`] records.
@@ -203,5 +295,42 @@ mod tests {
         );
         let back: HistoryEvent = serde_json::from_str(&json).expect("parses");
         assert_eq!(back, event);
+    }
+
+    #[test]
+    fn a_rewind_undoes_the_failures_the_code_failed_on_not_those_it_handled() {
+        let failed = |task_id| HistoryEvent::TaskFailed {
+            task_id,
+            failure: FailureDetails::new("no"),
+        };
+        let scheduled = |task_id| HistoryEvent::TaskScheduled {
+            task_id,
+            name: "a".into(),
+            input: Payload::null(),
+        };
+        let failed_end = HistoryEvent::ExecutionFailed {
+            failure: FailureDetails::new("no"),
+        };
+        let rewound = HistoryEvent::ExecutionRewound { reason: "r".into() };
+        let history = [
+            scheduled(0),       // 0
+            failed(0),          // 1: handled (task 1 was scheduled after it)
+            scheduled(1),       // 2
+            failed(1),          // 3: the code failed on it
+            failed_end.clone(), // 4
+            rewound.clone(),    // 5
+            failed(1),          // 6: failed again
+            failed_end,         // 7
+        ];
+        let events: Vec<&HistoryEvent> = history.iter().collect();
+        let first = rewound_events(&events[..6]);
+        assert_eq!(first.into_iter().collect::<Vec<_>>(), vec![3, 4]);
+        // A second rewind at the end undoes the new failure too.
+        let skipped = rewound_events(&events);
+        assert_eq!(unhandled_failures(&events, &skipped, events.len()), vec![6]);
+        let mut twice = events.clone();
+        twice.push(&rewound);
+        let all = rewound_events(&twice);
+        assert_eq!(all.into_iter().collect::<Vec<_>>(), vec![3, 4, 6, 7]);
     }
 }

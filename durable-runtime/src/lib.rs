@@ -61,7 +61,7 @@ pub mod store;
 mod worker;
 
 pub use activity_context::ActivityContext;
-pub use client::Client;
+pub use client::{Client, StartOptions};
 pub use context::{
     ContinueAsNew, CustomStatusError, DurableFuture, Either, EventWithTimeout,
     OrchestrationContext, RetryFuture, RetryIf, RetryPolicy, TaskFuture, TimerFuture, WhenAny,
@@ -82,6 +82,7 @@ pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 pub use outcome::{Outcome, PlainOutput};
 pub use payload::Payload;
 pub use runtime::{Runtime, RuntimeBuilder};
+pub use store::PurgeFilter;
 pub use uuid::Uuid;
 
 /// Everything a typical program needs: `use durable_runtime::prelude::*;`.

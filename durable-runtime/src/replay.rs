@@ -144,9 +144,22 @@ impl Execution {
         let mut execution = Execution::with_recorded(instance_id, recorded, max_payload_bytes);
         execution.history_len = history.len() as u64;
         execution.state.lock().is_replaying = true;
-        for record in history {
+        // Failures a client rewound are replayed as if they never arrived: the tasks run again.
+        let rewound = if history
+            .iter()
+            .any(|r| matches!(r.event, HistoryEvent::ExecutionRewound { .. }))
+        {
+            let events: Vec<&HistoryEvent> = history.iter().map(|r| &r.event).collect();
+            crate::history::rewound_events(&events)
+        } else {
+            Default::default()
+        };
+        for (index, record) in history.iter().enumerate() {
             if execution.finished || execution.pending_outcome.is_some() {
                 break;
+            }
+            if rewound.contains(&index) {
+                continue;
             }
             match &record.event {
                 HistoryEvent::OrchestratorStarted => {
@@ -154,7 +167,9 @@ impl Execution {
                     execution.pending_outcome = execution.run_to_block();
                     execution.state.lock().current_time_ms = record.timestamp_ms;
                 }
-                HistoryEvent::ExecutionCompleted { .. } | HistoryEvent::ExecutionFailed { .. } => {
+                HistoryEvent::ExecutionCompleted { .. }
+                | HistoryEvent::ExecutionFailed { .. }
+                | HistoryEvent::ExecutionTerminated { .. } => {
                     execution.finished = true;
                 }
                 HistoryEvent::TaskScheduled { .. }

@@ -9,7 +9,8 @@ use crate::registry::Registry;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ActivityWorkItem, Backend};
 use crate::worker::{
-    InFlight, Limits, Shared, StopSignal, activity, orchestration, recovery, stopping, timer,
+    InFlight, Limits, Shared, StopSignal, activity, orchestration, recovery, retention, stopping,
+    timer,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -125,6 +126,26 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Purges finished instances (`Completed`, `Failed`, `Terminated`) once they were last
+    /// updated more than `age` ago, automatically, with everything stored about them (see
+    /// [`Client::purge`]); default: kept forever. Sweeps follow the runtime's clock and run
+    /// every tenth of `age` (at least every second, at most every hour).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), durable_runtime::Error> {
+    /// use durable_runtime::Runtime;
+    /// use std::time::Duration;
+    /// let runtime = Runtime::builder()
+    ///     .retention(Duration::from_secs(30 * 24 * 3600))
+    ///     .start()
+    ///     .await?;
+    /// # let _ = runtime; Ok(()) }
+    /// ```
+    pub fn retention(mut self, age: Duration) -> Self {
+        self.limits.retention = Some(age);
+        self
+    }
+
     /// The clock durable timers and step times are read from (default: the system clock).
     /// For tests that move time.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -173,7 +194,7 @@ impl RuntimeBuilder {
         let (stop_steps, steps) = watch::channel(None);
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
-        let intake_loops = vec![
+        let mut intake_loops = vec![
             tokio::spawn(run_queue(
                 shared.clone(),
                 queues.activities,
@@ -185,8 +206,11 @@ impl RuntimeBuilder {
             tokio::spawn(timer::run(shared.clone(), queues.timers, intake.clone())),
             // Beside the workers: a large backlog neither delays the start nor has to fit in
             // memory.
-            tokio::spawn(recovery::run(shared.clone(), marks, intake)),
+            tokio::spawn(recovery::run(shared.clone(), marks, intake.clone())),
         ];
+        if let Some(age) = shared.limits.retention {
+            intake_loops.push(tokio::spawn(retention::run(shared.clone(), age, intake)));
+        }
         let step_loop = tokio::spawn(run_queue(
             shared.clone(),
             queues.ready,
@@ -235,6 +259,7 @@ impl Runtime {
                 activity_timeout: None,
                 activity_timeouts: HashMap::new(),
                 max_timers_in_memory: timer::DEFAULT_MAX_TIMERS_IN_MEMORY,
+                retention: None,
             },
             write_retry_interval: DEFAULT_WRITE_RETRY_INTERVAL,
         }
@@ -261,6 +286,13 @@ impl Runtime {
     #[doc(hidden)]
     pub fn cache_counters(&self) -> CacheCounters {
         self.shared.dispatcher.cache_counters()
+    }
+
+    /// Activities queued in memory and not started yet. For tests and diagnostics; not a
+    /// stable API.
+    #[doc(hidden)]
+    pub fn queued_activities(&self) -> usize {
+        self.shared.dispatcher.backlog().1
     }
 
     /// Every change of [`health`](Self::health), to wait on or to export to a health probe.

@@ -98,6 +98,15 @@ async fn a_single_activity_overtakes_a_fan_out(
         matches!(event, durable_runtime::HistoryEvent::TaskScheduled { .. })
     })
     .await;
+    // Recorded is not yet queued: the step's work reaches the queue just after its commit.
+    let queued = async {
+        while runtime.queued_activities() < activities as usize - 1 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(WAIT, queued)
+        .await
+        .expect("the single activity is queued");
     assert_eq!(*gate.done.borrow(), 0);
     gate.open.send_replace(true);
     let status = client

@@ -166,6 +166,7 @@ impl Row {
                     input: Payload::from_json(input)?,
                     execution_id: None,
                     parent: None,
+                    carried_events: Vec::new(),
                 },
             )),
             Row::OrchestratorStarted => HistoryEvent::OrchestratorStarted,

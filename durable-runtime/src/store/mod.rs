@@ -19,7 +19,10 @@
 //! ([`Write::CompleteActivity`]), instead of handing it over in memory. The `Write` units and their atomicity stay
 //! as they are.
 
+mod manage;
 pub mod sqlite;
+
+pub use manage::{Manage, ManagedWork, PurgeFilter, PurgeTarget, START_TIMER_TASK};
 
 use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, HistoryRecord};
@@ -257,9 +260,24 @@ pub enum Write {
         /// The result event.
         event: HistoryEvent,
     },
-    /// Delete a due timer and send `TimerFired` to its instance as a stored message. The timer
-    /// service uses it while startup recovery holds messages back; otherwise a firing travels
-    /// in memory and its step records it ([`StepCommit::fired_timers`]).
+    /// Create an instance whose start waits until `start_at_ms` (a scheduled start): its row
+    /// (`Pending`) and input now, and instead of its `ExecutionStarted` message a timer with
+    /// task id [`START_TIMER_TASK`]; firing that timer sends the `ExecutionStarted`. The answer
+    /// is `Step` with that timer. [`StoreError::InstanceExists`] if the id is taken.
+    ScheduleInstance {
+        /// The instance.
+        instance: NewInstance,
+        /// When it starts (ms since the epoch).
+        start_at_ms: i64,
+    },
+    /// A client operation on an instance (terminate, suspend, resume, restart, purge); see
+    /// [`Manage`].
+    Manage(Manage),
+    /// Delete a due timer and send `TimerFired` to its instance as a stored message (or, for a
+    /// timer with task id [`START_TIMER_TASK`], the instance's `ExecutionStarted`). The timer
+    /// service uses it for scheduled starts, and for every timer while startup recovery holds
+    /// messages back; otherwise a firing travels in memory and its step records it
+    /// ([`StepCommit::fired_timers`]).
     FireTimer {
         /// The timer.
         timer_id: i64,
@@ -293,6 +311,10 @@ pub enum Written {
     /// The event (or timer firing) is durable; the message it sent. `None` when the timer was
     /// already gone (fired before a crash): nothing is sent twice.
     Delivered(Option<Message>),
+    /// A client operation is durable; what it changed.
+    Managed(ManagedWork),
+    /// A purge is durable; how many instances it removed.
+    Purged(u64),
 }
 
 /// How a caller should react to a [`StoreError`]: the worker's retry logic reads only this,
@@ -367,6 +389,18 @@ pub enum StoreError {
     /// No instance has this id.
     #[error("no instance with id '{0}'")]
     InstanceNotFound(String),
+    /// A client operation does not apply to the instance in its status (terminating a
+    /// finished instance, resuming one that is not suspended, purging a running one...);
+    /// nothing was changed.
+    #[error("cannot {operation} instance '{instance_id}': it is {status}")]
+    NotApplicable {
+        /// What was asked (`terminate`, `suspend`, `resume`, `restart`, `purge`).
+        operation: &'static str,
+        /// The instance.
+        instance_id: String,
+        /// Its status.
+        status: RuntimeStatus,
+    },
     /// The instance has finished and takes no more events.
     #[error("instance '{instance_id}' is {status} and takes no more events")]
     InstanceFinished {
@@ -409,6 +443,7 @@ impl StoreError {
             StoreError::Fenced(_)
             | StoreError::InstanceExists(_)
             | StoreError::InstanceFinished { .. }
+            | StoreError::NotApplicable { .. }
             | StoreError::AlreadyRecorded(_)
             | StoreError::TimersGone(_)
             | StoreError::MessagesGone(_) => ErrorClass::Conflict,

@@ -3,6 +3,7 @@
 pub(crate) mod activity;
 pub(crate) mod orchestration;
 pub(crate) mod recovery;
+pub(crate) mod retention;
 pub(crate) mod timer;
 
 use crate::clock::Clock;
@@ -29,6 +30,8 @@ pub(crate) struct Limits {
     pub activity_timeouts: HashMap<String, Duration>,
     /// Armed timers kept in memory; later ones are read from the store as their turn comes.
     pub max_timers_in_memory: usize,
+    /// Finished instances older than this are purged in the background.
+    pub retention: Option<Duration>,
 }
 
 impl Limits {
@@ -116,7 +119,21 @@ impl Shared {
                 }
                 Delivered::Sent
             }
-            Written::Delivered(None) => Delivered::Nothing,
+            Written::Managed(work) => {
+                for item in work.activities {
+                    self.dispatcher.enqueue_activity(item);
+                }
+                // Messages first: a resumed instance's parked messages and its
+                // `ExecutionResumed` are then stepped together.
+                for message in work.messages {
+                    self.deliver(message);
+                }
+                for instance_id in &work.changed {
+                    self.dispatcher.changed(instance_id);
+                }
+                Delivered::Sent
+            }
+            Written::Delivered(None) | Written::Purged(_) => Delivered::Nothing,
         }
     }
 }

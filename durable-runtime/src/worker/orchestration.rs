@@ -22,7 +22,7 @@ use crate::history::HistoryEvent;
 use crate::instance::RuntimeStatus;
 use crate::replay::Execution;
 use crate::store::{
-    ContinueAsNew, ErrorClass, NewChild, NewInstance, StepCommit, StoreError, Write,
+    ContinueAsNew, ErrorClass, NewChild, NewInstance, StepCommit, StoreError, Write, Written,
 };
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
@@ -40,6 +40,9 @@ enum Stepped {
     /// The instance exists but its `ExecutionStarted` has not reached this worker yet (it was
     /// committed in the same batch as these messages): keep them until it arrives.
     AwaitingStart,
+    /// The instance is suspended: its messages are kept (in the store, and parked in memory)
+    /// until a client resumes or terminates it.
+    Suspended,
 }
 
 /// Runs steps for `instance_id` until no messages are waiting for it.
@@ -65,6 +68,8 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                 messages = shared.dispatcher.claim(&instance_id).messages;
                 continue;
             }
+            // Read before the step looks at the status (see `Dispatcher::park_suspended`).
+            let changes = shared.dispatcher.changes(&instance_id);
             // Boxed: the step's future is large, and the task of an idle instance need not
             // carry its space.
             let step = Box::pin(run_step(
@@ -85,6 +90,25 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                     }
                     check_status = false;
                     continue;
+                }
+                Ok(Ok(Stepped::Suspended)) => {
+                    match keep_results(&shared, &instance_id, &mut messages).await {
+                        Ok(()) => {
+                            let parked = std::mem::take(&mut messages);
+                            if !shared
+                                .dispatcher
+                                .park_suspended(&instance_id, parked, changes)
+                            {
+                                tracing::info!("suspended: messages kept for the resume");
+                                return;
+                            }
+                            // Changed since the status was read: look again.
+                            messages = shared.dispatcher.claim(&instance_id).messages;
+                            check_status = true;
+                            continue;
+                        }
+                        Err(err) => err,
+                    }
                 }
                 Ok(Ok(Stepped::AwaitingStart)) => {
                     if !shared
@@ -192,6 +216,7 @@ async fn run_step(
                 return Ok(Stepped::Committed(None));
             }
             Rebuilt::AwaitingStart => return Ok(Stepped::AwaitingStart),
+            Rebuilt::Suspended => return Ok(Stepped::Suspended),
         },
     };
     if execution.is_finished() {
@@ -314,6 +339,7 @@ fn is_start(event: &HistoryEvent) -> bool {
 enum Rebuilt {
     Execution(Box<Execution>),
     Finished,
+    Suspended,
     Unknown,
     AwaitingStart,
 }
@@ -329,6 +355,7 @@ async fn rebuild(
     if check_status {
         match shared.store.read_runtime_status(instance_id).await? {
             None => return Ok(Rebuilt::Unknown),
+            Some(RuntimeStatus::Suspended) => return Ok(Rebuilt::Suspended),
             Some(status)
                 if !matches!(
                     status,
@@ -367,7 +394,9 @@ async fn rebuild(
     let finished = history.last().is_some_and(|record| {
         matches!(
             record.event,
-            HistoryEvent::ExecutionCompleted { .. } | HistoryEvent::ExecutionFailed { .. }
+            HistoryEvent::ExecutionCompleted { .. }
+                | HistoryEvent::ExecutionFailed { .. }
+                | HistoryEvent::ExecutionTerminated { .. }
         )
     });
     if finished {
@@ -380,6 +409,52 @@ async fn rebuild(
         &history,
         limit,
     ))))
+}
+
+/// Stores the activity results and timer firings among `messages` that are only in memory as
+/// messages (each with the deletion of its work item or timer), so that a suspended instance
+/// keeps them durably: a crash while it is suspended must not run the activity again, and the
+/// timer service, which handed the firing over, does not fire it again. Converted in place, so
+/// an error part way keeps what was stored; a result recorded (or a timer fired) before is
+/// dropped.
+async fn keep_results(
+    shared: &Arc<Shared>,
+    instance_id: &str,
+    messages: &mut Vec<Inbound>,
+) -> Result<(), StoreError> {
+    let mut index = 0;
+    while index < messages.len() {
+        let inbound = &messages[index];
+        // Written directly, not through `commit`: the message is handed over here, once.
+        let write = match (inbound.source, &inbound.event) {
+            (Source::Activity(work_item_id), event) => Write::CompleteActivity {
+                work_item_id,
+                instance_id: instance_id.to_string(),
+                event: event.clone(),
+            },
+            // A firing in memory: stored as the message `FireTimer` sends, its timer deleted.
+            (Source::Timer(timer_id), HistoryEvent::TimerFired { task_id }) => Write::FireTimer {
+                timer_id,
+                instance_id: instance_id.to_string(),
+                task_id: *task_id,
+            },
+            _ => {
+                index += 1;
+                continue;
+            }
+        };
+        match shared.store.write(write).await? {
+            Written::Delivered(Some(message)) => {
+                messages[index].source = Source::Message(message.id);
+                index += 1;
+            }
+            Written::Delivered(None) => {
+                messages.remove(index);
+            }
+            _ => return Err(StoreError::UnexpectedAnswer("a kept result")),
+        }
+    }
+    Ok(())
 }
 
 async fn commit_consume_only(

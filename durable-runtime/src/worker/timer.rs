@@ -25,7 +25,9 @@
 
 use super::{InFlight, Shared, StopSignal, record_failure, retry_delay, stopping};
 use crate::failure::FailureDetails;
-use crate::store::{DueKey, ErrorClass, PendingPage, StoreError, TimerWorkItem, Write};
+use crate::store::{
+    DueKey, ErrorClass, PendingPage, START_TIMER_TASK, StoreError, TimerWorkItem, Write,
+};
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
@@ -287,20 +289,28 @@ async fn fail_corrupt(shared: &Arc<Shared>, row: crate::store::CorruptRow) {
 }
 
 /// Hands due timers to their instances in memory, in due order: each firing is recorded by the
-/// step that consumes it (see [`Source::Timer`](crate::dispatch::Source::Timer)). While startup
-/// recovery still holds messages back, an in-memory firing could overtake an older stored
-/// event, so the timers are returned to be fired through the store instead.
+/// step that consumes it (see [`Source::Timer`](crate::dispatch::Source::Timer)). Returns the
+/// timers that must fire through the store instead: scheduled starts (firing one sends the
+/// instance's `ExecutionStarted`, which the store builds from the instance's row), and every
+/// timer while startup recovery still holds messages back (an in-memory firing could overtake
+/// an older stored event).
 fn hand_over(shared: &Shared, due: Vec<TimerWorkItem>) -> Option<Vec<TimerWorkItem>> {
-    if due.is_empty() {
-        return None;
-    }
-    let mut due = Some(due);
+    let (through_store, in_memory): (Vec<_>, Vec<_>) = due
+        .into_iter()
+        .partition(|timer| timer.task_id == START_TIMER_TASK);
+    let mut in_memory = Some(in_memory);
     shared.held_back.when_released(|| {
-        for timer in due.take().into_iter().flatten() {
+        for timer in in_memory.take().into_iter().flatten() {
             shared.dispatcher.deliver_fired_timer(timer);
         }
     });
-    due
+    let mut through_store = through_store;
+    if let Some(held) = in_memory {
+        // Not handed over: all of them go through the store, in due order.
+        through_store.extend(held);
+        through_store.sort_by_key(TimerWorkItem::due_key);
+    }
+    (!through_store.is_empty()).then_some(through_store)
 }
 
 /// Fires timers that came due together in their due order: their writes are queued to the

@@ -7,11 +7,12 @@
 use super::children::{self, Outcome};
 use super::continue_as_new;
 use super::error::SqlContext;
+use super::manage;
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;
 use crate::store::{
-    ActivityWorkItem, Message, NewInstance, StepCommit, StepWork, StoreError, TimerWorkItem, Write,
-    Written,
+    ActivityWorkItem, Message, NewInstance, START_TIMER_TASK, StepCommit, StepWork, StoreError,
+    TimerWorkItem, Write, Written,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -22,8 +23,8 @@ use rusqlite::{Connection, OptionalExtension, params};
 /// the extra page write per commit that `AUTOINCREMENT` costs.
 pub(crate) struct NextIds {
     messages: i64,
-    activities: i64,
-    timers: i64,
+    pub(super) activities: i64,
+    pub(super) timers: i64,
 }
 
 impl NextIds {
@@ -66,7 +67,7 @@ impl NextIds {
         })
     }
 
-    fn take(counter: &mut i64) -> i64 {
+    pub(super) fn take(counter: &mut i64) -> i64 {
         let id = *counter;
         *counter += 1;
         id
@@ -80,6 +81,11 @@ pub(crate) fn apply_write(
 ) -> Result<Written, StoreError> {
     match write {
         Write::CreateInstance(new) => Ok(Written::Instance(create_instance(conn, ids, new, None)?)),
+        Write::ScheduleInstance {
+            instance,
+            start_at_ms,
+        } => manage::schedule(conn, ids, instance, *start_at_ms),
+        Write::Manage(operation) => manage::apply(conn, ids, operation),
         Write::Step(step) => apply_step(conn, ids, step),
         Write::FailInstance {
             instance_id,
@@ -186,6 +192,14 @@ pub(crate) fn apply_write(
             let Some(run) = run else {
                 return Ok(Written::Delivered(None));
             };
+            if *task_id == START_TIMER_TASK {
+                return Ok(Written::Delivered(manage::fire_start(
+                    conn,
+                    ids,
+                    instance_id,
+                    &run,
+                )?));
+            }
             let fired = HistoryEvent::TimerFired { task_id: *task_id };
             let message = insert_message(conn, ids, instance_id, &run, &fired)?;
             Ok(Written::Delivered(Some(message)))
@@ -194,7 +208,7 @@ pub(crate) fn apply_write(
 }
 
 /// A value of the write that does not serialize can never be written.
-fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
+pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|err| {
         StoreError::Refused(format!("a value of the write does not serialize: {err}"))
     })
@@ -223,9 +237,9 @@ pub(super) fn insert_message(
 /// What a write checks about an instance before changing it.
 pub(super) struct State {
     pub(super) status: RuntimeStatus,
-    history_len: u64,
+    pub(super) history_len: u64,
     /// Its current run.
-    execution_id: String,
+    pub(super) execution_id: String,
     /// The call that created it, if it is a sub-orchestration.
     pub(super) parent: Option<ParentInstance>,
 }
@@ -317,6 +331,25 @@ pub(super) fn create_instance(
     new: &NewInstance,
     parent: Option<&ParentInstance>,
 ) -> Result<Message, StoreError> {
+    insert_row(conn, new, parent)?;
+    let started = HistoryEvent::ExecutionStarted(Box::new(ExecutionStartedEvent {
+        name: new.name.clone(),
+        version: new.version.clone(),
+        input: new.input.clone(),
+        execution_id: Some(new.execution_id.to_string()),
+        parent: parent.cloned(),
+        carried_events: Vec::new(),
+    }));
+    insert_message(conn, ids, &new.instance_id, &new.execution_id, &started)
+}
+
+/// Inserts the row and input of the instance `new` (`Pending`);
+/// [`StoreError::InstanceExists`] (with nothing changed) if the id is taken.
+pub(super) fn insert_row(
+    conn: &Connection,
+    new: &NewInstance,
+    parent: Option<&ParentInstance>,
+) -> Result<(), StoreError> {
     let inserted = conn
         .prepare_cached(
             "INSERT OR IGNORE INTO instances
@@ -343,15 +376,7 @@ pub(super) fn create_instance(
     }
     conn.prepare_cached("INSERT INTO instance_inputs (instance_id, input) VALUES (?1, ?2)")?
         .execute(params![new.instance_id, new.input.as_str()])?;
-    let started = HistoryEvent::ExecutionStarted(Box::new(ExecutionStartedEvent {
-        name: new.name.clone(),
-        version: new.version.clone(),
-        input: new.input.clone(),
-        execution_id: Some(new.execution_id.to_string()),
-        parent: parent.cloned(),
-        carried_events: Vec::new(),
-    }));
-    insert_message(conn, ids, &new.instance_id, &new.execution_id, &started)
+    Ok(())
 }
 
 /// Checks the step's expectations (instance, status, history length) before changing anything;

@@ -14,7 +14,10 @@ mod children;
 mod continue_as_new;
 mod error;
 mod lock;
+mod manage;
+mod purge;
 mod read;
+mod rewind;
 pub mod schema;
 mod writer;
 

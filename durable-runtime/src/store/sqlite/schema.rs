@@ -13,7 +13,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i32 = 0x4455_5242;
 
 /// The schema version this release reads and writes.
-pub const SCHEMA_VERSION: i32 = 6;
+pub const SCHEMA_VERSION: i32 = 7;
 
 /// The version 3 instance and history tables. A new file is created in the version 3 shape and
 /// migrated at once, so there is one definition of the current shape: the migrations.
@@ -186,6 +186,15 @@ CREATE VIEW instance_rows AS
     LEFT JOIN instance_outputs outp ON outp.instance_id = i.instance_id;
 ";
 
+/// From version 6: purges give space back. The file moves to `auto_vacuum = INCREMENTAL`
+/// ([`ensure_incremental_vacuum`], which needs a one-time `VACUUM` outside the migration's
+/// transaction) and a purge runs `PRAGMA incremental_vacuum`. No table changes: the version
+/// says the file may hold instances purged (gone whole) and terminated, suspended or restarted
+/// by clients, which an older release would not know.
+fn migrate_from_v6(conn: &Connection) -> Result<(), StoreError> {
+    stamp(conn)
+}
+
 const COPY_V1_WORK: &str = "
 INSERT INTO messages (id, instance_id, event) SELECT id, instance_id, event FROM messages_v1;
 INSERT INTO activities (id, instance_id, task_id, name, input)
@@ -233,12 +242,16 @@ pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> 
                 2 => migrate_from_v2(conn),
                 3 => migrate_from_v3(conn),
                 4 => migrate_from_v4(conn),
-                _ => migrate_from_v5(conn),
+                5 => migrate_from_v5(conn),
+                _ => migrate_from_v6(conn),
             }
         }
     });
     match result {
-        Ok(()) => conn.execute_batch("COMMIT").map_err(StoreError::from),
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            ensure_incremental_vacuum(conn, path)
+        }
         Err(err) => {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -246,6 +259,21 @@ pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> 
             Err(err)
         }
     }
+}
+
+/// Puts the file in `auto_vacuum = INCREMENTAL` mode, so that purges can give space back. A
+/// file created without it (every file before version 7, and a new one, whose first tables are
+/// created before this runs) is rebuilt once with `VACUUM`, which cannot run in a transaction.
+/// Checked at every open: a process that died between the migration and the `VACUUM` leaves a
+/// file this finishes.
+fn ensure_incremental_vacuum(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    const INCREMENTAL: i32 = 2;
+    let mode: i32 = conn.pragma_query_value(None, "auto_vacuum", |row| row.get(0))?;
+    if mode != INCREMENTAL {
+        tracing::info!(path = %path.display(), "switching the store to incremental vacuum (one VACUUM)");
+        conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL; VACUUM;")?;
+    }
+    Ok(())
 }
 
 /// A file SQLite cannot read as a database at all is not a store.
@@ -287,7 +315,7 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
             SCHEMA_VERSION => Ok(Found::Current),
             // Version 1 never stamped the id, but a file that has it and version 1 is one.
             1 if tables.iter().any(|t| t == "instances") => Ok(Found::Older(1)),
-            2..=5 => Ok(Found::Older(version)),
+            2..=6 => Ok(Found::Older(version)),
             v if v > SCHEMA_VERSION => Err(incompatible(
                 path,
                 format!(
@@ -341,7 +369,7 @@ fn create(conn: &Connection) -> Result<(), StoreError> {
 /// Version 5 to 6 in one self-contained step; later versions chain after it.
 fn migrate_from_v5(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(MIGRATE_V5_TO_V6)?;
-    stamp(conn)
+    migrate_from_v6(conn)
 }
 
 fn migrate_from_v4(conn: &Connection) -> Result<(), StoreError> {

@@ -1,4 +1,11 @@
-//! `Client`: start instances, query them, wait for them.
+//! `Client`: start instances, query them, wait for them (here); manage them (`management.rs`:
+//! scheduled starts, terminate, suspend, resume, restart, rewind; `purge.rs`: purges).
+
+mod management;
+mod purge;
+
+pub use management::StartOptions;
+pub(crate) use purge::purge_matching;
 
 use crate::error::Error;
 use crate::function::OrchestratorFn;
@@ -81,7 +88,7 @@ impl Client {
         let instance_id = instance_id.into();
         Box::pin(async move {
             let (name, version, input) = start?;
-            self.create(name, version, instance_id, input).await
+            self.create(name, version, instance_id, input, None).await
         })
     }
 
@@ -106,16 +113,19 @@ impl Client {
             registration.version.map(str::to_string),
             id,
             input,
+            None,
         )
         .await
     }
 
+    /// Creates an instance; with `start_at_ms` in the future, its start waits for a timer.
     async fn create(
         &self,
         name: &str,
         version: Option<String>,
         instance_id: String,
         input: Payload,
+        start_at_ms: Option<i64>,
     ) -> Result<String, Error> {
         validate_instance_id(&instance_id)?;
         let new = NewInstance {
@@ -126,7 +136,14 @@ impl Client {
             input,
             created_ms: self.shared.clock.now_ms(),
         };
-        match self.shared.commit(Write::CreateInstance(new)).await {
+        let write = match start_at_ms {
+            Some(start_at_ms) if start_at_ms > new.created_ms => Write::ScheduleInstance {
+                instance: new,
+                start_at_ms,
+            },
+            _ => Write::CreateInstance(new),
+        };
+        match self.shared.commit(write).await {
             Ok(_) => Ok(instance_id),
             Err(StoreError::InstanceExists(id)) => Err(Error::InstanceAlreadyExists(id)),
             Err(err) => Err(self.write_failed(err)),
@@ -215,7 +232,7 @@ impl Client {
         match self.shared.commit(write).await {
             // Sent now, or (a repeated idempotency key) sent before.
             Ok(_) => Ok(()),
-            Err(StoreError::InstanceNotFound(id)) => Err(Error::InstanceNotFound(id)),
+            Err(err @ StoreError::InstanceNotFound(_)) => Err(store_error(err)),
             Err(StoreError::InstanceFinished {
                 instance_id,
                 status,
@@ -282,6 +299,25 @@ impl Client {
     /// One page of instances matching `query`.
     pub async fn list(&self, query: &InstanceQuery) -> Result<InstancePage, Error> {
         Ok(self.shared.store.list_instances(query).await?)
+    }
+}
+
+/// The client's error for a store error: the typed refusals a caller can act on, or the store
+/// error itself.
+fn store_error(err: StoreError) -> Error {
+    match err {
+        StoreError::InstanceNotFound(id) => Error::InstanceNotFound(id),
+        StoreError::NotApplicable {
+            operation,
+            instance_id,
+            status,
+        } => Error::NotApplicable {
+            operation,
+            instance_id,
+            status,
+        },
+        StoreError::InstanceExists(id) => Error::InstanceAlreadyExists(id),
+        other => Error::Store(other),
     }
 }
 

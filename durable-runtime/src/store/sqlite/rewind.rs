@@ -1,0 +1,173 @@
+//! Rewinding a failed instance in a write: the failures its code did not handle run again.
+
+use super::apply::{NextIds, insert_message, instance_state, to_json};
+use super::manage::state_for;
+use super::read;
+use crate::history::{HistoryEvent, rewound_events, unhandled_failures};
+use crate::instance::RuntimeStatus;
+use crate::store::{ActivityWorkItem, ManagedWork, StoreError};
+use rusqlite::{Connection, params};
+use std::sync::Arc;
+
+/// Rewinds `instance_id` and, recursively, its failed sub-orchestrations (see
+/// [`Manage::Rewind`](crate::store::Manage::Rewind)).
+pub(super) fn rewind(
+    conn: &Connection,
+    ids: &mut NextIds,
+    instance_id: &str,
+    reason: &str,
+    timestamp_ms: i64,
+) -> Result<ManagedWork, StoreError> {
+    state_for(conn, "rewind", instance_id, &[RuntimeStatus::Failed])?;
+    let mut work = ManagedWork::default();
+    let mut queue = vec![instance_id.to_string()];
+    while let Some(id) = queue.pop() {
+        let children = rewind_one(conn, ids, &id, reason, timestamp_ms, &mut work)?;
+        if children.is_none() && id == instance_id {
+            return Err(StoreError::NotApplicable {
+                operation: "rewind (no failed activity or sub-orchestration to run again)",
+                instance_id: id,
+                status: RuntimeStatus::Failed,
+            });
+        }
+        queue.extend(children.unwrap_or_default());
+        work.changed.push(id);
+    }
+    Ok(work)
+}
+
+/// The failures a rewind of `history` now runs again.
+fn failures_to_run_again(history: &[&HistoryEvent]) -> Vec<usize> {
+    let skipped = rewound_events(history);
+    unhandled_failures(history, &skipped, history.len())
+}
+
+/// Rewinds one instance; the failed children to rewind next, or `None` if it has no failure
+/// to run again (nothing was changed then).
+fn rewind_one(
+    conn: &Connection,
+    ids: &mut NextIds,
+    instance_id: &str,
+    reason: &str,
+    timestamp_ms: i64,
+    work: &mut ManagedWork,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let Some(state) = instance_state(conn, instance_id)? else {
+        return Ok(None);
+    };
+    let history = read::history(conn, instance_id)?;
+    let events: Vec<&HistoryEvent> = history.iter().map(|r| &r.event).collect();
+    let failures = failures_to_run_again(&events);
+    if failures.is_empty() {
+        return Ok(None);
+    }
+    let run: Arc<str> = state.execution_id.as_str().into();
+    let mut children = Vec::new();
+    for index in failures {
+        match events[index] {
+            HistoryEvent::TaskFailed { task_id, .. } => {
+                let scheduled = events.iter().find_map(|event| match event {
+                    HistoryEvent::TaskScheduled {
+                        task_id: scheduled,
+                        name,
+                        input,
+                    } if scheduled == task_id => Some((name, input)),
+                    _ => None,
+                });
+                let Some((name, input)) = scheduled else {
+                    return Err(StoreError::Corrupt {
+                        table: "history",
+                        key: instance_id.to_string(),
+                        reason: format!("task {task_id} failed but was never scheduled"),
+                    });
+                };
+                let row = NextIds::take(&mut ids.activities);
+                conn.prepare_cached(
+                    "INSERT INTO activities (id, instance_id, task_id, name, input, execution_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    row,
+                    instance_id,
+                    task_id,
+                    name,
+                    input.as_str(),
+                    &*run
+                ])?;
+                work.activities.push(ActivityWorkItem {
+                    id: row,
+                    instance_id: instance_id.to_string(),
+                    execution_id: run.clone(),
+                    task_id: *task_id,
+                    name: name.clone(),
+                    input: input.clone(),
+                });
+            }
+            HistoryEvent::SubOrchestrationInstanceFailed { task_id, failure } => {
+                let child = events.iter().find_map(|event| match event {
+                    HistoryEvent::SubOrchestrationInstanceCreated(created)
+                        if created.task_id == *task_id =>
+                    {
+                        Some(created.instance_id.clone())
+                    }
+                    _ => None,
+                });
+                let rewindable = match &child {
+                    Some(child) => {
+                        instance_state(conn, child)?.is_some_and(|child_state| {
+                            child_state.status == RuntimeStatus::Failed
+                                && child_state.parent.as_ref().is_some_and(|parent| {
+                                    parent.instance_id == instance_id
+                                        && parent.execution_id == *run
+                                        && parent.task_id == *task_id
+                                })
+                        }) && {
+                            let child_history = read::history(conn, child)?;
+                            let child_events: Vec<&HistoryEvent> =
+                                child_history.iter().map(|r| &r.event).collect();
+                            !failures_to_run_again(&child_events).is_empty()
+                        }
+                    }
+                    None => false,
+                };
+                match child {
+                    // Its outcome comes back to this run when it finishes again.
+                    Some(child) if rewindable => children.push(child),
+                    // Nothing to run again: the call gets its failure again.
+                    _ => {
+                        let again = HistoryEvent::SubOrchestrationInstanceFailed {
+                            task_id: *task_id,
+                            failure: failure.clone(),
+                        };
+                        work.messages
+                            .push(insert_message(conn, ids, instance_id, &run, &again)?);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    let rewound = HistoryEvent::ExecutionRewound {
+        reason: reason.to_string(),
+    };
+    conn.prepare_cached(
+        "INSERT INTO history (instance_id, seq, timestamp_ms, event) VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![
+        instance_id,
+        state.history_len,
+        timestamp_ms,
+        to_json(&rewound)?
+    ])?;
+    conn.prepare_cached(
+        "UPDATE instances SET status = ?2, failure = NULL, updated_ms = ?3, history_len = ?4
+         WHERE instance_id = ?1",
+    )?
+    .execute(params![
+        instance_id,
+        RuntimeStatus::Running.as_str(),
+        timestamp_ms,
+        state.history_len + 1
+    ])?;
+    Ok(Some(children))
+}
