@@ -68,16 +68,27 @@ struct Slot {
 /// in.
 #[derive(Default)]
 struct Slots {
-    by_id: HashMap<String, Slot>,
+    /// Keyed by shared ids: the idle order names its instances by the same allocation.
+    by_id: HashMap<Arc<str>, Slot>,
     /// Idle instances whose execution is cached, least recently used first, by a stamp that
     /// grows at each release.
-    idle: BTreeMap<u64, String>,
+    idle: BTreeMap<u64, Arc<str>>,
     next_stamp: u64,
 }
 
 impl Slots {
+    /// The instance's slot, created empty if it has none (its id is allocated only then).
+    fn slot<'a>(by_id: &'a mut HashMap<Arc<str>, Slot>, instance_id: &str) -> &'a mut Slot {
+        if !by_id.contains_key(instance_id) {
+            by_id.insert(Arc::from(instance_id), Slot::default());
+        }
+        by_id
+            .get_mut(instance_id)
+            .unwrap_or_else(|| unreachable!("the slot was just inserted"))
+    }
+
     /// Takes the slot's cached execution out of the idle order (it is about to be used).
-    fn unidle(idle: &mut BTreeMap<u64, String>, slot: &mut Slot) {
+    fn unidle(idle: &mut BTreeMap<u64, Arc<str>>, slot: &mut Slot) {
         if let Some(stamp) = slot.idle_since.take() {
             idle.remove(&stamp);
         }
@@ -196,7 +207,7 @@ impl Dispatcher {
     fn push(&self, instance_id: String, inbound: Inbound) {
         let mut slots = self.slots.lock();
         let Slots { by_id, idle, .. } = &mut *slots;
-        let slot = by_id.entry(instance_id.clone()).or_default();
+        let slot = Slots::slot(by_id, &instance_id);
         let in_memory_only = matches!(inbound.source, Source::Activity(_) | Source::Timer(_));
         slot.messages.push(inbound);
         if slot.suspended {
@@ -299,6 +310,9 @@ impl Dispatcher {
             idle,
             next_stamp,
         } = &mut *slots;
+        let Some(key) = by_id.get_key_value(instance_id).map(|(key, _)| key.clone()) else {
+            return (false, None);
+        };
         let Some(slot) = by_id.get_mut(instance_id) else {
             return (false, None);
         };
@@ -318,7 +332,7 @@ impl Dispatcher {
                 slot.execution = Some(execution);
                 slot.claimed = false;
                 slot.idle_since = Some(stamp);
-                idle.insert(stamp, instance_id.to_string());
+                idle.insert(stamp, key);
                 if idle.len() > self.cache_capacity {
                     Self::evict_least_recently_used(by_id, idle)
                 } else {
@@ -343,8 +357,8 @@ impl Dispatcher {
     /// Drops the execution of the idle instance used least recently (and its slot: an idle
     /// slot holds nothing else).
     fn evict_least_recently_used(
-        by_id: &mut HashMap<String, Slot>,
-        idle: &mut BTreeMap<u64, String>,
+        by_id: &mut HashMap<Arc<str>, Slot>,
+        idle: &mut BTreeMap<u64, Arc<str>>,
     ) -> Option<Box<Execution>> {
         let (_, instance_id) = idle.pop_first()?;
         let slot = by_id.remove(&instance_id)?;
@@ -372,7 +386,7 @@ impl Dispatcher {
     /// arrived meanwhile.
     pub(crate) fn park(&self, instance_id: &str, messages: Vec<Inbound>) -> bool {
         let mut slots = self.slots.lock();
-        let slot = slots.by_id.entry(instance_id.to_string()).or_default();
+        let slot = Slots::slot(&mut slots.by_id, instance_id);
         self.held_messages
             .fetch_add(messages.len(), Ordering::Relaxed);
         if !slot.messages.is_empty() {
@@ -408,7 +422,7 @@ impl Dispatcher {
     ) -> bool {
         let mut slots = self.slots.lock();
         let Slots { by_id, idle, .. } = &mut *slots;
-        let slot = by_id.entry(instance_id.to_string()).or_default();
+        let slot = Slots::slot(by_id, instance_id);
         // An activity result or timer firing that arrived meanwhile is only in memory: the
         // worker stores it first.
         let unstored = slot

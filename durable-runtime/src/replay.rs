@@ -482,7 +482,6 @@ impl Execution {
     fn start(&mut self, registry: &Registry, name: &str, version: Option<&str>, input: Payload) {
         self.started = true;
         self.name = name.to_string();
-        self.state.lock().orchestrator_name = Arc::from(name);
         let registration = match registry.orchestrator_version(name, version) {
             Ok(registration) => registration,
             Err(registered) => {
@@ -494,6 +493,7 @@ impl Execution {
                 return;
             }
         };
+        self.state.lock().orchestrator_name = registration.name;
         // Deterministic ids and random numbers differ from run to run of one instance.
         let seed = if self.execution_id.is_empty() {
             &self.instance_id

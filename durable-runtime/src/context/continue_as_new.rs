@@ -60,8 +60,8 @@ impl OrchestrationContext {
         let _ = orchestrator;
         let input = match crate::registry::orchestrator_of::<F>() {
             Some(registration) => {
-                let current = self.state.lock().orchestrator_name.clone();
-                if *registration.name == *current {
+                let current = self.state.lock().orchestrator_name;
+                if registration.name == current {
                     encode_input(registration.name, &input).and_then(|input| {
                         let limit = self.state.lock().max_payload_bytes;
                         match input.as_str().len() {
@@ -86,10 +86,10 @@ impl OrchestrationContext {
                 std::any::type_name::<F>()
             )),
         };
-        self.state.lock().continue_as_new = Some(ContinueAsNewRequest {
+        self.state.lock().continue_as_new = Some(Box::new(ContinueAsNewRequest {
             input,
             preserve_unprocessed_events: true,
-        });
+        }));
         ContinueAsNew {
             state: self.state.clone(),
             output: PhantomData,

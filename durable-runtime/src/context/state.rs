@@ -153,11 +153,11 @@ pub(crate) struct OrchestrationState {
     /// Largest encoded payload (activity input) the code may hand to the store, in bytes.
     pub(crate) max_payload_bytes: usize,
     /// Set when the code asked to continue as new; the step ends the run with it.
-    pub(crate) continue_as_new: Option<ContinueAsNewRequest>,
+    pub(crate) continue_as_new: Option<Box<ContinueAsNewRequest>>,
     /// The custom status this run last set (`None` until it sets one).
     pub(crate) custom_status: Option<Payload>,
     /// The running orchestrator's registered name (for `continue_as_new`'s check).
-    pub(crate) orchestrator_name: std::sync::Arc<str>,
+    pub(crate) orchestrator_name: &'static str,
 }
 
 /// What `continue_as_new` asked for.
@@ -193,7 +193,7 @@ impl OrchestrationState {
             max_payload_bytes,
             continue_as_new: None,
             custom_status: None,
-            orchestrator_name: std::sync::Arc::from(""),
+            orchestrator_name: "",
         }
     }
 
