@@ -116,15 +116,22 @@ pub(crate) fn history(conn: &Connection, id: &str) -> Result<Vec<HistoryRecord>,
     )?;
     let mut rows = stmt.query(params![id])?;
     let mut history = Vec::new();
+    // A cold replay reads every event of a long history: nothing is allocated per row but the
+    // event itself (the row's key is spelled out only for an error).
     while let Some(row) = rows.next().at("history", id)? {
         let seq: i64 = row.get(0).at("history", id)?;
-        let key = format!("{id}#{seq}");
-        let json: String = row.get(2).at("history", &key)?;
-        let event = serde_json::from_str(&json)
-            .map_err(|err| corrupt("history", &key, format!("event does not decode: {err}")))?;
+        let key = || format!("{id}#{seq}");
+        let json = row
+            .get_ref(2)
+            .and_then(|value| value.as_str().map_err(Into::into))
+            .map_err(|err| super::error::classify(&err, "history", &key()))?;
+        let event = serde_json::from_str(json)
+            .map_err(|err| corrupt("history", &key(), format!("event does not decode: {err}")))?;
         history.push(HistoryRecord {
-            seq: u64::try_from(seq).map_err(|_| corrupt("history", &key, "negative seq"))?,
-            timestamp_ms: row.get(1).at("history", &key)?,
+            seq: u64::try_from(seq).map_err(|_| corrupt("history", &key(), "negative seq"))?,
+            timestamp_ms: row
+                .get(1)
+                .map_err(|err| super::error::classify(&err, "history", &key()))?,
             event,
         });
     }
