@@ -283,10 +283,17 @@ impl Execution {
             // Events carried from the previous run follow the start, as raised events.
             let (event, carried) = split_carried(event);
             for event in std::iter::once(event).chain(carried) {
-                if self.pending_outcome.is_none()
-                    && let Err(message) = self.apply(registry, &event, false)
-                {
-                    self.pending_outcome = Some(Err(FailureDetails::new(message)));
+                if self.pending_outcome.is_none() {
+                    match self.apply(registry, &event, false) {
+                        Ok(Applied::Recorded) => {}
+                        // A second result for a task answered already (a child rewound after
+                        // its parent handled its failure): recorded, it would make the next
+                        // replay fail as non-deterministic.
+                        Ok(Applied::Dropped) => continue,
+                        Err(message) => {
+                            self.pending_outcome = Some(Err(FailureDetails::new(message)));
+                        }
+                    }
                 }
                 out.push(event);
             }
@@ -420,13 +427,14 @@ impl Execution {
         }
     }
 
-    /// Feeds one incoming event to the code. `Err` is a reason to fail the instance.
+    /// Feeds one incoming event to the code: whether it belongs in history. `Err` is a reason
+    /// to fail the instance.
     fn apply(
         &mut self,
         registry: &Registry,
         event: &HistoryEvent,
         replaying: bool,
-    ) -> Result<(), String> {
+    ) -> Result<Applied, String> {
         let (task_id, result) = match event {
             HistoryEvent::ExecutionStarted(started) => {
                 if !self.started {
@@ -438,7 +446,7 @@ impl Execution {
                         started.input.clone(),
                     );
                 }
-                return Ok(());
+                return Ok(Applied::Recorded);
             }
             HistoryEvent::TaskCompleted { task_id, result } => (*task_id, Ok(result.clone())),
             HistoryEvent::TaskFailed { task_id, failure } => (*task_id, Err(failure.clone())),
@@ -453,9 +461,9 @@ impl Execution {
                 if let Some(waker) = self.state.lock().raise_event(name, input.clone()) {
                     waker.wake();
                 }
-                return Ok(());
+                return Ok(Applied::Recorded);
             }
-            _ => return Ok(()),
+            _ => return Ok(Applied::Recorded),
         };
         let (delivery, waker) = self.state.lock().deliver(task_id, result);
         match delivery {
@@ -463,7 +471,7 @@ impl Execution {
                 if let Some(waker) = waker {
                     waker.wake();
                 }
-                Ok(())
+                Ok(Applied::Recorded)
             }
             Delivery::Unexpected if replaying => Err(format!(
                 "non-deterministic orchestrator: history has a result for task {task_id}, \
@@ -471,7 +479,7 @@ impl Execution {
             )),
             Delivery::Unexpected => {
                 tracing::warn!(instance = %self.instance_id, task_id, "dropping a result for a task that is not awaited");
-                Ok(())
+                Ok(Applied::Dropped)
             }
         }
     }
@@ -618,6 +626,14 @@ fn unregistered(name: &str, version: Option<&str>, registered: &[Option<&str>]) 
 
 /// The top-level waker: records that something asked to be polled again.
 struct WakeFlag(AtomicBool);
+
+/// What became of an event fed to the code.
+enum Applied {
+    /// It belongs in history.
+    Recorded,
+    /// A result nobody awaits and no replay may meet: consumed, not recorded.
+    Dropped,
+}
 
 impl Wake for WakeFlag {
     fn wake(self: Arc<Self>) {

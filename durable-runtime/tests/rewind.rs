@@ -322,3 +322,88 @@ async fn rewind_is_refused_where_it_does_not_apply() {
     );
     runtime.shutdown().await;
 }
+
+/// Handles its child's failure, then waits for "go".
+#[orchestrator]
+async fn parent_handles_child(
+    ctx: OrchestrationContext,
+    key: String,
+) -> Result<String, OrchestrationError> {
+    let child = format!("{key}-child");
+    let outcome = match ctx
+        .call_sub_orchestrator_with_id(child_fails_once, child.clone(), child)
+        .await
+    {
+        Ok(value) => value,
+        Err(_) => "handled".to_string(),
+    };
+    let go: u32 = ctx.wait_for_event("go").await?;
+    Ok(format!("{outcome} {go}"))
+}
+
+/// A failed child rewound on its own while its parent, which handled the failure, goes on:
+/// the child's second outcome reaches a call that was answered already. It is dropped, not
+/// recorded as a result the code never awaits, so the parent still replays and completes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_rewound_after_its_parent_handled_the_failure_does_not_break_the_parent() {
+    for cache in CACHES {
+        let store = TestStore::new();
+        let (runtime, client) = store.start_with(settings(cache)).await;
+        let key = format!("handled-{cache:?}");
+        let id = client
+            .start(parent_handles_child, key.clone())
+            .await
+            .expect("start");
+        let child = format!("{key}-child");
+        support::until_recorded(&client, &id, "the handled failure", 1, |e| {
+            matches!(e, HistoryEvent::SubOrchestrationInstanceFailed { .. })
+        })
+        .await;
+        fails(&client, &child).await;
+        client.rewind(&child, "again").await.expect("rewinds");
+        let status = client
+            .wait_for_completion(&child, WAIT)
+            .await
+            .expect("finishes");
+        assert_eq!(status.runtime_status, RuntimeStatus::Completed);
+        // The child's outcome went to the parent with its completion: wait until the parent
+        // consumed it.
+        let consumed = async {
+            loop {
+                let conn =
+                    durable_runtime::store::sqlite::open_read_only(store.path()).expect("opens");
+                let waiting: i64 = conn
+                    .query_row(
+                        "SELECT COUNT(*) FROM messages WHERE instance_id = ?1",
+                        [&id],
+                        |row| row.get(0),
+                    )
+                    .expect("counts");
+                if waiting == 0 {
+                    return;
+                }
+                tokio::task::yield_now().await;
+            }
+        };
+        tokio::time::timeout(WAIT, consumed)
+            .await
+            .expect("the outcome is consumed");
+        // Replayed from history (cache off, or a new runtime) when "go" arrives.
+        runtime.shutdown().await;
+        drop(client);
+        let (runtime, client) = store.restart(settings(cache)).await;
+        client.raise_event(&id, "go", 7).await.expect("raised");
+        let status = client
+            .wait_for_completion(&id, WAIT)
+            .await
+            .expect("finishes");
+        assert_eq!(
+            status.runtime_status,
+            RuntimeStatus::Completed,
+            "{:?}",
+            status.failure
+        );
+        assert_eq!(status.output_as::<String>().expect("output"), "handled 7");
+        runtime.shutdown().await;
+    }
+}

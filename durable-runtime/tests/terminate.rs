@@ -5,9 +5,12 @@
 mod support;
 
 use durable_runtime::prelude::*;
-use durable_runtime::{HistoryEvent, RuntimeBuilder, StartOptions};
+use durable_runtime::store::{StoreError, Write};
+use durable_runtime::{Client, HistoryEvent, RuntimeBuilder, StartOptions};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
+use support::hooked::{BoxFut, Hook, Phase};
 use support::{TestStore, WAIT};
 
 #[orchestrator]
@@ -343,6 +346,97 @@ async fn a_terminated_child_fails_its_parents_call() {
         let output: String = status.output_as().expect("output");
         assert!(output.starts_with("child failed:"), "{output}");
         assert!(output.contains("Terminated"), "{output}");
+        runtime.shutdown().await;
+    }
+}
+
+/// Continues as new once, then waits for "go".
+#[orchestrator]
+async fn child_continues_once(
+    ctx: OrchestrationContext,
+    generation: u32,
+) -> Result<u32, OrchestrationError> {
+    if generation == 0 {
+        return ctx.continue_as_new(child_continues_once, 1).await;
+    }
+    Ok(ctx.wait_for_event::<u32>("go").await?)
+}
+
+#[orchestrator]
+async fn parent_of_continuing_child(ctx: OrchestrationContext) -> Result<u32, OrchestrationError> {
+    let id = format!("{}-child", ctx.instance_id());
+    Ok(ctx
+        .call_sub_orchestrator_with_id(child_continues_once, id, 0)
+        .await?)
+}
+
+/// A child between two generations (status `ContinuedAsNew`) is still running: terminating its
+/// parent terminates it, and its next generation never runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_between_generations_is_terminated_with_its_parent() {
+    for cache in CACHES {
+        let store = TestStore::new();
+        let (reached, mut reaches) = tokio::sync::mpsc::unbounded_channel();
+        let held = Arc::new(tokio::sync::Semaphore::new(0));
+        // Holds the first step of the child's second generation (input 1) before the store.
+        let hook: Hook = {
+            let held = held.clone();
+            Arc::new(move |phase, write| -> BoxFut {
+                let second = matches!((phase, write), (Phase::Before, Write::Step(step))
+                    if step.events.iter().any(|e| matches!(e,
+                        HistoryEvent::ExecutionStarted(started) if started.input.as_str() == "1")));
+                let (held, reached) = (held.clone(), reached.clone());
+                Box::pin(async move {
+                    if second {
+                        let _ = reached.send(());
+                        held.acquire().await.ok()?.forget();
+                    }
+                    None::<StoreError>
+                })
+            })
+        };
+        let runtime = settings(cache)(store.hooked_builder(hook))
+            .start()
+            .await
+            .expect("starts");
+        let client = runtime.client();
+        let id = client
+            .start(parent_of_continuing_child, ())
+            .await
+            .expect("start");
+        let child = format!("{id}-child");
+        reaches.recv().await.expect("the second generation steps");
+        let between = client.get_status(&child).await.expect("reads");
+        assert_eq!(
+            between.map(|s| s.runtime_status),
+            Some(RuntimeStatus::ContinuedAsNew)
+        );
+        client
+            .terminate(&id, "cancelled")
+            .await
+            .expect("terminates");
+        let status = |client: Client, child: String| async move {
+            client
+                .get_status(&child)
+                .await
+                .expect("reads")
+                .map(|s| s.runtime_status)
+        };
+        assert_eq!(
+            status(client.clone(), child.clone()).await,
+            Some(RuntimeStatus::Terminated),
+            "cache {cache:?}"
+        );
+        // The held step is fenced: the child stays terminated and takes no event.
+        held.add_permits(1);
+        assert!(client.raise_event(&child, "go", 1).await.is_err());
+        runtime.shutdown().await;
+        drop(client);
+        let (runtime, client) = store.restart(settings(cache)).await;
+        assert_eq!(
+            status(client.clone(), child.clone()).await,
+            Some(RuntimeStatus::Terminated)
+        );
         runtime.shutdown().await;
     }
 }

@@ -110,7 +110,8 @@ fn terminate(
     Ok(work)
 }
 
-/// The unfinished sub-orchestrations the run `execution_id` of `instance_id` created.
+/// The unfinished sub-orchestrations the run `execution_id` of `instance_id` created (one
+/// between two generations too: it keeps its parent link across `continue_as_new`).
 fn running_children(
     conn: &Connection,
     instance_id: &str,
@@ -119,7 +120,7 @@ fn running_children(
     let mut stmt = conn.prepare_cached(
         "SELECT instance_id FROM instances
          WHERE parent_instance_id = ?1 AND parent_execution_id = ?2
-           AND status IN ('Pending', 'Running', 'Suspended')",
+           AND status IN ('Pending', 'Running', 'ContinuedAsNew', 'Suspended')",
     )?;
     let rows = stmt.query_map(params![instance_id, execution_id], |row| row.get(0))?;
     rows.collect::<Result<Vec<String>, _>>()
