@@ -221,6 +221,7 @@ fn suspend(
         changed: vec![instance_id.to_string()],
         messages: vec![message],
         activities: Vec::new(),
+        timers: Vec::new(),
     })
 }
 
@@ -247,6 +248,7 @@ fn resume(
         changed: vec![instance_id.to_string()],
         messages: vec![message],
         activities: Vec::new(),
+        timers: Vec::new(),
     })
 }
 
