@@ -38,14 +38,17 @@ async fn flaky(key: String) -> Result<String, ActivityError> {
     Ok(key)
 }
 
-/// Opened by the test once the instance failed.
-static GATE: Notify = Notify::const_new();
+/// Opened by the test once the instance failed: one per test (they run side by side), picked
+/// by the activity's input.
+static GATES: [Notify; 2] = [Notify::const_new(), Notify::const_new()];
 
 #[activity]
 async fn gated(value: u32) -> Result<u32, ActivityError> {
-    GATE.notified().await;
+    GATES[usize::from(value == CHILD_VALUE)].notified().await;
     Ok(value)
 }
+
+const CHILD_VALUE: u32 = 9;
 
 #[orchestrator]
 async fn timer_beside_flaky(
@@ -71,6 +74,22 @@ async fn gated_beside_flaky(
 
 /// Far longer than the work after a rewind takes (a timer of under a second, two activities).
 const AFTER_REWIND: Duration = Duration::from_secs(10);
+
+#[orchestrator]
+async fn gated_child(ctx: OrchestrationContext, value: u32) -> Result<u32, OrchestrationError> {
+    Ok(ctx.call_activity(gated, value).await?)
+}
+
+#[orchestrator]
+async fn child_beside_flaky(
+    ctx: OrchestrationContext,
+    key: String,
+) -> Result<String, OrchestrationError> {
+    let child = ctx.call_sub_orchestrator_with_id(gated_child, format!("{key}-child"), CHILD_VALUE);
+    let value = ctx.call_activity(flaky, key).await?;
+    let child = child.await?;
+    Ok(format!("{value} {child}"))
+}
 
 const CACHES: [Option<usize>; 2] = [None, Some(0)];
 
@@ -147,14 +166,14 @@ async fn an_activity_result_discarded_after_the_failure_is_computed_again_after_
         .await
         .expect("start");
     fails(&client, &id).await;
-    GATE.notify_one();
+    GATES[0].notify_one();
     tokio::time::timeout(WAIT, discarded_rx.recv())
         .await
         .expect("the late result is consumed")
         .expect("hook alive");
     client.rewind(&id, "fixed").await.expect("rewinds");
     // A run of `gated` after the rewind waits for the gate too.
-    GATE.notify_one();
+    GATES[0].notify_one();
     let status = client
         .wait_for_completion(&id, AFTER_REWIND)
         .await
@@ -164,5 +183,35 @@ async fn an_activity_result_discarded_after_the_failure_is_computed_again_after_
         format!("{key} 7")
     );
     assert_eq!(calls(&key), 2);
+    runtime.shutdown().await;
+}
+
+/// A sub-orchestration that finished while its parent was failed (its outcome found the
+/// parent finished, and was not sent) reaches the parent after the rewind.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_child_that_finished_while_its_parent_was_failed_reaches_it_after_the_rewind() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let key = "parent".to_string();
+    let id = client
+        .start(child_beside_flaky, key.clone())
+        .await
+        .expect("start");
+    fails(&client, &id).await;
+    GATES[1].notify_one();
+    let child = client
+        .wait_for_completion(&format!("{key}-child"), WAIT)
+        .await
+        .expect("the child completes");
+    assert_eq!(child.runtime_status, RuntimeStatus::Completed);
+    client.rewind(&id, "fixed").await.expect("rewinds");
+    let status = client
+        .wait_for_completion(&id, AFTER_REWIND)
+        .await
+        .expect("the instance completes");
+    assert_eq!(
+        status.output_as::<String>().expect("output"),
+        format!("{key} 9")
+    );
     runtime.shutdown().await;
 }

@@ -3,7 +3,12 @@
 use super::apply::{NextIds, insert_message, instance_state, to_json};
 use super::manage::state_for;
 use super::read;
-use crate::history::{HistoryEvent, rewound_events, unhandled_failures};
+use super::error::SqlContext;
+use crate::failure::FailureDetails;
+use crate::history::{
+    HistoryEvent, SubOrchestrationCreatedEvent, rewound_events, unhandled_failures,
+};
+use crate::payload::Payload;
 use crate::instance::RuntimeStatus;
 use crate::store::{ActivityWorkItem, ManagedWork, StoreError, TimerWorkItem};
 use rusqlite::{Connection, OptionalExtension, params};
@@ -280,10 +285,84 @@ fn redrive_pending(
                     fire_at_ms: *fire_at_ms,
                 });
             }
+            HistoryEvent::SubOrchestrationInstanceCreated(created)
+                if !answered.contains(&created.task_id) && !rerun.contains(&created.task_id) =>
+            {
+                // A child still running sends its outcome when it finishes, to the run now
+                // running again; one that finished while this instance was failed found it
+                // finished and sent nothing.
+                if let Some(outcome) = finished_child_outcome(conn, instance_id, run, created)? {
+                    work.messages
+                        .push(insert_message(conn, ids, instance_id, run, &outcome)?);
+                }
+            }
             _ => {}
         }
     }
     Ok(())
+}
+
+/// The outcome, for its parent, of the child `created` of run `run` of `parent_id`, if it
+/// finished (and is still that call's child).
+fn finished_child_outcome(
+    conn: &Connection,
+    parent_id: &str,
+    run: &str,
+    created: &SubOrchestrationCreatedEvent,
+) -> Result<Option<HistoryEvent>, StoreError> {
+    let Some(state) = instance_state(conn, &created.instance_id)? else {
+        return Ok(None);
+    };
+    let its_call = state.parent.as_ref().is_some_and(|parent| {
+        parent.instance_id == parent_id
+            && parent.execution_id == run
+            && parent.task_id == created.task_id
+    });
+    if !its_call || !state.status.is_terminal() {
+        return Ok(None);
+    }
+    let task_id = created.task_id;
+    let child = created.instance_id.as_str();
+    let event = match state.status {
+        RuntimeStatus::Completed => {
+            let output: Option<String> = conn
+                .prepare_cached("SELECT output FROM instance_outputs WHERE instance_id = ?1")?
+                .query_row(params![child], |row| row.get(0))
+                .optional()
+                .at("instance_outputs", child)?;
+            let result = match output {
+                Some(output) => Payload::from_json(output).map_err(|err| StoreError::Corrupt {
+                    table: "instance_outputs",
+                    key: child.to_string(),
+                    reason: format!("payload is not JSON: {err}"),
+                })?,
+                None => Payload::null(),
+            };
+            HistoryEvent::SubOrchestrationInstanceCompleted { task_id, result }
+        }
+        RuntimeStatus::Failed => {
+            let failure: Option<String> = conn
+                .prepare_cached("SELECT failure FROM instances WHERE instance_id = ?1")?
+                .query_row(params![child], |row| row.get(0))
+                .at("instances", child)?;
+            let failure = match failure {
+                Some(failure) => serde_json::from_str::<FailureDetails>(&failure).map_err(
+                    |err| StoreError::Corrupt {
+                        table: "instances",
+                        key: child.to_string(),
+                        reason: format!("failure does not decode: {err}"),
+                    },
+                )?,
+                None => FailureDetails::new("the sub-orchestration failed"),
+            };
+            HistoryEvent::SubOrchestrationInstanceFailed { task_id, failure }
+        }
+        status => HistoryEvent::SubOrchestrationInstanceFailed {
+            task_id,
+            failure: FailureDetails::new(format!("the sub-orchestration was {status}")),
+        },
+    };
+    Ok(Some(event))
 }
 
 /// The task an event is the result of, if it is one.
