@@ -4,8 +4,8 @@
 
 mod support;
 
-use durable_runtime::prelude::*;
 use durable_runtime::RuntimeBuilder;
+use durable_runtime::prelude::*;
 use durable_runtime::store::Write;
 use std::sync::Mutex;
 use support::hooked::{BoxFut, Phase};
@@ -154,11 +154,7 @@ async fn an_activity_result_discarded_after_the_failure_is_computed_again_after_
         }
         Box::pin(async { None })
     });
-    let runtime = store
-        .hooked_builder(hook)
-        .start()
-        .await
-        .expect("starts");
+    let runtime = store.hooked_builder(hook).start().await.expect("starts");
     let client = runtime.client();
     let key = "gated".to_string();
     let id = client

@@ -1,15 +1,15 @@
 //! Rewinding a failed instance in a write: the failures its code did not handle run again.
 
 use super::apply::{NextIds, insert_message, instance_state, to_json};
+use super::error::SqlContext;
 use super::manage::state_for;
 use super::read;
-use super::error::SqlContext;
 use crate::failure::FailureDetails;
 use crate::history::{
     HistoryEvent, SubOrchestrationCreatedEvent, rewound_events, unhandled_failures,
 };
-use crate::payload::Payload;
 use crate::instance::RuntimeStatus;
+use crate::payload::Payload;
 use crate::store::{ActivityWorkItem, ManagedWork, StoreError, TimerWorkItem};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{BTreeSet, HashSet};
@@ -276,7 +276,13 @@ fn redrive_pending(
                     "INSERT INTO timers (id, instance_id, task_id, fire_at_ms, execution_id)
                      VALUES (?1, ?2, ?3, ?4, ?5)",
                 )?
-                .execute(params![row, instance_id, task_id, fire_at_ms, &**run])?;
+                .execute(params![
+                    row,
+                    instance_id,
+                    task_id,
+                    fire_at_ms,
+                    &**run
+                ])?;
                 work.timers.push(TimerWorkItem {
                     id: row,
                     instance_id: instance_id.to_string(),
@@ -346,13 +352,15 @@ fn finished_child_outcome(
                 .query_row(params![child], |row| row.get(0))
                 .at("instances", child)?;
             let failure = match failure {
-                Some(failure) => serde_json::from_str::<FailureDetails>(&failure).map_err(
-                    |err| StoreError::Corrupt {
-                        table: "instances",
-                        key: child.to_string(),
-                        reason: format!("failure does not decode: {err}"),
-                    },
-                )?,
+                Some(failure) => {
+                    serde_json::from_str::<FailureDetails>(&failure).map_err(|err| {
+                        StoreError::Corrupt {
+                            table: "instances",
+                            key: child.to_string(),
+                            reason: format!("failure does not decode: {err}"),
+                        }
+                    })?
+                }
                 None => FailureDetails::new("the sub-orchestration failed"),
             };
             HistoryEvent::SubOrchestrationInstanceFailed { task_id, failure }
