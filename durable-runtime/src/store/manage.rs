@@ -1,7 +1,7 @@
 //! The client operations a store applies: terminate, suspend, resume, restart, rewind and
 //! purge ([`Manage`]), and scheduled starts ([`START_TIMER_TASK`]).
 
-use super::{ActivityWorkItem, Message};
+use super::{ActivityWorkItem, Message, TimerWorkItem};
 #[cfg(doc)]
 use super::{StoreError, Write};
 use crate::instance::RuntimeStatus;
@@ -146,4 +146,6 @@ pub struct ManagedWork {
     pub messages: Vec<Message>,
     /// Activities it enqueued (a rewind's).
     pub activities: Vec<ActivityWorkItem>,
+    /// Timers it armed (a rewind's: those its failure had disarmed).
+    pub timers: Vec<TimerWorkItem>,
 }

@@ -123,6 +123,7 @@ impl Shared {
                 for item in work.activities {
                     self.dispatcher.enqueue_activity(item);
                 }
+                self.dispatcher.arm_timers(work.timers);
                 // Messages first: a resumed instance's parked messages and its
                 // `ExecutionResumed` are then stepped together.
                 for message in work.messages {

@@ -25,6 +25,7 @@ use crate::store::{
     ContinueAsNew, ErrorClass, NewChild, NewInstance, StepCommit, StoreError, Write, Written,
 };
 use futures::FutureExt;
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tracing::Instrument;
@@ -68,6 +69,7 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                 messages = shared.dispatcher.claim(&instance_id).messages;
                 continue;
             }
+            drop_duplicates(&mut messages);
             // Read before the step looks at the status (see `Dispatcher::park_suspended`).
             let changes = shared.dispatcher.changes(&instance_id);
             // Boxed: the step's future is large, and the task of an idle instance need not
@@ -497,6 +499,23 @@ async fn commit_consume_only(
             Err(err) => return Err(err),
         }
     }
+}
+
+/// Keeps the first of two copies of one firing (or result) held only in memory. The timer
+/// service can hand a firing over twice: when a step arms timers due before the others, its
+/// window drops its latest timer and moves its horizon back, and the read that follows finds
+/// again a timer whose firing waits here (its row stays until the step that consumes it
+/// commits). Stepped together, the second copy would fail the commit as `TimersGone`, and the
+/// retry would drop both copies, losing the firing until the next start.
+fn drop_duplicates(messages: &mut Vec<Inbound>) {
+    if messages.len() < 2 {
+        return;
+    }
+    let mut seen = HashSet::new();
+    messages.retain(|m| match m.source {
+        Source::Timer(_) | Source::Activity(_) => seen.insert(m.source),
+        Source::Message(_) => true,
+    });
 }
 
 /// The ids of the stored messages among `inbound`.

@@ -222,6 +222,7 @@ fn suspend(
         changed: vec![instance_id.to_string()],
         messages: vec![message],
         activities: Vec::new(),
+        timers: Vec::new(),
     })
 }
 
@@ -248,6 +249,7 @@ fn resume(
         changed: vec![instance_id.to_string()],
         messages: vec![message],
         activities: Vec::new(),
+        timers: Vec::new(),
     })
 }
 

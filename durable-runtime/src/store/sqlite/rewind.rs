@@ -1,12 +1,18 @@
 //! Rewinding a failed instance in a write: the failures its code did not handle run again.
 
 use super::apply::{NextIds, insert_message, instance_state, to_json};
+use super::error::SqlContext;
 use super::manage::state_for;
 use super::read;
-use crate::history::{HistoryEvent, rewound_events, unhandled_failures};
+use crate::failure::FailureDetails;
+use crate::history::{
+    HistoryEvent, SubOrchestrationCreatedEvent, rewound_events, unhandled_failures,
+};
 use crate::instance::RuntimeStatus;
-use crate::store::{ActivityWorkItem, ManagedWork, StoreError};
-use rusqlite::{Connection, params};
+use crate::payload::Payload;
+use crate::store::{ActivityWorkItem, ManagedWork, StoreError, TimerWorkItem};
+use rusqlite::{Connection, OptionalExtension, params};
+use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
 
 /// Rewinds `instance_id` and, recursively, its failed sub-orchestrations (see
@@ -63,7 +69,7 @@ fn rewind_one(
     }
     let run: Arc<str> = state.execution_id.as_str().into();
     let mut children = Vec::new();
-    for index in failures {
+    for &index in &failures {
         match events[index] {
             HistoryEvent::TaskFailed { task_id, .. } => {
                 let scheduled = events.iter().find_map(|event| match event {
@@ -147,6 +153,7 @@ fn rewind_one(
             _ => {}
         }
     }
+    redrive_pending(conn, ids, instance_id, &run, &events, &failures, work)?;
     let rewound = HistoryEvent::ExecutionRewound {
         reason: reason.to_string(),
     };
@@ -170,4 +177,210 @@ fn rewind_one(
         state.history_len + 1
     ])?;
     Ok(Some(children))
+}
+
+/// Drives again the activities and timers the run was waiting for when it failed, whose work
+/// the failure discarded: a failing step disarms the instance's timers, and an activity result
+/// that arrives at a failed instance is consumed without being recorded. Without this the
+/// rewound code would wait for them forever. Work still pending (its row is in the store, or
+/// its result is a message waiting) is left alone: it reaches the rewound run by itself, and
+/// driving it again would record its result twice.
+fn redrive_pending(
+    conn: &Connection,
+    ids: &mut NextIds,
+    instance_id: &str,
+    run: &Arc<str>,
+    events: &[&HistoryEvent],
+    failures: &[usize],
+    work: &mut ManagedWork,
+) -> Result<(), StoreError> {
+    // Results replay skips: undone by an earlier rewind, or by this one.
+    let mut undone: BTreeSet<usize> = rewound_events(events);
+    undone.extend(failures);
+    let mut answered: HashSet<u64> = events
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !undone.contains(index))
+        .filter_map(|(_, event)| result_task(event))
+        .collect();
+    // Results stored as messages and not yet consumed (a timer fired through the store).
+    let mut waiting = conn.prepare_cached("SELECT event FROM messages WHERE instance_id = ?1")?;
+    let rows = waiting.query_map(params![instance_id], |row| row.get::<_, String>(0))?;
+    for row in rows {
+        let row = row?;
+        // A message that does not decode is its consumer's problem, not the rewind's.
+        if let Ok(event) = serde_json::from_str::<HistoryEvent>(&row) {
+            answered.extend(result_task(&event));
+        }
+    }
+    // A failure this rewind runs again is driven by `rewind_one`.
+    let rerun: HashSet<u64> = failures
+        .iter()
+        .filter_map(|&index| events.get(index).and_then(|event| result_task(event)))
+        .collect();
+    for event in events {
+        match event {
+            HistoryEvent::TaskScheduled {
+                task_id,
+                name,
+                input,
+            } if !answered.contains(task_id) && !rerun.contains(task_id) => {
+                let queued = conn
+                    .prepare_cached(
+                        "SELECT 1 FROM activities
+                         WHERE instance_id = ?1 AND task_id = ?2 AND execution_id = ?3",
+                    )?
+                    .query_row(params![instance_id, task_id, &**run], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if queued {
+                    continue;
+                }
+                let row = NextIds::take(&mut ids.activities);
+                conn.prepare_cached(
+                    "INSERT INTO activities (id, instance_id, task_id, name, input, execution_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                )?
+                .execute(params![
+                    row,
+                    instance_id,
+                    task_id,
+                    name,
+                    input.as_str(),
+                    &**run
+                ])?;
+                work.activities.push(ActivityWorkItem {
+                    id: row,
+                    instance_id: instance_id.to_string(),
+                    execution_id: run.clone(),
+                    task_id: *task_id,
+                    name: name.clone(),
+                    input: input.clone(),
+                });
+            }
+            HistoryEvent::TimerCreated {
+                task_id,
+                fire_at_ms,
+            } if !answered.contains(task_id) => {
+                let armed = conn
+                    .prepare_cached("SELECT 1 FROM timers WHERE instance_id = ?1 AND task_id = ?2")?
+                    .query_row(params![instance_id, task_id], |_| Ok(()))
+                    .optional()?
+                    .is_some();
+                if armed {
+                    continue;
+                }
+                // Due when it was due before: a timer that came due meanwhile fires at once.
+                let row = NextIds::take(&mut ids.timers);
+                conn.prepare_cached(
+                    "INSERT INTO timers (id, instance_id, task_id, fire_at_ms, execution_id)
+                     VALUES (?1, ?2, ?3, ?4, ?5)",
+                )?
+                .execute(params![
+                    row,
+                    instance_id,
+                    task_id,
+                    fire_at_ms,
+                    &**run
+                ])?;
+                work.timers.push(TimerWorkItem {
+                    id: row,
+                    instance_id: instance_id.to_string(),
+                    execution_id: run.clone(),
+                    task_id: *task_id,
+                    fire_at_ms: *fire_at_ms,
+                });
+            }
+            HistoryEvent::SubOrchestrationInstanceCreated(created)
+                if !answered.contains(&created.task_id) && !rerun.contains(&created.task_id) =>
+            {
+                // A child still running sends its outcome when it finishes, to the run now
+                // running again; one that finished while this instance was failed found it
+                // finished and sent nothing.
+                if let Some(outcome) = finished_child_outcome(conn, instance_id, run, created)? {
+                    work.messages
+                        .push(insert_message(conn, ids, instance_id, run, &outcome)?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The outcome, for its parent, of the child `created` of run `run` of `parent_id`, if it
+/// finished (and is still that call's child).
+fn finished_child_outcome(
+    conn: &Connection,
+    parent_id: &str,
+    run: &str,
+    created: &SubOrchestrationCreatedEvent,
+) -> Result<Option<HistoryEvent>, StoreError> {
+    let Some(state) = instance_state(conn, &created.instance_id)? else {
+        return Ok(None);
+    };
+    let its_call = state.parent.as_ref().is_some_and(|parent| {
+        parent.instance_id == parent_id
+            && parent.execution_id == run
+            && parent.task_id == created.task_id
+    });
+    if !its_call || !state.status.is_terminal() {
+        return Ok(None);
+    }
+    let task_id = created.task_id;
+    let child = created.instance_id.as_str();
+    let event = match state.status {
+        RuntimeStatus::Completed => {
+            let output: Option<String> = conn
+                .prepare_cached("SELECT output FROM instance_outputs WHERE instance_id = ?1")?
+                .query_row(params![child], |row| row.get(0))
+                .optional()
+                .at("instance_outputs", child)?;
+            let result = match output {
+                Some(output) => Payload::from_json(output).map_err(|err| StoreError::Corrupt {
+                    table: "instance_outputs",
+                    key: child.to_string(),
+                    reason: format!("payload is not JSON: {err}"),
+                })?,
+                None => Payload::null(),
+            };
+            HistoryEvent::SubOrchestrationInstanceCompleted { task_id, result }
+        }
+        RuntimeStatus::Failed => {
+            let failure: Option<String> = conn
+                .prepare_cached("SELECT failure FROM instances WHERE instance_id = ?1")?
+                .query_row(params![child], |row| row.get(0))
+                .at("instances", child)?;
+            let failure = match failure {
+                Some(failure) => {
+                    serde_json::from_str::<FailureDetails>(&failure).map_err(|err| {
+                        StoreError::Corrupt {
+                            table: "instances",
+                            key: child.to_string(),
+                            reason: format!("failure does not decode: {err}"),
+                        }
+                    })?
+                }
+                None => FailureDetails::new("the sub-orchestration failed"),
+            };
+            HistoryEvent::SubOrchestrationInstanceFailed { task_id, failure }
+        }
+        status => HistoryEvent::SubOrchestrationInstanceFailed {
+            task_id,
+            failure: FailureDetails::new(format!("the sub-orchestration was {status}")),
+        },
+    };
+    Ok(Some(event))
+}
+
+/// The task an event is the result of, if it is one.
+fn result_task(event: &HistoryEvent) -> Option<u64> {
+    match event {
+        HistoryEvent::TaskCompleted { task_id, .. }
+        | HistoryEvent::TaskFailed { task_id, .. }
+        | HistoryEvent::TimerFired { task_id }
+        | HistoryEvent::SubOrchestrationInstanceCompleted { task_id, .. }
+        | HistoryEvent::SubOrchestrationInstanceFailed { task_id, .. } => Some(*task_id),
+        _ => None,
+    }
 }
