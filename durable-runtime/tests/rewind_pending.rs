@@ -211,3 +211,87 @@ async fn a_child_that_finished_while_its_parent_was_failed_reaches_it_after_the_
     );
     runtime.shutdown().await;
 }
+
+/// Opened by the test below once its instance failed.
+static LATE_GATE: Notify = Notify::const_new();
+static LATE_RUNS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+#[activity]
+async fn late(value: u32) -> Result<u32, ActivityError> {
+    LATE_GATE.notified().await;
+    LATE_RUNS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    Ok(value)
+}
+
+#[orchestrator]
+async fn late_beside_flaky(
+    ctx: OrchestrationContext,
+    key: String,
+) -> Result<String, OrchestrationError> {
+    let slow = ctx.call_activity(late, 5);
+    let value = ctx.call_activity(flaky, key).await?;
+    let slow = slow.await?;
+    Ok(format!("{value} {slow}"))
+}
+
+/// A late result on its way to be consumed unrecorded (its instance failed) when a rewind
+/// commits: the rewind finds its work item still in the store and does not queue the activity
+/// again, so the consuming step must not delete it from under the rewound run. It is fenced,
+/// and the result is recorded by the rewound run instead.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_late_result_consumed_while_a_rewind_commits_reaches_the_rewound_run() {
+    let store = TestStore::new();
+    let (held_tx, mut held_rx) = mpsc::unbounded_channel();
+    let release = std::sync::Arc::new(Notify::new());
+    let hook: support::hooked::Hook = {
+        let release = release.clone();
+        let held = std::sync::atomic::AtomicBool::new(false);
+        std::sync::Arc::new(move |phase, write: &Write| -> BoxFut {
+            let consume_only = matches!(write, Write::Step(step)
+                if step.status.is_none()
+                    && step.events.is_empty()
+                    && !step.completed_activities.is_empty());
+            if phase == Phase::Before
+                && consume_only
+                && !held.swap(true, std::sync::atomic::Ordering::SeqCst)
+            {
+                let _ = held_tx.send(());
+                let release = release.clone();
+                return Box::pin(async move {
+                    release.notified().await;
+                    None
+                });
+            }
+            Box::pin(async { None })
+        })
+    };
+    let runtime = store.hooked_builder(hook).start().await.expect("starts");
+    let client = runtime.client();
+    let key = "late".to_string();
+    let id = client
+        .start(late_beside_flaky, key.clone())
+        .await
+        .expect("start");
+    fails(&client, &id).await;
+    LATE_GATE.notify_one();
+    tokio::time::timeout(WAIT, held_rx.recv())
+        .await
+        .expect("the late result is on its way to be consumed")
+        .expect("hook alive");
+    client.rewind(&id, "fixed").await.expect("rewinds");
+    release.notify_one();
+    let status = client
+        .wait_for_completion(&id, AFTER_REWIND)
+        .await
+        .expect("the instance completes");
+    assert_eq!(
+        status.output_as::<String>().expect("output"),
+        format!("{key} 5")
+    );
+    assert_eq!(
+        LATE_RUNS.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "its result was recorded, not computed again"
+    );
+    runtime.shutdown().await;
+}

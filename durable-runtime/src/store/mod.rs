@@ -174,7 +174,9 @@ pub struct StepCommit {
     /// Sub-orchestrations to create (see [`NewChild`]).
     pub children: Vec<NewChild>,
     /// The instance's status after the step; `None` leaves the row as it is (a step that only
-    /// consumes messages sent to a finished or unknown instance). Statuses are a state machine
+    /// consumes messages sent to a finished or unknown instance; refused with
+    /// [`StoreError::Fenced`] if the instance exists and is not finished, so that late work
+    /// is never deleted from under an instance a client brought back). Statuses are a state machine
     /// the store enforces: a step may move only a `Pending`, `Running` or `ContinuedAsNew` (the
     /// new run's first step) instance, so a step
     /// against an instance a client terminated or suspended (or one already finished) is

@@ -402,6 +402,14 @@ fn check_step(conn: &Connection, step: &StepCommit) -> Result<Option<State>, Sto
         ..
     } = &state;
     let (status, history_len) = (*status, *history_len);
+    // Late work for a finished instance is consumed without a step. If a client brought the
+    // instance back meanwhile (rewind, restart), that work may belong to its new life: the
+    // worker must look again rather than delete it.
+    if consume_only && !status.is_terminal() {
+        return Err(StoreError::Fenced(format!(
+            "instance '{id}' is {status}: only a finished instance's messages are consumed              without a step"
+        )));
+    }
     if !consume_only && *execution_id != *step.execution_id {
         return Err(StoreError::Fenced(format!(
             "instance '{id}' is on run '{execution_id}', the step belongs to run '{}'",
