@@ -4,8 +4,8 @@
 mod support;
 
 use durable_runtime::prelude::*;
-use durable_runtime::{HistoryEvent, HistoryRecord, RuntimeBuilder};
-use support::{TestStore, WAIT};
+use durable_runtime::{HistoryEvent, HistoryRecord};
+use support::{CACHES, TestStore, WAIT, cache_settings as settings};
 
 #[orchestrator]
 async fn approval(
@@ -46,15 +46,6 @@ async fn event_then_nap(ctx: OrchestrationContext) -> Result<u32, OrchestrationE
 }
 
 /// The hot path (default cache) and the path where every step replays its history.
-const CACHES: [Option<usize>; 2] = [None, Some(0)];
-
-fn settings(cache: Option<usize>) -> impl Fn(RuntimeBuilder) -> RuntimeBuilder {
-    move |builder| match cache {
-        Some(capacity) => builder.cache_capacity(capacity),
-        None => builder,
-    }
-}
-
 fn count(history: &[HistoryRecord], event_type: &str) -> usize {
     history
         .iter()

@@ -5,11 +5,11 @@
 
 mod support;
 
+use durable_runtime::HistoryEvent;
 use durable_runtime::prelude::*;
-use durable_runtime::{HistoryEvent, RuntimeBuilder};
 use std::collections::HashMap;
 use std::sync::Mutex;
-use support::{TestStore, WAIT};
+use support::{CACHES, TestStore, WAIT, cache_settings as settings};
 
 /// Calls so far, per key.
 static CALLS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
@@ -107,15 +107,6 @@ async fn fails_by_itself(_ctx: OrchestrationContext) -> Result<u32, Orchestratio
 #[orchestrator]
 async fn waits_for_go(ctx: OrchestrationContext) -> Result<u32, OrchestrationError> {
     Ok(ctx.wait_for_event::<u32>("go").await?)
-}
-
-const CACHES: [Option<usize>; 2] = [None, Some(0)];
-
-fn settings(cache: Option<usize>) -> impl Fn(RuntimeBuilder) -> RuntimeBuilder {
-    move |builder| match cache {
-        Some(capacity) => builder.cache_capacity(capacity),
-        None => builder,
-    }
 }
 
 fn count(history: &[durable_runtime::HistoryRecord], kind: &str) -> usize {

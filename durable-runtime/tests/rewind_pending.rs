@@ -4,12 +4,11 @@
 
 mod support;
 
-use durable_runtime::RuntimeBuilder;
 use durable_runtime::prelude::*;
 use durable_runtime::store::Write;
 use std::sync::Mutex;
 use support::hooked::{BoxFut, Phase};
-use support::{TestStore, WAIT};
+use support::{CACHES, TestStore, WAIT, cache_settings as settings};
 use tokio::sync::{Notify, mpsc};
 
 /// Calls so far of `flaky`, per key.
@@ -89,15 +88,6 @@ async fn child_beside_flaky(
     let value = ctx.call_activity(flaky, key).await?;
     let child = child.await?;
     Ok(format!("{value} {child}"))
-}
-
-const CACHES: [Option<usize>; 2] = [None, Some(0)];
-
-fn settings(cache: Option<usize>) -> impl Fn(RuntimeBuilder) -> RuntimeBuilder {
-    move |builder| match cache {
-        Some(capacity) => builder.cache_capacity(capacity),
-        None => builder,
-    }
 }
 
 async fn fails(client: &Client, id: &str) {

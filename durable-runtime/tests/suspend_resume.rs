@@ -10,7 +10,7 @@ use durable_runtime::prelude::*;
 use durable_runtime::{HistoryEvent, HistoryRecord, RuntimeBuilder};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
-use support::{TestStore, WAIT};
+use support::{CACHES, TestStore, WAIT, cache_settings as settings, count_rows};
 use tokio::sync::Semaphore;
 
 #[orchestrator]
@@ -48,25 +48,6 @@ async fn parent_of_one(ctx: OrchestrationContext) -> Result<String, Orchestratio
         .call_sub_orchestrator_with_id(waits_for_go, id, ())
         .await?;
     Ok(format!("child returned {n}"))
-}
-
-const CACHES: [Option<usize>; 2] = [None, Some(0)];
-
-fn settings(cache: Option<usize>) -> impl Fn(RuntimeBuilder) -> RuntimeBuilder {
-    move |builder| match cache {
-        Some(capacity) => builder.cache_capacity(capacity),
-        None => builder,
-    }
-}
-
-fn count_rows(store: &TestStore, table: &str, instance_id: &str) -> i64 {
-    let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("opens");
-    conn.query_row(
-        &format!("SELECT COUNT(*) FROM {table} WHERE instance_id = ?1"),
-        [instance_id],
-        |row| row.get(0),
-    )
-    .expect("counts")
 }
 
 /// Waits until the instance has `rows` rows in `table`.

@@ -6,12 +6,12 @@ mod support;
 
 use durable_runtime::prelude::*;
 use durable_runtime::store::{StoreError, Write};
-use durable_runtime::{Client, HistoryEvent, RuntimeBuilder, StartOptions};
+use durable_runtime::{Client, HistoryEvent, StartOptions};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::SystemTime;
 use support::hooked::{BoxFut, Hook, Phase};
-use support::{TestStore, WAIT};
+use support::{CACHES, TestStore, WAIT, cache_settings as settings, count_rows};
 
 #[orchestrator]
 async fn naps_an_hour(ctx: OrchestrationContext) -> u32 {
@@ -63,25 +63,6 @@ async fn parent_catches(ctx: OrchestrationContext) -> Result<String, Orchestrati
         Ok(n) => Ok(format!("child returned {n}")),
         Err(failed) => Ok(format!("child failed: {}", failed.message)),
     }
-}
-
-const CACHES: [Option<usize>; 2] = [None, Some(0)];
-
-fn settings(cache: Option<usize>) -> impl Fn(RuntimeBuilder) -> RuntimeBuilder {
-    move |builder| match cache {
-        Some(capacity) => builder.cache_capacity(capacity),
-        None => builder,
-    }
-}
-
-fn count_rows(store: &TestStore, table: &str, instance_id: &str) -> i64 {
-    let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("opens");
-    conn.query_row(
-        &format!("SELECT COUNT(*) FROM {table} WHERE instance_id = ?1"),
-        [instance_id],
-        |row| row.get(0),
-    )
-    .expect("counts")
 }
 
 fn is_terminated(event: &HistoryEvent) -> bool {

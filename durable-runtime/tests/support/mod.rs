@@ -7,6 +7,29 @@ use durable_runtime::{Client, Runtime, RuntimeBuilder};
 use std::path::PathBuf;
 use tempfile::TempDir;
 
+/// The two engine paths a test runs on: the hot cache (the default) and none (every step
+/// replays the instance's history).
+pub const CACHES: [Option<usize>; 2] = [None, Some(0)];
+
+/// The builder settings of one of [`CACHES`].
+pub fn cache_settings(cache: Option<usize>) -> impl Fn(RuntimeBuilder) -> RuntimeBuilder {
+    move |builder| match cache {
+        Some(capacity) => builder.cache_capacity(capacity),
+        None => builder,
+    }
+}
+
+/// How many rows of `instance_id` the store file's `table` holds.
+pub fn count_rows(store: &TestStore, table: &str, instance_id: &str) -> i64 {
+    let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("opens");
+    conn.query_row(
+        &format!("SELECT COUNT(*) FROM {table} WHERE instance_id = ?1"),
+        [instance_id],
+        |row| row.get(0),
+    )
+    .expect("counts")
+}
+
 /// A fresh store in its own temporary directory (removed on drop).
 pub struct TestStore {
     pub dir: TempDir,
