@@ -83,37 +83,12 @@ fn crash_worker_process() {
 #[test]
 fn kill_9_during_continue_as_new_loses_no_generation() {
     let store = TestStore::new();
-    let mut rng = support::Lcg::from_clock();
-    let mut kills = 0;
-    let mut finished = false;
-    for incarnation in 0..KILLS + 1 {
-        let mut worker = support::spawn_worker(
-            "crash_worker_process",
-            &[("DURABLE_KCAN_STORE", store.path().as_os_str())],
-        );
-        // Fewer lines than the counters need in all, so every kill lands mid-way.
-        let kill_after = (incarnation < KILLS).then(|| rng.next_in(10, 60));
-        let support::Incarnation {
-            ran,
-            killed,
-            finished: done,
-            exit,
-        } = support::watch_worker(&mut worker, kill_after);
-        finished |= done;
-        if killed {
-            kills += 1;
-            println!("incarnation {incarnation}: killed after {ran} activity runs");
-        } else {
-            assert!(exit.success(), "worker failed: {exit}");
-            if finished {
-                break;
-            }
-        }
-    }
-    assert!(finished, "the last incarnation must finish every counter");
-    assert!(
-        kills >= KILLS,
-        "only {kills} kills happened; the test proves little"
+    // Fewer lines than the counters need in all, so every kill lands mid-way.
+    support::kill_repeatedly(
+        "crash_worker_process",
+        &[("DURABLE_KCAN_STORE", store.path().as_os_str())],
+        KILLS,
+        (10, 60),
     );
 
     let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("open");

@@ -95,28 +95,14 @@ fn management_worker_process() {
 #[test]
 fn management_survives_kill_9() {
     let store = TestStore::new();
-    let mut rng = support::Lcg::from_clock();
-    let mut finished = false;
-    for incarnation in 0..=KILLS {
-        let mut worker = support::spawn_worker(
-            "management_worker_process",
-            &[("DURABLE_MGMT_STORE", store.path().as_os_str())],
-        );
-        // Calls per incarnation: 3 or 4 per instance (suspend, then terminate or raise and
-        // resume).
-        let kill_after = (incarnation < KILLS).then(|| rng.next_in(1, 3 * INSTANCES));
-        let run = support::watch_worker(&mut worker, kill_after);
-        println!(
-            "incarnation {incarnation}: {} calls acknowledged, killed: {}",
-            run.ran, run.killed
-        );
-        if !run.killed {
-            assert!(run.exit.success(), "worker failed: {}", run.exit);
-            finished = run.finished;
-            break;
-        }
-    }
-    assert!(finished, "the last incarnation sees every instance finish");
+    // An incarnation acknowledges 2 or 3 calls per instance (suspend, then terminate, or raise
+    // and resume): 56 in all.
+    support::kill_repeatedly(
+        "management_worker_process",
+        &[("DURABLE_MGMT_STORE", store.path().as_os_str())],
+        KILLS,
+        (1, 50),
+    );
 
     let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("open");
     for i in 0..INSTANCES {

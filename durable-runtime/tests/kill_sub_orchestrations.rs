@@ -121,36 +121,11 @@ fn crash_worker_process() {
 #[test]
 fn kill_9_during_sub_orchestrations_creates_no_child_twice() {
     let store = TestStore::new();
-    let mut rng = support::Lcg::from_clock();
-    let mut kills = 0;
-    let mut finished = false;
-    for incarnation in 0..KILLS + 1 {
-        let mut worker = support::spawn_worker(
-            "crash_worker_process",
-            &[("DURABLE_KSUB_STORE", store.path().as_os_str())],
-        );
-        let kill_after = (incarnation < KILLS).then(|| rng.next_in(15, 70));
-        let support::Incarnation {
-            ran,
-            killed,
-            finished: done,
-            exit,
-        } = support::watch_worker(&mut worker, kill_after);
-        finished |= done;
-        if killed {
-            kills += 1;
-            println!("incarnation {incarnation}: killed after {ran} activity runs");
-        } else {
-            assert!(exit.success(), "worker failed: {exit}");
-            if finished {
-                break;
-            }
-        }
-    }
-    assert!(finished, "the last incarnation must finish every parent");
-    assert!(
-        kills >= KILLS,
-        "only {kills} kills happened; the test proves little"
+    support::kill_repeatedly(
+        "crash_worker_process",
+        &[("DURABLE_KSUB_STORE", store.path().as_os_str())],
+        KILLS,
+        (15, 70),
     );
 
     let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("open");
@@ -240,5 +215,5 @@ fn kill_9_during_sub_orchestrations_creates_no_child_twice() {
         )
         .expect("count");
     assert_eq!(leftover, 0);
-    println!("{kills} kills");
+    println!("{KILLS} kills");
 }

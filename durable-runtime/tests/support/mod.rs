@@ -274,6 +274,41 @@ pub fn watch_worker(worker: &mut std::process::Child, kill_after: Option<u64>) -
     }
 }
 
+/// Runs the worker test `test` (see [`spawn_worker`]) again and again on one store: `kills`
+/// times it is killed with SIGKILL after a random number of its `ran ` lines in
+/// `kill_after` (low inclusive, high exclusive: keep it below the lines one incarnation
+/// prints, so every kill lands mid-way), then one incarnation runs to its end. Asserts that
+/// the last one printed `all done` and that every kill happened.
+pub fn kill_repeatedly(
+    test: &str,
+    env: &[(&str, &std::ffi::OsStr)],
+    kills: usize,
+    kill_after: (u64, u64),
+) {
+    let mut rng = Lcg::from_clock();
+    let mut killed = 0;
+    for incarnation in 0..=kills {
+        let mut worker = spawn_worker(test, env);
+        let kill_at = (incarnation < kills).then(|| rng.next_in(kill_after.0, kill_after.1));
+        let run = watch_worker(&mut worker, kill_at);
+        println!(
+            "incarnation {incarnation}: {} lines, killed: {}",
+            run.ran, run.killed
+        );
+        if run.killed {
+            killed += 1;
+            continue;
+        }
+        assert!(run.exit.success(), "worker failed: {}", run.exit);
+        assert!(run.finished, "the last incarnation must finish everything");
+        break;
+    }
+    assert_eq!(
+        killed, kills,
+        "a worker ended before its kill; the test proves little"
+    );
+}
+
 /// Peak resident memory of this process so far, in KiB.
 pub fn peak_rss_kib() -> u64 {
     let status = std::fs::read_to_string("/proc/self/status").expect("proc status");
