@@ -87,17 +87,7 @@ async fn a_terminated_instance_restarts_and_a_running_one_is_refused() {
     let id = client.start(waits_for_go, 1).await.expect("start");
     support::until_status(&client, &id, RuntimeStatus::Running).await;
     let running = client.restart(&id, false).await;
-    assert!(
-        matches!(
-            running,
-            Err(durable_runtime::Error::NotApplicable {
-                operation: "restart",
-                status: RuntimeStatus::Running,
-                ..
-            })
-        ),
-        "{running:?}"
-    );
+    support::assert_not_applicable(&running, Some("restart"), RuntimeStatus::Running);
     client.terminate(&id, "stop").await.expect("terminates");
     client.restart(&id, false).await.expect("restarts");
     support::until_status(&client, &id, RuntimeStatus::Running).await;
@@ -105,15 +95,9 @@ async fn a_terminated_instance_restarts_and_a_running_one_is_refused() {
     let status = client.wait_for_completion(&id, WAIT).await.expect("done");
     assert_eq!(status.output_as::<u64>().expect("output"), 11);
     let unknown = client.restart("nobody", false).await;
-    assert!(
-        matches!(unknown, Err(durable_runtime::Error::InstanceNotFound(_))),
-        "{unknown:?}"
-    );
+    support::assert_not_found(&unknown);
     let unknown = client.restart("nobody", true).await;
-    assert!(
-        matches!(unknown, Err(durable_runtime::Error::InstanceNotFound(_))),
-        "{unknown:?}"
-    );
+    support::assert_not_found(&unknown);
     runtime.shutdown().await;
 }
 

@@ -261,45 +261,18 @@ async fn rewind_is_refused_where_it_does_not_apply() {
     let running = client.start(waits_for_go, ()).await.expect("start");
     support::until_status(&client, &running, RuntimeStatus::Running).await;
     let refused = client.rewind(&running, "?").await;
-    assert!(
-        matches!(
-            refused,
-            Err(durable_runtime::Error::NotApplicable {
-                status: RuntimeStatus::Running,
-                ..
-            })
-        ),
-        "{refused:?}"
-    );
+    support::assert_not_applicable(&refused, None, RuntimeStatus::Running);
     client.raise_event(&running, "go", 1).await.expect("raised");
     client
         .wait_for_completion(&running, WAIT)
         .await
         .expect("done");
     let completed = client.rewind(&running, "?").await;
-    assert!(
-        matches!(
-            completed,
-            Err(durable_runtime::Error::NotApplicable {
-                status: RuntimeStatus::Completed,
-                ..
-            })
-        ),
-        "{completed:?}"
-    );
+    support::assert_not_applicable(&completed, None, RuntimeStatus::Completed);
     let own = client.start(fails_by_itself, ()).await.expect("start");
     fails(&client, &own).await;
     let nothing = client.rewind(&own, "?").await;
-    assert!(
-        matches!(
-            nothing,
-            Err(durable_runtime::Error::NotApplicable {
-                status: RuntimeStatus::Failed,
-                ..
-            })
-        ),
-        "{nothing:?}"
-    );
+    support::assert_not_applicable(&nothing, None, RuntimeStatus::Failed);
     let status = client
         .get_status(&own)
         .await
@@ -307,10 +280,7 @@ async fn rewind_is_refused_where_it_does_not_apply() {
         .expect("exists");
     assert_eq!(status.runtime_status, RuntimeStatus::Failed, "unchanged");
     let unknown = client.rewind("nobody", "?").await;
-    assert!(
-        matches!(unknown, Err(durable_runtime::Error::InstanceNotFound(_))),
-        "{unknown:?}"
-    );
+    support::assert_not_found(&unknown);
     runtime.shutdown().await;
 }
 

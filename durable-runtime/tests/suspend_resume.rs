@@ -251,48 +251,16 @@ async fn suspend_and_resume_are_refused_where_they_do_not_apply() {
     let id = client.start(waits_for_go, ()).await.expect("start");
     support::until_status(&client, &id, RuntimeStatus::Running).await;
     let not_suspended = client.resume(&id, "?").await;
-    assert!(
-        matches!(
-            not_suspended,
-            Err(durable_runtime::Error::NotApplicable {
-                operation: "resume",
-                status: RuntimeStatus::Running,
-                ..
-            })
-        ),
-        "{not_suspended:?}"
-    );
+    support::assert_not_applicable(&not_suspended, Some("resume"), RuntimeStatus::Running);
     client.suspend(&id, "once").await.expect("suspends");
     let twice = client.suspend(&id, "twice").await;
-    assert!(
-        matches!(
-            twice,
-            Err(durable_runtime::Error::NotApplicable {
-                operation: "suspend",
-                status: RuntimeStatus::Suspended,
-                ..
-            })
-        ),
-        "{twice:?}"
-    );
+    support::assert_not_applicable(&twice, Some("suspend"), RuntimeStatus::Suspended);
     client.resume(&id, "go").await.expect("resumes");
     client.raise_event(&id, "go", 1).await.expect("raised");
     client.wait_for_completion(&id, WAIT).await.expect("done");
     let finished = client.suspend(&id, "late").await;
-    assert!(
-        matches!(
-            finished,
-            Err(durable_runtime::Error::NotApplicable {
-                status: RuntimeStatus::Completed,
-                ..
-            })
-        ),
-        "{finished:?}"
-    );
+    support::assert_not_applicable(&finished, None, RuntimeStatus::Completed);
     let unknown = client.resume("nobody", "?").await;
-    assert!(
-        matches!(unknown, Err(durable_runtime::Error::InstanceNotFound(_))),
-        "{unknown:?}"
-    );
+    support::assert_not_found(&unknown);
     runtime.shutdown().await;
 }

@@ -108,17 +108,7 @@ async fn a_running_instance_ends_terminated_and_its_timer_is_discarded() {
 
         // Where it no longer applies, each refusal is typed and changes nothing.
         let again = client.terminate(&id, "twice").await;
-        assert!(
-            matches!(
-                again,
-                Err(durable_runtime::Error::NotApplicable {
-                    operation: "terminate",
-                    status: RuntimeStatus::Terminated,
-                    ..
-                })
-            ),
-            "{again:?}"
-        );
+        support::assert_not_applicable(&again, Some("terminate"), RuntimeStatus::Terminated);
         let event = client.raise_event(&id, "x", 1).await;
         assert!(
             matches!(event, Err(durable_runtime::Error::InstanceFinished { .. })),
@@ -202,21 +192,9 @@ async fn pending_and_suspended_instances_terminate_and_unknown_or_finished_ones_
     client.raise_event(&done, "go", 1).await.expect("raised");
     client.wait_for_completion(&done, WAIT).await.expect("done");
     let refused = client.terminate(&done, "late").await;
-    assert!(
-        matches!(
-            refused,
-            Err(durable_runtime::Error::NotApplicable {
-                status: RuntimeStatus::Completed,
-                ..
-            })
-        ),
-        "{refused:?}"
-    );
+    support::assert_not_applicable(&refused, None, RuntimeStatus::Completed);
     let unknown = client.terminate("nobody", "?").await;
-    assert!(
-        matches!(unknown, Err(durable_runtime::Error::InstanceNotFound(_))),
-        "{unknown:?}"
-    );
+    support::assert_not_found(&unknown);
     runtime.shutdown().await;
 }
 

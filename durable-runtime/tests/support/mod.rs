@@ -30,6 +30,31 @@ pub fn count_rows(store: &TestStore, table: &str, instance_id: &str) -> i64 {
     .expect("counts")
 }
 
+/// Asserts that a client call was refused as not applicable to an instance in `status` (and,
+/// if given, that the refused operation was `operation`).
+pub fn assert_not_applicable<T: std::fmt::Debug>(
+    result: &Result<T, durable_runtime::Error>,
+    operation: Option<&str>,
+    status: durable_runtime::RuntimeStatus,
+) {
+    match result {
+        Err(durable_runtime::Error::NotApplicable {
+            operation: refused,
+            status: found,
+            ..
+        }) if *found == status && operation.is_none_or(|op| op == *refused) => {}
+        other => panic!("expected {operation:?} to be refused as {status}: {other:?}"),
+    }
+}
+
+/// Asserts that a client call was refused because no instance has its id.
+pub fn assert_not_found<T: std::fmt::Debug>(result: &Result<T, durable_runtime::Error>) {
+    assert!(
+        matches!(result, Err(durable_runtime::Error::InstanceNotFound(_))),
+        "{result:?}"
+    );
+}
+
 /// A fresh store in its own temporary directory (removed on drop).
 pub struct TestStore {
     pub dir: TempDir,
