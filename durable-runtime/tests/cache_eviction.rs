@@ -59,7 +59,16 @@ async fn the_least_recently_used_idle_instance_is_evicted() {
         turn(&client, &id, &format!("{name}0"), 0).await;
         ids.push(id);
     }
-    // Each going idle with the cache full evicted the one idle the longest: c, d and e.
+    // Each going idle with the cache full evicted the one idle the longest: c, d and e. The
+    // last release (b's) follows its recorded step by a moment.
+    let released = async {
+        while counters().evictions < 3 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(support::WAIT, released)
+        .await
+        .expect("b is released after its step");
     assert_eq!(
         counters(),
         CacheCounters {
