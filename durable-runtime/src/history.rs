@@ -267,7 +267,11 @@ pub struct ParentInstance {
 }
 
 /// A history event with its position and the time it was recorded.
-#[derive(Clone, Debug, PartialEq)]
+///
+/// Its JSON form (`{"seq": 0, "timestamp_ms": 1700000000000, "event": {"ExecutionStarted": ..}}`)
+/// is the stable export format of a history: what `durable history --json` prints and what a
+/// replay-test fixture holds. Fields and event variants are only ever added, never renamed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct HistoryRecord {
     /// Position in the instance's history, from 0.
     pub seq: u64,
