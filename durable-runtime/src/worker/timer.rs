@@ -307,6 +307,9 @@ fn hand_over(shared: &Shared, due: Vec<TimerWorkItem>) -> Option<Vec<TimerWorkIt
         for timer in in_memory.take().into_iter().flatten() {
             shared.dispatcher.deliver_fired_timer(timer);
         }
+        if let Some(hooks) = &shared.hooks {
+            hooks.poke();
+        }
     });
     let mut through_store = through_store;
     if let Some(held) = in_memory {
@@ -321,6 +324,7 @@ fn hand_over(shared: &Shared, due: Vec<TimerWorkItem>) -> Option<Vec<TimerWorkIt
 /// store in that order (one batch, one fsync) and their messages delivered in that order, so
 /// `when_any` over timers that fired during downtime picks the one due first.
 async fn fire_in_order(shared: Arc<Shared>, due: Vec<TimerWorkItem>) {
+    let _busy = shared.busy();
     let writes = due.iter().map(|timer| {
         shared.store.write(Write::FireTimer {
             timer_id: timer.id,
