@@ -86,7 +86,7 @@ impl fmt::Display for Divergence {
 
 impl std::error::Error for Divergence {}
 
-/// Replays `history` (one run of an instance, from its `ExecutionStarted`) against the code
+/// Replays `history` (the whole history of one run of an instance) against the code
 /// of `orchestrator` as it is now, without a store or a runtime: the replay engine's own
 /// checks decide, so what passes here replays in production. A history that ended
 /// (completed or failed) is also checked at its end: code that now schedules more work there,
@@ -119,14 +119,17 @@ pub fn replay_history<F: OrchestratorFn<M>, M>(
     let registered = registered_orchestrator(orchestrator)
         .ok_or(Error::NotAnOrchestrator(std::any::type_name::<F>()))?;
     let registry = Registry::from_inventory()?;
+    // A run's first step records its `ExecutionStarted` (after the step's
+    // `OrchestratorStarted`).
     let started = history
-        .first()
-        .is_some_and(|record| matches!(record.event, crate::HistoryEvent::ExecutionStarted(_)));
+        .iter()
+        .take(2)
+        .any(|record| matches!(record.event, crate::HistoryEvent::ExecutionStarted(_)));
     if !started {
         return Err(TestError::Replay(
-            "the history does not begin with ExecutionStarted: give the whole history of one \
-             run"
-            .to_string(),
+            "the history does not start a run with ExecutionStarted: give the whole history \
+             of one run"
+                .to_string(),
         ));
     }
     Ok(
