@@ -115,7 +115,7 @@ fn index_of_task(history: &[HistoryRecord], task_id: u64) -> usize {
     let position = |matches: &dyn Fn(u64) -> bool, of: &dyn Fn(&HistoryEvent) -> Option<u64>| {
         history
             .iter()
-            .position(|record| of(&record.event).is_some_and(|id| matches(id)))
+            .position(|record| of(&record.event).is_some_and(matches))
     };
     position(&|id| id == task_id, &created)
         .or_else(|| position(&|id| id == task_id, &result))

@@ -9,7 +9,7 @@
 //! [`TestRuntime::advance`] moves it by a given amount, firing the timers due on the way in
 //! order. Activities can be replaced by mocks, and every activity the workers start is logged.
 //!
-//! ```
+//! ```standalone_crate
 //! use durable_runtime::prelude::*;
 //! use durable_runtime::testing::TestRuntime;
 //!
