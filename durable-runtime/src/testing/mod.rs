@@ -45,7 +45,7 @@
 //! ```
 //!
 //! To check that new code can still replay the histories of instances in flight, export a
-//! history ([`HistoryRecord`](crate::HistoryRecord)s as JSON, see [`load_history`]) and run
+//! history ([`HistoryRecord`]s as JSON, see [`load_history`]) and run
 //! [`replay_history`] on it in a test.
 
 mod mocks;

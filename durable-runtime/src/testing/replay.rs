@@ -1,24 +1,6 @@
 //! The replay tester: does the code as it is now still replay the histories of instances in
 //! flight? Run in `cargo test` against recorded histories, it catches a breaking change before
 //! a deployment does.
-//!
-//! # The history format
-//!
-//! A fixture is a JSON array of [`HistoryRecord`]s, as serde writes them (and as
-//! `serde_json::to_string_pretty(&status.history)` writes the history of
-//! [`Client::get_status_with_history`](crate::Client::get_status_with_history)):
-//!
-//! ```json
-//! [
-//!   {"seq": 0, "timestamp_ms": 1735689600000, "event": {"ExecutionStarted": {"name": "hello", "version": null, "input": null, ...}}},
-//!   {"seq": 1, "timestamp_ms": 1735689600000, "event": "OrchestratorStarted"},
-//!   {"seq": 2, "timestamp_ms": 1735689600000, "event": {"TaskScheduled": {"task_id": 0, "name": "say_hello", "input": "Tokyo"}}}
-//! ]
-//! ```
-//!
-//! Each event is tagged by its Durable Functions type name ([`HistoryEvent`]); fields and event
-//! types are only ever added, never renamed or removed, so a fixture recorded today still loads
-//! in later releases. An object with a `history` field (a whole status) loads too.
 
 use super::TestError;
 use crate::error::Error;
@@ -157,8 +139,28 @@ pub fn replay_history<F: OrchestratorFn<M>, M>(
     )
 }
 
-/// Reads a history fixture: a JSON array of [`HistoryRecord`]s (see the [module
-/// docs](self)), or an object with such an array in its `history` field.
+/// Reads a history fixture: a JSON array of [`HistoryRecord`]s, or an object with such an
+/// array in its `history` field.
+///
+/// # The format
+///
+/// A fixture is a JSON array of [`HistoryRecord`]s, as serde writes them (and as
+/// `serde_json::to_string_pretty(&status.history)` writes the history of
+/// [`Client::get_status_with_history`](crate::Client::get_status_with_history)):
+///
+/// ```json
+/// [
+///   {"seq": 0, "timestamp_ms": 1735689600000, "event": "OrchestratorStarted"},
+///   {"seq": 1, "timestamp_ms": 1735689600000, "event": {"ExecutionStarted": {"name": "hello_sequence", "input": null, "execution_id": "0f2e6d39..."}}},
+///   {"seq": 2, "timestamp_ms": 1735689600000, "event": {"TaskScheduled": {"task_id": 0, "name": "say_hello", "input": "Tokyo"}}},
+///   ...
+/// ]
+/// ```
+///
+/// Each event is tagged by its Durable Functions type name ([`HistoryEvent`]); fields and event
+/// types are only ever added, never renamed or removed, so a fixture recorded today still loads
+/// in later releases. An object with a `history` field (a whole status) loads too. A fixture
+/// holds one run: the history of an instance that continued as new starts at its current run.
 pub fn load_history(path: impl AsRef<Path>) -> Result<Vec<HistoryRecord>, TestError> {
     let path = path.as_ref();
     let fixture = |reason: String| TestError::Fixture {
