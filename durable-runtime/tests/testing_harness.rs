@@ -465,3 +465,88 @@ async fn mocking_a_function_that_is_not_an_activity_is_a_typed_error() {
     ));
     test.shutdown().await;
 }
+
+/// Lets the `gate` activity finish.
+static GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Told when the `gate` activity started.
+static GATE_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+#[activity]
+async fn gate() {
+    GATE_STARTED.notify_one();
+    GATE.notified().await;
+}
+
+/// Runs `gate`, then returns the step's time.
+#[orchestrator]
+async fn through_the_gate(ctx: OrchestrationContext) -> Result<i64, OrchestrationError> {
+    ctx.call_activity(gate, ()).await?;
+    let now = ctx.current_utc_datetime();
+    Ok(now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_does_not_jump_while_an_activity_is_running() {
+    let test = test_runtime(None).await;
+    let client = test.client();
+    let sleeping = client
+        .start(sleeper, ("an hour later".to_string(), 1))
+        .await
+        .expect("starts");
+    let gated = client.start(through_the_gate, ()).await.expect("starts");
+    // The harness tries to run `sleeping` to its end (its only wait is a one-hour timer) while
+    // `gate` holds a worker: it must wait for the activity before it moves the clock.
+    let release = async {
+        GATE_STARTED.notified().await;
+        for _ in 0..100 {
+            tokio::task::yield_now().await;
+        }
+        GATE.notify_one();
+    };
+    let (status, ()) = tokio::join!(test.wait_for_completion(&sleeping), release);
+    status.expect("completes");
+    let gated = test.wait_for_completion(&gated).await.expect("completes");
+    // The step after the activity ran before the clock moved.
+    assert_eq!(gated.output_as::<i64>().expect("output"), DEFAULT_START_MS);
+    assert_eq!(test.elapsed(), HOUR);
+    test.shutdown().await;
+}
+
+/// Sleeps a day per generation, continuing as new until `days` reaches 0; its children each
+/// sleep `hours`.
+#[orchestrator]
+async fn daily(ctx: OrchestrationContext, days: u32) -> Result<u32, OrchestrationError> {
+    if days == 0 {
+        return Ok(0);
+    }
+    let child = ctx.call_sub_orchestrator(sleeper, (format!("day {days}"), 5));
+    let nap = ctx.sleep(HOUR * 24);
+    // Both were scheduled in this step: the child runs while the day passes.
+    child.await?;
+    nap.await;
+    ctx.continue_as_new(daily, days - 1).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sub_orchestrations_and_continue_as_new_run_through_virtual_days() {
+    for cache in CACHES {
+        let test = test_runtime(cache).await;
+        let id = test.client().start(daily, 3).await.expect("starts");
+        let status = test.wait_for_completion(&id).await.expect("completes");
+        assert_eq!(
+            status.runtime_status,
+            RuntimeStatus::Completed,
+            "cache {cache:?}"
+        );
+        // Three generations of a day each; each child's five hours within its day.
+        assert_eq!(test.elapsed(), HOUR * 72);
+        assert_eq!(
+            test.calls_of(note).expect("activity"),
+            ["day 3", "day 2", "day 1"]
+        );
+        test.shutdown().await;
+    }
+}
