@@ -168,14 +168,13 @@ impl TestRuntimeBuilder {
     /// Starts the runtime: every `#[orchestrator]` and `#[activity]` linked into the test
     /// binary is registered, as in production.
     pub async fn start(self) -> Result<TestRuntime, TestError> {
-        let dir = match &self.store {
-            Some(_) => None,
-            None => Some(TempDir::new()?),
-        };
-        let path = match (&self.store, &dir) {
-            (Some(path), _) => path.clone(),
-            (None, Some(dir)) => dir.0.join("durable.db"),
-            (None, None) => unreachable!("a temporary directory is made when no store is given"),
+        let (dir, path) = match self.store {
+            Some(path) => (None, path),
+            None => {
+                let dir = TempDir::new()?;
+                let path = dir.0.join("durable.db");
+                (Some(dir), path)
+            }
         };
         let clock = VirtualClock::new(self.start_ms);
         let hooks = Arc::new(Hooks::default());
