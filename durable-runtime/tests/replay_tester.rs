@@ -261,3 +261,90 @@ fn bad_fixtures_and_histories_are_typed_errors() {
         ))
     ));
 }
+
+/// Waits a day for an answer.
+#[orchestrator]
+async fn ask(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    let answer = ctx.wait_for_event::<String>("answer");
+    let deadline = ctx.sleep(Duration::from_secs(24 * 3600));
+    Ok(match ctx.when_any2(answer, deadline).await {
+        Either::Left(answer) => answer?,
+        Either::Right(()) => ctx.call_activity(say_goodbye, "nobody".to_string()).await?,
+    })
+}
+
+/// The deadline now comes first: the timer takes the task id the event wait had.
+#[orchestrator]
+async fn ask_deadline_first(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    let deadline = ctx.sleep(Duration::from_secs(24 * 3600));
+    let answer = ctx.wait_for_event::<String>("answer");
+    Ok(match ctx.when_any2(answer, deadline).await {
+        Either::Left(answer) => answer?,
+        Either::Right(()) => ctx.call_activity(say_goodbye, "nobody".to_string()).await?,
+    })
+}
+
+/// Fails where `ask` went on.
+#[orchestrator]
+async fn ask_then_fail(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    let answer = ctx.wait_for_event::<String>("answer");
+    let deadline = ctx.sleep(Duration::from_secs(24 * 3600));
+    match ctx.when_any2(answer, deadline).await {
+        Either::Left(answer) => Ok(answer?),
+        Either::Right(()) => Err(OrchestrationError::new("nobody answered")),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn histories_of_events_and_timers_replay_on_both_sides_of_the_race() {
+    let test = TestRuntime::new().await.expect("starts");
+    let client = test.client();
+    let answered = client.start(ask, ()).await.expect("starts");
+    let timed_out = client.start(ask, ()).await.expect("starts");
+    client
+        .raise_event(&answered, "answer", "yes")
+        .await
+        .expect("raised");
+    let answered = test
+        .wait_for_completion(&answered)
+        .await
+        .expect("completes");
+    let timed_out = test
+        .wait_for_completion(&timed_out)
+        .await
+        .expect("completes");
+    assert_eq!(answered.output_as::<String>().expect("output"), "yes");
+    test.shutdown().await;
+    let answered = answered.history.expect("history");
+    let timed_out = timed_out.history.expect("history");
+    for history in [&answered, &timed_out] {
+        assert!(
+            replay_history(ask, history)
+                .expect("replays")
+                .is_compatible()
+        );
+        // Task 0 was the wait for the event (not recorded), task 1 the timer.
+        let swapped = diverged(replay_history(ask_deadline_first, history).expect("replays"));
+        assert_eq!(swapped.recorded, "no scheduled task (a wait for an event)");
+        assert_eq!(swapped.new, "creates a timer");
+        let timer = history
+            .iter()
+            .position(|r| matches!(r.event, HistoryEvent::TimerCreated { .. }))
+            .expect("a timer");
+        assert_eq!(swapped.event_index, timer);
+    }
+    // Only the timed-out run reaches the code that changed.
+    assert!(
+        replay_history(ask_then_fail, &answered)
+            .expect("replays")
+            .is_compatible()
+    );
+    let failing = diverged(replay_history(ask_then_fail, &timed_out).expect("replays"));
+    let goodbye = timed_out
+        .iter()
+        .position(|r| matches!(&r.event, HistoryEvent::TaskScheduled { name, .. } if name == "say_goodbye"))
+        .expect("scheduled");
+    assert_eq!(failing.event_index, goodbye);
+    assert_eq!(failing.recorded, "TaskScheduled 'say_goodbye'");
+    assert_eq!(failing.new, "returns without scheduling it");
+}

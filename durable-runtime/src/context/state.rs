@@ -423,7 +423,10 @@ impl OrchestrationState {
             Some(recorded) if *recorded == action.recorded() => None,
             Some(recorded) => Some(recorded.describe()),
             // Nothing recorded here, but later tasks are: the code no longer lines up.
-            None if self.recorded.range(task_id..).next().is_some() => Some("no task".into()),
+            // (An id history leaves out was a wait for an event, which is not recorded.)
+            None if self.recorded.range(task_id..).next().is_some() => {
+                Some("no scheduled task (a wait for an event)".into())
+            }
             None => None,
         };
         match expected {
