@@ -325,7 +325,10 @@ async fn histories_of_events_and_timers_replay_on_both_sides_of_the_race() {
         );
         // Task 0 was the wait for the event (not recorded), task 1 the timer.
         let swapped = diverged(replay_history(ask_deadline_first, history).expect("replays"));
-        assert_eq!(swapped.recorded, "no scheduled task (a wait for an event)");
+        assert_eq!(
+            swapped.recorded,
+            "no scheduled task (a wait for an event, say)"
+        );
         assert_eq!(swapped.new, "creates a timer");
         let timer = history
             .iter()

@@ -423,9 +423,10 @@ impl OrchestrationState {
             Some(recorded) if *recorded == action.recorded() => None,
             Some(recorded) => Some(recorded.describe()),
             // Nothing recorded here, but later tasks are: the code no longer lines up.
-            // (An id history leaves out was a wait for an event, which is not recorded.)
+            // An id history leaves out was a wait for an event, or a call that failed before it
+            // was scheduled: neither is recorded.
             None if self.recorded.range(task_id..).next().is_some() => {
-                Some("no scheduled task (a wait for an event)".into())
+                Some("no scheduled task (a wait for an event, say)".into())
             }
             None => None,
         };
