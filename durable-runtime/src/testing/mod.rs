@@ -217,6 +217,12 @@ async fn start_runtime(
 /// test lets it, activities that can be mocked, and a log of the activities run. See the
 /// [module docs](self) for an example.
 ///
+/// Only durable time is virtual: timers, retry backoffs, event timeouts, scheduled starts, the
+/// steps' `current_utc_datetime` and the times history records. What runs in real time stays
+/// so: activity start-to-close timeouts, and the activities themselves. The clock never moves
+/// while an activity runs, so an activity that never returns holds the test: bound a test that
+/// may hang with `tokio::time::timeout`.
+///
 /// Entities (when they land) run on the same runtime; their operations will count as work in
 /// flight in the idle check (see `time.rs`).
 pub struct TestRuntime {
