@@ -2,16 +2,20 @@
 //!
 //! Run: `cargo run --release --example chaining` (the store is `durable.db` in the working
 //! directory; kill the program midway and run it again: finished steps are not repeated).
+//! `tests/chaining.rs` replays a recorded history against this code, to catch a change that
+//! would break instances in flight.
 
 use durable_runtime::prelude::*;
 
+/// Greets a city.
 #[activity]
-async fn say_hello(city: String) -> Result<String, ActivityError> {
+pub async fn say_hello(city: String) -> Result<String, ActivityError> {
     Ok(format!("Hello {city}!"))
 }
 
+/// Greets three cities, one after another.
 #[orchestrator]
-async fn hello_sequence(ctx: OrchestrationContext) -> Result<Vec<String>, OrchestrationError> {
+pub async fn hello_sequence(ctx: OrchestrationContext) -> Result<Vec<String>, OrchestrationError> {
     let mut out = Vec::new();
     for city in ["Tokyo", "Seattle", "London"] {
         out.push(ctx.call_activity(say_hello, city.to_string()).await?);

@@ -6,35 +6,39 @@
 //! so its durable timer fires and the request is escalated. Both outcomes are printed.
 //!
 //! Run: `cargo run --example human_interaction` (the store is `durable.db` in the working
-//! directory).
+//! directory). `tests/human_interaction.rs` runs the real 72-hour timeout in virtual time.
 
 use durable_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 
 /// How long a person has to answer, unless the request says otherwise.
-const APPROVAL_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
+pub const APPROVAL_TIMEOUT: Duration = Duration::from_secs(72 * 3600);
 
 /// An expense to approve.
 #[derive(Serialize, Deserialize)]
-struct Request {
-    what: String,
+pub struct Request {
+    /// What is bought.
+    pub what: String,
     /// Overrides [`APPROVAL_TIMEOUT`] (the demo uses a few seconds).
-    timeout_ms: Option<u64>,
+    pub timeout_ms: Option<u64>,
 }
 
+/// Asks a manager.
 #[activity]
-async fn ask_for_approval(what: String) -> String {
+pub async fn ask_for_approval(what: String) -> String {
     // A real system would send an email or a chat message with a link here.
     format!("asked a manager to approve {what}")
 }
 
+/// Hands the request to the director.
 #[activity]
-async fn escalate(what: String) -> String {
+pub async fn escalate(what: String) -> String {
     format!("nobody answered: {what} escalated to the director")
 }
 
+/// Asks for approval, then waits for the answer or escalates.
 #[orchestrator]
-async fn approval(
+pub async fn approval(
     ctx: OrchestrationContext,
     request: Request,
 ) -> Result<String, OrchestrationError> {

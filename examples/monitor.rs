@@ -5,6 +5,7 @@
 //! the program midway and run it again, and the monitors carry on where they were.
 //!
 //! Run: `cargo run --example monitor` (the store is `durable.db` in the working directory).
+//! `tests/monitor.rs` runs it with hours between checks, in virtual time.
 
 use durable_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
@@ -16,7 +17,7 @@ static CHECKS: Mutex<Option<HashMap<String, u32>>> = Mutex::new(None);
 
 /// Asks whether the job is done. The "quick" job is done at its third check; others never.
 #[activity]
-async fn job_is_done(job: String) -> bool {
+pub async fn job_is_done(job: String) -> bool {
     let mut checks = CHECKS.lock().unwrap_or_else(|e| e.into_inner());
     let count = checks
         .get_or_insert_with(HashMap::new)
@@ -28,14 +29,21 @@ async fn job_is_done(job: String) -> bool {
 
 /// What to watch, how often, and for how long.
 #[derive(Serialize, Deserialize)]
-struct Watch {
-    job: String,
-    poll_every_ms: u64,
-    expire_after_ms: u64,
+pub struct Watch {
+    /// The job to ask about.
+    pub job: String,
+    /// Time between checks.
+    pub poll_every_ms: u64,
+    /// When to give up, from the start.
+    pub expire_after_ms: u64,
 }
 
+/// Checks the job until it is done or the watch expires.
 #[orchestrator]
-async fn monitor(ctx: OrchestrationContext, watch: Watch) -> Result<String, OrchestrationError> {
+pub async fn monitor(
+    ctx: OrchestrationContext,
+    watch: Watch,
+) -> Result<String, OrchestrationError> {
     // The expiry is fixed once, from the orchestration's (replay-safe) clock.
     let expiry = ctx.current_utc_datetime() + Duration::from_millis(watch.expire_after_ms);
     let every = Duration::from_millis(watch.poll_every_ms);

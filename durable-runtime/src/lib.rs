@@ -37,7 +37,7 @@
 //! Modules, by concept: [`registry`] (what the macros register), [`function`] (which functions
 //! a typed call accepts, and their input and output types), [`outcome`] (success or failure, by
 //! the return type), [`context`] (the orchestration API), [`history`] (the event log),
-//! [`store`] (backends), plus the replay engine, dispatcher and workers inside the runtime.
+//! [`store`] (backends), [`testing`] (virtual time, mocks, the replay tester), plus the replay engine, dispatcher and workers inside the runtime.
 
 pub mod activity_context;
 pub mod client;
@@ -58,6 +58,7 @@ pub mod registry;
 mod replay;
 pub mod runtime;
 pub mod store;
+pub mod testing;
 mod worker;
 
 pub use activity_context::ActivityContext;

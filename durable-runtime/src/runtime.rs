@@ -8,6 +8,7 @@ use crate::health::{DEFAULT_WRITE_RETRY_INTERVAL, Health, HealthMonitor};
 use crate::registry::Registry;
 use crate::store::sqlite::SqliteStore;
 use crate::store::{ActivityWorkItem, Backend};
+use crate::worker::hooks::Hooks;
 use crate::worker::{
     InFlight, Limits, Shared, StopSignal, activity, orchestration, recovery, retention, stopping,
     timer,
@@ -42,6 +43,7 @@ pub struct RuntimeBuilder {
     clock: Arc<dyn Clock>,
     limits: Limits,
     write_retry_interval: Duration,
+    hooks: Option<Arc<Hooks>>,
 }
 
 /// The default payload limit: 16 MiB.
@@ -162,6 +164,12 @@ impl RuntimeBuilder {
         self
     }
 
+    /// Attaches a test harness's hooks (see [`crate::testing`]).
+    pub(crate) fn hooks(mut self, hooks: Arc<Hooks>) -> Self {
+        self.hooks = Some(hooks);
+        self
+    }
+
     /// Checks the registrations, opens the store, resumes unfinished work and starts workers.
     /// Must be called inside a Tokio runtime.
     pub async fn start(self) -> Result<Runtime, Error> {
@@ -184,6 +192,7 @@ impl RuntimeBuilder {
             clock: self.clock,
             limits: self.limits,
             held_back: recovery::HeldBack::new(),
+            hooks: self.hooks,
         });
         // Taken before any worker or client can create work: recovery reads up to here.
         let marks = shared.store.work_watermarks().await?;
@@ -206,7 +215,16 @@ impl RuntimeBuilder {
             tokio::spawn(timer::run(shared.clone(), queues.timers, intake.clone())),
             // Beside the workers: a large backlog neither delays the start nor has to fit in
             // memory.
-            tokio::spawn(recovery::run(shared.clone(), marks, intake.clone())),
+            tokio::spawn({
+                // Counted from before it is spawned: a test harness must not find the runtime
+                // idle while recovery has yet to hand over the stored work.
+                let busy = shared.busy();
+                let recovery = recovery::run(shared.clone(), marks, intake.clone());
+                async move {
+                    let _busy = busy;
+                    recovery.await
+                }
+            }),
         ];
         if let Some(age) = shared.limits.retention {
             intake_loops.push(tokio::spawn(retention::run(shared.clone(), age, intake)));
@@ -234,7 +252,7 @@ impl RuntimeBuilder {
 ///
 /// Every `#[orchestrator]` and `#[activity]` linked into the program is registered.
 pub struct Runtime {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
     /// The activity queue, the timer service and startup recovery.
     intake_loops: Vec<tokio::task::JoinHandle<bool>>,
     /// The orchestration step queue.
@@ -262,6 +280,7 @@ impl Runtime {
                 retention: None,
             },
             write_retry_interval: DEFAULT_WRITE_RETRY_INTERVAL,
+            hooks: None,
         }
     }
 

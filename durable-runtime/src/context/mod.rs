@@ -17,7 +17,7 @@ pub use self::futures::{
 };
 pub use self::retry::{RetryFuture, RetryIf, RetryPolicy};
 pub(crate) use self::state::{
-    Action, ChildCall, ChildVersion, Delivery, OrchestrationState, Recorded,
+    Action, ChildCall, ChildVersion, Delivery, Divergence, OrchestrationState, Recorded,
 };
 
 use crate::failure::FailureDetails;

@@ -73,7 +73,7 @@ impl Action {
         }
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Action::Activity { name, .. } => format!("schedules activity '{name}'"),
             Action::Timer { .. } => "creates a timer".to_string(),
@@ -148,6 +148,8 @@ pub(crate) struct OrchestrationState {
     pub(crate) new_tasks: Vec<ScheduledTask>,
     /// Set when the code diverged from history; the step then fails the instance.
     pub(crate) nondeterminism: Option<String>,
+    /// The same divergence, by its parts (for the replay tester); boxed, as it is rare.
+    pub(crate) divergence: Option<Box<Divergence>>,
     pub(crate) is_replaying: bool,
     pub(crate) current_time_ms: i64,
     /// Largest encoded payload (activity input) the code may hand to the store, in bytes.
@@ -158,6 +160,33 @@ pub(crate) struct OrchestrationState {
     pub(crate) custom_status: Option<Payload>,
     /// The running orchestrator's registered name (for `continue_as_new`'s check).
     pub(crate) orchestrator_name: &'static str,
+}
+
+/// Where the code diverged from history: the task, what history recorded for it, and what
+/// the code does instead.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Divergence {
+    pub task_id: u64,
+    pub recorded: String,
+    pub new: String,
+}
+
+impl OrchestrationState {
+    /// Records the first divergence from history (later ones follow from it).
+    pub(crate) fn diverged(&mut self, task_id: u64, recorded: String, new: String) {
+        if self.nondeterminism.is_some() {
+            return;
+        }
+        self.nondeterminism = Some(format!(
+            "non-deterministic orchestrator: history has {recorded} as task {task_id}, but the \
+             code now {new}"
+        ));
+        self.divergence = Some(Box::new(Divergence {
+            task_id,
+            recorded,
+            new,
+        }));
+    }
 }
 
 /// What `continue_as_new` asked for.
@@ -188,6 +217,7 @@ impl OrchestrationState {
             randoms: 0,
             new_tasks: Vec::new(),
             nondeterminism: None,
+            divergence: None,
             is_replaying: false,
             current_time_ms: 0,
             max_payload_bytes,
@@ -309,14 +339,9 @@ impl OrchestrationState {
         let task_id = self.tasks.len() as u64;
         // Waits take task ids but are not recorded: where history recorded an activity or a
         // timer, the code has changed.
-        if let Some(recorded) = self.recorded.get(&task_id)
-            && self.nondeterminism.is_none()
-        {
-            self.nondeterminism = Some(format!(
-                "non-deterministic orchestrator: history has {} as task {task_id}, but the code \
-                 now waits for event '{name}'",
-                recorded.describe()
-            ));
+        if let Some(recorded) = self.recorded.get(&task_id) {
+            let recorded = recorded.describe();
+            self.diverged(task_id, recorded, format!("waits for event '{name}'"));
         }
         self.tasks.push(TaskSlot::Waiting {
             name: name.into(),
@@ -398,18 +423,15 @@ impl OrchestrationState {
             Some(recorded) if *recorded == action.recorded() => None,
             Some(recorded) => Some(recorded.describe()),
             // Nothing recorded here, but later tasks are: the code no longer lines up.
-            None if self.recorded.range(task_id..).next().is_some() => Some("no task".into()),
+            // An id history leaves out was a wait for an event, or a call that failed before it
+            // was scheduled: neither is recorded.
+            None if self.recorded.range(task_id..).next().is_some() => {
+                Some("no scheduled task (a wait for an event, say)".into())
+            }
             None => None,
         };
         match expected {
-            Some(expected) if self.nondeterminism.is_none() => {
-                self.nondeterminism = Some(format!(
-                    "non-deterministic orchestrator: history has {expected} as task {task_id}, \
-                     but the code now {}",
-                    action.describe()
-                ));
-            }
-            Some(_) => {}
+            Some(expected) => self.diverged(task_id, expected, action.describe()),
             None if !self.recorded.contains_key(&task_id) => {
                 self.new_tasks.push(ScheduledTask { task_id, action });
             }

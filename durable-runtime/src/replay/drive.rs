@@ -50,10 +50,17 @@ impl Execution {
                 }
                 Ok(Applied::Recorded)
             }
-            Delivery::Unexpected if replaying => Err(format!(
-                "non-deterministic orchestrator: history has a result for task {task_id}, \
-                 which the code did not schedule"
-            )),
+            Delivery::Unexpected if replaying => {
+                self.state.lock().divergence = Some(Box::new(Divergence {
+                    task_id,
+                    recorded: format!("{} for task {task_id}", event.event_type()),
+                    new: "did not schedule that task".to_string(),
+                }));
+                Err(format!(
+                    "non-deterministic orchestrator: history has a result for task {task_id}, \
+                     which the code did not schedule"
+                ))
+            }
             Delivery::Unexpected => {
                 tracing::warn!(instance = %self.instance_id, task_id, "dropping a result for a task that is not awaited");
                 Ok(Applied::Dropped)

@@ -5,13 +5,16 @@
 //! after a restart or a cache eviction, [`Execution::replay`] rebuilds it by feeding the recorded
 //! history back through the same code, checking that the code makes the same decisions.
 
+mod check;
 mod drive;
 mod rebuild;
+
+pub(crate) use self::check::{CheckedHistory, check_history};
 
 use self::drive::{Applied, WakeFlag};
 
 use crate::context::{
-    Action, ChildVersion, Delivery, OrchestrationContext, OrchestrationState, Recorded,
+    Action, ChildVersion, Delivery, Divergence, OrchestrationContext, OrchestrationState, Recorded,
 };
 use crate::failure::{FailureDetails, panic_failure};
 use crate::history::{CarriedEvent, HistoryEvent, HistoryRecord, SubOrchestrationCreatedEvent};

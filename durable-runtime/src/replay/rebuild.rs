@@ -80,13 +80,26 @@ impl Execution {
             // now returns early (even mid-history) must not complete with a new output while
             // history holds tasks it no longer schedules.
             let checked = execution.pending_outcome.is_none() || execution.code_returned;
-            let state = execution.state.lock();
+            let mut state = execution.state.lock();
             let failure = match (&state.nondeterminism, state.first_unreplayed_task()) {
                 (Some(message), _) => Some(message.clone()),
-                (None, Some((task_id, recorded))) if checked => Some(format!(
-                    "non-deterministic orchestrator: history has {recorded} as task \
+                (None, Some((task_id, recorded))) if checked => {
+                    let new = if execution.code_returned {
+                        "returns without scheduling it"
+                    } else {
+                        "waits without scheduling it"
+                    };
+                    let message = format!(
+                        "non-deterministic orchestrator: history has {recorded} as task \
                          {task_id}, but the code no longer schedules it"
-                )),
+                    );
+                    state.divergence = Some(Box::new(Divergence {
+                        task_id,
+                        recorded,
+                        new: new.to_string(),
+                    }));
+                    Some(message)
+                }
                 _ => None,
             };
             drop(state);

@@ -1,6 +1,7 @@
 //! Runs activities and records their results.
 
 use super::Shared;
+use super::hooks::{Mock, StartedActivity};
 use crate::activity_context::ActivityContext;
 use crate::failure::{FailureDetails, panic_failure};
 use crate::history::HistoryEvent;
@@ -12,10 +13,23 @@ use tracing::Instrument;
 
 /// Runs one activity (catching panics) and hands its result to its instance.
 pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
+    // Taken before the activity leaves the queue's count: a test harness never sees it in
+    // neither.
+    let _busy = shared.busy();
     shared.dispatcher.activity_started();
     let span = tracing::info_span!("activity", instance = %item.instance_id, name = %item.name, task_id = item.task_id);
     async {
+        let mock = shared.hooks.as_ref().and_then(|hooks| {
+            hooks.record_start(StartedActivity {
+                instance_id: item.instance_id.clone(),
+                name: item.name.clone(),
+                input: item.input.clone(),
+            });
+            hooks.mock(&item.name)
+        });
         let result = match shared.registry.activity(&item.name) {
+            // A test replaced it: the real function never runs.
+            _ if let Some(mock) = &mock => run_mock(mock, &item),
             None => Err(FailureDetails::new(format!(
                 "no activity named '{}' is registered in this program",
                 item.name
@@ -75,4 +89,16 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
     }
     .instrument(span)
     .await
+}
+
+/// Runs a test's replacement of an activity, catching its panics like the real function's.
+fn run_mock(mock: &Mock, item: &ActivityWorkItem) -> Result<crate::Payload, FailureDetails> {
+    std::panic::catch_unwind(AssertUnwindSafe(|| mock(item.input.clone()))).unwrap_or_else(
+        |panic| {
+            Err(panic_failure(
+                &format!("the mock of activity '{}'", item.name),
+                panic,
+            ))
+        },
+    )
 }

@@ -1,6 +1,7 @@
 //! The workers: tasks that run orchestration steps and activities as work becomes durable.
 
 pub(crate) mod activity;
+pub(crate) mod hooks;
 pub(crate) mod orchestration;
 pub(crate) mod recovery;
 pub(crate) mod retention;
@@ -55,15 +56,28 @@ pub(crate) struct Shared {
     pub held_back: recovery::HeldBack,
     /// Whether writes are getting through.
     pub health: HealthMonitor,
+    /// A test harness's hooks (`None` in production).
+    pub hooks: Option<Arc<hooks::Hooks>>,
 }
 
 impl Shared {
+    /// Counts a piece of work as in flight for a test harness while the guard lives; nothing
+    /// without hooks.
+    pub(crate) fn busy(&self) -> hooks::Busy {
+        match &self.hooks {
+            Some(hooks) => hooks.busy(),
+            None => hooks::Busy::none(),
+        }
+    }
+
     /// Commits `write` and hands the work it created to the workers. Both happen in a task of
     /// their own: a caller that stops waiting (a timeout, `select!`, a disconnected HTTP
     /// client) cannot leave durable work undelivered.
     pub(crate) async fn commit(self: &Arc<Self>, write: Write) -> Result<Delivered, StoreError> {
         let shared = self.clone();
+        let busy = self.busy();
         tokio::spawn(async move {
+            let _busy = busy;
             let written = shared.store.write(write).await?;
             shared.health.write_succeeded();
             Ok(shared.dispatch(written))

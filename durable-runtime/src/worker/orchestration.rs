@@ -49,6 +49,7 @@ enum Stepped {
 /// Runs steps for `instance_id` until no messages are waiting for it.
 pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
     let span = tracing::info_span!("orchestration", instance = %instance_id);
+    let _busy = shared.busy();
     async {
         let claim = shared.dispatcher.claim(&instance_id);
         let mut messages = claim.messages;

@@ -1,7 +1,7 @@
 //! Retention: purges finished instances older than a configured age, in the background.
 //!
-//! Driven by the runtime's clock, not by Tokio's: it wakes at least every
-//! [`MAX_TIMER_SLEEP`](super::timer::MAX_TIMER_SLEEP) to read the clock, and sweeps when a
+//! Driven by the runtime's clock, not by Tokio's: it waits on the clock's timer, at most
+//! [`MAX_TIMER_SLEEP`](super::timer::MAX_TIMER_SLEEP) before it reads the clock again, and sweeps when a
 //! sweep is due by that clock, so a clock that jumps (or a test's clock) is followed within a
 //! second. A sweep purges, a batch per transaction, every finished instance last updated more
 //! than the age ago. It reads the instances table without an index on the update time (one
@@ -18,6 +18,7 @@ pub(crate) async fn run(shared: Arc<Shared>, age: Duration, mut stopped: StopSig
     let age_ms = i64::try_from(age.as_millis()).unwrap_or(i64::MAX);
     let every_ms = (age_ms / 10).clamp(1_000, 3_600_000);
     let mut next_ms = shared.clock.now_ms();
+    let mut timer = shared.clock.timer();
     loop {
         let now = shared.clock.now_ms();
         if now >= next_ms {
@@ -39,10 +40,11 @@ pub(crate) async fn run(shared: Arc<Shared>, age: Duration, mut stopped: StopSig
             }
             next_ms = now.saturating_add(every_ms);
         }
+        timer.reset(now, Some(next_ms), super::timer::MAX_TIMER_SLEEP);
         tokio::select! {
             biased;
             _ = stopping(&mut stopped) => return true,
-            () = tokio::time::sleep(super::timer::MAX_TIMER_SLEEP) => {}
+            () = timer.fired() => {}
         }
     }
 }

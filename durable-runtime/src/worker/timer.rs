@@ -18,10 +18,12 @@
 //! Only while startup recovery still holds newer messages back does a firing go through the
 //! store ([`Write::FireTimer`]), so that it cannot overtake an older stored event.
 //!
-//! Due times are wall-clock times, but Tokio sleeps on the monotonic clock, which stands still
-//! while a VM is suspended and ignores clock adjustments. So the service never sleeps longer
-//! than [`MAX_TIMER_SLEEP`] before reading the wall clock again: an 8-hour timer fires at most
-//! that late after a suspend or a forward jump.
+//! Due times are wall-clock times, read from the runtime's [`Clock`](crate::clock::Clock), and
+//! the service waits on the clock's [`ClockTimer`](crate::clock::ClockTimer). The system clock's
+//! timer sleeps on Tokio's monotonic clock, which stands still while a VM is suspended and
+//! ignores clock adjustments. So the service never waits longer than [`MAX_TIMER_SLEEP`] before
+//! reading the clock again: an 8-hour timer fires at most that late after a suspend or a
+//! forward jump. A virtual clock wakes the service the moment a test moves it.
 
 use super::{InFlight, Shared, StopSignal, record_failure, retry_delay, stopping};
 use crate::failure::FailureDetails;
@@ -167,6 +169,8 @@ pub(crate) async fn run(
     let mut in_flight = InFlight::default();
     let mut read_attempt = 0;
     let mut next_read = Instant::now();
+    // Made once and re-armed for every wait: waiting allocates nothing.
+    let mut clock_timer = shared.clock.timer();
     let deadline = loop {
         // One batch fires at a time, so timers due together are written in due order and a
         // burst of due timers costs one batch of memory.
@@ -224,15 +228,14 @@ pub(crate) async fn run(
         }
         let now = shared.clock.now_ms();
         // While a batch fires, the next due one waits for it (the reap below wakes the loop).
-        let next_due = armed.timers.first_key_value().filter(|_| !firing);
-        let mut wait = next_due
-            .map(|(key, _)| {
-                Duration::from_millis(
-                    u64::try_from(key.fire_at_ms.saturating_sub(now)).unwrap_or(0),
-                )
-            })
-            .unwrap_or(MAX_TIMER_SLEEP)
-            .min(MAX_TIMER_SLEEP);
+        let next_due = armed
+            .timers
+            .first_key_value()
+            .filter(|_| !firing)
+            .map(|(key, _)| key.fire_at_ms);
+        // The clock's timer fires at the next due time by the clock; real time bounds the
+        // wait for what is polled (reads, back-pressure) and for a clock that jumps.
+        let mut wait = MAX_TIMER_SLEEP;
         if wanted.is_some() && !firing {
             if backlogged {
                 wait = wait.min(CATCH_UP_POLL);
@@ -241,6 +244,7 @@ pub(crate) async fn run(
                 wait = wait.min(next_read.saturating_duration_since(Instant::now()));
             }
         }
+        clock_timer.reset(now, next_due, wait);
         tokio::select! {
             biased;
             deadline = stopping(&mut stopped) => break deadline,
@@ -256,7 +260,7 @@ pub(crate) async fn run(
                 None => break Instant::now(),
             },
             () = in_flight.reap() => {}
-            _ = tokio::time::sleep(wait) => {}
+            () = clock_timer.fired() => {}
         }
     };
     drop(shared);
@@ -303,6 +307,9 @@ fn hand_over(shared: &Shared, due: Vec<TimerWorkItem>) -> Option<Vec<TimerWorkIt
         for timer in in_memory.take().into_iter().flatten() {
             shared.dispatcher.deliver_fired_timer(timer);
         }
+        if let Some(hooks) = &shared.hooks {
+            hooks.poke();
+        }
     });
     let mut through_store = through_store;
     if let Some(held) = in_memory {
@@ -317,6 +324,7 @@ fn hand_over(shared: &Shared, due: Vec<TimerWorkItem>) -> Option<Vec<TimerWorkIt
 /// store in that order (one batch, one fsync) and their messages delivered in that order, so
 /// `when_any` over timers that fired during downtime picks the one due first.
 async fn fire_in_order(shared: Arc<Shared>, due: Vec<TimerWorkItem>) {
+    let _busy = shared.busy();
     let writes = due.iter().map(|timer| {
         shared.store.write(Write::FireTimer {
             timer_id: timer.id,
