@@ -44,6 +44,7 @@ pub mod client;
 pub mod clock;
 pub mod context;
 mod dispatch;
+pub mod entity;
 pub mod error;
 pub mod failure;
 pub mod function;
@@ -69,7 +70,8 @@ pub use context::{
 };
 #[doc(hidden)]
 pub use dispatch::CacheCounters;
-pub use durable_macros::{activity, orchestrator};
+pub use durable_macros::{activity, entity, orchestrator};
+pub use entity::{EntityContext, EntityError, EntityId, Operation};
 pub use error::Error;
 pub use failure::{ActivityError, EventWaitError, FailureDetails, OrchestrationError, TaskFailed};
 pub use function::{ActivityFn, OrchestratorFn};
@@ -88,9 +90,10 @@ pub use uuid::Uuid;
 /// Everything a typical program needs: `use durable_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ActivityContext, ActivityError, ActivityFn, Client, DurableFuture, Either, EventWaitError,
-        InstanceStatus, OrchestrationContext, OrchestrationError, OrchestratorFn, RetryPolicy,
-        Runtime, RuntimeStatus, TaskFailed, activity, orchestrator,
+        ActivityContext, ActivityError, ActivityFn, Client, DurableFuture, Either, EntityContext,
+        EntityError, EntityId, EventWaitError, InstanceStatus, Operation, OrchestrationContext,
+        OrchestrationError, OrchestratorFn, RetryPolicy, Runtime, RuntimeStatus, TaskFailed,
+        activity, entity, orchestrator,
     };
     pub use std::time::Duration;
 }
@@ -98,6 +101,10 @@ pub mod prelude {
 /// What macro-generated code uses. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::entity::{
+        EntityBehavior, EntityRegistration, EntityReturn, FunctionEntity, OperationCall,
+        OperationDone, OperationFuture,
+    };
     pub use crate::failure::FailureDetails;
     pub use crate::generated::*;
     pub use crate::payload::Payload;

@@ -1,6 +1,7 @@
 //! The workers: tasks that run orchestration steps and activities as work becomes durable.
 
 pub(crate) mod activity;
+pub(crate) mod entity;
 pub(crate) mod orchestration;
 pub(crate) mod recovery;
 pub(crate) mod retention;
@@ -55,6 +56,8 @@ pub(crate) struct Shared {
     pub held_back: recovery::HeldBack,
     /// Whether writes are getting through.
     pub health: HealthMonitor,
+    /// The tasks of the live entities.
+    pub entities: entity::Entities,
 }
 
 impl Shared {
@@ -104,7 +107,7 @@ impl Shared {
     }
 
     /// Hands what a durable write created to the dispatcher.
-    fn dispatch(&self, written: Written) -> Delivered {
+    fn dispatch(self: &Arc<Self>, written: Written) -> Delivered {
         match written {
             Written::Instance(message) | Written::Delivered(Some(message)) => {
                 self.deliver(message);
@@ -131,6 +134,12 @@ impl Shared {
                 }
                 for instance_id in &work.changed {
                     self.dispatcher.changed(instance_id);
+                }
+                Delivered::Sent
+            }
+            Written::Entity(work) => {
+                for message in work.signals {
+                    entity::Entities::deliver(self, message);
                 }
                 Delivered::Sent
             }

@@ -6,6 +6,7 @@
 
 use super::children::{self, Outcome};
 use super::continue_as_new;
+use super::entity;
 use super::error::SqlContext;
 use super::manage;
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
@@ -25,6 +26,7 @@ pub(crate) struct NextIds {
     messages: i64,
     pub(super) activities: i64,
     pub(super) timers: i64,
+    pub(super) entity_messages: i64,
 }
 
 impl NextIds {
@@ -64,6 +66,7 @@ impl NextIds {
             messages: next("messages")?,
             activities: next("activities")?,
             timers: next("timers")?,
+            entity_messages: next("entity_messages")?,
         })
     }
 
@@ -87,6 +90,11 @@ pub(crate) fn apply_write(
         } => manage::schedule(conn, ids, instance, *start_at_ms),
         Write::Manage(operation) => manage::apply(conn, ids, operation),
         Write::Step(step) => apply_step(conn, ids, step),
+        Write::SignalEntity(message) => Ok(Written::Entity(crate::store::EntityWork {
+            signals: vec![entity::queue(conn, ids, message)?],
+        })),
+        Write::Entity(commit) => entity::commit(conn, ids, commit).map(Written::Entity),
+        Write::PurgeEntities { entity_ids } => entity::purge(conn, entity_ids).map(Written::Purged),
         Write::FailInstance {
             instance_id,
             failure,

@@ -1,0 +1,286 @@
+//! Durable entities in SQLite: queueing operations, committing a batch of them, purging, and
+//! the reads an entity's worker, recovery and the client make.
+
+use super::apply::NextIds;
+use super::error::SqlContext;
+use crate::payload::Payload;
+use crate::store::{
+    ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage, EntityQuery,
+    EntityRecord, EntitySnapshot, EntityState, EntityWork, NewEntityMessage, StoreError,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Queues `message`.
+pub(super) fn queue(
+    conn: &Connection,
+    ids: &mut NextIds,
+    message: &NewEntityMessage,
+) -> Result<EntityMessage, StoreError> {
+    let id = NextIds::take(&mut ids.entity_messages);
+    conn.prepare_cached(
+        "INSERT INTO entity_messages (id, entity_id, operation, input, sender, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+    )?
+    .execute(params![
+        id,
+        message.entity_id,
+        message.operation,
+        message.input.as_str(),
+        message.sender,
+        message.created_ms
+    ])?;
+    Ok(EntityMessage {
+        id,
+        message: message.clone(),
+    })
+}
+
+/// Applies a batch: fences it by version and consumed messages, then writes the state, deletes
+/// the messages, queues the signals and appends to the log.
+pub(super) fn commit(
+    conn: &Connection,
+    ids: &mut NextIds,
+    commit: &EntityCommit,
+) -> Result<EntityWork, StoreError> {
+    let row: Option<(i64, i64)> = conn
+        .prepare_cached("SELECT version, op_count FROM entities WHERE entity_id = ?1")?
+        .query_row(params![commit.entity_id], |row| {
+            Ok((row.get(0)?, row.get(1)?))
+        })
+        .optional()
+        .at("entities", &commit.entity_id)?;
+    let (version, op_count) = row.unwrap_or((0, 0));
+    if version as u64 != commit.expected_version {
+        return Err(StoreError::Fenced(format!(
+            "entity '{}' is at version {version}, not {}",
+            commit.entity_id, commit.expected_version
+        )));
+    }
+    let mut gone = Vec::new();
+    {
+        let mut delete =
+            conn.prepare_cached("DELETE FROM entity_messages WHERE id = ?1 AND entity_id = ?2")?;
+        for id in &commit.consumed {
+            if delete.execute(params![id, commit.entity_id])? == 0 {
+                gone.push(*id);
+            }
+        }
+    }
+    if !gone.is_empty() {
+        return Err(StoreError::MessagesGone(gone));
+    }
+    let state = match &commit.state {
+        EntityState::Set(payload) => Some(payload.as_str()),
+        EntityState::Deleted => None,
+    };
+    let new_count = op_count + commit.log.len() as i64;
+    conn.prepare_cached(
+        "INSERT INTO entities (entity_id, name, state, version, op_count, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?5)
+         ON CONFLICT (entity_id) DO UPDATE SET state = ?3, version = version + 1,
+             op_count = ?4, updated_ms = ?5",
+    )?
+    .execute(params![
+        commit.entity_id,
+        commit.name,
+        state,
+        new_count,
+        commit.timestamp_ms
+    ])?;
+    // Only the last lines of a large batch can survive the bound: write only those.
+    let skip = commit.log.len().saturating_sub(ENTITY_LOG_LEN);
+    {
+        let mut insert = conn.prepare_cached(
+            "INSERT OR REPLACE INTO entity_log
+                 (entity_id, seq, operation, sender, ok, error, timestamp_ms)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+        )?;
+        for (index, entry) in commit.log.iter().enumerate().skip(skip) {
+            insert.execute(params![
+                commit.entity_id,
+                op_count + index as i64,
+                entry.operation,
+                entry.sender,
+                entry.ok,
+                entry.error,
+                entry.timestamp_ms
+            ])?;
+        }
+    }
+    if !commit.log.is_empty() {
+        conn.prepare_cached("DELETE FROM entity_log WHERE entity_id = ?1 AND seq < ?2")?
+            .execute(params![commit.entity_id, new_count - ENTITY_LOG_LEN as i64])?;
+    }
+    let mut signals = Vec::with_capacity(commit.signals.len());
+    for signal in &commit.signals {
+        signals.push(queue(conn, ids, signal)?);
+    }
+    Ok(EntityWork { signals })
+}
+
+/// Deletes those of `entity_ids` that have no state and nothing queued.
+pub(super) fn purge(conn: &Connection, entity_ids: &[String]) -> Result<u64, StoreError> {
+    let mut purged = 0;
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM entities WHERE entity_id = ?1 AND state IS NULL
+         AND NOT EXISTS (SELECT 1 FROM entity_messages m WHERE m.entity_id = ?1)",
+    )?;
+    for id in entity_ids {
+        purged += delete.execute(params![id])? as u64;
+    }
+    Ok(purged)
+}
+
+/// The entity's state, version and queue, in one read transaction.
+pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot, StoreError> {
+    let tx = conn.unchecked_transaction()?;
+    let row: Option<(Option<String>, i64)> = tx
+        .prepare_cached("SELECT state, version FROM entities WHERE entity_id = ?1")?
+        .query_row(params![entity_id], |row| Ok((row.get(0)?, row.get(1)?)))
+        .optional()
+        .at("entities", entity_id)?;
+    let (state, version) = row.unwrap_or((None, 0));
+    let state = state
+        .map(|text| json(text, "entities", entity_id, "state"))
+        .transpose()?;
+    let mut pending = Vec::new();
+    {
+        let mut stmt = tx.prepare_cached(
+            "SELECT id, operation, input, sender, created_ms FROM entity_messages
+             WHERE entity_id = ?1 ORDER BY id",
+        )?;
+        let mut rows = stmt.query(params![entity_id])?;
+        while let Some(row) = rows.next().at("entity_messages", entity_id)? {
+            let id: i64 = row.get(0).at("entity_messages", entity_id)?;
+            let key = id.to_string();
+            let input: String = row.get(2).at("entity_messages", &key)?;
+            pending.push(EntityMessage {
+                id,
+                message: NewEntityMessage {
+                    entity_id: entity_id.to_string(),
+                    operation: row.get(1).at("entity_messages", &key)?,
+                    input: json(input, "entity_messages", &key, "input")?,
+                    sender: row.get(3).at("entity_messages", &key)?,
+                    created_ms: row.get(4).at("entity_messages", &key)?,
+                },
+            });
+        }
+    }
+    tx.commit()?;
+    Ok(EntitySnapshot {
+        state,
+        version: version as u64,
+        pending,
+    })
+}
+
+fn json(text: String, table: &'static str, key: &str, what: &str) -> Result<Payload, StoreError> {
+    Payload::from_json(text).map_err(|err| StoreError::Corrupt {
+        table,
+        key: key.to_string(),
+        reason: format!("{what} is not JSON: {err}"),
+    })
+}
+
+/// Ids of entities with operations queued, after `after`.
+pub(super) fn with_pending(
+    conn: &Connection,
+    after: &str,
+    limit: usize,
+) -> Result<Vec<String>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT entity_id FROM entity_messages WHERE entity_id > ?1
+         ORDER BY entity_id LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after, limit.min(i64::MAX as usize) as i64], |row| {
+        row.get(0)
+    })?;
+    rows.collect::<Result<_, _>>().at("entity_messages", after)
+}
+
+/// The entity's row, if it exists.
+pub(super) fn read(conn: &Connection, entity_id: &str) -> Result<Option<EntityRecord>, StoreError> {
+    let mut stmt = conn.prepare_cached(&format!("{SELECT_ENTITY} WHERE e.entity_id = ?1"))?;
+    let mut rows = stmt.query(params![entity_id])?;
+    match rows.next().at("entities", entity_id)? {
+        Some(row) => Ok(Some(record(row, entity_id)?)),
+        None => Ok(None),
+    }
+}
+
+/// The columns of an [`EntityRecord`].
+const SELECT_ENTITY: &str = "SELECT e.entity_id, e.state, e.version, e.updated_ms,
+        (SELECT COUNT(*) FROM entity_messages m WHERE m.entity_id = e.entity_id)
+    FROM entities e";
+
+fn record(row: &rusqlite::Row<'_>, key: &str) -> Result<EntityRecord, StoreError> {
+    let entity_id: String = row.get(0).at("entities", key)?;
+    let state: Option<String> = row.get(1).at("entities", &entity_id)?;
+    Ok(EntityRecord {
+        state: state
+            .map(|text| json(text, "entities", &entity_id, "state"))
+            .transpose()?,
+        version: row.get::<_, i64>(2).at("entities", &entity_id)? as u64,
+        updated_ms: row.get(3).at("entities", &entity_id)?,
+        pending_operations: row.get::<_, i64>(4).at("entities", &entity_id)? as u64,
+        entity_id,
+    })
+}
+
+/// Default page size of a listing.
+const DEFAULT_PAGE: usize = 100;
+
+/// One page of entities. The token is the last id of the page: the next page starts after it.
+pub(super) fn list(conn: &Connection, query: &EntityQuery) -> Result<EntityPage, StoreError> {
+    let page = match query.page_size {
+        0 => DEFAULT_PAGE,
+        n => n,
+    };
+    let after = query.continuation_token.clone().unwrap_or_default();
+    // `@name@key` ids sort by name first: a name prefix is the range of ids starting with
+    // `@prefix`.
+    let prefix = format!("@{}", query.name_prefix.as_deref().unwrap_or(""));
+    let mut stmt = conn.prepare_cached(&format!(
+        "{SELECT_ENTITY} WHERE e.entity_id > ?1 AND substr(e.entity_id, 1, length(?2)) = ?2
+           AND (?3 = 0 OR e.state IS NOT NULL)
+         ORDER BY e.entity_id LIMIT ?4"
+    ))?;
+    let mut rows = stmt.query(params![
+        after,
+        prefix,
+        query.with_state_only,
+        (page + 1).min(i64::MAX as usize) as i64
+    ])?;
+    let mut entities = Vec::new();
+    while let Some(row) = rows.next().at("entities", &after)? {
+        entities.push(record(row, &after)?);
+    }
+    let continuation_token = if entities.len() > page {
+        entities.truncate(page);
+        entities.last().map(|e| e.entity_id.clone())
+    } else {
+        None
+    };
+    Ok(EntityPage {
+        entities,
+        continuation_token,
+    })
+}
+
+/// The entity's log, oldest first.
+pub(super) fn log(conn: &Connection, entity_id: &str) -> Result<Vec<EntityLogEntry>, StoreError> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT operation, sender, ok, error, timestamp_ms FROM entity_log
+         WHERE entity_id = ?1 ORDER BY seq",
+    )?;
+    let rows = stmt.query_map(params![entity_id], |row| {
+        Ok(EntityLogEntry {
+            operation: row.get(0)?,
+            sender: row.get(1)?,
+            ok: row.get(2)?,
+            error: row.get(3)?,
+            timestamp_ms: row.get(4)?,
+        })
+    })?;
+    rows.collect::<Result<_, _>>().at("entity_log", entity_id)
+}
