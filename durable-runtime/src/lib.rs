@@ -102,8 +102,9 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::entity::{
-        EntityBehavior, EntityRegistration, EntityReturn, FunctionEntity, OperationCall,
-        OperationDone, OperationFuture,
+        EntityBehavior, EntityRegistration, EntityReturn, FunctionEntity, ImplEntity,
+        OperationCall, OperationDone, OperationFuture, decode_input, result_output,
+        unknown_operation, value_output,
     };
     pub use crate::failure::FailureDetails;
     pub use crate::generated::*;

@@ -13,6 +13,7 @@
 mod behavior;
 mod context;
 mod id;
+mod impl_style;
 mod operation;
 
 pub use behavior::{
@@ -21,6 +22,10 @@ pub use behavior::{
 };
 pub use context::{EntityContext, EntityError};
 pub use id::{EntityId, EntityIdError};
+#[doc(hidden)]
+pub use impl_style::{
+    ImplDispatch, ImplEntity, decode_input, result_output, unknown_operation, value_output,
+};
 pub use operation::Operation;
 
 /// An entity as submitted to `inventory` by `#[entity]`.
