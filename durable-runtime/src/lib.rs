@@ -77,8 +77,8 @@ pub use failure::{ActivityError, EventWaitError, FailureDetails, OrchestrationEr
 pub use function::{ActivityFn, OrchestratorFn};
 pub use health::{DEFAULT_WRITE_RETRY_INTERVAL, Health};
 pub use history::{
-    CarriedEvent, ExecutionStartedEvent, HistoryEvent, HistoryRecord, ParentInstance,
-    SubOrchestrationCreatedEvent,
+    CarriedEvent, EntityCallEvent, ExecutionStartedEvent, HistoryEvent, HistoryRecord,
+    ParentInstance, SubOrchestrationCreatedEvent,
 };
 pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 pub use outcome::{Outcome, PlainOutput};

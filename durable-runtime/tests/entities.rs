@@ -251,6 +251,7 @@ async fn queued_operations_come_back_from_the_store_after_a_restart() {
                 input: Payload::encode(&n).expect("encodes"),
                 sender: String::new(),
                 created_ms: 0,
+                reply: None,
             }))
             .await
             .expect("queued");

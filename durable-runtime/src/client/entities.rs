@@ -52,6 +52,7 @@ impl Client {
             input,
             sender: String::new(),
             created_ms: self.shared.clock.now_ms(),
+            reply: None,
         });
         match self.shared.commit(write).await {
             Ok(_) => Ok(()),

@@ -5,6 +5,7 @@
 
 mod continue_as_new;
 mod custom_status;
+mod entities;
 mod futures;
 mod retry;
 mod state;
@@ -17,7 +18,7 @@ pub use self::futures::{
 };
 pub use self::retry::{RetryFuture, RetryIf, RetryPolicy};
 pub(crate) use self::state::{
-    Action, ChildCall, ChildVersion, Delivery, OrchestrationState, Recorded,
+    Action, ChildCall, ChildVersion, Delivery, EntityAction, OrchestrationState, Recorded,
 };
 
 use crate::failure::FailureDetails;

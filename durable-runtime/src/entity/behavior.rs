@@ -29,7 +29,6 @@ pub struct OperationCall<'a> {
 #[derive(Debug, Default)]
 pub struct OperationDone {
     /// Its result (`None`: `()`).
-    #[expect(dead_code, reason = "read once orchestrations call entities")]
     pub(crate) result: Option<Payload>,
     /// The signals it sent.
     pub(crate) signals: Vec<OutgoingSignal>,

@@ -24,6 +24,19 @@ pub struct NewEntityMessage {
     pub sender: String,
     /// When it was sent (ms since the epoch).
     pub created_ms: i64,
+    /// Where its result goes (an orchestration's `call_entity`); `None` for a signal.
+    pub reply: Option<EntityReply>,
+}
+
+/// The orchestration call an operation's result goes back to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EntityReply {
+    /// The calling instance.
+    pub instance_id: String,
+    /// Its run that made the call.
+    pub execution_id: String,
+    /// The call's task id.
+    pub task_id: u64,
 }
 
 /// A queued operation, with its store-assigned id.
@@ -78,6 +91,10 @@ pub struct EntityCommit {
     pub state: EntityState,
     /// Operations the batch sends to entities (itself included).
     pub signals: Vec<NewEntityMessage>,
+    /// The results going back to orchestrations that called operations of the batch: each
+    /// becomes an `EntityOperationCompleted` / `EntityOperationFailed` message to the caller's
+    /// run.
+    pub responses: Vec<(EntityReply, Result<Payload, crate::failure::FailureDetails>)>,
     /// What ran, oldest first; the store keeps the last [`ENTITY_LOG_LEN`] lines.
     pub log: Vec<EntityLogEntry>,
     /// When the batch ran (ms since the epoch).
@@ -140,4 +157,6 @@ pub struct EntityPage {
 pub struct EntityWork {
     /// Operations queued for entities.
     pub signals: Vec<EntityMessage>,
+    /// Results sent to orchestrations.
+    pub messages: Vec<super::Message>,
 }

@@ -25,7 +25,7 @@ pub mod sqlite;
 
 pub use entity::{
     ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage, EntityQuery,
-    EntityRecord, EntitySnapshot, EntityState, EntityWork, NewEntityMessage,
+    EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, NewEntityMessage,
 };
 pub use manage::{Manage, ManagedWork, PurgeFilter, PurgeTarget, START_TIMER_TASK};
 
@@ -318,6 +318,8 @@ pub struct StepWork {
     /// a `SubOrchestrationInstanceFailed` to itself for a child id that existed already, and
     /// the outcome of a finished sub-orchestration to its parent.
     pub messages: Vec<Message>,
+    /// Entity operations the step sent (one per `EntityOperationCalled` event it appended).
+    pub entity_messages: Vec<EntityMessage>,
 }
 
 /// What a write created, with store-assigned ids, for the runtime to dispatch.

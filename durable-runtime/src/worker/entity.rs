@@ -20,7 +20,7 @@
 
 use super::{Shared, StopSignal, stopping};
 use crate::entity::{EntityBehavior, EntityId, EntityRegistration, OperationCall, OperationDone};
-use crate::failure::panic_failure;
+use crate::failure::{FailureDetails, panic_failure};
 use crate::payload::Payload;
 use crate::store::{
     EntityCommit, EntityLogEntry, EntityMessage, EntitySnapshot, EntityState, ErrorClass,
@@ -292,6 +292,7 @@ async fn run_batch(
     let now = shared.clock.now_ms();
     let mut log = Vec::with_capacity(batch.len());
     let mut signals = Vec::new();
+    let mut responses = Vec::new();
     for message in batch {
         let operation = &message.message.operation;
         let error = match run_one(shared, id, entity, message).await {
@@ -302,10 +303,21 @@ async fn run_batch(
                     input: signal.input,
                     sender: entity_id.to_string(),
                     created_ms: now,
+                    reply: None,
                 }));
+                if let Some(reply) = &message.message.reply {
+                    let result = done.result.unwrap_or_else(Payload::null);
+                    responses.push((reply.clone(), Ok(result)));
+                }
                 None
             }
             Err(error) => {
+                if let Some(reply) = &message.message.reply {
+                    let failure = FailureDetails::new(format!(
+                        "operation '{operation}' of entity '{entity_id}' failed: {error}"
+                    ));
+                    responses.push((reply.clone(), Err(failure)));
+                }
                 tracing::warn!(entity = %entity_id, %operation, %error, "an entity operation failed; the entity's state is as before it");
                 Some(error)
             }
@@ -328,6 +340,7 @@ async fn run_batch(
             .clone()
             .map_or(EntityState::Deleted, EntityState::Set),
         signals,
+        responses,
         log,
         timestamp_ms: now,
     }

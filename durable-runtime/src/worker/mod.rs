@@ -120,6 +120,9 @@ impl Shared {
                 for message in work.messages {
                     self.deliver(message);
                 }
+                for message in work.entity_messages {
+                    entity::Entities::deliver(self, message);
+                }
                 Delivered::Sent
             }
             Written::Managed(work) => {
@@ -140,6 +143,10 @@ impl Shared {
             Written::Entity(work) => {
                 for message in work.signals {
                     entity::Entities::deliver(self, message);
+                }
+                // Results of operations orchestrations called.
+                for message in work.messages {
+                    self.deliver(message);
                 }
                 Delivered::Sent
             }

@@ -92,6 +92,7 @@ pub(crate) fn apply_write(
         Write::Step(step) => apply_step(conn, ids, step),
         Write::SignalEntity(message) => Ok(Written::Entity(crate::store::EntityWork {
             signals: vec![entity::queue(conn, ids, message)?],
+            messages: Vec::new(),
         })),
         Write::Entity(commit) => entity::commit(conn, ids, commit).map(Written::Entity),
         Write::PurgeEntities { entity_ids } => entity::purge(conn, entity_ids).map(Written::Purged),
@@ -222,6 +223,7 @@ pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreErr
     })
 }
 
+/// Inserts a message for `instance_id`'s run `execution_id` (the runtime's answer to it).
 pub(super) fn insert_message(
     conn: &Connection,
     ids: &mut NextIds,
@@ -500,6 +502,7 @@ fn apply_step(
             activities: Vec::new(),
             timers: Vec::new(),
             messages: vec![started],
+            entity_messages: Vec::new(),
         }));
     }
     if !step.events.is_empty() {
@@ -560,6 +563,7 @@ fn apply_step(
         }
     }
     let mut messages = children::create(conn, ids, step)?;
+    let entity_messages = entity::send_from_step(conn, ids, step)?;
     let history_len = step.first_seq + step.events.len() as u64;
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;
@@ -602,5 +606,6 @@ fn apply_step(
         activities,
         timers,
         messages,
+        entity_messages,
     }))
 }

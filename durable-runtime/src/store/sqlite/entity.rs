@@ -1,12 +1,14 @@
 //! Durable entities in SQLite: queueing operations, committing a batch of them, purging, and
 //! the reads an entity's worker, recovery and the client make.
 
-use super::apply::NextIds;
+use super::apply::{NextIds, insert_message, to_json};
 use super::error::SqlContext;
+use crate::history::HistoryEvent;
 use crate::payload::Payload;
 use crate::store::{
     ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage, EntityQuery,
-    EntityRecord, EntitySnapshot, EntityState, EntityWork, NewEntityMessage, StoreError,
+    EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, NewEntityMessage,
+    StepCommit, StoreError,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -17,9 +19,10 @@ pub(super) fn queue(
     message: &NewEntityMessage,
 ) -> Result<EntityMessage, StoreError> {
     let id = NextIds::take(&mut ids.entity_messages);
+    let reply = message.reply.as_ref().map(to_json).transpose()?;
     conn.prepare_cached(
-        "INSERT INTO entity_messages (id, entity_id, operation, input, sender, created_ms)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+        "INSERT INTO entity_messages (id, entity_id, operation, input, sender, reply, created_ms)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
     )?
     .execute(params![
         id,
@@ -27,6 +30,7 @@ pub(super) fn queue(
         message.operation,
         message.input.as_str(),
         message.sender,
+        reply,
         message.created_ms
     ])?;
     Ok(EntityMessage {
@@ -115,7 +119,60 @@ pub(super) fn commit(
     for signal in &commit.signals {
         signals.push(queue(conn, ids, signal)?);
     }
-    Ok(EntityWork { signals })
+    let mut messages = Vec::with_capacity(commit.responses.len());
+    for (reply, result) in &commit.responses {
+        let event = match result {
+            Ok(result) => HistoryEvent::EntityOperationCompleted {
+                task_id: reply.task_id,
+                result: result.clone(),
+            },
+            Err(failure) => HistoryEvent::EntityOperationFailed {
+                task_id: reply.task_id,
+                failure: failure.clone(),
+            },
+        };
+        messages.push(insert_message(
+            conn,
+            ids,
+            &reply.instance_id,
+            &reply.execution_id,
+            &event,
+        )?);
+    }
+    Ok(EntityWork { signals, messages })
+}
+
+/// Queues the operations an orchestration step sends: one per `EntityOperationCalled` event
+/// it appends, in the step's transaction (a call's result goes back to the step's run).
+pub(super) fn send_from_step(
+    conn: &Connection,
+    ids: &mut NextIds,
+    step: &StepCommit,
+) -> Result<Vec<EntityMessage>, StoreError> {
+    let mut sent = Vec::new();
+    for event in &step.events {
+        let HistoryEvent::EntityOperationCalled(call) = event else {
+            continue;
+        };
+        let reply = (!call.signal).then(|| EntityReply {
+            instance_id: step.instance_id.clone(),
+            execution_id: step.execution_id.to_string(),
+            task_id: call.task_id,
+        });
+        sent.push(queue(
+            conn,
+            ids,
+            &NewEntityMessage {
+                entity_id: call.entity_id.clone(),
+                operation: call.operation.clone(),
+                input: call.input.clone(),
+                sender: step.instance_id.clone(),
+                created_ms: step.timestamp_ms,
+                reply,
+            },
+        )?);
+    }
+    Ok(sent)
 }
 
 /// Deletes those of `entity_ids` that have no state and nothing queued.
@@ -146,7 +203,7 @@ pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot,
     let mut pending = Vec::new();
     {
         let mut stmt = tx.prepare_cached(
-            "SELECT id, operation, input, sender, created_ms FROM entity_messages
+            "SELECT id, operation, input, sender, created_ms, reply FROM entity_messages
              WHERE entity_id = ?1 ORDER BY id",
         )?;
         let mut rows = stmt.query(params![entity_id])?;
@@ -154,6 +211,16 @@ pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot,
             let id: i64 = row.get(0).at("entity_messages", entity_id)?;
             let key = id.to_string();
             let input: String = row.get(2).at("entity_messages", &key)?;
+            let reply: Option<String> = row.get(5).at("entity_messages", &key)?;
+            let reply = reply
+                .map(|text| {
+                    serde_json::from_str::<EntityReply>(&text).map_err(|err| StoreError::Corrupt {
+                        table: "entity_messages",
+                        key: key.clone(),
+                        reason: format!("reply does not decode: {err}"),
+                    })
+                })
+                .transpose()?;
             pending.push(EntityMessage {
                 id,
                 message: NewEntityMessage {
@@ -162,6 +229,7 @@ pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot,
                     input: json(input, "entity_messages", &key, "input")?,
                     sender: row.get(3).at("entity_messages", &key)?,
                     created_ms: row.get(4).at("entity_messages", &key)?,
+                    reply,
                 },
             });
         }

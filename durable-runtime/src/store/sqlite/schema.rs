@@ -216,6 +216,7 @@ CREATE TABLE entity_messages (
     operation  TEXT NOT NULL,
     input      TEXT NOT NULL,
     sender     TEXT NOT NULL DEFAULT '',
+    reply      TEXT,
     created_ms INTEGER NOT NULL
 );
 CREATE INDEX entity_messages_by_entity ON entity_messages(entity_id, id);
