@@ -127,6 +127,9 @@ pub enum Error {
         /// Where it was sent.
         entity_id: String,
     },
+    /// The operation name is reserved for the runtime (it starts with `__durable.`).
+    #[error("operation name '{0}' is reserved for the runtime")]
+    ReservedOperation(String),
     /// An entity's stored state does not decode as the type asked for.
     #[error("the state of entity '{entity_id}' does not decode as `{expected}`: {source}")]
     EntityState {

@@ -64,7 +64,7 @@ mod worker;
 pub use activity_context::ActivityContext;
 pub use client::{Client, StartOptions};
 pub use context::{
-    ContinueAsNew, CustomStatusError, DurableFuture, Either, EventWithTimeout,
+    ContinueAsNew, CustomStatusError, DurableFuture, Either, EntityLock, EventWithTimeout,
     OrchestrationContext, RetryFuture, RetryIf, RetryPolicy, TaskFuture, TimerFuture, WhenAny,
     WhenAny2,
 };

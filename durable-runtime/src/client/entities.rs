@@ -34,6 +34,9 @@ impl Client {
         operation: Operation<R>,
     ) -> Result<(), Error> {
         self.check_entity(id, operation.entity_name(), operation.name())?;
+        if operation.is_reserved() {
+            return Err(Error::ReservedOperation(operation.name().to_string()));
+        }
         let (name, input) = operation
             .into_parts()
             .map_err(|reason| Error::Serialize(serde::ser::Error::custom(reason)))?;

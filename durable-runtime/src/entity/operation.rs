@@ -50,6 +50,22 @@ impl<R> Operation<R> {
         }
     }
 
+    /// An operation of the runtime's own (the lock and unlock of critical sections).
+    pub(crate) fn reserved(name: &'static str) -> Self {
+        Operation {
+            name: Cow::Borrowed(name),
+            input: Ok(Payload::null()),
+            entity: None,
+            _result: PhantomData,
+        }
+    }
+
+    /// Whether the name is reserved for the runtime (`__durable.` names): user code cannot
+    /// send it.
+    pub(crate) fn is_reserved(&self) -> bool {
+        self.name.starts_with(RESERVED_PREFIX)
+    }
+
     /// The operation's name.
     pub fn name(&self) -> &str {
         &self.name
@@ -75,6 +91,9 @@ impl<R> std::fmt::Debug for Operation<R> {
             .finish()
     }
 }
+
+/// Operation names the runtime keeps for itself.
+pub(crate) const RESERVED_PREFIX: &str = "__durable.";
 
 /// A signal an operation sends, committed with its batch.
 #[derive(Clone, Debug, PartialEq)]

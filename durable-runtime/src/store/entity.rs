@@ -89,6 +89,8 @@ pub struct EntityCommit {
     pub consumed: Vec<i64>,
     /// The state after the batch.
     pub state: EntityState,
+    /// The orchestration holding the entity's lock after the batch.
+    pub locked_by: Option<String>,
     /// Operations the batch sends to entities (itself included).
     pub signals: Vec<NewEntityMessage>,
     /// The results going back to orchestrations that called operations of the batch: each
@@ -101,6 +103,14 @@ pub struct EntityCommit {
     pub timestamp_ms: i64,
 }
 
+/// The operation an orchestration's `lock_entities` sends to each entity it locks (answered
+/// once the lock is granted). Reserved: clients and orchestrations cannot send it by name.
+pub const LOCK_OPERATION: &str = "__durable.lock";
+
+/// The operation that releases a lock (sent when the critical section ends, or by the store
+/// when the orchestration holding or requesting the lock ends).
+pub const UNLOCK_OPERATION: &str = "__durable.unlock";
+
 /// How many operations an entity's log keeps.
 pub const ENTITY_LOG_LEN: usize = 32;
 
@@ -111,6 +121,8 @@ pub struct EntitySnapshot {
     pub state: Option<Payload>,
     /// Its version (0: no row).
     pub version: u64,
+    /// The orchestration holding its lock.
+    pub locked_by: Option<String>,
     /// Its queued operations, oldest first.
     pub pending: Vec<EntityMessage>,
 }
@@ -126,6 +138,8 @@ pub struct EntityRecord {
     pub version: u64,
     /// Operations queued and not processed yet.
     pub pending_operations: u64,
+    /// The orchestration holding its lock (a critical section), if one does.
+    pub locked_by: Option<String>,
     /// When its last batch committed (ms since the epoch).
     pub updated_ms: i64,
 }

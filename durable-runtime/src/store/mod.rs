@@ -25,7 +25,8 @@ pub mod sqlite;
 
 pub use entity::{
     ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage, EntityQuery,
-    EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, NewEntityMessage,
+    EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, LOCK_OPERATION,
+    NewEntityMessage, UNLOCK_OPERATION,
 };
 pub use manage::{Manage, ManagedWork, PurgeFilter, PurgeTarget, START_TIMER_TASK};
 
@@ -233,7 +234,9 @@ pub enum Write {
     Step(StepCommit),
     /// Mark an instance failed without touching its history (which cannot be trusted), delete
     /// its armed timers and, if it is a sub-orchestration, send the failure to its parent
-    /// (the answer is then `Delivered(Some(message))`). Refused with [`StoreError::Fenced`] if
+    /// (the answer is then `Delivered(Some(message))`). If it held or asked for entity locks,
+    /// they are released (the answer is then `Step`, with the parent's message and the
+    /// unlocks). Refused with [`StoreError::Fenced`] if
     /// the instance has already finished.
     FailInstance {
         /// The instance.
@@ -316,7 +319,9 @@ pub struct StepWork {
     pub timers: Vec<TimerWorkItem>,
     /// Messages the step sent: the `ExecutionStarted` of each sub-orchestration it created,
     /// a `SubOrchestrationInstanceFailed` to itself for a child id that existed already, and
-    /// the outcome of a finished sub-orchestration to its parent.
+    /// the outcome of a finished sub-orchestration to its parent. A step that finishes its
+    /// instance also releases the entity locks it holds or asked for (see
+    /// [`UNLOCK_OPERATION`]).
     pub messages: Vec<Message>,
     /// Entity operations the step sent (one per `EntityOperationCalled` event it appended).
     pub entity_messages: Vec<EntityMessage>,

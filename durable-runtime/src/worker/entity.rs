@@ -24,11 +24,11 @@ use crate::failure::{FailureDetails, panic_failure};
 use crate::payload::Payload;
 use crate::store::{
     EntityCommit, EntityLogEntry, EntityMessage, EntitySnapshot, EntityState, ErrorClass,
-    NewEntityMessage, Write,
+    LOCK_OPERATION, NewEntityMessage, UNLOCK_OPERATION, Write,
 };
 use futures::FutureExt;
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Duration;
@@ -121,6 +121,8 @@ struct Live {
     /// it, and the state is kept as stored.
     broken: Option<String>,
     version: u64,
+    /// The orchestration holding the entity's lock.
+    locked_by: Option<String>,
 }
 
 /// The operations waiting for one entity, by id (arrival order).
@@ -211,8 +213,18 @@ async fn run(
             }
             continue;
         }
-        let batch: Vec<EntityMessage> = queue.pending.values().take(MAX_BATCH).cloned().collect();
-        let commit = run_batch(&shared, &id, &entity_id, entity, &batch).await;
+        let Some((commit, ran)) = run_batch(&shared, &id, &entity_id, entity, &queue).await else {
+            // Every queued operation waits for a lock: wait for more (the unlock).
+            tokio::select! {
+                biased;
+                _ = stopping(&mut stop) => break,
+                message = inbox.recv() => match message {
+                    Some(message) => queue.admit(message),
+                    None => break,
+                },
+            }
+            continue;
+        };
         let committed = shared
             .commit_retrying("a batch of entity operations", || {
                 Write::Entity(commit.clone())
@@ -220,8 +232,8 @@ async fn run(
             .await;
         match committed {
             Ok(_) => {
-                for message in &batch {
-                    queue.pending.remove(&message.id);
+                for message_id in &ran {
+                    queue.pending.remove(message_id);
                 }
                 entity.version += 1;
                 if !shared.entities.keep_state {
@@ -257,6 +269,7 @@ async fn load(
     let EntitySnapshot {
         state,
         version,
+        locked_by,
         pending,
     } = match shared.store.load_entity(entity_id).await {
         Ok(snapshot) => snapshot,
@@ -276,26 +289,68 @@ async fn load(
             state,
             broken,
             version,
+            locked_by,
         },
         pending,
     ))
 }
 
-/// Runs `batch` on the entity in memory and describes its commit.
+/// Runs, in arrival order, the queued operations that may run now, and describes their
+/// commit; `None` if none may (every one waits for a lock another orchestration holds).
+///
+/// While an orchestration holds the entity's lock (a critical section), only its own
+/// operations run; the others wait in the queue, in order, and run once it unlocks.
 async fn run_batch(
     shared: &Arc<Shared>,
     id: &EntityId,
     entity_id: &str,
     entity: &mut Live,
-    batch: &[EntityMessage],
-) -> EntityCommit {
+    queue: &Queue,
+) -> Option<(EntityCommit, Vec<i64>)> {
     let now = shared.clock.now_ms();
-    let mut log = Vec::with_capacity(batch.len());
+    let mut waiting: VecDeque<&EntityMessage> = queue.pending.values().collect();
+    // Passed over because of a lock, in arrival order.
+    let mut held: Vec<&EntityMessage> = Vec::new();
+    let mut ran: Vec<i64> = Vec::new();
+    let mut log = Vec::new();
     let mut signals = Vec::new();
     let mut responses = Vec::new();
-    for message in batch {
+    while ran.len() < MAX_BATCH {
+        let mut next = None;
+        while let Some(message) = waiting.pop_front() {
+            let may_run = entity
+                .locked_by
+                .as_ref()
+                .is_none_or(|owner| *owner == message.message.sender);
+            if may_run {
+                next = Some(message);
+                break;
+            }
+            held.push(message);
+        }
+        let Some(message) = next else { break };
+        ran.push(message.id);
         let operation = &message.message.operation;
-        let error = match run_one(shared, id, entity, message).await {
+        let sender = &message.message.sender;
+        let outcome = match operation.as_str() {
+            LOCK_OPERATION => {
+                // Granted: it may run only when the entity is free or already its own.
+                entity.locked_by = Some(sender.clone());
+                Ok(OperationDone::default())
+            }
+            UNLOCK_OPERATION => {
+                if entity.locked_by.as_deref() == Some(sender.as_str()) {
+                    entity.locked_by = None;
+                    // What waited for the lock runs now, before anything newer.
+                    let rest: Vec<&EntityMessage> = waiting.drain(..).collect();
+                    waiting.extend(held.drain(..));
+                    waiting.extend(rest);
+                }
+                Ok(OperationDone::default())
+            }
+            _ => run_one(shared, id, entity, message).await,
+        };
+        let error = match outcome {
             Ok(done) => {
                 signals.extend(done.signals.into_iter().map(|signal| NewEntityMessage {
                     entity_id: signal.entity_id.to_string(),
@@ -324,26 +379,31 @@ async fn run_batch(
         };
         log.push(EntityLogEntry {
             operation: operation.clone(),
-            sender: message.message.sender.clone(),
+            sender: sender.clone(),
             ok: error.is_none(),
             error,
             timestamp_ms: now,
         });
     }
-    EntityCommit {
+    if ran.is_empty() {
+        return None;
+    }
+    let commit = EntityCommit {
         entity_id: entity_id.to_string(),
         name: id.name().to_string(),
         expected_version: entity.version,
-        consumed: batch.iter().map(|m| m.id).collect(),
+        consumed: ran.clone(),
         state: entity
             .state
             .clone()
             .map_or(EntityState::Deleted, EntityState::Set),
+        locked_by: entity.locked_by.clone(),
         signals,
         responses,
         log,
         timestamp_ms: now,
-    }
+    };
+    Some((commit, ran))
 }
 
 /// Runs one operation; on failure the state is as before it.

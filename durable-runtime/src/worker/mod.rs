@@ -138,6 +138,9 @@ impl Shared {
                 for instance_id in &work.changed {
                     self.dispatcher.changed(instance_id);
                 }
+                for message in work.entity_messages {
+                    entity::Entities::deliver(self, message);
+                }
                 Delivered::Sent
             }
             Written::Entity(work) => {

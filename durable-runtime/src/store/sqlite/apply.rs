@@ -125,7 +125,15 @@ pub(crate) fn apply_write(
                 Some(parent) => children::notify_parent(conn, ids, parent, outcome)?,
                 None => None,
             };
-            Ok(Written::Delivered(sent))
+            let unlocks = entity::release_locks(conn, ids, instance_id, *timestamp_ms)?;
+            if unlocks.is_empty() {
+                return Ok(Written::Delivered(sent));
+            }
+            Ok(Written::Step(StepWork {
+                messages: sent.into_iter().collect(),
+                entity_messages: unlocks,
+                ..StepWork::default()
+            }))
         }
         Write::RaiseEvent {
             instance_id,
@@ -563,7 +571,7 @@ fn apply_step(
         }
     }
     let mut messages = children::create(conn, ids, step)?;
-    let entity_messages = entity::send_from_step(conn, ids, step)?;
+    let mut entity_messages = entity::send_from_step(conn, ids, step)?;
     let history_len = step.first_seq + step.events.len() as u64;
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;
@@ -589,6 +597,7 @@ fn apply_step(
             disarm_timers(conn, id)?;
             // A finishing step arms nothing that outlives it.
             timers.clear();
+            entity_messages.extend(entity::release_locks(conn, ids, id, step.timestamp_ms)?);
             if let Some(parent) = state.as_ref().and_then(|state| state.parent.as_ref()) {
                 let outcome = match (status, &step.failure) {
                     (RuntimeStatus::Completed, _) => Outcome::Completed(step.output.as_ref()),

@@ -8,7 +8,7 @@ use crate::payload::Payload;
 use crate::store::{
     ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage, EntityQuery,
     EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, NewEntityMessage,
-    StepCommit, StoreError,
+    StepCommit, StoreError, UNLOCK_OPERATION,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -79,17 +79,19 @@ pub(super) fn commit(
     };
     let new_count = op_count + commit.log.len() as i64;
     conn.prepare_cached(
-        "INSERT INTO entities (entity_id, name, state, version, op_count, created_ms, updated_ms)
-         VALUES (?1, ?2, ?3, 1, ?4, ?5, ?5)
+        "INSERT INTO entities
+             (entity_id, name, state, version, op_count, locked_by, created_ms, updated_ms)
+         VALUES (?1, ?2, ?3, 1, ?4, ?6, ?5, ?5)
          ON CONFLICT (entity_id) DO UPDATE SET state = ?3, version = version + 1,
-             op_count = ?4, updated_ms = ?5",
+             op_count = ?4, updated_ms = ?5, locked_by = ?6",
     )?
     .execute(params![
         commit.entity_id,
         commit.name,
         state,
         new_count,
-        commit.timestamp_ms
+        commit.timestamp_ms,
+        commit.locked_by
     ])?;
     // Only the last lines of a large batch can survive the bound: write only those.
     let skip = commit.log.len().saturating_sub(ENTITY_LOG_LEN);
@@ -175,11 +177,48 @@ pub(super) fn send_from_step(
     Ok(sent)
 }
 
+/// Releases the entity locks `instance_id` holds or asked for (it has ended): queues an unlock
+/// from it to each of those entities, after whatever it sent them before (a lock request not
+/// granted yet is granted, then released).
+pub(super) fn release_locks(
+    conn: &Connection,
+    ids: &mut NextIds,
+    instance_id: &str,
+    timestamp_ms: i64,
+) -> Result<Vec<EntityMessage>, StoreError> {
+    let entities: Vec<String> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT entity_id FROM entities WHERE locked_by = ?1
+             UNION
+             SELECT entity_id FROM entity_messages
+             WHERE sender = ?1 AND operation = '__durable.lock'",
+        )?;
+        let rows = stmt.query_map(params![instance_id], |row| row.get(0))?;
+        rows.collect::<Result<_, _>>().at("entities", instance_id)?
+    };
+    let mut sent = Vec::with_capacity(entities.len());
+    for entity_id in entities {
+        sent.push(queue(
+            conn,
+            ids,
+            &NewEntityMessage {
+                entity_id,
+                operation: UNLOCK_OPERATION.to_string(),
+                input: Payload::null(),
+                sender: instance_id.to_string(),
+                created_ms: timestamp_ms,
+                reply: None,
+            },
+        )?);
+    }
+    Ok(sent)
+}
+
 /// Deletes those of `entity_ids` that have no state and nothing queued.
 pub(super) fn purge(conn: &Connection, entity_ids: &[String]) -> Result<u64, StoreError> {
     let mut purged = 0;
     let mut delete = conn.prepare_cached(
-        "DELETE FROM entities WHERE entity_id = ?1 AND state IS NULL
+        "DELETE FROM entities WHERE entity_id = ?1 AND state IS NULL AND locked_by IS NULL
          AND NOT EXISTS (SELECT 1 FROM entity_messages m WHERE m.entity_id = ?1)",
     )?;
     for id in entity_ids {
@@ -191,12 +230,14 @@ pub(super) fn purge(conn: &Connection, entity_ids: &[String]) -> Result<u64, Sto
 /// The entity's state, version and queue, in one read transaction.
 pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot, StoreError> {
     let tx = conn.unchecked_transaction()?;
-    let row: Option<(Option<String>, i64)> = tx
-        .prepare_cached("SELECT state, version FROM entities WHERE entity_id = ?1")?
-        .query_row(params![entity_id], |row| Ok((row.get(0)?, row.get(1)?)))
+    let row: Option<(Option<String>, i64, Option<String>)> = tx
+        .prepare_cached("SELECT state, version, locked_by FROM entities WHERE entity_id = ?1")?
+        .query_row(params![entity_id], |row| {
+            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+        })
         .optional()
         .at("entities", entity_id)?;
-    let (state, version) = row.unwrap_or((None, 0));
+    let (state, version, locked_by) = row.unwrap_or((None, 0, None));
     let state = state
         .map(|text| json(text, "entities", entity_id, "state"))
         .transpose()?;
@@ -238,6 +279,7 @@ pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot,
     Ok(EntitySnapshot {
         state,
         version: version as u64,
+        locked_by,
         pending,
     })
 }
@@ -278,7 +320,7 @@ pub(super) fn read(conn: &Connection, entity_id: &str) -> Result<Option<EntityRe
 
 /// The columns of an [`EntityRecord`].
 const SELECT_ENTITY: &str = "SELECT e.entity_id, e.state, e.version, e.updated_ms,
-        (SELECT COUNT(*) FROM entity_messages m WHERE m.entity_id = e.entity_id)
+        (SELECT COUNT(*) FROM entity_messages m WHERE m.entity_id = e.entity_id), e.locked_by
     FROM entities e";
 
 fn record(row: &rusqlite::Row<'_>, key: &str) -> Result<EntityRecord, StoreError> {
@@ -291,6 +333,7 @@ fn record(row: &rusqlite::Row<'_>, key: &str) -> Result<EntityRecord, StoreError
         version: row.get::<_, i64>(2).at("entities", &entity_id)? as u64,
         updated_ms: row.get(3).at("entities", &entity_id)?,
         pending_operations: row.get::<_, i64>(4).at("entities", &entity_id)? as u64,
+        locked_by: row.get(5).at("entities", &entity_id)?,
         entity_id,
     })
 }

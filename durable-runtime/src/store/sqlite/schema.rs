@@ -197,7 +197,9 @@ fn migrate_from_v6(conn: &Connection) -> Result<(), StoreError> {
 
 /// From version 7: durable entities. An entity is a row (its state as JSON, readable with
 /// `sqlite3`; a version that fences its batches; how many operations it ran, which numbers its
-/// log) and a queue of operation messages, read per entity in arrival (id) order. Its log keeps
+/// log; the orchestration holding its lock) and a queue of operation messages, read per entity
+/// in arrival (id) order. The two partial indexes find, when an orchestration ends, the locks
+/// it holds or asked for. Its log keeps
 /// its last operations for debugging. Listing walks the primary key (`@name@key`), so a name
 /// prefix is a key range.
 const MIGRATE_V7_TO_V8: &str = "
@@ -207,9 +209,11 @@ CREATE TABLE entities (
     state      TEXT,
     version    INTEGER NOT NULL,
     op_count   INTEGER NOT NULL DEFAULT 0,
+    locked_by  TEXT,
     created_ms INTEGER NOT NULL,
     updated_ms INTEGER NOT NULL
 ) WITHOUT ROWID;
+CREATE INDEX entities_by_lock ON entities(locked_by) WHERE locked_by IS NOT NULL;
 CREATE TABLE entity_messages (
     id         INTEGER PRIMARY KEY,
     entity_id  TEXT NOT NULL,
@@ -220,6 +224,8 @@ CREATE TABLE entity_messages (
     created_ms INTEGER NOT NULL
 );
 CREATE INDEX entity_messages_by_entity ON entity_messages(entity_id, id);
+CREATE INDEX entity_lock_requests ON entity_messages(sender)
+    WHERE operation = '__durable.lock';
 CREATE TABLE entity_log (
     entity_id    TEXT NOT NULL,
     seq          INTEGER NOT NULL,
