@@ -55,8 +55,14 @@ async fn opposite_transfers(cache: Option<usize>, times: u32) {
     let store = TestStore::new();
     let (runtime, client) = store.start_with(cache_settings(cache)).await;
     let (a, b) = (Account::entity_id("a"), Account::entity_id("b"));
-    client.signal_entity(&a, Account::set_op(1_000)).await.expect("durable");
-    client.signal_entity(&b, Account::set_op(1_000)).await.expect("durable");
+    client
+        .signal_entity(&a, Account::set_op(1_000))
+        .await
+        .expect("durable");
+    client
+        .signal_entity(&b, Account::set_op(1_000))
+        .await
+        .expect("durable");
     until_state::<Account>(&client, &b, |s| s.is_some()).await;
     let there = client
         .start(transfer, ("a".into(), "b".into(), times))
@@ -67,16 +73,40 @@ async fn opposite_transfers(cache: Option<usize>, times: u32) {
         .await
         .expect("starts");
     for id in [&there, &back] {
-        let status = client.wait_for_completion(id, WAIT * 4).await.expect("no deadlock");
-        assert_eq!(status.runtime_status, RuntimeStatus::Completed, "{:?}", status.failure);
+        let status = client
+            .wait_for_completion(id, WAIT * 4)
+            .await
+            .expect("no deadlock");
+        assert_eq!(
+            status.runtime_status,
+            RuntimeStatus::Completed,
+            "{:?}",
+            status.failure
+        );
     }
     // The last writes and releases reach the entities after the orchestrations complete.
     until_quiet(&client).await;
-    let a_state = client.read_entity_state::<Account>(&a).await.expect("reads").expect("state");
-    let b_state = client.read_entity_state::<Account>(&b).await.expect("reads").expect("state");
-    assert_eq!(a_state.balance + b_state.balance, 2_000, "cache {cache:?}: total conserved");
+    let a_state = client
+        .read_entity_state::<Account>(&a)
+        .await
+        .expect("reads")
+        .expect("state");
+    let b_state = client
+        .read_entity_state::<Account>(&b)
+        .await
+        .expect("reads")
+        .expect("state");
+    assert_eq!(
+        a_state.balance + b_state.balance,
+        2_000,
+        "cache {cache:?}: total conserved"
+    );
     // As many went each way: both are back where they started.
-    assert_eq!((a_state.balance, b_state.balance), (1_000, 1_000), "cache {cache:?}");
+    assert_eq!(
+        (a_state.balance, b_state.balance),
+        (1_000, 1_000),
+        "cache {cache:?}"
+    );
     runtime.shutdown().await;
 }
 
@@ -106,7 +136,9 @@ async fn holder(ctx: OrchestrationContext, key: String) -> Result<i64, Orchestra
 async fn failing_holder(ctx: OrchestrationContext, key: String) -> Result<(), OrchestrationError> {
     let id = Account::entity_id(key);
     let _lock = ctx.lock_entities(std::slice::from_ref(&id)).await?;
-    Err(OrchestrationError::new("gave up inside the critical section"))
+    Err(OrchestrationError::new(
+        "gave up inside the critical section",
+    ))
 }
 
 /// Waits until no entity has an operation queued or a lock held.
@@ -127,7 +159,9 @@ async fn until_quiet(client: &Client) {
             tokio::task::yield_now().await;
         }
     };
-    tokio::time::timeout(WAIT, wait).await.expect("the entities go quiet");
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("the entities go quiet");
 }
 
 async fn until_locked(client: &Client, id: &str) {
@@ -140,7 +174,9 @@ async fn until_locked(client: &Client, id: &str) {
             tokio::task::yield_now().await;
         }
     };
-    tokio::time::timeout(WAIT, wait).await.expect("takes the lock");
+    tokio::time::timeout(WAIT, wait)
+        .await
+        .expect("takes the lock");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -152,10 +188,20 @@ async fn other_senders_wait_while_the_lock_is_held_and_run_after_it() {
         let id = client.start(holder, "held".into()).await.expect("starts");
         until_locked(&client, &id).await;
         // Sent before the holder's read, yet it waits for the lock: the read does not see it.
-        client.signal_entity(&account, Account::add_op(5)).await.expect("durable");
+        client
+            .signal_entity(&account, Account::add_op(5))
+            .await
+            .expect("durable");
         client.raise_event(&id, "go", ()).await.expect("raised");
-        let status = client.wait_for_completion(&id, WAIT).await.expect("finishes");
-        assert_eq!(status.output_as::<i64>().expect("output"), 0, "cache {cache:?}");
+        let status = client
+            .wait_for_completion(&id, WAIT)
+            .await
+            .expect("finishes");
+        assert_eq!(
+            status.output_as::<i64>().expect("output"),
+            0,
+            "cache {cache:?}"
+        );
         // Released when the orchestration ended: the waiting add runs.
         until_state::<Account>(&client, &account, |s| s.is_some_and(|a| a.balance == 5)).await;
         runtime.shutdown().await;
@@ -171,20 +217,32 @@ async fn locks_are_released_when_the_holder_fails_or_is_terminated() {
         let account = Account::entity_id("t");
         let id = client.start(holder, "t".into()).await.expect("starts");
         until_locked(&client, &id).await;
-        client.signal_entity(&account, Account::add_op(3)).await.expect("durable");
+        client
+            .signal_entity(&account, Account::add_op(3))
+            .await
+            .expect("durable");
         client.terminate(&id, "stop").await.expect("terminated");
         until_state::<Account>(&client, &account, |s| s.is_some_and(|a| a.balance == 3)).await;
         let page = client
             .list_entities(&durable_runtime::store::EntityQuery::default())
             .await
             .expect("lists");
-        assert!(page.entities.iter().all(|e| e.locked_by.is_none()), "{page:?}");
+        assert!(
+            page.entities.iter().all(|e| e.locked_by.is_none()),
+            "{page:?}"
+        );
 
         // Failed while holding it (the guard is dropped as the code returns its error).
         let failing = Account::entity_id("f");
-        let id = client.start(failing_holder, "f".into()).await.expect("starts");
+        let id = client
+            .start(failing_holder, "f".into())
+            .await
+            .expect("starts");
         until_status(&client, &id, RuntimeStatus::Failed).await;
-        client.signal_entity(&failing, Account::add_op(4)).await.expect("durable");
+        client
+            .signal_entity(&failing, Account::add_op(4))
+            .await
+            .expect("durable");
         until_state::<Account>(&client, &failing, |s| s.is_some_and(|a| a.balance == 4)).await;
         runtime.shutdown().await;
     }
