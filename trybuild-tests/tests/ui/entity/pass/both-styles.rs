@@ -39,6 +39,21 @@ impl Account {
     pub fn close(self) {}
 }
 
+/// The determinism check accepts entity calls, signals and critical sections.
+#[orchestrator]
+async fn move_money(ctx: OrchestrationContext, amount: i64) -> Result<i64, OrchestrationError> {
+    let (from, to) = (Account::entity_id("a"), Account::entity_id("b"));
+    let lock = ctx.lock_entities(&[from.clone(), to.clone()]).await?;
+    let left = ctx.call_entity(&from, Account::withdraw_op(amount)).await?;
+    ctx.signal_entity(&to, Account::deposit_op(amount));
+    lock.release();
+    let total = ctx
+        .call_entity(&EntityId::new("tally", "t"), Operation::named("add", 1))
+        .await?;
+    let _ = total;
+    Ok(left)
+}
+
 async fn use_them(client: Client) -> Result<(), durable_runtime::Error> {
     let id = Account::entity_id("alice");
     client.signal_entity(&id, Account::deposit_op(5)).await?;
@@ -54,5 +69,6 @@ async fn use_them(client: Client) -> Result<(), durable_runtime::Error> {
 
 fn main() {
     let _ = use_them;
+    let _ = move_money;
     assert_eq!(Account::ENTITY_NAME, "account");
 }
