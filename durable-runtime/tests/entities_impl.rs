@@ -130,8 +130,7 @@ async fn typed_and_by_name_operations_run_on_both_paths() {
 async fn self_by_value_deletes_the_state_and_the_entity_comes_back_after_a_restart() {
     let store = TestStore::new();
     let id = counter("d");
-    let mut restarts = 0;
-    for cache in CACHES {
+    for (restarts, cache) in CACHES.into_iter().enumerate() {
         let (runtime, client) = store.restart(cache_settings(cache)).await;
         if restarts > 0 {
             // The state committed before the restart is read back.
@@ -154,7 +153,6 @@ async fn self_by_value_deletes_the_state_and_the_entity_comes_back_after_a_resta
             .expect("durable");
         until_state::<Counter>(&client, &id, |s| s.is_some_and(|c| c.value == 3)).await;
         runtime.shutdown().await;
-        restarts += 1;
     }
     let (runtime, client) = store.restart(|b| b).await;
     let flag = EntityId::new("switch", "1");
