@@ -140,14 +140,15 @@ impl Queue {
         }
     }
 
-    /// After a load: the store's queue, plus what memory holds that is newer than the load.
+    /// After a load: the store's queue is the queue. Every message memory holds was durable
+    /// before the load read the store (it is handed over once its write is acknowledged), so
+    /// one the load did not find was consumed, by a batch whose answer was lost: it must not
+    /// run again, nor be taken again from a late delivery.
     fn loaded(&mut self, stored: Vec<EntityMessage>) {
-        let newest = stored.last().map_or(0, |m| m.id);
-        self.pending.retain(|id, _| *id > newest);
-        for message in stored {
-            self.pending.insert(message.id, message);
-        }
-        self.known_upto = self.known_upto.max(newest);
+        let newest_in_memory = self.pending.keys().next_back().copied().unwrap_or(0);
+        let newest_stored = stored.last().map_or(0, |m| m.id);
+        self.known_upto = self.known_upto.max(newest_in_memory).max(newest_stored);
+        self.pending = stored.into_iter().map(|m| (m.id, m)).collect();
     }
 }
 
@@ -491,5 +492,46 @@ pub(crate) async fn recover(shared: Arc<Shared>, mut stopped: StopSignal) -> boo
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::NewEntityMessage;
+
+    fn message(id: i64) -> EntityMessage {
+        EntityMessage {
+            id,
+            message: NewEntityMessage {
+                entity_id: "@e@k".into(),
+                operation: "op".into(),
+                input: Payload::null(),
+                sender: String::new(),
+                created_ms: 0,
+                reply: None,
+            },
+        }
+    }
+
+    #[test]
+    fn a_load_drops_what_a_batch_with_a_lost_answer_consumed() {
+        let mut queue = Queue::default();
+        for id in [4, 5, 6] {
+            queue.admit(message(id));
+        }
+        // The batch [4, 5, 6] committed but its answer was lost; message 7 came since.
+        queue.loaded(vec![message(7)]);
+        assert_eq!(queue.pending.keys().copied().collect::<Vec<_>>(), [7]);
+        // A late copy of a consumed message, or of one the load read, is not taken again.
+        queue.admit(message(5));
+        queue.admit(message(7));
+        queue.admit(message(8));
+        assert_eq!(queue.pending.keys().copied().collect::<Vec<_>>(), [7, 8]);
+        // Nothing stored: what memory held was consumed.
+        queue.loaded(Vec::new());
+        assert!(queue.pending.is_empty());
+        queue.admit(message(8));
+        assert!(queue.pending.is_empty());
     }
 }
