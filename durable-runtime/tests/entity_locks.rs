@@ -247,3 +247,48 @@ async fn locks_are_released_when_the_holder_fails_or_is_terminated() {
         runtime.shutdown().await;
     }
 }
+
+/// Takes the lock, then continues as new while holding it (its first run), and ends.
+#[orchestrator]
+async fn relay(ctx: OrchestrationContext, generation: u32) -> Result<(), OrchestrationError> {
+    if generation == 0 {
+        let id = Account::entity_id("relay");
+        // Held until the run ends: the store releases it then.
+        let _lock = ctx.lock_entities(std::slice::from_ref(&id)).await?;
+        return ctx.continue_as_new(relay, 1).await;
+    }
+    ctx.set_custom_status("second run")?;
+    ctx.wait_for_event::<()>("end").await?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_that_continues_as_new_releases_its_locks() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    let account = Account::entity_id("relay");
+    let id = client.start(relay, 0).await.expect("starts");
+    // Sent once the first run (which held the lock) has ended.
+    until_locked(&client, &id).await;
+    client
+        .signal_entity(&account, Account::add_op(2))
+        .await
+        .expect("durable");
+    // The second run is still running, and the entity serves others.
+    until_state::<Account>(&client, &account, |s| s.is_some_and(|a| a.balance == 2)).await;
+    assert_eq!(
+        client
+            .get_status(&id)
+            .await
+            .expect("reads")
+            .expect("exists")
+            .runtime_status,
+        RuntimeStatus::Running
+    );
+    client.raise_event(&id, "end", ()).await.expect("raised");
+    client
+        .wait_for_completion(&id, WAIT)
+        .await
+        .expect("finishes");
+    runtime.shutdown().await;
+}

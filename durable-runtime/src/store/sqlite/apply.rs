@@ -506,11 +506,13 @@ fn apply_step(
     if let Some(next) = &step.continue_as_new {
         let parent = state.as_ref().and_then(|state| state.parent.as_ref());
         let started = continue_as_new::apply(conn, ids, step, next, parent)?;
+        // The run that ends releases its critical sections: the next run starts with none.
+        let unlocks = entity::release_locks(conn, ids, id, step.timestamp_ms)?;
         return Ok(Written::Step(StepWork {
             activities: Vec::new(),
             timers: Vec::new(),
             messages: vec![started],
-            entity_messages: Vec::new(),
+            entity_messages: unlocks,
         }));
     }
     if !step.events.is_empty() {
