@@ -168,3 +168,32 @@ async fn a_call_survives_a_restart_and_replays_deterministically() {
         runtime.shutdown().await;
     }
 }
+
+/// Calls an entity no `#[entity]` registers.
+#[orchestrator]
+async fn misdialed(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    let id = EntityId::new("acount", "x");
+    match ctx.call_entity(&id, Operation::named("balance", ())).await {
+        Ok(value) => Ok(format!("answered {value}")),
+        Err(failed) => Ok(failed.to_string()),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_to_an_unregistered_entity_fails_instead_of_waiting_forever() {
+    for cache in CACHES {
+        let store = TestStore::new();
+        let (runtime, client) = store.start_with(cache_settings(cache)).await;
+        let id = client.start(misdialed, ()).await.expect("starts");
+        let status = client
+            .wait_for_completion(&id, WAIT)
+            .await
+            .expect("finishes");
+        let message: String = status.output_as().expect("output");
+        assert!(
+            message.contains("no entity named 'acount' is registered"),
+            "cache {cache:?}: {message}"
+        );
+        runtime.shutdown().await;
+    }
+}

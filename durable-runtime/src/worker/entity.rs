@@ -167,7 +167,8 @@ async fn run(
         }
     };
     let Some((id, registration)) = registration else {
-        tracing::error!(entity = %entity_id, "no entity of this name is registered in this program: its operations stay queued until one is");
+        tracing::error!(entity = %entity_id, "no entity of this name is registered in this program: its signals stay queued until one is");
+        fail_calls_to_unknown(&shared, &entity_id).await;
         shared.entities.retire(&entity_id);
         return;
     };
@@ -259,6 +260,71 @@ async fn run(
         }
     }
     shared.entities.retire(&entity_id);
+}
+
+/// Fails the calls queued for an entity no `#[entity]` of this program registers (a caller
+/// waiting for a result would wait forever); its signals stay queued for a program that has
+/// it. The entity's row keeps what it had (an empty row appears if it had none: purgeable).
+async fn fail_calls_to_unknown(shared: &Arc<Shared>, entity_id: &str) {
+    let Ok(snapshot) = shared.store.load_entity(entity_id).await else {
+        return;
+    };
+    let calls: Vec<&EntityMessage> = snapshot
+        .pending
+        .iter()
+        .filter(|m| m.message.reply.is_some())
+        .collect();
+    if calls.is_empty() {
+        return;
+    }
+    let now = shared.clock.now_ms();
+    let name = entity_id
+        .parse::<EntityId>()
+        .map_or_else(|_| entity_id.to_string(), |id| id.name().to_string());
+    let error = format!("no entity named '{name}' is registered in this program");
+    let commit = EntityCommit {
+        entity_id: entity_id.to_string(),
+        name,
+        expected_version: snapshot.version,
+        consumed: calls.iter().map(|m| m.id).collect(),
+        state: snapshot
+            .state
+            .clone()
+            .map_or(EntityState::Deleted, EntityState::Set),
+        locked_by: snapshot.locked_by.clone(),
+        signals: Vec::new(),
+        responses: calls
+            .iter()
+            .filter_map(|m| m.message.reply.clone())
+            .map(|reply| {
+                let failure = FailureDetails::new(format!(
+                    "operation of entity '{entity_id}' failed: {error}"
+                ));
+                (reply, Err(failure))
+            })
+            .collect(),
+        log: calls
+            .iter()
+            .map(|m| EntityLogEntry {
+                operation: m.message.operation.clone(),
+                sender: m.message.sender.clone(),
+                ok: false,
+                error: Some(error.clone()),
+                timestamp_ms: now,
+            })
+            .collect(),
+        timestamp_ms: now,
+    };
+    // A conflict means another task took them meanwhile; anything else is retried at the
+    // next delivery or start.
+    if let Err(err) = shared
+        .commit_retrying("failing calls to an unknown entity", || {
+            Write::Entity(commit.clone())
+        })
+        .await
+    {
+        tracing::warn!(entity = %entity_id, error = %err, "could not fail the calls to an unknown entity");
+    }
 }
 
 /// Reads the entity and its queue; `None` if the store refuses now (logged).
