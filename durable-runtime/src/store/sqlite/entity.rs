@@ -351,8 +351,12 @@ pub(super) fn list(conn: &Connection, query: &EntityQuery) -> Result<EntityPage,
     // `@name@key` ids sort by name first: a name prefix is the range of ids starting with
     // `@prefix`.
     let prefix = format!("@{}", query.name_prefix.as_deref().unwrap_or(""));
+    // The key range of the prefix, so that the scan starts and stops there.
+    let end = successor(&prefix);
     let mut stmt = conn.prepare_cached(&format!(
-        "{SELECT_ENTITY} WHERE e.entity_id > ?1 AND substr(e.entity_id, 1, length(?2)) = ?2
+        "{SELECT_ENTITY} WHERE e.entity_id > ?1 AND e.entity_id >= ?2
+           AND (?5 IS NULL OR e.entity_id < ?5)
+           AND substr(e.entity_id, 1, length(?2)) = ?2
            AND (?3 = 0 OR e.state IS NOT NULL)
          ORDER BY e.entity_id LIMIT ?4"
     ))?;
@@ -360,7 +364,8 @@ pub(super) fn list(conn: &Connection, query: &EntityQuery) -> Result<EntityPage,
         after,
         prefix,
         query.with_state_only,
-        (page + 1).min(i64::MAX as usize) as i64
+        (page + 1).min(i64::MAX as usize) as i64,
+        end
     ])?;
     let mut entities = Vec::new();
     while let Some(row) = rows.next().at("entities", &after)? {
@@ -376,6 +381,20 @@ pub(super) fn list(conn: &Connection, query: &EntityQuery) -> Result<EntityPage,
         entities,
         continuation_token,
     })
+}
+
+/// The smallest text above every text starting with `prefix` (its last character incremented),
+/// if there is one.
+fn successor(prefix: &str) -> Option<String> {
+    let mut chars: Vec<char> = prefix.chars().collect();
+    while let Some(last) = chars.pop() {
+        let next = (u32::from(last) + 1..=u32::from(char::MAX)).find_map(char::from_u32);
+        if let Some(next) = next {
+            chars.push(next);
+            return Some(chars.into_iter().collect());
+        }
+    }
+    None
 }
 
 /// The entity's log, oldest first.
@@ -394,4 +413,22 @@ pub(super) fn log(conn: &Connection, entity_id: &str) -> Result<Vec<EntityLogEnt
         })
     })?;
     rows.collect::<Result<_, _>>().at("entity_log", entity_id)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::successor;
+
+    #[test]
+    fn a_prefix_range_ends_at_its_successor() {
+        assert_eq!(successor("@count").as_deref(), Some("@counu"));
+        assert_eq!(successor("@").as_deref(), Some("A"));
+        // Past the surrogates, and past the last character.
+        assert_eq!(successor("a\u{D7FF}").as_deref(), Some("a\u{E000}"));
+        assert_eq!(successor("a\u{10FFFF}").as_deref(), Some("b"));
+        assert_eq!(successor("\u{10FFFF}"), None);
+        for text in ["@counter@k1", "@count", "@count\u{10FFFF}x"] {
+            assert!(text < successor("@count").unwrap_or_default().as_str());
+        }
+    }
 }
