@@ -292,3 +292,37 @@ async fn a_run_that_continues_as_new_releases_its_locks() {
         .expect("finishes");
     runtime.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lock_held_across_a_restart_still_holds_and_is_released_after_it() {
+    for cache in CACHES {
+        let store = TestStore::new();
+        let (runtime, client) = store.start_with(cache_settings(cache)).await;
+        let account = Account::entity_id("restart");
+        let id = client
+            .start(holder, "restart".into())
+            .await
+            .expect("starts");
+        until_locked(&client, &id).await;
+        client
+            .signal_entity(&account, Account::add_op(5))
+            .await
+            .expect("durable");
+        runtime.shutdown().await;
+        drop(client);
+        // The lock and the waiting add come back from the store.
+        let (runtime, client) = store.restart(cache_settings(cache)).await;
+        client.raise_event(&id, "go", ()).await.expect("raised");
+        let status = client
+            .wait_for_completion(&id, WAIT)
+            .await
+            .expect("finishes");
+        assert_eq!(
+            status.output_as::<i64>().expect("output"),
+            0,
+            "cache {cache:?}"
+        );
+        until_state::<Account>(&client, &account, |s| s.is_some_and(|a| a.balance == 5)).await;
+        runtime.shutdown().await;
+    }
+}
