@@ -50,7 +50,7 @@ impl OrchestrationContext {
     /// Calls `operation` on the entity `id` and resolves to its result, typed by the
     /// operation (`Counter::get_op()` resolves to the `i64` that `get` returns). An operation
     /// that fails (returns an error, panics, or is unknown) resolves to a
-    /// [`TaskFailed`](crate::TaskFailed) with its message; the entity keeps serving. The call
+    /// [`TaskFailed`] with its message; the entity keeps serving. The call
     /// is recorded at once, whether or not the future is awaited, and the entity runs it
     /// exactly once.
     ///
