@@ -17,6 +17,7 @@
 
 mod attr;
 mod determinism;
+mod entity;
 mod expand;
 mod placement;
 mod signature;
@@ -160,4 +161,35 @@ pub fn activity(args: TokenStream, item: TokenStream) -> TokenStream {
 #[proc_macro_attribute]
 pub fn orchestrator(args: TokenStream, item: TokenStream) -> TokenStream {
     expand::function(signature::Kind::Orchestrator, args.into(), item.into()).into()
+}
+
+/// Marks a durable entity: a small named object whose state is stored as JSON and changed by
+/// operations, one at a time, each exactly once. Two styles:
+///
+/// *Function style*: an `async fn` taking `&mut EntityContext<State>`, switching on
+/// `ctx.operation_name()`; it returns `()` or `Result<(), E>` with `E: Display` (an `Err` fails
+/// the operation, and the state goes back to what it was before it).
+///
+/// ```ignore
+/// #[entity]
+/// async fn counter(ctx: &mut EntityContext<i64>) -> Result<(), EntityError> {
+///     match ctx.operation_name() {
+///         "add" => *ctx.state_mut() += ctx.input::<i64>()?,
+///         "reset" => ctx.set_state(0),
+///         _ => return Err(EntityError::new("unknown operation")),
+///     }
+///     Ok(())
+/// }
+/// ```
+///
+/// *Impl style*: an `impl` block of a `serde` + `Default` type; each `pub fn` is an operation
+/// (sync or `async`; `&mut self` changes the state, `&self` reads it, `self` by value deletes
+/// it), and the attribute generates typed operations (`Type::add_op(5)`) so that a wrong name
+/// or input type does not compile.
+///
+/// Options: `#[entity(name = "...")]` registers under another name (by default the function's
+/// name, or the type's name in snake case).
+#[proc_macro_attribute]
+pub fn entity(args: TokenStream, item: TokenStream) -> TokenStream {
+    entity::expand(args.into(), item.into()).into()
 }

@@ -111,6 +111,36 @@ pub enum Error {
     /// The storage backend failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
+    /// No entity with this name is registered in the program.
+    #[error("no entity named '{0}' is registered in this program")]
+    UnknownEntity(String),
+    /// The entity id is not valid.
+    #[error(transparent)]
+    InvalidEntityId(#[from] crate::entity::EntityIdError),
+    /// A typed operation of one entity was sent to an entity of another name.
+    #[error("operation '{operation}' belongs to entity '{expected}', not to '{entity_id}'")]
+    WrongEntity {
+        /// The operation.
+        operation: String,
+        /// The entity it belongs to.
+        expected: &'static str,
+        /// Where it was sent.
+        entity_id: String,
+    },
+    /// The operation name is reserved for the runtime (it starts with `__durable.`).
+    #[error("operation name '{0}' is reserved for the runtime")]
+    ReservedOperation(String),
+    /// An entity's stored state does not decode as the type asked for.
+    #[error("the state of entity '{entity_id}' does not decode as `{expected}`: {source}")]
+    EntityState {
+        /// The entity.
+        entity_id: String,
+        /// The Rust type asked for.
+        expected: &'static str,
+        /// The decoder's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
     /// The runtime is shutting down or gone.
     #[error("the runtime has shut down")]
     ShutDown,

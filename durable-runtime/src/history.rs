@@ -100,6 +100,24 @@ pub enum HistoryEvent {
         /// The reason the client gave.
         reason: String,
     },
+    /// The orchestrator sent an operation to an entity (`ctx.call_entity`, which waits for its
+    /// result, or `ctx.signal_entity`, one way); `task_id` is its sequence number. The
+    /// operation was queued for the entity in the same commit as this event.
+    EntityOperationCalled(Box<EntityCallEvent>),
+    /// The entity operation called as `task_id` returned (its result, `null` for none).
+    EntityOperationCompleted {
+        /// Which call this completes.
+        task_id: u64,
+        /// The operation's result.
+        result: Payload,
+    },
+    /// The entity operation called as `task_id` failed.
+    EntityOperationFailed {
+        /// Which call this completes.
+        task_id: u64,
+        /// What went wrong.
+        failure: FailureDetails,
+    },
     /// A client rewound the failed instance (`Client::rewind`): the task failures before
     /// this event after which the code scheduled nothing more (what it failed on), and the
     /// `ExecutionFailed` before it, are not replayed; those tasks run again and their new
@@ -136,6 +154,10 @@ impl HistoryEvent {
             HistoryEvent::ExecutionSuspended { .. } => "ExecutionSuspended",
             HistoryEvent::ExecutionResumed { .. } => "ExecutionResumed",
             HistoryEvent::ExecutionRewound { .. } => "ExecutionRewound",
+            HistoryEvent::EntityOperationCalled(call) if call.signal => "EntityOperationSignaled",
+            HistoryEvent::EntityOperationCalled(_) => "EntityOperationCalled",
+            HistoryEvent::EntityOperationCompleted { .. } => "EntityOperationCompleted",
+            HistoryEvent::EntityOperationFailed { .. } => "EntityOperationFailed",
         }
     }
 
@@ -252,6 +274,22 @@ pub struct SubOrchestrationCreatedEvent {
     pub instance_id: String,
     /// The child's input.
     pub input: Payload,
+}
+
+/// What [`HistoryEvent::EntityOperationCalled`] records.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct EntityCallEvent {
+    /// The orchestrator's sequence number for this call.
+    pub task_id: u64,
+    /// The entity, `@name@key`.
+    pub entity_id: String,
+    /// The operation's name.
+    pub operation: String,
+    /// Its input.
+    pub input: Payload,
+    /// True for a one-way signal (no result comes back).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub signal: bool,
 }
 
 /// Where a sub-orchestration came from: recorded in its `ExecutionStarted`, and on its row, so

@@ -44,6 +44,7 @@ pub mod client;
 pub mod clock;
 pub mod context;
 mod dispatch;
+pub mod entity;
 pub mod error;
 pub mod failure;
 pub mod function;
@@ -64,20 +65,21 @@ mod worker;
 pub use activity_context::ActivityContext;
 pub use client::{Client, StartOptions};
 pub use context::{
-    ContinueAsNew, CustomStatusError, DurableFuture, Either, EventWithTimeout,
+    ContinueAsNew, CustomStatusError, DurableFuture, Either, EntityLock, EventWithTimeout,
     OrchestrationContext, RetryFuture, RetryIf, RetryPolicy, TaskFuture, TimerFuture, WhenAny,
     WhenAny2,
 };
 #[doc(hidden)]
 pub use dispatch::CacheCounters;
-pub use durable_macros::{activity, orchestrator};
+pub use durable_macros::{activity, entity, orchestrator};
+pub use entity::{EntityContext, EntityError, EntityId, Operation};
 pub use error::Error;
 pub use failure::{ActivityError, EventWaitError, FailureDetails, OrchestrationError, TaskFailed};
 pub use function::{ActivityFn, OrchestratorFn};
 pub use health::{DEFAULT_WRITE_RETRY_INTERVAL, Health};
 pub use history::{
-    CarriedEvent, ExecutionStartedEvent, HistoryEvent, HistoryRecord, ParentInstance,
-    SubOrchestrationCreatedEvent,
+    CarriedEvent, EntityCallEvent, ExecutionStartedEvent, HistoryEvent, HistoryRecord,
+    ParentInstance, SubOrchestrationCreatedEvent,
 };
 pub use instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 pub use outcome::{Outcome, PlainOutput};
@@ -89,9 +91,10 @@ pub use uuid::Uuid;
 /// Everything a typical program needs: `use durable_runtime::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        ActivityContext, ActivityError, ActivityFn, Client, DurableFuture, Either, EventWaitError,
-        InstanceStatus, OrchestrationContext, OrchestrationError, OrchestratorFn, RetryPolicy,
-        Runtime, RuntimeStatus, TaskFailed, activity, orchestrator,
+        ActivityContext, ActivityError, ActivityFn, Client, DurableFuture, Either, EntityContext,
+        EntityError, EntityId, EventWaitError, InstanceStatus, Operation, OrchestrationContext,
+        OrchestrationError, OrchestratorFn, RetryPolicy, Runtime, RuntimeStatus, TaskFailed,
+        activity, entity, orchestrator,
     };
     pub use std::time::Duration;
 }
@@ -99,6 +102,11 @@ pub mod prelude {
 /// What macro-generated code uses. Not public API: may change in any release.
 #[doc(hidden)]
 pub mod __private {
+    pub use crate::entity::{
+        EntityBehavior, EntityRegistration, EntityReturn, FunctionEntity, ImplEntity,
+        OperationCall, OperationDone, OperationFuture, decode_input, result_output,
+        unknown_operation, value_output,
+    };
     pub use crate::failure::FailureDetails;
     pub use crate::generated::*;
     pub use crate::payload::Payload;

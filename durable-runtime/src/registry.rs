@@ -3,6 +3,7 @@
 
 use crate::activity_context::ActivityContext;
 use crate::context::OrchestrationContext;
+use crate::entity::EntityRegistration;
 use crate::error::Error;
 use crate::failure::FailureDetails;
 use crate::payload::Payload;
@@ -56,6 +57,7 @@ pub(crate) struct Registry {
     activities: HashMap<&'static str, &'static ActivityRegistration>,
     /// Every registered version of each orchestrator, oldest first (see [`version_order`]).
     orchestrators: HashMap<&'static str, Vec<&'static OrchestratorRegistration>>,
+    entities: HashMap<&'static str, &'static EntityRegistration>,
 }
 
 impl Registry {
@@ -93,10 +95,22 @@ impl Registry {
             versions.push(reg);
             versions.sort_by(|a, b| version_order(a.version, b.version));
         }
+        let mut entities = HashMap::new();
+        for reg in inventory::iter::<EntityRegistration> {
+            if let Some(first) = entities.insert(reg.name, reg) {
+                return Err(duplicate("entity", reg.name, first.location, reg.location));
+            }
+        }
         Ok(Registry {
             activities,
             orchestrators,
+            entities,
         })
+    }
+
+    /// The entity registered as `name`.
+    pub(crate) fn entity(&self, name: &str) -> Option<&'static EntityRegistration> {
+        self.entities.get(name).copied()
     }
 
     pub(crate) fn activity(&self, name: &str) -> Option<&'static ActivityRegistration> {

@@ -10,8 +10,8 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{ActivityWorkItem, Backend};
 use crate::worker::hooks::Hooks;
 use crate::worker::{
-    InFlight, Limits, Shared, StopSignal, activity, orchestration, recovery, retention, stopping,
-    timer,
+    InFlight, Limits, Shared, StopSignal, activity, entity, orchestration, recovery, retention,
+    stopping, timer,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -184,7 +184,13 @@ impl RuntimeBuilder {
         };
         let (dispatcher, queues) = Dispatcher::new(self.cache_capacity);
         let health = HealthMonitor::new(self.clock.clone(), self.write_retry_interval);
+        // Two stop signals: intake (activities, timers, recovery, entities) stops first, so
+        // that the results of the activities shutdown waits for are still committed by the
+        // steps, which stop second.
+        let (stop_intake, intake) = watch::channel(None);
+        let (stop_steps, steps) = watch::channel(None);
         let shared = Arc::new(Shared {
+            entities: entity::Entities::new(self.cache_capacity > 0, intake.clone()),
             store,
             registry,
             dispatcher,
@@ -196,11 +202,6 @@ impl RuntimeBuilder {
         });
         // Taken before any worker or client can create work: recovery reads up to here.
         let marks = shared.store.work_watermarks().await?;
-        // Two stop signals: intake (activities, timers, recovery) stops first, so that the
-        // results of the activities shutdown waits for are still committed by the steps,
-        // which stop second.
-        let (stop_intake, intake) = watch::channel(None);
-        let (stop_steps, steps) = watch::channel(None);
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
         let mut intake_loops = vec![
@@ -225,6 +226,7 @@ impl RuntimeBuilder {
                     recovery.await
                 }
             }),
+            tokio::spawn(entity::recover(shared.clone(), intake.clone())),
         ];
         if let Some(age) = shared.limits.retention {
             intake_loops.push(tokio::spawn(retention::run(shared.clone(), age, intake)));

@@ -550,3 +550,90 @@ async fn sub_orchestrations_and_continue_as_new_run_through_virtual_days() {
         test.shutdown().await;
     }
 }
+
+static SLOW_GATE: tokio::sync::Notify = tokio::sync::Notify::const_new();
+/// Told when the `slow_counter` entity began an operation.
+static SLOW_STARTED: tokio::sync::Notify = tokio::sync::Notify::const_new();
+
+/// A counter whose `add` waits for [`SLOW_GATE`] before it counts.
+#[entity]
+async fn slow_counter(ctx: &mut EntityContext<u64>) -> Result<(), EntityError> {
+    if ctx.operation_name() == "add" {
+        SLOW_STARTED.notify_one();
+        SLOW_GATE.notified().await;
+        *ctx.state_mut() += 1;
+    }
+    Ok(())
+}
+
+/// Calls `slow_counter`'s `add`, then returns the step's time.
+#[orchestrator]
+async fn through_the_entity(ctx: OrchestrationContext) -> Result<i64, OrchestrationError> {
+    let id = EntityId::new("slow_counter", "gated");
+    ctx.call_entity(&id, Operation::named("add", ())).await?;
+    let now = ctx.current_utc_datetime();
+    Ok(now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or_default())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_does_not_jump_while_an_entity_operation_is_queued_or_running() {
+    for cache in CACHES {
+        let test = test_runtime(cache).await;
+        let client = test.client();
+        let sleeping = client
+            .start(sleeper, ("an hour later".to_string(), 1))
+            .await
+            .expect("starts");
+        let gated = client.start(through_the_entity, ()).await.expect("starts");
+        // The harness tries to run `sleeping` to its end while the entity's operation is
+        // running: the clock must wait for it, and for the step its answer wakes.
+        let release = async {
+            SLOW_STARTED.notified().await;
+            for _ in 0..100 {
+                tokio::task::yield_now().await;
+            }
+            SLOW_GATE.notify_one();
+        };
+        let (status, ()) = tokio::join!(test.wait_for_completion(&sleeping), release);
+        status.expect("completes");
+        let gated = test.wait_for_completion(&gated).await.expect("completes");
+        assert_eq!(
+            gated.output_as::<i64>().expect("output"),
+            DEFAULT_START_MS,
+            "cache {cache:?}: the clock moved while the entity's operation ran"
+        );
+        assert_eq!(test.elapsed(), HOUR, "cache {cache:?}");
+        test.shutdown().await;
+    }
+}
+
+/// A plain counter for signals from the client.
+#[entity]
+async fn tally(ctx: &mut EntityContext<u64>) -> Result<(), EntityError> {
+    if ctx.operation_name() == "add" {
+        *ctx.state_mut() += ctx.input::<u64>()?;
+    }
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn run_until_idle_returns_after_every_acknowledged_signal_is_applied() {
+    for cache in CACHES {
+        let test = test_runtime(cache).await;
+        let client = test.client();
+        let id = EntityId::new("tally", "idle");
+        for n in 1..=50u64 {
+            client
+                .signal_entity(&id, Operation::named("add", n))
+                .await
+                .expect("the signal is acknowledged");
+        }
+        test.run_until_idle().await.expect("idle");
+        let total: Option<u64> = client.read_entity_state(&id).await.expect("reads");
+        assert_eq!(total, Some(50 * 51 / 2), "cache {cache:?}");
+        test.shutdown().await;
+    }
+}

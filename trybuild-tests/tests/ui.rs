@@ -1,4 +1,4 @@
-//! Compile-fail and compile-pass tests of `#[activity]` and `#[orchestrator]`.
+//! Compile-fail and compile-pass tests of `#[activity]`, `#[orchestrator]` and `#[entity]`.
 //!
 //! Regenerate the expected output with `TRYBUILD=overwrite cargo test -p trybuild-tests`, then
 //! read every diff: each `.stderr` is a message a user will see.
@@ -13,4 +13,11 @@ fn ui() {
     t.pass("tests/ui/orchestrator/pass/*.rs");
     t.pass("tests/ui/activity/pass/*.rs");
     t.pass("tests/ui/expansion/pass/*.rs");
+}
+
+#[test]
+fn entity_ui() {
+    let t = trybuild::TestCases::new();
+    t.compile_fail("tests/ui/entity/fail/*.rs");
+    t.pass("tests/ui/entity/pass/*.rs");
 }

@@ -1,6 +1,8 @@
 //! `Client`: start instances, query them, wait for them (here); manage them (`management.rs`:
-//! scheduled starts, terminate, suspend, resume, restart, rewind; `purge.rs`: purges).
+//! scheduled starts, terminate, suspend, resume, restart, rewind; `purge.rs`: purges;
+//! `entities.rs`: durable entities).
 
+mod entities;
 mod management;
 mod purge;
 

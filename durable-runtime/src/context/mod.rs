@@ -5,6 +5,7 @@
 
 mod continue_as_new;
 mod custom_status;
+mod entities;
 mod futures;
 mod retry;
 mod state;
@@ -12,12 +13,14 @@ mod sub_orchestration;
 
 pub use self::continue_as_new::ContinueAsNew;
 pub use self::custom_status::{CustomStatusError, MAX_CUSTOM_STATUS_BYTES};
+pub use self::entities::EntityLock;
 pub use self::futures::{
     DurableFuture, Either, EventWithTimeout, TaskFuture, TimerFuture, WhenAny, WhenAny2,
 };
 pub use self::retry::{RetryFuture, RetryIf, RetryPolicy};
 pub(crate) use self::state::{
-    Action, ChildCall, ChildVersion, Delivery, Divergence, OrchestrationState, Recorded,
+    Action, ChildCall, ChildVersion, Delivery, Divergence, EntityAction, OrchestrationState,
+    Recorded,
 };
 
 use crate::failure::FailureDetails;

@@ -18,6 +18,18 @@ pub(crate) enum Action {
     Timer { fire_at_ms: i64 },
     /// Create a sub-orchestration.
     SubOrchestration(Box<ChildCall>),
+    /// Send an operation to an entity.
+    Entity(Box<EntityAction>),
+}
+
+/// An entity operation the code sent.
+#[derive(Debug, Clone)]
+pub(crate) struct EntityAction {
+    pub entity_id: String,
+    pub operation: String,
+    pub input: Payload,
+    /// One way (no result comes back).
+    pub signal: bool,
 }
 
 /// A sub-orchestration the code asked for.
@@ -46,7 +58,15 @@ pub(crate) enum ChildVersion {
 pub(crate) enum Recorded {
     Activity(String),
     Timer,
-    SubOrchestration { name: String, instance_id: String },
+    SubOrchestration {
+        name: String,
+        instance_id: String,
+    },
+    Entity {
+        entity_id: String,
+        operation: String,
+        signal: bool,
+    },
 }
 
 impl Recorded {
@@ -57,6 +77,14 @@ impl Recorded {
             Recorded::SubOrchestration { name, instance_id } => {
                 format!("SubOrchestrationInstanceCreated '{name}' (instance '{instance_id}')")
             }
+            Recorded::Entity {
+                entity_id,
+                operation,
+                signal,
+            } => format!(
+                "EntityOperation{} '{operation}' on '{entity_id}'",
+                if *signal { "Signaled" } else { "Called" }
+            ),
         }
     }
 }
@@ -70,6 +98,11 @@ impl Action {
                 name: call.name.clone(),
                 instance_id: call.instance_id.clone(),
             },
+            Action::Entity(call) => Recorded::Entity {
+                entity_id: call.entity_id.clone(),
+                operation: call.operation.clone(),
+                signal: call.signal,
+            },
         }
     }
 
@@ -80,6 +113,12 @@ impl Action {
             Action::SubOrchestration(call) => format!(
                 "creates sub-orchestration '{}' (instance '{}')",
                 call.name, call.instance_id
+            ),
+            Action::Entity(call) => format!(
+                "{} operation '{}' on entity '{}'",
+                if call.signal { "signals" } else { "calls" },
+                call.operation,
+                call.entity_id
             ),
         }
     }

@@ -31,8 +31,12 @@ impl Execution {
             HistoryEvent::SubOrchestrationInstanceCompleted { task_id, result } => {
                 (*task_id, Ok(result.clone()))
             }
-            HistoryEvent::SubOrchestrationInstanceFailed { task_id, failure } => {
+            HistoryEvent::SubOrchestrationInstanceFailed { task_id, failure }
+            | HistoryEvent::EntityOperationFailed { task_id, failure } => {
                 (*task_id, Err(failure.clone()))
+            }
+            HistoryEvent::EntityOperationCompleted { task_id, result } => {
+                (*task_id, Ok(result.clone()))
             }
             HistoryEvent::EventRaised { name, input } => {
                 if let Some(waker) = self.state.lock().raise_event(name, input.clone()) {

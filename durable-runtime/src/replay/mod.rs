@@ -17,7 +17,9 @@ use crate::context::{
     Action, ChildVersion, Delivery, Divergence, OrchestrationContext, OrchestrationState, Recorded,
 };
 use crate::failure::{FailureDetails, panic_failure};
-use crate::history::{CarriedEvent, HistoryEvent, HistoryRecord, SubOrchestrationCreatedEvent};
+use crate::history::{
+    CarriedEvent, EntityCallEvent, HistoryEvent, HistoryRecord, SubOrchestrationCreatedEvent,
+};
 use crate::payload::Payload;
 use crate::registry::{BoxFuture, Registry};
 use parking_lot::Mutex;
@@ -268,6 +270,20 @@ impl Execution {
                             instance_id: call.instance_id,
                             input: call.input,
                         });
+                    }
+                    // The store queues the operation for the entity when it appends this
+                    // event, in the step's transaction.
+                    Action::Entity(call) => {
+                        let call = *call;
+                        out.push(HistoryEvent::EntityOperationCalled(Box::new(
+                            EntityCallEvent {
+                                task_id: task.task_id,
+                                entity_id: call.entity_id,
+                                operation: call.operation,
+                                input: call.input,
+                                signal: call.signal,
+                            },
+                        )));
                     }
                 }
             }

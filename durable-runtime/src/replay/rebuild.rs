@@ -27,6 +27,14 @@ impl Execution {
                         instance_id: created.instance_id.clone(),
                     },
                 ),
+                HistoryEvent::EntityOperationCalled(call) => (
+                    call.task_id,
+                    Recorded::Entity {
+                        entity_id: call.entity_id.clone(),
+                        operation: call.operation.clone(),
+                        signal: call.signal,
+                    },
+                ),
                 _ => continue,
             };
             recorded.insert(task_id, what);
@@ -64,7 +72,8 @@ impl Execution {
                 }
                 HistoryEvent::TaskScheduled { .. }
                 | HistoryEvent::TimerCreated { .. }
-                | HistoryEvent::SubOrchestrationInstanceCreated { .. } => {}
+                | HistoryEvent::SubOrchestrationInstanceCreated { .. }
+                | HistoryEvent::EntityOperationCalled(_) => {}
                 event => {
                     if let Err(message) = execution.apply(registry, event, true) {
                         execution.pending_outcome = Some(Err(FailureDetails::new(message)));

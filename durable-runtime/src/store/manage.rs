@@ -148,4 +148,7 @@ pub struct ManagedWork {
     pub activities: Vec<ActivityWorkItem>,
     /// Timers it armed (a rewind's: those its failure had disarmed).
     pub timers: Vec<TimerWorkItem>,
+    /// Entity operations it sent (a terminate's: the release of the locks the terminated
+    /// instances held or asked for).
+    pub entity_messages: Vec<super::EntityMessage>,
 }

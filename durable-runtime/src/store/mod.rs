@@ -19,9 +19,15 @@
 //! ([`Write::CompleteActivity`]), instead of handing it over in memory. The `Write` units and their atomicity stay
 //! as they are.
 
+mod entity;
 mod manage;
 pub mod sqlite;
 
+pub use entity::{
+    ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage, EntityQuery,
+    EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, LOCK_OPERATION,
+    NewEntityMessage, UNLOCK_OPERATION,
+};
 pub use manage::{Manage, ManagedWork, PurgeFilter, PurgeTarget, START_TIMER_TASK};
 
 use crate::failure::FailureDetails;
@@ -228,7 +234,9 @@ pub enum Write {
     Step(StepCommit),
     /// Mark an instance failed without touching its history (which cannot be trusted), delete
     /// its armed timers and, if it is a sub-orchestration, send the failure to its parent
-    /// (the answer is then `Delivered(Some(message))`). Refused with [`StoreError::Fenced`] if
+    /// (the answer is then `Delivered(Some(message))`). If it held or asked for entity locks,
+    /// they are released (the answer is then `Step`, with the parent's message and the
+    /// unlocks). Refused with [`StoreError::Fenced`] if
     /// the instance has already finished.
     FailInstance {
         /// The instance.
@@ -288,6 +296,18 @@ pub enum Write {
         /// Its task id.
         task_id: u64,
     },
+    /// Queue an operation for an entity (creating nothing else: the entity's row appears with
+    /// its first batch). The answer is `Entity` with the queued message.
+    SignalEntity(NewEntityMessage),
+    /// Commit a batch of operations on one entity (see [`EntityCommit`]). The answer is
+    /// `Entity` with the signals it queued.
+    Entity(EntityCommit),
+    /// Delete the entities named whose state is deleted (or was never set) and that have no
+    /// operation queued; the answer is `Purged` with how many went.
+    PurgeEntities {
+        /// The candidates (`@name@key`).
+        entity_ids: Vec<String>,
+    },
 }
 
 /// The work a committed step created.
@@ -299,8 +319,12 @@ pub struct StepWork {
     pub timers: Vec<TimerWorkItem>,
     /// Messages the step sent: the `ExecutionStarted` of each sub-orchestration it created,
     /// a `SubOrchestrationInstanceFailed` to itself for a child id that existed already, and
-    /// the outcome of a finished sub-orchestration to its parent.
+    /// the outcome of a finished sub-orchestration to its parent. A step that finishes its
+    /// instance also releases the entity locks it holds or asked for (see
+    /// [`UNLOCK_OPERATION`]).
     pub messages: Vec<Message>,
+    /// Entity operations the step sent (one per `EntityOperationCalled` event it appended).
+    pub entity_messages: Vec<EntityMessage>,
 }
 
 /// What a write created, with store-assigned ids, for the runtime to dispatch.
@@ -315,8 +339,10 @@ pub enum Written {
     Delivered(Option<Message>),
     /// A client operation is durable; what it changed.
     Managed(ManagedWork),
-    /// A purge is durable; how many instances it removed.
+    /// A purge is durable; how many instances (or entities) it removed.
     Purged(u64),
+    /// An entity write is durable; the operations it queued.
+    Entity(EntityWork),
 }
 
 /// How a caller should react to a [`StoreError`]: the worker's retry logic reads only this,
@@ -548,4 +574,45 @@ pub trait Backend: Send + Sync + 'static {
         after: DueKey,
         limit: usize,
     ) -> Result<PendingPage<TimerWorkItem>, StoreError>;
+
+    /// The entity's state and version with every operation queued for it, read at one moment
+    /// (an entity that never committed has version 0 and no state).
+    async fn load_entity(&self, entity_id: &str) -> Result<EntitySnapshot, StoreError> {
+        let _ = entity_id;
+        Err(no_entities())
+    }
+
+    /// The entity's row (state, version, queued operations counted), if it ever committed.
+    async fn read_entity(&self, entity_id: &str) -> Result<Option<EntityRecord>, StoreError> {
+        let _ = entity_id;
+        Err(no_entities())
+    }
+
+    /// Up to `limit` ids of entities with operations queued, after `after` in id order: what
+    /// startup recovery wakes.
+    async fn entities_with_pending(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let _ = (after, limit);
+        Err(no_entities())
+    }
+
+    /// One page of entities matching `query`.
+    async fn list_entities(&self, query: &EntityQuery) -> Result<EntityPage, StoreError> {
+        let _ = query;
+        Err(no_entities())
+    }
+
+    /// The entity's last operations (at most [`ENTITY_LOG_LEN`]), oldest first.
+    async fn entity_log(&self, entity_id: &str) -> Result<Vec<EntityLogEntry>, StoreError> {
+        let _ = entity_id;
+        Err(no_entities())
+    }
+}
+
+/// What a backend without entity support answers to entity reads.
+fn no_entities() -> StoreError {
+    StoreError::Refused("this store backend does not support durable entities".into())
 }

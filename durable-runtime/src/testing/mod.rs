@@ -223,8 +223,8 @@ async fn start_runtime(
 /// while an activity runs, so an activity that never returns holds the test: bound a test that
 /// may hang with `tokio::time::timeout`.
 ///
-/// Entities (when they land) run on the same runtime; their operations will count as work in
-/// flight in the idle check (see `time.rs`).
+/// Entities run on the same runtime; their queued operations count as work in flight in the
+/// idle check, so time never moves past a signal that has yet to be applied.
 pub struct TestRuntime {
     runtime: Runtime,
     clock: VirtualClock,

@@ -4,8 +4,9 @@
 //! commits, activities running, timer firings, startup recovery), the messages waiting in the
 //! dispatcher's slots, the activities queued, the messages recovery holds back, plus the
 //! store's armed timers, none of which may be due already (a due timer is a firing the timer
-//! service has yet to hand over). Entities, once they land, plug in here: their operations in
-//! flight must count as work (a hook guard around each batch), or time would jump past them.
+//! service has yet to hand over). Entity operations count too: a delivered message holds a
+//! guard until its entity's task takes it in, and the task holds one while it has operations
+//! to run (not while they all wait for a lock: the holder's own work counts then).
 
 use super::{TestError, TestRuntime};
 use crate::clock::Clock;

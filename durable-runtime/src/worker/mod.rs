@@ -1,6 +1,7 @@
 //! The workers: tasks that run orchestration steps and activities as work becomes durable.
 
 pub(crate) mod activity;
+pub(crate) mod entity;
 pub(crate) mod hooks;
 pub(crate) mod orchestration;
 pub(crate) mod recovery;
@@ -58,6 +59,8 @@ pub(crate) struct Shared {
     pub health: HealthMonitor,
     /// A test harness's hooks (`None` in production).
     pub hooks: Option<Arc<hooks::Hooks>>,
+    /// The tasks of the live entities.
+    pub entities: entity::Entities,
 }
 
 impl Shared {
@@ -118,7 +121,7 @@ impl Shared {
     }
 
     /// Hands what a durable write created to the dispatcher.
-    fn dispatch(&self, written: Written) -> Delivered {
+    fn dispatch(self: &Arc<Self>, written: Written) -> Delivered {
         match written {
             Written::Instance(message) | Written::Delivered(Some(message)) => {
                 self.deliver(message);
@@ -130,6 +133,9 @@ impl Shared {
                 // Sub-orchestrations' starts, and outcomes on their way to parents.
                 for message in work.messages {
                     self.deliver(message);
+                }
+                for message in work.entity_messages {
+                    entity::Entities::deliver(self, message);
                 }
                 Delivered::Sent
             }
@@ -145,6 +151,19 @@ impl Shared {
                 }
                 for instance_id in &work.changed {
                     self.dispatcher.changed(instance_id);
+                }
+                for message in work.entity_messages {
+                    entity::Entities::deliver(self, message);
+                }
+                Delivered::Sent
+            }
+            Written::Entity(work) => {
+                for message in work.signals {
+                    entity::Entities::deliver(self, message);
+                }
+                // Results of operations orchestrations called.
+                for message in work.messages {
+                    self.deliver(message);
                 }
                 Delivered::Sent
             }

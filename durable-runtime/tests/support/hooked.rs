@@ -111,4 +111,40 @@ impl Backend for HookedStore {
     ) -> Result<PendingPage<TimerWorkItem>, StoreError> {
         self.inner.pending_timers(after, limit).await
     }
+
+    async fn load_entity(
+        &self,
+        entity_id: &str,
+    ) -> Result<durable_runtime::store::EntitySnapshot, StoreError> {
+        self.inner.load_entity(entity_id).await
+    }
+
+    async fn read_entity(
+        &self,
+        entity_id: &str,
+    ) -> Result<Option<durable_runtime::store::EntityRecord>, StoreError> {
+        self.inner.read_entity(entity_id).await
+    }
+
+    async fn entities_with_pending(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        self.inner.entities_with_pending(after, limit).await
+    }
+
+    async fn list_entities(
+        &self,
+        query: &durable_runtime::store::EntityQuery,
+    ) -> Result<durable_runtime::store::EntityPage, StoreError> {
+        self.inner.list_entities(query).await
+    }
+
+    async fn entity_log(
+        &self,
+        entity_id: &str,
+    ) -> Result<Vec<durable_runtime::store::EntityLogEntry>, StoreError> {
+        self.inner.entity_log(entity_id).await
+    }
 }

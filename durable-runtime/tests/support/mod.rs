@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod entities;
 pub mod hooked;
 
 use durable_runtime::{Client, Runtime, RuntimeBuilder};

@@ -6,6 +6,7 @@
 
 use super::children::{self, Outcome};
 use super::continue_as_new;
+use super::entity;
 use super::error::SqlContext;
 use super::manage;
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
@@ -25,6 +26,7 @@ pub(crate) struct NextIds {
     messages: i64,
     pub(super) activities: i64,
     pub(super) timers: i64,
+    pub(super) entity_messages: i64,
 }
 
 impl NextIds {
@@ -64,6 +66,7 @@ impl NextIds {
             messages: next("messages")?,
             activities: next("activities")?,
             timers: next("timers")?,
+            entity_messages: next("entity_messages")?,
         })
     }
 
@@ -87,6 +90,12 @@ pub(crate) fn apply_write(
         } => manage::schedule(conn, ids, instance, *start_at_ms),
         Write::Manage(operation) => manage::apply(conn, ids, operation),
         Write::Step(step) => apply_step(conn, ids, step),
+        Write::SignalEntity(message) => Ok(Written::Entity(crate::store::EntityWork {
+            signals: vec![entity::queue(conn, ids, message)?],
+            messages: Vec::new(),
+        })),
+        Write::Entity(commit) => entity::commit(conn, ids, commit).map(Written::Entity),
+        Write::PurgeEntities { entity_ids } => entity::purge(conn, entity_ids).map(Written::Purged),
         Write::FailInstance {
             instance_id,
             failure,
@@ -116,7 +125,15 @@ pub(crate) fn apply_write(
                 Some(parent) => children::notify_parent(conn, ids, parent, outcome)?,
                 None => None,
             };
-            Ok(Written::Delivered(sent))
+            let unlocks = entity::release_locks(conn, ids, instance_id, *timestamp_ms)?;
+            if unlocks.is_empty() {
+                return Ok(Written::Delivered(sent));
+            }
+            Ok(Written::Step(StepWork {
+                messages: sent.into_iter().collect(),
+                entity_messages: unlocks,
+                ..StepWork::default()
+            }))
         }
         Write::RaiseEvent {
             instance_id,
@@ -214,6 +231,7 @@ pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreErr
     })
 }
 
+/// Inserts a message for `instance_id`'s run `execution_id` (the runtime's answer to it).
 pub(super) fn insert_message(
     conn: &Connection,
     ids: &mut NextIds,
@@ -488,10 +506,13 @@ fn apply_step(
     if let Some(next) = &step.continue_as_new {
         let parent = state.as_ref().and_then(|state| state.parent.as_ref());
         let started = continue_as_new::apply(conn, ids, step, next, parent)?;
+        // The run that ends releases its critical sections: the next run starts with none.
+        let unlocks = entity::release_locks(conn, ids, id, step.timestamp_ms)?;
         return Ok(Written::Step(StepWork {
             activities: Vec::new(),
             timers: Vec::new(),
             messages: vec![started],
+            entity_messages: unlocks,
         }));
     }
     if !step.events.is_empty() {
@@ -552,6 +573,7 @@ fn apply_step(
         }
     }
     let mut messages = children::create(conn, ids, step)?;
+    let mut entity_messages = entity::send_from_step(conn, ids, step)?;
     let history_len = step.first_seq + step.events.len() as u64;
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;
@@ -577,6 +599,7 @@ fn apply_step(
             disarm_timers(conn, id)?;
             // A finishing step arms nothing that outlives it.
             timers.clear();
+            entity_messages.extend(entity::release_locks(conn, ids, id, step.timestamp_ms)?);
             if let Some(parent) = state.as_ref().and_then(|state| state.parent.as_ref()) {
                 let outcome = match (status, &step.failure) {
                     (RuntimeStatus::Completed, _) => Outcome::Completed(step.output.as_ref()),
@@ -594,5 +617,6 @@ fn apply_step(
         activities,
         timers,
         messages,
+        entity_messages,
     }))
 }

@@ -92,6 +92,8 @@ fn terminate(
     let mut queue = vec![(instance_id.to_string(), state)];
     while let Some((id, state)) = queue.pop() {
         end_terminated(conn, &id, &state, reason, timestamp_ms)?;
+        work.entity_messages
+            .extend(super::entity::release_locks(conn, ids, &id, timestamp_ms)?);
         if let Some(parent) = &state.parent {
             let outcome = Outcome::Ended(RuntimeStatus::Terminated);
             work.messages
@@ -221,8 +223,7 @@ fn suspend(
     Ok(ManagedWork {
         changed: vec![instance_id.to_string()],
         messages: vec![message],
-        activities: Vec::new(),
-        timers: Vec::new(),
+        ..ManagedWork::default()
     })
 }
 
@@ -248,8 +249,7 @@ fn resume(
     Ok(ManagedWork {
         changed: vec![instance_id.to_string()],
         messages: vec![message],
-        activities: Vec::new(),
-        timers: Vec::new(),
+        ..ManagedWork::default()
     })
 }
 

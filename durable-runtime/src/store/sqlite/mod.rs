@@ -12,6 +12,7 @@
 mod apply;
 mod children;
 mod continue_as_new;
+mod entity;
 mod error;
 mod lock;
 mod manage;
@@ -33,8 +34,8 @@ mod tests_open;
 mod tests_timers;
 
 use super::{
-    ActivityWorkItem, Backend, DueKey, Message, PendingPage, StoreError, TimerWorkItem, Watermarks,
-    Write, Written,
+    ActivityWorkItem, Backend, DueKey, EntityLogEntry, EntityPage, EntityQuery, EntityRecord,
+    EntitySnapshot, Message, PendingPage, StoreError, TimerWorkItem, Watermarks, Write, Written,
 };
 use crate::history::HistoryRecord;
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
@@ -356,6 +357,36 @@ impl Backend for SqliteStore {
     ) -> Result<PendingPage<TimerWorkItem>, StoreError> {
         self.read(move |conn| read::pending_timers(conn, after, limit))
             .await
+    }
+
+    async fn load_entity(&self, entity_id: &str) -> Result<EntitySnapshot, StoreError> {
+        let entity_id = entity_id.to_string();
+        self.read(move |conn| entity::load(conn, &entity_id)).await
+    }
+
+    async fn read_entity(&self, entity_id: &str) -> Result<Option<EntityRecord>, StoreError> {
+        let entity_id = entity_id.to_string();
+        self.read(move |conn| entity::read(conn, &entity_id)).await
+    }
+
+    async fn entities_with_pending(
+        &self,
+        after: &str,
+        limit: usize,
+    ) -> Result<Vec<String>, StoreError> {
+        let after = after.to_string();
+        self.read(move |conn| entity::with_pending(conn, &after, limit))
+            .await
+    }
+
+    async fn list_entities(&self, query: &EntityQuery) -> Result<EntityPage, StoreError> {
+        let query = query.clone();
+        self.read(move |conn| entity::list(conn, &query)).await
+    }
+
+    async fn entity_log(&self, entity_id: &str) -> Result<Vec<EntityLogEntry>, StoreError> {
+        let entity_id = entity_id.to_string();
+        self.read(move |conn| entity::log(conn, &entity_id)).await
     }
 }
 

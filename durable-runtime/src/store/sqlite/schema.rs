@@ -13,7 +13,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i32 = 0x4455_5242;
 
 /// The schema version this release reads and writes.
-pub const SCHEMA_VERSION: i32 = 7;
+pub const SCHEMA_VERSION: i32 = 8;
 
 /// The version 3 instance and history tables. A new file is created in the version 3 shape and
 /// migrated at once, so there is one definition of the current shape: the migrations.
@@ -192,6 +192,57 @@ CREATE VIEW instance_rows AS
 /// says the file may hold instances purged (gone whole) and terminated, suspended or restarted
 /// by clients, which an older release would not know.
 fn migrate_from_v6(conn: &Connection) -> Result<(), StoreError> {
+    migrate_from_v7(conn)
+}
+
+/// From version 7: durable entities. An entity is a row (its state as JSON, readable with
+/// `sqlite3`; a version that fences its batches; how many operations it ran, which numbers its
+/// log; the orchestration holding its lock) and a queue of operation messages, read per entity
+/// in arrival (id) order. The two partial indexes find, when an orchestration ends, the locks
+/// it holds or asked for. Its log keeps
+/// its last operations for debugging. Listing walks the primary key (`@name@key`), so a name
+/// prefix is a key range.
+const MIGRATE_V7_TO_V8: &str = "
+CREATE TABLE entities (
+    entity_id  TEXT PRIMARY KEY,
+    name       TEXT NOT NULL,
+    state      TEXT,
+    version    INTEGER NOT NULL,
+    op_count   INTEGER NOT NULL DEFAULT 0,
+    locked_by  TEXT,
+    created_ms INTEGER NOT NULL,
+    updated_ms INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX entities_by_lock ON entities(locked_by) WHERE locked_by IS NOT NULL;
+CREATE TABLE entity_messages (
+    id         INTEGER PRIMARY KEY,
+    entity_id  TEXT NOT NULL,
+    operation  TEXT NOT NULL,
+    input      TEXT NOT NULL,
+    sender     TEXT NOT NULL DEFAULT '',
+    reply      TEXT,
+    created_ms INTEGER NOT NULL
+);
+CREATE INDEX entity_messages_by_entity ON entity_messages(entity_id, id);
+CREATE INDEX entity_lock_requests ON entity_messages(sender)
+    WHERE operation = '__durable.lock';
+CREATE TABLE entity_log (
+    entity_id    TEXT NOT NULL,
+    seq          INTEGER NOT NULL,
+    operation    TEXT NOT NULL,
+    sender       TEXT NOT NULL,
+    ok           INTEGER NOT NULL,
+    error        TEXT,
+    timestamp_ms INTEGER NOT NULL,
+    PRIMARY KEY (entity_id, seq)
+) WITHOUT ROWID;
+CREATE TRIGGER entity_log_goes_with_entity AFTER DELETE ON entities BEGIN
+    DELETE FROM entity_log WHERE entity_id = old.entity_id;
+END;
+";
+
+fn migrate_from_v7(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(MIGRATE_V7_TO_V8)?;
     stamp(conn)
 }
 
@@ -243,7 +294,8 @@ pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> 
                 3 => migrate_from_v3(conn),
                 4 => migrate_from_v4(conn),
                 5 => migrate_from_v5(conn),
-                _ => migrate_from_v6(conn),
+                6 => migrate_from_v6(conn),
+                _ => migrate_from_v7(conn),
             }
         }
     });
@@ -315,7 +367,7 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
             SCHEMA_VERSION => Ok(Found::Current),
             // Version 1 never stamped the id, but a file that has it and version 1 is one.
             1 if tables.iter().any(|t| t == "instances") => Ok(Found::Older(1)),
-            2..=6 => Ok(Found::Older(version)),
+            2..=7 => Ok(Found::Older(version)),
             v if v > SCHEMA_VERSION => Err(incompatible(
                 path,
                 format!(

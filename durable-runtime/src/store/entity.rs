@@ -1,0 +1,176 @@
+//! The store's side of durable entities: operation messages, the commit of a batch of
+//! operations, and what is read back.
+//!
+//! An entity is a row (its id, its state as JSON, a version) plus a queue of operation messages.
+//! Sending an operation is one write ([`Write::SignalEntity`](super::Write::SignalEntity)),
+//! acknowledged once durable. Processing a batch of operations is one write too
+//! ([`Write::Entity`](super::Write::Entity)): the new state, the consumed messages, the
+//! signals the operations sent and the log of what ran commit in one transaction, fenced by the
+//! entity's version and by the consumed messages still being there, so an operation is applied
+//! exactly once whatever crashes around it.
+
+use crate::payload::Payload;
+
+/// An operation to queue for an entity.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewEntityMessage {
+    /// The addressee, `@name@key`.
+    pub entity_id: String,
+    /// The operation's name.
+    pub operation: String,
+    /// Its encoded input.
+    pub input: Payload,
+    /// Who sent it (an entity id, an instance id, or empty for a client), for the log.
+    pub sender: String,
+    /// When it was sent (ms since the epoch).
+    pub created_ms: i64,
+    /// Where its result goes (an orchestration's `call_entity`); `None` for a signal.
+    pub reply: Option<EntityReply>,
+}
+
+/// The orchestration call an operation's result goes back to.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EntityReply {
+    /// The calling instance.
+    pub instance_id: String,
+    /// Its run that made the call.
+    pub execution_id: String,
+    /// The call's task id.
+    pub task_id: u64,
+}
+
+/// A queued operation, with its store-assigned id.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntityMessage {
+    /// Store-assigned id; ids only grow, so they are the arrival order.
+    pub id: i64,
+    /// The operation.
+    pub message: NewEntityMessage,
+}
+
+/// The state an entity commits.
+#[derive(Clone, Debug, PartialEq)]
+pub enum EntityState {
+    /// The entity has this state (JSON).
+    Set(Payload),
+    /// The entity has no state (never set, or deleted): its row stays, with its version, until
+    /// purged.
+    Deleted,
+}
+
+/// One line of an entity's bounded operation log.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct EntityLogEntry {
+    /// The operation's name.
+    pub operation: String,
+    /// Who sent it (an entity id, an instance id, or empty for a client).
+    pub sender: String,
+    /// Whether it succeeded.
+    pub ok: bool,
+    /// The error, when it failed.
+    pub error: Option<String>,
+    /// When its batch committed (ms since the epoch).
+    pub timestamp_ms: i64,
+}
+
+/// Everything one batch of operations on one entity changes, committed atomically.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntityCommit {
+    /// The entity.
+    pub entity_id: String,
+    /// The entity's name (the part of the id before the key), stored for listing.
+    pub name: String,
+    /// The version the batch was computed against (0: no row yet). Another version in the
+    /// store refuses the write whole with [`StoreError::Fenced`](super::StoreError::Fenced);
+    /// a committed batch increments it.
+    pub expected_version: u64,
+    /// The operation messages the batch consumed; each must still be there, or the write is
+    /// refused whole with [`StoreError::MessagesGone`](super::StoreError::MessagesGone).
+    pub consumed: Vec<i64>,
+    /// The state after the batch.
+    pub state: EntityState,
+    /// The orchestration holding the entity's lock after the batch.
+    pub locked_by: Option<String>,
+    /// Operations the batch sends to entities (itself included).
+    pub signals: Vec<NewEntityMessage>,
+    /// The results going back to orchestrations that called operations of the batch: each
+    /// becomes an `EntityOperationCompleted` / `EntityOperationFailed` message to the caller's
+    /// run.
+    pub responses: Vec<(EntityReply, Result<Payload, crate::failure::FailureDetails>)>,
+    /// What ran, oldest first; the store keeps the last [`ENTITY_LOG_LEN`] lines.
+    pub log: Vec<EntityLogEntry>,
+    /// When the batch ran (ms since the epoch).
+    pub timestamp_ms: i64,
+}
+
+/// The operation an orchestration's `lock_entities` sends to each entity it locks (answered
+/// once the lock is granted). Reserved: clients and orchestrations cannot send it by name.
+pub const LOCK_OPERATION: &str = "__durable.lock";
+
+/// The operation that releases a lock (sent when the critical section ends, or by the store
+/// when the orchestration holding or requesting the lock ends).
+pub const UNLOCK_OPERATION: &str = "__durable.unlock";
+
+/// How many operations an entity's log keeps.
+pub const ENTITY_LOG_LEN: usize = 32;
+
+/// An entity as stored, with the operations queued for it: what its worker loads.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EntitySnapshot {
+    /// Its state, if it has one.
+    pub state: Option<Payload>,
+    /// Its version (0: no row).
+    pub version: u64,
+    /// The orchestration holding its lock.
+    pub locked_by: Option<String>,
+    /// Its queued operations, oldest first.
+    pub pending: Vec<EntityMessage>,
+}
+
+/// One entity as listed.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntityRecord {
+    /// Its id, `@name@key`.
+    pub entity_id: String,
+    /// Its state, if it has one.
+    pub state: Option<Payload>,
+    /// How many batches of operations it committed.
+    pub version: u64,
+    /// Operations queued and not processed yet.
+    pub pending_operations: u64,
+    /// The orchestration holding its lock (a critical section), if one does.
+    pub locked_by: Option<String>,
+    /// When its last batch committed (ms since the epoch).
+    pub updated_ms: i64,
+}
+
+/// Which entities to list.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EntityQuery {
+    /// Only entities whose name starts with this.
+    pub name_prefix: Option<String>,
+    /// Only entities that have a state (not deleted or never set).
+    pub with_state_only: bool,
+    /// Page size (0: the default, 100).
+    pub page_size: usize,
+    /// Where the page starts: the token of the previous page.
+    pub continuation_token: Option<String>,
+}
+
+/// One page of entities, in id order.
+#[derive(Clone, Debug, PartialEq)]
+pub struct EntityPage {
+    /// The entities.
+    pub entities: Vec<EntityRecord>,
+    /// Pass it as [`EntityQuery::continuation_token`] for the next page; `None` at the end.
+    pub continuation_token: Option<String>,
+}
+
+/// The work a committed entity write sent, with store-assigned ids.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct EntityWork {
+    /// Operations queued for entities.
+    pub signals: Vec<EntityMessage>,
+    /// Results sent to orchestrations.
+    pub messages: Vec<super::Message>,
+}
