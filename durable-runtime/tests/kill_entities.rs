@@ -139,8 +139,7 @@ fn acknowledged_signals_are_applied_exactly_once_across_kill_9() {
         let mut killed = false;
         for line in BufReader::new(stdout).lines() {
             let line = line.expect("read worker output");
-            // The first line of output follows the harness's `test name ... ` on its line.
-            if let Some((_, rest)) = line.split_once("acknowledged ") {
+            if let Some(rest) = line.strip_prefix("acknowledged ") {
                 let (sender, index) = rest.split_once(' ').expect("sender and index");
                 let sender: usize = sender.parse().expect("sender");
                 let index: u64 = index.parse().expect("index");

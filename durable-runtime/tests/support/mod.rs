@@ -250,6 +250,9 @@ pub fn spawn_worker(test: &str, env: &[(&str, &std::ffi::OsStr)]) -> std::proces
             test,
             "--nocapture",
             "--test-threads=1",
+            // Quiet: otherwise libtest prints `test NAME ... ` without a newline before the
+            // test's own output, and the worker's first line would not start with what it printed.
+            "--quiet",
         ])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit());
