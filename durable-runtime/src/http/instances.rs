@@ -87,6 +87,24 @@ pub(crate) async fn status(
     Ok(response)
 }
 
+/// `GET /instances/{id}/history` (an extension of ours, not in the original): the instance's
+/// history as [`HistoryRecord`](crate::HistoryRecord)s, the stable export format (what
+/// `durable history --json` prints).
+pub(crate) async fn history(
+    State(state): State<ApiState>,
+    id: Result<Path<String>, PathRejection>,
+) -> Result<Response, ApiError> {
+    let id = instance_id(id)?;
+    let Some(status) = state.client.get_status_with_history(&id).await? else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "InstanceNotFound",
+            format!("no instance with id '{id}'"),
+        ));
+    };
+    Ok(Json(status.history.unwrap_or_default()).into_response())
+}
+
 /// `GET /instances`: one page, the next page's token in `x-ms-continuation-token`.
 pub(crate) async fn list(
     State(state): State<ApiState>,

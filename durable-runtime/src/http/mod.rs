@@ -31,6 +31,7 @@
 //! | `POST /instances/{id}/rewind?reason=` | rewind a failed instance | 202; 404; 409/410 not failed |
 //! | `POST /instances/{id}/restart?restartWithNewInstanceId=` | restart (new id by default) | 202 + the management URLs; 404; 409 |
 //! | `DELETE /instances/{id}` | purge one | 200 `{"instancesDeleted":1}`; 404; 409 not finished |
+//! | `GET /instances/{id}/history` | (ours, not the original's) the history as [`HistoryRecord`](crate::HistoryRecord)s, the stable export format | 200; 404 |
 //! | `DELETE /instances` | purge by filter (`createdTimeFrom`, `createdTimeTo`, `runtimeStatus`) | 200 `{"instancesDeleted":n}`; 404 none matched |
 //!
 //! Every error is a JSON body `{"code": "...", "message": "..."}`. Requests need the key, if
@@ -59,6 +60,7 @@ mod urls;
 
 pub use router::router;
 pub use serve::{HttpError, HttpServer, serve};
+pub use time::{format_ms as format_time, parse_ms as parse_time};
 
 use crate::client::Client;
 use std::sync::Arc;

@@ -59,6 +59,7 @@ pub fn router(client: Client, options: HttpOptions) -> Router {
             "/instances/{id}/raiseEvent/{event}",
             post(instances::raise_event),
         )
+        .route("/instances/{id}/history", get(instances::history))
         .route("/instances/{id}/terminate", post(instances::terminate))
         .route("/instances/{id}/suspend", post(instances::suspend))
         .route("/instances/{id}/resume", post(instances::resume))

@@ -2,8 +2,12 @@
 //! (`2026-11-27T23:14:00Z`), without a date-time dependency.
 
 /// Formats milliseconds since the Unix epoch as `YYYY-MM-DDThh:mm:ss[.fff]Z` (UTC; the
-/// fraction only when there is one, like the original's timestamps).
-pub(crate) fn format_ms(ms: i64) -> String {
+/// fraction only when there is one), as the API writes times.
+///
+/// ```
+/// assert_eq!(durable_runtime::http::format_time(1_000), "1970-01-01T00:00:01Z");
+/// ```
+pub fn format_ms(ms: i64) -> String {
     let secs = ms.div_euclid(1000);
     let millis = ms.rem_euclid(1000);
     let days = secs.div_euclid(86_400);
@@ -20,7 +24,11 @@ pub(crate) fn format_ms(ms: i64) -> String {
 /// Parses an RFC 3339 time (`2026-11-27T23:14:00Z`, `2026-11-27T23:14:00.123+01:00`, and, as
 /// the SDK clients send them, a space for the `T` or no offset, meaning UTC; or a bare date)
 /// to milliseconds since the Unix epoch. `None` if it is not one.
-pub(crate) fn parse_ms(text: &str) -> Option<i64> {
+///
+/// ```
+/// assert_eq!(durable_runtime::http::parse_time("1970-01-01T01:00:01+01:00"), Some(1_000));
+/// ```
+pub fn parse_ms(text: &str) -> Option<i64> {
     let text = text.trim();
     let bytes = text.as_bytes();
     if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
