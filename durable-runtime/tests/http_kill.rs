@@ -107,8 +107,8 @@ fn acknowledged_http_requests_survive_kill_9() {
     // In process now, on the same store: everything acknowledged is there, once.
     rt.block_on(async {
         let (runtime, client) = store.restart(|b| b).await;
-        let acked = acked.lock().unwrap_or_else(|e| e.into_inner());
-        for id in &acked.starts {
+        let starts = acked.lock().unwrap_or_else(|e| e.into_inner()).starts.clone();
+        for id in &starts {
             let status = client
                 .wait_for_completion(id, WAIT)
                 .await
