@@ -1,6 +1,7 @@
 //! The `durable` CLI, run as a process: every command against a real server (`--url`) and
 //! against a real store file no runtime runs on (`--store`); errors are one line and a
 //! non-zero exit.
+#![cfg(feature = "cli")]
 
 #[path = "support/http.rs"]
 mod http_support;

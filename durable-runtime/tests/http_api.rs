@@ -1,6 +1,7 @@
 //! The Durable Functions HTTP API over real HTTP: every route's success and its documented
 //! error codes, on the hot cache and on replay (no cache, and a runtime restarted between
 //! requests).
+#![cfg(feature = "http")]
 
 #[path = "support/http.rs"]
 mod http_support;

@@ -3,6 +3,7 @@
 //! `/`, percent-encoded tricks), an event to a finished instance, a missing or wrong key.
 //! Each gets its documented status code and a JSON error body; the server keeps serving; and
 //! nothing already stored changes.
+#![cfg(feature = "http")]
 
 #[path = "support/http.rs"]
 mod http_support;

@@ -5,6 +5,7 @@
 //! A server process serves the API on an ephemeral port; the test starts instances and raises
 //! numbered events at it from concurrent clients, and kills it with SIGKILL mid-way, several
 //! times; each time a new server process takes over the store.
+#![cfg(feature = "http")]
 
 #[path = "support/http.rs"]
 mod http_support;
@@ -107,7 +108,11 @@ fn acknowledged_http_requests_survive_kill_9() {
     // In process now, on the same store: everything acknowledged is there, once.
     rt.block_on(async {
         let (runtime, client) = store.restart(|b| b).await;
-        let starts = acked.lock().unwrap_or_else(|e| e.into_inner()).starts.clone();
+        let starts = acked
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .starts
+            .clone();
         for id in &starts {
             let status = client
                 .wait_for_completion(id, WAIT)

@@ -1,6 +1,7 @@
 //! Load over HTTP: 50 concurrent clients each start and poll 100 instances (5,000 in all)
 //! through the API. None is lost, no request answers 5xx, and every instance completes with
 //! its own output.
+#![cfg(feature = "http")]
 
 #[path = "support/http.rs"]
 mod http_support;
