@@ -18,6 +18,8 @@ use std::time::Instant;
 mod codec;
 #[path = "bench/entities.rs"]
 mod entities;
+#[path = "bench/http.rs"]
+mod http;
 
 #[activity]
 async fn say_hello(city: String) -> String {
@@ -135,12 +137,12 @@ async fn round_trip(ctx: OrchestrationContext, text: String) -> Result<String, O
 #[derive(Parser)]
 #[command(about = "durable benchmark workloads (SPEC §10)")]
 struct Args {
-    /// Workloads to run, comma-separated: w1, w2, w3, w4, w5, w6, w7, cold, mem, payload. Each
-    /// runs in a process of its own (see `--in-process`).
+    /// Workloads to run, comma-separated: w1, w2, w3, w4, w5, w6, w7, w8, cold, mem, payload.
+    /// Each runs in a process of its own (see `--in-process`).
     #[arg(
         long,
         value_delimiter = ',',
-        default_value = "mem,w1,w2,w3,w4,w5,w6,w7,cold,payload"
+        default_value = "mem,w1,w2,w3,w4,w5,w6,w7,w8,cold,payload"
     )]
     workload: Vec<String>,
     /// Print one JSON object per workload line instead of a table.
@@ -576,12 +578,18 @@ async fn main() -> Result<(), BoxError> {
             "w5" => w5(&bench).await?,
             "w6" => w6(&bench).await?,
             "w7" => w7(&bench).await?,
+            "w8" => {
+                http::w8(bench.scale(500, 50), 16, |row, text| {
+                    bench.report(row, text)
+                })
+                .await?
+            }
             "cold" => cold(&bench).await?,
             "mem" => mem(&bench).await?,
             "payload" => payload(&bench).await?,
             other => {
                 return Err(format!(
-                    "unknown workload '{other}' (expected w1, w2, w3, w4, w5, w6, w7, cold, mem, payload)"
+                    "unknown workload '{other}' (expected w1, w2, w3, w4, w5, w6, w7, w8, cold, mem, payload)"
                 )
                 .into());
             }

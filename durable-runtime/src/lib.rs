@@ -51,6 +51,8 @@ pub mod function;
 mod generated;
 mod health;
 pub mod history;
+#[cfg(feature = "http")]
+pub mod http;
 pub mod instance;
 mod logging;
 pub mod outcome;

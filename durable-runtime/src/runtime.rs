@@ -170,18 +170,67 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Checks the registrations, opens the store, resumes unfinished work and starts workers.
-    /// Must be called inside a Tokio runtime.
-    pub async fn start(self) -> Result<Runtime, Error> {
-        let registry = Registry::from_inventory()?;
-        let store: Arc<dyn Backend> = match self.store {
+    /// Opens the store chosen.
+    async fn open_store(store: StoreChoice) -> Result<Arc<dyn Backend>, Error> {
+        Ok(match store {
             StoreChoice::Sqlite(path) => Arc::new(
                 tokio::task::spawn_blocking(move || SqliteStore::open(path))
                     .await
                     .map_err(|_| Error::ShutDown)??,
             ),
             StoreChoice::Custom(store) => store,
-        };
+        })
+    }
+
+    /// Opens the store for client calls only, with no workers: a handle for tools (the
+    /// `durable` CLI's `--store`) on a store no runtime is running on. The store is locked
+    /// while the handle (and its clones) live, as by a runtime.
+    ///
+    /// Reads see the store as it is. Writes are durable as always, but nothing runs them in
+    /// this process: an instance started, an event raised, a rewound activity, a resumed
+    /// instance's work, all wait in the store until a runtime opens it, whose startup
+    /// recovery takes them over. Starting by name does not need the orchestrator to be
+    /// linked in (the instance records no version; the runtime that picks it up runs its
+    /// orchestrator of that name, or fails the instance if it has none).
+    /// [`Client::wait_for_completion`] only sees what is already finished.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), durable_runtime::Error> {
+    /// use durable_runtime::{InstanceQuery, Runtime};
+    /// let client = Runtime::builder().sqlite("durable.db").open_client().await?;
+    /// let page = client.list(&InstanceQuery::default()).await?;
+    /// println!("{} instances", page.instances.len());
+    /// # Ok(()) }
+    /// ```
+    pub async fn open_client(self) -> Result<Client, Error> {
+        let registry = Registry::from_inventory()?;
+        let store = Self::open_store(self.store).await?;
+        // No workers: the queues are dropped, and what the client's writes dispatch goes
+        // nowhere (it is in the store for the next runtime).
+        let (dispatcher, _queues) = Dispatcher::new(0);
+        let health = HealthMonitor::new(self.clock.clone(), self.write_retry_interval);
+        // Entities stopped from the start: a signal's task ends before running anything, and
+        // the operation waits in the store like every other write of this handle.
+        let (_stopped, stop) = watch::channel(Some(tokio::time::Instant::now()));
+        let shared = Arc::new(Shared {
+            entities: entity::Entities::new(false, stop),
+            store,
+            registry,
+            dispatcher,
+            health,
+            clock: self.clock,
+            limits: self.limits,
+            held_back: recovery::HeldBack::new(),
+            hooks: None,
+        });
+        Ok(Client::detached(shared))
+    }
+
+    /// Checks the registrations, opens the store, resumes unfinished work and starts workers.
+    /// Must be called inside a Tokio runtime.
+    pub async fn start(self) -> Result<Runtime, Error> {
+        let registry = Registry::from_inventory()?;
+        let store = Self::open_store(self.store).await?;
         let (dispatcher, queues) = Dispatcher::new(self.cache_capacity);
         let health = HealthMonitor::new(self.clock.clone(), self.write_retry_interval);
         // Two stop signals: intake (activities, timers, recovery, entities) stops first, so

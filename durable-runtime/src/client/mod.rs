@@ -45,11 +45,24 @@ pub type StartFuture<'a> = Pin<Box<dyn Future<Output = Result<String, Error>> + 
 #[derive(Clone)]
 pub struct Client {
     shared: Arc<Shared>,
+    /// A handle without workers ([`RuntimeBuilder::open_client`](crate::RuntimeBuilder::open_client)):
+    /// starts by name need not find the orchestrator linked in.
+    detached: bool,
 }
 
 impl Client {
     pub(crate) fn new(shared: Arc<Shared>) -> Self {
-        Client { shared }
+        Client {
+            shared,
+            detached: false,
+        }
+    }
+
+    pub(crate) fn detached(shared: Arc<Shared>) -> Self {
+        Client {
+            shared,
+            detached: true,
+        }
     }
 
     /// Starts `orchestrator` with `input` under a fresh instance id, returned once the start is
@@ -96,28 +109,26 @@ impl Client {
 
     /// Starts the orchestrator registered as `name` (for inputs from HTTP or a CLI). The input
     /// is checked against the orchestrator's type when it runs: a mismatch fails the instance
-    /// with a message naming the type.
+    /// with a message naming the type. A name no orchestrator of this program has is
+    /// [`Error::UnknownOrchestrator`] (on a handle without workers, see
+    /// [`RuntimeBuilder::open_client`](crate::RuntimeBuilder::open_client), it is left to
+    /// the runtime that runs the instance).
     pub async fn start_by_name(
         &self,
         name: &str,
         instance_id: Option<String>,
         input: impl Serialize,
     ) -> Result<String, Error> {
-        let registration = self
-            .shared
-            .registry
-            .orchestrator(name)
-            .ok_or_else(|| Error::UnknownOrchestrator(name.to_string()))?;
+        let (name, version) = match self.shared.registry.orchestrator(name) {
+            Some(registration) => (registration.name, registration.version.map(str::to_string)),
+            // A handle without workers cannot know what the runtime that runs the instance
+            // links in: that runtime checks the name.
+            None if self.detached && !name.is_empty() => (name, None),
+            None => return Err(Error::UnknownOrchestrator(name.to_string())),
+        };
         let input = self.encode("input", &input)?;
         let id = instance_id.unwrap_or_else(new_instance_id);
-        self.create(
-            registration.name,
-            registration.version.map(str::to_string),
-            id,
-            input,
-            None,
-        )
-        .await
+        self.create(name, version, id, input, None).await
     }
 
     /// Creates an instance; with `start_at_ms` in the future, its start waits for a timer.
