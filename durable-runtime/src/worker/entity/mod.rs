@@ -234,7 +234,14 @@ async fn run(
             }
             continue;
         }
-        let Some((commit, ran)) = run_batch(&shared, &id, &entity_id, entity, &queue).await else {
+        // An operation that does not finish must not keep the task (and the store with it)
+        // past the stop: the batch is not committed, so its operations run at the next start.
+        let batch = tokio::select! {
+            biased;
+            _ = stopping(&mut stop) => break,
+            batch = run_batch(&shared, &id, &entity_id, entity, &queue) => batch,
+        };
+        let Some((commit, ran)) = batch else {
             // Every queued operation waits for a lock: wait for more (the unlock), which the
             // lock holder's own work counts for.
             working = None;
