@@ -19,11 +19,12 @@
 //! the entity's log).
 
 mod batch;
+mod resend;
 
 use super::{Shared, StopSignal, stopping};
 use crate::entity::{EntityBehavior, EntityId, EntityRegistration};
 use crate::payload::Payload;
-use crate::store::{EntityMessage, EntitySnapshot, ErrorClass, Write};
+use crate::store::{EntityCommit, EntityMessage, EntitySnapshot, ErrorClass, Write};
 use crate::worker::hooks::Busy;
 use batch::{fail_calls_to_unknown, run_batch};
 use parking_lot::Mutex;
@@ -182,6 +183,8 @@ async fn run(
     };
     let mut live: Option<Live> = None;
     let mut queue = Queue::default();
+    // The last batch whose commit failed: the store may have applied it (its answer lost).
+    let mut unanswered: Option<EntityCommit> = None;
     loop {
         if stop.borrow().is_some() {
             break;
@@ -189,6 +192,12 @@ async fn run(
         if live.is_none() {
             match load(&shared, &entity_id, registration).await {
                 Some((loaded, stored)) => {
+                    // Only this task commits the entity: one version more is that batch.
+                    if let Some(commit) = unanswered.take()
+                        && loaded.version == commit.expected_version + 1
+                    {
+                        tokio::spawn(resend::resend(shared.clone(), entity_id.clone(), commit));
+                    }
                     live = Some(loaded);
                     queue.loaded(stored);
                 }
@@ -225,7 +234,14 @@ async fn run(
             }
             continue;
         }
-        let Some((commit, ran)) = run_batch(&shared, &id, &entity_id, entity, &queue).await else {
+        // An operation that does not finish must not keep the task (and the store with it)
+        // past the stop: the batch is not committed, so its operations run at the next start.
+        let batch = tokio::select! {
+            biased;
+            _ = stopping(&mut stop) => break,
+            batch = run_batch(&shared, &id, &entity_id, entity, &queue) => batch,
+        };
+        let Some((commit, ran)) = batch else {
             // Every queued operation waits for a lock: wait for more (the unlock), which the
             // lock holder's own work counts for.
             working = None;
@@ -268,6 +284,7 @@ async fn run(
                     }
                 }
                 live = None;
+                unanswered = Some(commit);
             }
         }
     }
