@@ -197,3 +197,42 @@ async fn a_call_to_an_unregistered_entity_fails_instead_of_waiting_forever() {
         runtime.shutdown().await;
     }
 }
+
+/// Deposits 1 by signal in each run, continuing as new until `runs` is 1; the last run calls.
+#[orchestrator]
+async fn depositing_generations(
+    ctx: OrchestrationContext,
+    (key, runs): (String, u32),
+) -> Result<i64, OrchestrationError> {
+    let id = Account::entity_id(key.clone());
+    ctx.signal_entity(&id, Account::deposit_op(1));
+    if runs > 1 {
+        return ctx
+            .continue_as_new(depositing_generations, (key, runs - 1))
+            .await;
+    }
+    Ok(ctx.call_entity(&id, Account::balance_op()).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signals_sent_in_the_step_that_continues_as_new_are_sent() {
+    for cache in CACHES {
+        let store = TestStore::new();
+        let (runtime, client) = store.start_with(cache_settings(cache)).await;
+        let id = client
+            .start(depositing_generations, ("carol".into(), 3))
+            .await
+            .expect("starts");
+        let status = client
+            .wait_for_completion(&id, WAIT)
+            .await
+            .expect("finishes");
+        // One signal per run, all before the last run's call: the call sees all three.
+        assert_eq!(
+            status.output_as::<i64>().expect("output"),
+            3,
+            "cache {cache:?}"
+        );
+        runtime.shutdown().await;
+    }
+}

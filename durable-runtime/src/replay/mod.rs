@@ -213,8 +213,11 @@ impl Execution {
             if let Some(request) = request
                 && !matches!(outcome, Some(Err(_)))
             {
-                // The run ends here: nothing it scheduled in this step is started.
-                state.new_tasks.clear();
+                // The run ends here: nothing it scheduled in this step is started, but the
+                // signals it sent are sent (one-way: they need no one to answer them).
+                state
+                    .new_tasks
+                    .retain(|task| matches!(&task.action, Action::Entity(call) if call.signal));
                 match request.input {
                     Ok(input) => {
                         continue_as_new = Some((input, request.preserve_unprocessed_events));

@@ -7,6 +7,7 @@
 use super::children::{self, Outcome};
 use super::continue_as_new;
 use super::entity;
+use super::entity::SentFrom;
 use super::error::SqlContext;
 use super::manage;
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
@@ -506,13 +507,16 @@ fn apply_step(
     if let Some(next) = &step.continue_as_new {
         let parent = state.as_ref().and_then(|state| state.parent.as_ref());
         let started = continue_as_new::apply(conn, ids, step, next, parent)?;
+        // The signals of the run's last step are sent (before the unlocks, so that they run
+        // inside its critical sections); a call in it has no one left to answer.
+        let mut entity_messages = entity::send_from_step(conn, ids, step, SentFrom::LastStep)?;
         // The run that ends releases its critical sections: the next run starts with none.
-        let unlocks = entity::release_locks(conn, ids, id, step.timestamp_ms)?;
+        entity_messages.extend(entity::release_locks(conn, ids, id, step.timestamp_ms)?);
         return Ok(Written::Step(StepWork {
             activities: Vec::new(),
             timers: Vec::new(),
             messages: vec![started],
-            entity_messages: unlocks,
+            entity_messages,
         }));
     }
     if !step.events.is_empty() {
@@ -573,7 +577,7 @@ fn apply_step(
         }
     }
     let mut messages = children::create(conn, ids, step)?;
-    let mut entity_messages = entity::send_from_step(conn, ids, step)?;
+    let mut entity_messages = entity::send_from_step(conn, ids, step, SentFrom::Step)?;
     let history_len = step.first_seq + step.events.len() as u64;
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;
