@@ -97,6 +97,10 @@ pub(crate) fn instance_id_problem(id: &str) -> Option<&'static str> {
         Some("it contains a control character")
     } else if id.chars().any(|c| matches!(c, '/' | '\\' | '#' | '?')) {
         Some("it contains one of / \\ # ?")
+    } else if id == "." || id == ".." {
+        // A URL path segment `.` or `..` is removed by clients that normalise URLs (even
+        // percent-encoded), so `instances/.` would name the instance list.
+        Some("it is . or ..")
     } else {
         None
     }
@@ -211,5 +215,15 @@ mod tests {
     fn statuses_parse_case_insensitively() {
         assert_eq!("completed".parse(), Ok(RuntimeStatus::Completed));
         assert!("Done".parse::<RuntimeStatus>().is_err());
+    }
+
+    #[test]
+    fn ids_that_a_url_would_not_keep_are_refused() {
+        for bad in ["", ".", "..", "a/b", "a?b", "a#b", "a\\b", "a\nb"] {
+            assert!(instance_id_problem(bad).is_some(), "{bad:?}");
+        }
+        for good in ["order-1", "...", ".hidden", "a.b", "@counter@key"] {
+            assert_eq!(instance_id_problem(good), None, "{good:?}");
+        }
     }
 }

@@ -42,6 +42,17 @@ impl Run {
         assert!(self.stderr.starts_with("error: "), "{}", self.stderr);
         assert!(self.stderr.contains(expected), "{}", self.stderr);
     }
+
+    /// The command line was refused before anything ran (clap's exit code 2).
+    fn does_not_parse(self, expected: &str) {
+        assert_eq!(
+            self.code, 2,
+            "stdout: {} stderr: {}",
+            self.stdout, self.stderr
+        );
+        assert!(self.stderr.starts_with("error: "), "{}", self.stderr);
+        assert!(self.stderr.contains(expected), "{}", self.stderr);
+    }
 }
 
 /// Runs `durable` with `target` (`--url ..` or `--store ..`) and `args`.
@@ -330,6 +341,18 @@ async fn errors(target: &[String], server: bool) {
     durable(target, &["purge", "x", "--status", "Completed"])
         .await
         .fails_with("not both");
+    // Nothing that could become `instances/` and purge every finished instance.
+    durable(target, &["purge"])
+        .await
+        .fails_with("an instance id or a filter");
+    for id in ["", ".", ".."] {
+        durable(target, &["purge", id])
+            .await
+            .does_not_parse("instance id");
+        durable(target, &["status", id])
+            .await
+            .does_not_parse("instance id");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -359,3 +359,73 @@ async fn a_missing_or_wrong_key_is_401_and_changes_nothing() {
     assert_eq!(ok.status(), StatusCode::OK);
     served.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_purge_that_lost_its_filter_or_its_id_purges_nothing() {
+    let served = seeded(HttpOptions::new()).await;
+    let before = served.snapshot().await;
+    // No `createdTimeFrom`: the original's 400, not a purge of every finished instance. An
+    // empty id (`instances/{id}` with `{id}` empty) and the id `.` (which clients normalise
+    // away) both end up at `instances/`.
+    for path in [
+        "/instances",
+        "/instances/",
+        "/instances/.",
+        "/instances?runtimeStatus=Completed",
+    ] {
+        let purge = served.delete(path).await;
+        assert_error(purge, StatusCode::BAD_REQUEST, "BadRequest").await;
+    }
+    assert_eq!(served.snapshot().await, before, "nothing was purged");
+    // `.` and `..` cannot be instance ids, so no URL the API hands out contains one.
+    for id in [".", ".."] {
+        let refused = served
+            .client
+            .start_by_name("hello", Some(id.into()), "x")
+            .await;
+        assert!(
+            matches!(
+                refused,
+                Err(durable_runtime::Error::InvalidInstanceId { .. })
+            ),
+            "{id:?}: {refused:?}"
+        );
+    }
+    still_serving(&served, "after-purges").await;
+    served.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_non_ascii_time_or_idempotency_key_is_a_400() {
+    let served = seeded(HttpOptions::new()).await;
+    let before = served.snapshot().await;
+    for path in [
+        "/instances?createdTimeFrom=2025-11-0%C3%A9",
+        "/instances?createdTimeTo=2025-11-27T23:14:0%C3%A9",
+    ] {
+        let list = served.get(path).await;
+        assert_error(list, StatusCode::BAD_REQUEST, "BadRequest").await;
+    }
+    let purge = served
+        .delete("/instances?createdTimeFrom=2025-11-27T23:14:00%2B0%C3%A90")
+        .await;
+    assert_error(purge, StatusCode::BAD_REQUEST, "BadRequest").await;
+    // A key that cannot be read is refused rather than ignored (ignoring it would record a
+    // retried event twice).
+    let keyed = served
+        .http
+        .post(served.url("/instances/waiting/raiseEvent/approve"))
+        .header("content-type", "application/json")
+        .header(
+            "idempotency-key",
+            reqwest::header::HeaderValue::from_bytes("clé".as_bytes()).expect("a header value"),
+        )
+        .body("true")
+        .send()
+        .await
+        .expect("answers");
+    assert_error(keyed, StatusCode::BAD_REQUEST, "BadRequest").await;
+    assert_eq!(served.snapshot().await, before, "nothing was recorded");
+    still_serving(&served, "after-non-ascii").await;
+    served.stop().await;
+}

@@ -112,7 +112,8 @@ pub(crate) async fn list(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let params = Params::from_query(query)?;
-    let show_input = params.flag("showInput", false)?;
+    // On by default, as in the original (`showInput=false` leaves inputs out).
+    let show_input = params.flag("showInput", true)?;
     // The token travels percent-encoded: ids may hold characters a header cannot.
     let token = headers
         .get(CONTINUATION_HEADER)
@@ -155,6 +156,9 @@ pub(crate) async fn list(
     Ok(response)
 }
 
+/// The longest `Idempotency-Key` taken: it is stored with the event it guards.
+const MAX_IDEMPOTENCY_KEY: usize = 256;
+
 /// `POST /instances/{id}/raiseEvent/{event}`; an `Idempotency-Key` header makes a retried
 /// request record the event once.
 pub(crate) async fn raise_event(
@@ -171,10 +175,21 @@ pub(crate) async fn raise_event(
         ));
     }
     let data = json_body(&headers, body)?;
-    let idempotency_key = headers
-        .get("idempotency-key")
-        .and_then(|value| value.to_str().ok())
-        .filter(|key| !key.is_empty());
+    // A key that is not visible ASCII is refused, not ignored: ignoring it would record a
+    // retried event twice.
+    let idempotency_key = match headers.get("idempotency-key") {
+        None => None,
+        Some(value) => match value.to_str() {
+            Ok("") => None,
+            Ok(key) if key.len() <= MAX_IDEMPOTENCY_KEY => Some(key),
+            _ => {
+                return Err(ApiError::bad_request(format!(
+                    "the Idempotency-Key header must be visible ASCII of at most \
+                     {MAX_IDEMPOTENCY_KEY} bytes"
+                )));
+            }
+        },
+    };
     match idempotency_key {
         Some(key) => {
             state
@@ -267,14 +282,22 @@ pub(crate) async fn purge(
 }
 
 /// `DELETE /instances?createdTimeFrom=&createdTimeTo=&runtimeStatus=`: 404 when nothing
-/// matched, as in the original.
+/// matched, as in the original. `createdTimeFrom` is required, as in the original: a request
+/// that lost its parameters (or an empty instance id that made `instances/{id}` into
+/// `instances/`) must not purge every finished instance.
 pub(crate) async fn purge_by_filter(
     State(state): State<ApiState>,
     query: QueryParams,
 ) -> Result<Response, ApiError> {
     let params = Params::from_query(query)?;
+    let Some(created_from_ms) = params.time("createdTimeFrom")? else {
+        return Err(ApiError::bad_request(
+            "purging by filter needs 'createdTimeFrom' (the original's rule: an empty filter \
+             would purge every finished instance)",
+        ));
+    };
     let filter = PurgeFilter {
-        created_from_ms: params.time("createdTimeFrom")?,
+        created_from_ms: Some(created_from_ms),
         created_to_ms: params.time("createdTimeTo")?,
         updated_to_ms: None,
         statuses: params.statuses("runtimeStatus")?,

@@ -30,6 +30,10 @@ pub fn format_ms(ms: i64) -> String {
 /// ```
 pub fn parse_ms(text: &str) -> Option<i64> {
     let text = text.trim();
+    // Every slice below is taken at byte offsets: a non-ASCII character could split one.
+    if !text.is_ascii() {
+        return None;
+    }
     let bytes = text.as_bytes();
     if bytes.len() < 10 || bytes[4] != b'-' || bytes[7] != b'-' {
         return None;
@@ -170,6 +174,20 @@ mod tests {
             "2025-13-01",
             "2025-11-27T25:00:00Z",
             "2025-11-27T23:14",
+        ] {
+            assert_eq!(parse_ms(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn refuses_non_ascii_without_panicking() {
+        // Each puts a multi-byte character where a slice boundary would fall inside it.
+        for bad in [
+            "2025-11-0\u{e9}",
+            "2025-11-27T23:14:0\u{e9}",
+            "2025-11-27T23:14:00+0\u{e9}0",
+            "2025-11-27T23:14:00.\u{e9}",
+            "\u{e9}025-11-27",
         ] {
             assert_eq!(parse_ms(bad), None, "{bad}");
         }

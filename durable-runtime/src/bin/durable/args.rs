@@ -34,7 +34,7 @@ pub enum Command {
         /// The orchestrator's name.
         name: String,
         /// The instance id (a fresh one if not given).
-        #[arg(long)]
+        #[arg(long, value_parser = instance_id)]
         id: Option<String>,
         /// The input, as JSON (null if not given).
         #[arg(long)]
@@ -43,6 +43,7 @@ pub enum Command {
     /// Show an instance's status.
     Status {
         /// The instance id.
+        #[arg(value_parser = instance_id)]
         id: String,
     },
     /// List instances, a page at a time.
@@ -67,11 +68,13 @@ pub enum Command {
     /// export format).
     History {
         /// The instance id.
+        #[arg(value_parser = instance_id)]
         id: String,
     },
     /// Send an event to an instance.
     RaiseEvent {
         /// The instance id.
+        #[arg(value_parser = instance_id)]
         id: String,
         /// The event's name.
         name: String,
@@ -82,6 +85,7 @@ pub enum Command {
     /// Terminate an instance.
     Terminate {
         /// The instance id.
+        #[arg(value_parser = instance_id)]
         id: String,
         /// Why.
         #[arg(long, default_value = "")]
@@ -90,6 +94,7 @@ pub enum Command {
     /// Suspend an instance.
     Suspend {
         /// The instance id.
+        #[arg(value_parser = instance_id)]
         id: String,
         /// Why.
         #[arg(long, default_value = "")]
@@ -98,6 +103,7 @@ pub enum Command {
     /// Resume a suspended instance.
     Resume {
         /// The instance id.
+        #[arg(value_parser = instance_id)]
         id: String,
         /// Why.
         #[arg(long, default_value = "")]
@@ -106,6 +112,7 @@ pub enum Command {
     /// Rewind a failed instance: run again what it failed on.
     Rewind {
         /// The instance id.
+        #[arg(value_parser = instance_id)]
         id: String,
         /// Why.
         #[arg(long, default_value = "")]
@@ -114,6 +121,7 @@ pub enum Command {
     /// Restart a finished instance with its input (under its id, or a new one with --new-id).
     Restart {
         /// The instance id.
+        #[arg(value_parser = instance_id)]
         id: String,
         /// Start a new instance with a fresh id instead.
         #[arg(long)]
@@ -122,6 +130,7 @@ pub enum Command {
     /// Purge a finished instance, or every finished instance matching a filter.
     Purge {
         /// The instance id (or give a filter instead).
+        #[arg(value_parser = instance_id)]
         id: Option<String>,
         /// Only these statuses (repeat, or separate with commas).
         #[arg(long, value_delimiter = ',')]
@@ -133,6 +142,16 @@ pub enum Command {
         #[arg(long)]
         to: Option<String>,
     },
+}
+
+/// An instance id as an argument: refused here if empty, `.` or `..`, which would otherwise
+/// turn `instances/{id}` into the instance list (and a purge of one into a purge of all).
+fn instance_id(text: &str) -> Result<String, String> {
+    match text {
+        "" => Err("an instance id cannot be empty".into()),
+        "." | ".." => Err(format!("'{text}' cannot be an instance id")),
+        _ => Ok(text.to_string()),
+    }
 }
 
 /// A JSON argument (`null` when absent).

@@ -168,10 +168,16 @@ impl HttpTarget {
     }
 
     pub async fn purge_by(&self, filter: &ListFilter) -> Result<u64, CliError> {
+        let mut query = filter_query(filter);
+        // The API requires `createdTimeFrom` (so that a request that lost its filter purges
+        // nothing); the command line's filter was given on purpose, from the beginning of time.
+        if filter.from.is_none() {
+            query.push(("createdTimeFrom", format_time(0)));
+        }
         let request = self
             .http
             .delete(format!("{}/instances", self.base))
-            .query(&filter_query(filter));
+            .query(&query);
         match self.send(request).await {
             Ok(response) => {
                 let body: Value = Self::json(response).await?;

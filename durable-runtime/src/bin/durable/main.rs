@@ -130,6 +130,11 @@ async fn run(args: Args) -> Result<(), CliError> {
                     }
                     target.purge(&id).await?
                 }
+                None if status.is_empty() && from.is_none() && to.is_none() => {
+                    return Err(CliError::Usage(
+                        "purge needs an instance id or a filter (--status, --from, --to)".into(),
+                    ));
+                }
                 None => {
                     let filter = ListFilter {
                         statuses: status,
