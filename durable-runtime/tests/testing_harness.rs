@@ -637,3 +637,45 @@ async fn run_until_idle_returns_after_every_acknowledged_signal_is_applied() {
         test.shutdown().await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_raised_before_a_scheduled_start_does_not_stop_the_clock() {
+    for cache in CACHES {
+        let test = test_runtime(cache).await;
+        let client = test.client();
+        let start_at = std::time::UNIX_EPOCH
+            + Duration::from_millis(u64::try_from(test.now_ms() + HOUR_MS).expect("after 1970"));
+        let id = client
+            .start_with(
+                approval,
+                (),
+                durable_runtime::StartOptions {
+                    instance_id: None,
+                    scheduled_start: Some(start_at),
+                },
+            )
+            .await
+            .expect("scheduled");
+        // The event arrives while the instance waits for its start: it is parked until then,
+        // which must not count as work in flight, or the clock would never reach the start.
+        client
+            .raise_event(&id, "approved", "ann")
+            .await
+            .expect("raised");
+        let finished = tokio::time::timeout(Duration::from_secs(10), test.wait_for_completion(&id))
+            .await
+            .expect("the clock reaches the scheduled start")
+            .expect("completes");
+        assert_eq!(
+            finished.output_as::<String>().expect("output"),
+            "approved by ann",
+            "cache {cache:?}"
+        );
+        assert!(
+            test.elapsed() >= HOUR,
+            "cache {cache:?}: {:?}",
+            test.elapsed()
+        );
+        test.shutdown().await;
+    }
+}
