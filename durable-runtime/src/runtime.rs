@@ -205,12 +205,12 @@ impl RuntimeBuilder {
     pub async fn open_client(self) -> Result<Client, Error> {
         let registry = Registry::from_inventory()?;
         let store = Self::open_store(self.store).await?;
-        // No workers: the queues are dropped, and what the client's writes dispatch goes
-        // nowhere (it is in the store for the next runtime).
+        // No workers, and nothing dispatched (`runs_work: false`): what the client's writes
+        // create stays in the store for the next runtime, not in memory here.
         let (dispatcher, _queues) = Dispatcher::new(0);
         let health = HealthMonitor::new(self.clock.clone(), self.write_retry_interval);
-        // Entities stopped from the start: a signal's task ends before running anything, and
-        // the operation waits in the store like every other write of this handle.
+        // No entity task is started either; the entities' stop signal is set from the start
+        // all the same.
         let (_stopped, stop) = watch::channel(Some(tokio::time::Instant::now()));
         let shared = Arc::new(Shared {
             entities: entity::Entities::new(false, stop),
@@ -222,6 +222,7 @@ impl RuntimeBuilder {
             limits: self.limits,
             held_back: recovery::HeldBack::new(),
             hooks: None,
+            runs_work: false,
         });
         Ok(Client::detached(shared))
     }
@@ -248,6 +249,7 @@ impl RuntimeBuilder {
             limits: self.limits,
             held_back: recovery::HeldBack::new(),
             hooks: self.hooks,
+            runs_work: true,
         });
         // Taken before any worker or client can create work: recovery reads up to here.
         let marks = shared.store.work_watermarks().await?;

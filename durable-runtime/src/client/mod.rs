@@ -372,4 +372,29 @@ mod tests {
         assert_ne!(a, new_instance_id());
         assert!(validate_instance_id(&a).is_ok());
     }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_client_only_handle_keeps_nothing_in_memory_for_its_writes() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let client = crate::Runtime::builder()
+            .sqlite(dir.path().join("store.db"))
+            .open_client()
+            .await
+            .expect("opens");
+        for i in 0..200 {
+            let id = client
+                .start_by_name("anything", Some(format!("i{i}")), i)
+                .await
+                .expect("started");
+            client.raise_event(&id, "e", i).await.expect("raised");
+        }
+        // Everything is in the store for the next runtime; nothing waits in this process's
+        // dispatcher (a long-lived management service would grow without bound).
+        assert_eq!(client.shared.dispatcher.backlog(), (0, 0));
+        let last = client.get_status("i199").await.expect("reads");
+        assert_eq!(
+            last.map(|status| status.runtime_status),
+            Some(crate::RuntimeStatus::Pending)
+        );
+    }
 }

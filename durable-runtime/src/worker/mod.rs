@@ -61,6 +61,12 @@ pub(crate) struct Shared {
     pub hooks: Option<Arc<hooks::Hooks>>,
     /// The tasks of the live entities.
     pub entities: entity::Entities,
+    /// False for a client-only handle on a store ([`RuntimeBuilder::open_client`]): nothing
+    /// runs work here, so what its writes create stays in the store for the next runtime and
+    /// is not handed to (nor kept in) the dispatcher.
+    ///
+    /// [`RuntimeBuilder::open_client`]: crate::RuntimeBuilder::open_client
+    pub runs_work: bool,
 }
 
 impl Shared {
@@ -122,6 +128,12 @@ impl Shared {
 
     /// Hands what a durable write created to the dispatcher.
     fn dispatch(self: &Arc<Self>, written: Written) -> Delivered {
+        if !self.runs_work {
+            return match written {
+                Written::Delivered(None) | Written::Purged(_) => Delivered::Nothing,
+                _ => Delivered::Sent,
+            };
+        }
         match written {
             Written::Instance(message) | Written::Delivered(Some(message)) => {
                 self.deliver(message);
