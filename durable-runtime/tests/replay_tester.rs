@@ -351,3 +351,128 @@ async fn histories_of_events_and_timers_replay_on_both_sides_of_the_race() {
     assert_eq!(failing.recorded, "TaskScheduled 'say_goodbye'");
     assert_eq!(failing.new, "returns without scheduling it");
 }
+
+/// Version 1 of an order process.
+#[orchestrator(name = "order", version = "1")]
+async fn order_v1(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    Ok(ctx.call_activity(say_hello, "v1".to_string()).await?)
+}
+
+/// Version 2, beside it: instances of version 1 never run this code.
+#[orchestrator(name = "order", version = "2")]
+async fn order_v2(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    Ok(ctx.call_activity(say_hello, "v1".to_string()).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_of_another_version_is_not_reported_compatible() {
+    let test = TestRuntime::new().await.expect("starts");
+    let id = test.client().start(order_v1, ()).await.expect("starts");
+    let history = test
+        .wait_for_completion(&id)
+        .await
+        .expect("completes")
+        .history
+        .expect("history");
+    test.shutdown().await;
+    assert!(
+        replay_history(order_v1, &history)
+            .expect("replays")
+            .is_compatible()
+    );
+    // The same decisions, but production would never replay a version-1 instance on it.
+    match replay_history(order_v2, &history) {
+        Err(TestError::Replay(message)) => {
+            assert!(
+                message.contains("version '1'") && message.contains("version '2'"),
+                "{message}"
+            );
+        }
+        other => panic!("expected a version mismatch, got {other:?}"),
+    }
+}
+
+/// Completes: what history records.
+#[orchestrator]
+async fn one_round(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    Ok(ctx.call_activity(say_hello, "round".to_string()).await?)
+}
+
+/// The same round, then continues as new where history completed.
+#[orchestrator]
+async fn one_round_forever(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    ctx.call_activity(say_hello, "round".to_string()).await?;
+    ctx.continue_as_new(one_round_forever, ()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn continuing_as_new_where_history_completed_diverges_at_the_end() {
+    let test = TestRuntime::new().await.expect("starts");
+    let id = test.client().start(one_round, ()).await.expect("starts");
+    let history = test
+        .wait_for_completion(&id)
+        .await
+        .expect("completes")
+        .history
+        .expect("history");
+    test.shutdown().await;
+    let divergence = diverged(replay_history(one_round_forever, &history).expect("replays"));
+    assert_eq!(divergence.event_index, history.len() - 1, "{divergence}");
+    assert_eq!(divergence.recorded, "ExecutionCompleted", "{divergence}");
+    assert!(divergence.new.contains("continues as new"), "{divergence}");
+}
+
+#[derive(Default, serde::Serialize, serde::Deserialize)]
+struct Tally {
+    count: u64,
+}
+
+#[entity]
+impl Tally {
+    pub fn add(&mut self, n: u64) -> u64 {
+        self.count += n;
+        self.count
+    }
+
+    pub fn bump(&mut self, n: u64) -> u64 {
+        self.count += 2 * n;
+        self.count
+    }
+}
+
+/// Calls the entity's `add`: what history records.
+#[orchestrator]
+async fn tallying(ctx: OrchestrationContext) -> Result<u64, OrchestrationError> {
+    let id = Tally::entity_id("replayed");
+    let first = ctx.call_activity(say_hello, "first".to_string()).await?;
+    let _ = first;
+    Ok(ctx.call_entity(&id, Tally::add_op(1)).await?)
+}
+
+/// Calls another operation in its place.
+#[orchestrator]
+async fn tallying_renamed(ctx: OrchestrationContext) -> Result<u64, OrchestrationError> {
+    let id = Tally::entity_id("replayed");
+    let first = ctx.call_activity(say_hello, "first".to_string()).await?;
+    let _ = first;
+    Ok(ctx.call_entity(&id, Tally::bump_op(1)).await?)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renamed_entity_operation_points_at_its_call() {
+    let test = TestRuntime::new().await.expect("starts");
+    let id = test.client().start(tallying, ()).await.expect("starts");
+    let history = test
+        .wait_for_completion(&id)
+        .await
+        .expect("completes")
+        .history
+        .expect("history");
+    test.shutdown().await;
+    let called = history
+        .iter()
+        .position(|r| matches!(r.event, HistoryEvent::EntityOperationCalled(_)))
+        .expect("the call is recorded");
+    let divergence = diverged(replay_history(tallying_renamed, &history).expect("replays"));
+    assert_eq!(divergence.event_index, called, "{divergence}");
+}

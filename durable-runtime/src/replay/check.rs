@@ -6,6 +6,9 @@
 
 use super::*;
 
+/// How every non-determinism failure of the engine begins.
+const NON_DETERMINISTIC: &str = "non-deterministic orchestrator";
+
 /// What replaying a history against the code found.
 #[derive(Debug)]
 pub(crate) enum CheckedHistory {
@@ -33,11 +36,24 @@ pub(crate) fn check_history(
     max_payload_bytes: usize,
 ) -> CheckedHistory {
     let mut history = history.to_vec();
-    // The code under test runs, whatever name the recorded instance ran under.
+    // The code under test runs, whatever name the recorded instance ran under. Not whatever
+    // version: production keeps an instance on the version it started with, so a history of
+    // another version never replays against this code.
     for record in &mut history {
         if let HistoryEvent::ExecutionStarted(started) = &mut record.event {
+            if started.version.as_deref() != version {
+                let shown = |v: Option<&str>| {
+                    v.map_or("no version".to_string(), |v| format!("version '{v}'"))
+                };
+                return CheckedHistory::Failed(format!(
+                    "the history was recorded by {} of its orchestrator, the code under test is \
+                     {}: instances in flight keep running the version they started with, so \
+                     check this history against that version's code",
+                    shown(started.version.as_deref()),
+                    shown(version)
+                ));
+            }
             started.name = name.to_string();
-            started.version = version.map(str::to_string);
         }
     }
     // A finished history is replayed up to its end, then the end itself is checked.
@@ -67,6 +83,24 @@ pub(crate) fn check_history(
     let outcome = execution.pending_outcome.clone();
     let new_task = state.new_tasks.first().map(|task| task.action.describe());
     drop(state);
+    // A divergence found as a whole step rather than at a task (the code now continues as new
+    // in a step history records as going on, or as the end).
+    if let Some(Err(failure)) = &outcome
+        && failure.message.starts_with(NON_DETERMINISTIC)
+    {
+        let index = history.len() - 1;
+        return CheckedHistory::Diverged {
+            index,
+            recorded: end.unwrap_or("the run going on").to_string(),
+            new: if failure.message.contains("continues as new") {
+                "continues as new instead"
+            } else {
+                "decides otherwise (see the message)"
+            }
+            .to_string(),
+            message: failure.message.clone(),
+        };
+    }
     if let Some(Err(failure)) = &outcome
         && !execution.code_returned
         && execution.future.is_none()
@@ -102,6 +136,7 @@ fn index_of_task(history: &[HistoryRecord], task_id: u64) -> usize {
         HistoryEvent::TaskScheduled { task_id, .. }
         | HistoryEvent::TimerCreated { task_id, .. } => Some(*task_id),
         HistoryEvent::SubOrchestrationInstanceCreated(created) => Some(created.task_id),
+        HistoryEvent::EntityOperationCalled(call) => Some(call.task_id),
         _ => None,
     };
     let result = |event: &HistoryEvent| match event {
@@ -109,7 +144,9 @@ fn index_of_task(history: &[HistoryRecord], task_id: u64) -> usize {
         | HistoryEvent::TaskFailed { task_id, .. }
         | HistoryEvent::TimerFired { task_id }
         | HistoryEvent::SubOrchestrationInstanceCompleted { task_id, .. }
-        | HistoryEvent::SubOrchestrationInstanceFailed { task_id, .. } => Some(*task_id),
+        | HistoryEvent::SubOrchestrationInstanceFailed { task_id, .. }
+        | HistoryEvent::EntityOperationCompleted { task_id, .. }
+        | HistoryEvent::EntityOperationFailed { task_id, .. } => Some(*task_id),
         _ => None,
     };
     let position = |matches: &dyn Fn(u64) -> bool, of: &dyn Fn(&HistoryEvent) -> Option<u64>| {

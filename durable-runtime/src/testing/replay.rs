@@ -78,6 +78,12 @@ impl std::error::Error for Divergence {}
 /// reports [`ReplayReport::Compatible`]; an activity inserted, removed, renamed or moved, or
 /// a timer added, reports the first divergence.
 ///
+/// What production does not compare is not compared here either: activity inputs, and which
+/// version of a sub-orchestration a call by name runs. A history recorded by another
+/// version of the orchestrator (`#[orchestrator(version = ..)]`) is an error, not a report:
+/// instances keep the version they started with, so check it against that version's code. A
+/// terminated history is checked up to its last recorded step only.
+///
 /// ```no_run
 /// use durable_runtime::prelude::*;
 /// use durable_runtime::testing::{load_history, replay_history};
