@@ -32,7 +32,24 @@
 //! | `POST /instances/{id}/restart?restartWithNewInstanceId=` | restart (new id by default) | 202 + the management URLs; 404; 409 |
 //! | `DELETE /instances/{id}` | purge one | 200 `{"instancesDeleted":1}`; 404; 409 not finished |
 //! | `GET /instances/{id}/history` | (ours, not the original's) the history as [`HistoryRecord`](crate::HistoryRecord)s, the stable export format | 200; 404 |
-//! | `DELETE /instances` | purge by filter (`createdTimeFrom`, `createdTimeTo`, `runtimeStatus`) | 200 `{"instancesDeleted":n}`; 404 none matched |
+//! | `DELETE /instances` | purge by filter (`createdTimeFrom` (required, as in the original), `createdTimeTo`, `runtimeStatus`) | 200 `{"instancesDeleted":n}`; 400 without `createdTimeFrom`; 404 none matched |
+//!
+//! Where we answer differently from the original, on purpose:
+//! - A request that does not apply to the instance's status gets 409 and changes nothing
+//!   (suspending a suspended instance, resuming a running one, rewinding one that has not
+//!   failed, purging one that has not finished); the original answers 202 (or 200) and drops
+//!   the request later, so a script cannot tell.
+//! - Starting with the id of an existing instance is 409: the original replaces an instance
+//!   in any state by default; here a finished instance is run again with `restart`, and a
+//!   running one is never replaced silently.
+//! - `timeout` and `pollingInterval` on start and restart (wait for completion) are not
+//!   supported: the answer is always the 202, and clients poll `Location`.
+//! - `X-Forwarded-Host` and `X-Forwarded-Proto` are always honoured when building the
+//!   management URLs (the original needs a setting); the first value of a list is used.
+//!   Behind a proxy that does not overwrite them, a client can choose the host its own URLs
+//!   name. The URLs carry the key as `code=` when the request used one.
+//! - A page of `GET /instances` is bounded by `top` (at most 1,000 instances), not by bytes:
+//!   with large inputs and outputs, ask for smaller pages or `showInput=false`.
 //!
 //! Every error is a JSON body `{"code": "...", "message": "..."}`. Requests need the key, if
 //! the server has one ([`HttpOptions::key`]), in `code=` or the `x-functions-key` header
