@@ -56,15 +56,21 @@ pub fn assert_not_found<T: std::fmt::Debug>(result: &Result<T, durable_runtime::
     );
 }
 
-/// A fresh store in its own temporary directory (removed on drop).
+/// A fresh store in its own temporary directory (removed on drop): an SQLite file, or, when
+/// `DURABLE_TEST_BACKEND=postgres` (feature `postgres`), a PostgreSQL schema of its own in the
+/// database at `DURABLE_TEST_POSTGRES_URL` (the runtime-level conformance run: see
+/// `.ci/run`).
 pub struct TestStore {
     pub dir: TempDir,
+    /// `(url, schema)` when the runtimes of this test run on PostgreSQL.
+    pub postgres: Option<(String, String)>,
 }
 
 impl TestStore {
     pub fn new() -> Self {
         TestStore {
             dir: tempfile::tempdir().expect("create a temporary directory"),
+            postgres: postgres_schema(),
         }
     }
 
@@ -73,6 +79,10 @@ impl TestStore {
     }
 
     pub fn builder(&self) -> RuntimeBuilder {
+        #[cfg(feature = "postgres")]
+        if let Some((url, schema)) = &self.postgres {
+            return Runtime::builder().postgres(url).postgres_schema(schema);
+        }
         Runtime::builder().sqlite(self.path())
     }
 
@@ -186,6 +196,37 @@ impl TestStore {
         let client = runtime.client();
         (runtime, client)
     }
+}
+
+/// A schema of its own for a test, when runtime tests run on PostgreSQL
+/// (`DURABLE_TEST_BACKEND=postgres`); the run fails loudly if the database is not configured.
+pub fn postgres_schema() -> Option<(String, String)> {
+    if std::env::var("DURABLE_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    assert!(
+        cfg!(feature = "postgres"),
+        "DURABLE_TEST_BACKEND=postgres needs --features postgres"
+    );
+    let url = std::env::var("DURABLE_TEST_POSTGRES_URL")
+        .expect("DURABLE_TEST_BACKEND=postgres needs DURABLE_TEST_POSTGRES_URL");
+    Some((url, unique_schema()))
+}
+
+/// A schema name no other test (of this or another process) uses.
+pub fn unique_schema() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
 }
 
 /// The instance's full history (the instance must exist).
