@@ -151,6 +151,20 @@ impl PostgresStore {
     }
 }
 
+impl PostgresStore {
+    /// Runs `sql` on a pooled connection and answers the first column of its first row as an
+    /// integer (tests: inserting a stray row, counting rows).
+    #[doc(hidden)]
+    pub async fn query_i64(&self, sql: &str) -> Result<i64, StoreError> {
+        let client = self.pool.get().await?;
+        let row = Db(&client)
+            .query_opt(sql, &[])
+            .await?
+            .ok_or(StoreError::UnexpectedAnswer("query_i64"))?;
+        db::col(&row, 0, "query", sql)
+    }
+}
+
 /// Opens the connection that holds the schema's advisory lock for the store's life.
 async fn connect_owner(
     config: &tokio_postgres::Config,
