@@ -22,12 +22,43 @@ pub fn cache_settings(cache: Option<usize>) -> impl Fn(RuntimeBuilder) -> Runtim
 
 /// How many rows of `instance_id` the store file's `table` holds.
 pub fn count_rows(store: &TestStore, table: &str, instance_id: &str) -> i64 {
+    #[cfg(feature = "postgres")]
+    if let Some((url, schema)) = &store.postgres {
+        return postgres_count(url, schema, table, instance_id);
+    }
     let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("opens");
     conn.query_row(
         &format!("SELECT COUNT(*) FROM {table} WHERE instance_id = ?1"),
         [instance_id],
         |row| row.get(0),
     )
+    .expect("counts")
+}
+
+/// [`count_rows`] on PostgreSQL: on a connection of its own, in a thread of its own (the
+/// caller may be on the test's runtime, which must not block).
+#[cfg(feature = "postgres")]
+fn postgres_count(url: &str, schema: &str, table: &str, instance_id: &str) -> i64 {
+    let (url, sql, id) = (
+        url.to_string(),
+        format!("SELECT COUNT(*) FROM {schema}.{table} WHERE instance_id = $1"),
+        instance_id.to_string(),
+    );
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connects");
+            tokio::spawn(connection);
+            let row = client.query_one(&sql, &[&id]).await.expect("counts");
+            row.get::<_, i64>(0)
+        })
+    })
+    .join()
     .expect("counts")
 }
 
