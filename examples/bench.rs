@@ -550,7 +550,12 @@ fn run_each_in_a_child(args: &Args) -> Result<(), BoxError> {
         if args.json {
             child.arg("--json");
         }
-        child.args(["--store", &args.store, "--workers", &args.workers.to_string()]);
+        child.args([
+            "--store",
+            &args.store,
+            "--workers",
+            &args.workers.to_string(),
+        ]);
         if args.quick {
             child.arg("--quick");
         }

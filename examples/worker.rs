@@ -49,7 +49,10 @@ pub async fn ship(order: u32) -> Result<String, ActivityError> {
 
 /// One order: reserve, charge, a short durable cooling-off timer, ship.
 #[orchestrator]
-pub async fn order(ctx: OrchestrationContext, order: u32) -> Result<Vec<String>, OrchestrationError> {
+pub async fn order(
+    ctx: OrchestrationContext,
+    order: u32,
+) -> Result<Vec<String>, OrchestrationError> {
     let reserved = ctx.call_activity(reserve, order).await?;
     let charged = ctx.call_activity(charge, order).await?;
     ctx.sleep(Duration::from_millis(200)).await?;
@@ -94,7 +97,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "schema {}: no unfinished orders; {}{} completed",
         args.schema,
         page.instances.len(),
-        if page.continuation_token.is_some() { "+" } else { "" }
+        if page.continuation_token.is_some() {
+            "+"
+        } else {
+            ""
+        }
     );
     runtime.shutdown().await;
     Ok(())

@@ -32,8 +32,8 @@ async fn counted(ctx: OrchestrationContext, start: u64) -> Result<u64, Orchestra
 /// Restarts the cluster the way a crash does, as the user that owns it.
 fn crash_restart(dir: &str, bin: &str) {
     let pg_ctl = format!("{bin}/pg_ctl");
-    let data = format!("{dir}/data");
-    let args = ["-D", data.as_str(), "-m", "immediate", "-w", "restart"];
+    let (data, log) = (format!("{dir}/data"), format!("{dir}/log"));
+    let args = ["-D", &data, "-l", &log, "-m", "immediate", "-w", "restart"];
     let status = if running_as_root() {
         std::process::Command::new("runuser")
             .args(["-u", "durable-pg", "--", pg_ctl.as_str()])
@@ -46,7 +46,10 @@ fn crash_restart(dir: &str, bin: &str) {
             .stdout(std::process::Stdio::null())
             .status()
     };
-    assert!(status.expect("pg_ctl runs").success(), "pg_ctl restart failed");
+    assert!(
+        status.expect("pg_ctl runs").success(),
+        "pg_ctl restart failed"
+    );
 }
 
 fn running_as_root() -> bool {
@@ -99,11 +102,17 @@ async fn a_database_crash_mid_run_loses_nothing_acknowledged() {
     }
     // Half the events are acknowledged before the crash.
     for id in &ids[..15] {
-        client.raise_event(id, "bonus", 7u64).await.expect("acknowledged");
+        client
+            .raise_event(id, "bonus", 7u64)
+            .await
+            .expect("acknowledged");
     }
     // Crash once some of the work is recorded and some is not.
     loop {
-        let history = client.get_status_with_history(&ids[0]).await.expect("reads");
+        let history = client
+            .get_status_with_history(&ids[0])
+            .await
+            .expect("reads");
         let recorded = history
             .and_then(|status| status.history)
             .map(|h| {
@@ -131,7 +140,11 @@ async fn a_database_crash_mid_run_loses_nothing_acknowledged() {
     }
     for (n, id) in ids.iter().enumerate() {
         let status = completed(&client, id).await;
-        assert_eq!(status.runtime_status, RuntimeStatus::Completed, "{status:?}");
+        assert_eq!(
+            status.runtime_status,
+            RuntimeStatus::Completed,
+            "{status:?}"
+        );
         assert_eq!(
             status.output_as::<u64>().expect("output"),
             n as u64 * 100 + STEPS + 7
@@ -146,7 +159,10 @@ async fn a_database_crash_mid_run_loses_nothing_acknowledged() {
             .iter()
             .filter(|r| matches!(r.event, HistoryEvent::TaskCompleted { .. }))
             .count();
-        assert_eq!(results as u64, STEPS, "each activity result recorded once in {id}");
+        assert_eq!(
+            results as u64, STEPS,
+            "each activity result recorded once in {id}"
+        );
         let events = history
             .iter()
             .filter(|r| matches!(r.event, HistoryEvent::EventRaised { .. }))

@@ -39,7 +39,10 @@ async fn a_new_schema_is_created_at_the_current_version_and_reopened_as_is() {
     let store = PostgresStore::connect(&url, &schema).await.expect("opens");
     store.write(create("kept")).await.expect("created");
     assert_eq!(
-        store.query_i64("SELECT version::bigint FROM durable_schema").await.expect("reads"),
+        store
+            .query_i64("SELECT version::bigint FROM durable_schema")
+            .await
+            .expect("reads"),
         i64::from(SCHEMA_VERSION)
     );
     drop(store);
@@ -73,7 +76,10 @@ async fn a_second_store_on_the_same_schema_is_refused() {
     let schema = support::unique_schema();
     let first = PostgresStore::connect(&url, &schema).await.expect("opens");
     let second = PostgresStore::connect(&url, &schema).await;
-    assert!(matches!(second, Err(StoreError::Locked { .. })), "{second:?}");
+    assert!(
+        matches!(second, Err(StoreError::Locked { .. })),
+        "{second:?}"
+    );
     // Another schema in the same database is another app: it opens.
     let other = PostgresStore::connect(&url, &support::unique_schema()).await;
     assert!(other.is_ok(), "{other:?}");
@@ -110,7 +116,9 @@ async fn a_newer_or_foreign_schema_is_refused_and_left_alone() {
             }
         }
     };
-    let newer = tokio::time::timeout(support::WAIT, refused).await.expect("answers");
+    let newer = tokio::time::timeout(support::WAIT, refused)
+        .await
+        .expect("answers");
     match newer {
         Err(StoreError::IncompatibleSchema { reason, .. }) => {
             assert!(reason.contains("newer release"), "{reason}")
@@ -129,9 +137,15 @@ async fn a_newer_or_foreign_schema_is_refused_and_left_alone() {
 #[tokio::test]
 async fn bad_urls_and_schema_names_are_typed_errors() {
     let bad_name = PostgresStore::connect("postgres://localhost/x", "Robert'); DROP").await;
-    assert!(matches!(bad_name, Err(StoreError::Refused(_))), "{bad_name:?}");
+    assert!(
+        matches!(bad_name, Err(StoreError::Refused(_))),
+        "{bad_name:?}"
+    );
     let bad_url = PostgresStore::connect("mysql://nope", "app").await;
-    assert!(matches!(bad_url, Err(StoreError::Refused(_))), "{bad_url:?}");
+    assert!(
+        matches!(bad_url, Err(StoreError::Refused(_))),
+        "{bad_url:?}"
+    );
     // Nothing listens on port 1: transient, not fatal.
     let down = PostgresStore::connect("postgres://postgres@127.0.0.1:1/postgres", "app").await;
     match down {
@@ -157,5 +171,13 @@ async fn a_value_postgres_cannot_store_is_fatal_and_spares_the_rest_of_the_batch
     assert!(results[0].is_ok() && results[2].is_ok(), "{results:?}");
     assert!(store.read_instance("a").await.expect("reads").is_some());
     assert!(store.read_instance("d").await.expect("reads").is_some());
-    assert_eq!(store.pending_messages(0, 10).await.expect("reads").items.len(), 2);
+    assert_eq!(
+        store
+            .pending_messages(0, 10)
+            .await
+            .expect("reads")
+            .items
+            .len(),
+        2
+    );
 }

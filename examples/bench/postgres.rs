@@ -21,11 +21,15 @@ pub fn configure(store: &str, workers: u32) -> Result<(), BoxError> {
         "sqlite" => None,
         url if url.starts_with("postgres://") || url.starts_with("postgresql://") => {
             if !cfg!(feature = "postgres") {
-                return Err("--store postgres://... needs the bench built with --features postgres".into());
+                return Err(
+                    "--store postgres://... needs the bench built with --features postgres".into(),
+                );
             }
             Some(url.to_string())
         }
-        other => return Err(format!("--store {other}: expected sqlite or a postgres:// URL").into()),
+        other => {
+            return Err(format!("--store {other}: expected sqlite or a postgres:// URL").into());
+        }
     };
     if workers != 1 {
         return Err(format!(

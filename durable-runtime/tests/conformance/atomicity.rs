@@ -53,7 +53,12 @@ crate::conformance! {
 async fn a_refused_write_in_a_batch_spares_the_others(store: Subject) {
     store.write(create("a")).await.expect("created");
     let results = store
-        .write_batch(vec![create("b"), create("a"), create("c"), raise("b", None)])
+        .write_batch(vec![
+            create("b"),
+            create("a"),
+            create("c"),
+            raise("b", None),
+        ])
         .await;
     assert!(results[0].is_ok(), "{results:?}");
     assert!(
@@ -79,10 +84,7 @@ async fn a_step_refused_late_leaves_nothing_behind(store: Subject) {
     step.custom_status = Some(Payload::encode(&"busy").expect("encodes"));
     // The timer to record is not there: refused after the messages were consumed.
     step.fired_timers = vec![999_999];
-    let err = store
-        .write(Write::Step(step))
-        .await
-        .expect_err("refused");
+    let err = store.write(Write::Step(step)).await.expect_err("refused");
     assert!(matches!(err, StoreError::TimersGone(_)), "{err}");
     assert_eq!(store.pending_message_ids().await, vec![started]);
     assert!(store.read_history("i").await.expect("reads").is_empty());
@@ -94,7 +96,11 @@ async fn a_step_refused_late_leaves_nothing_behind(store: Subject) {
             .items
             .is_empty()
     );
-    let status = store.read_instance("i").await.expect("reads").expect("exists");
+    let status = store
+        .read_instance("i")
+        .await
+        .expect("reads")
+        .expect("exists");
     assert_eq!(status.runtime_status, RuntimeStatus::Pending);
     assert_eq!(status.custom_status, None);
 }

@@ -55,18 +55,20 @@ async fn a_step_creates_its_children_with_their_starts_and_parent_links(store: S
         assert_eq!(&*message.execution_id, format!("{id}-run"));
         assert_eq!(
             message.event,
-            HistoryEvent::ExecutionStarted(Box::new(durable_runtime::history::ExecutionStartedEvent {
-                name: "child".into(),
-                version: Some("2".into()),
-                input: Payload::encode(&task_id).expect("encodes"),
-                execution_id: Some(format!("{id}-run")),
-                parent: Some(ParentInstance {
-                    instance_id: "p".into(),
-                    execution_id: RUN.into(),
-                    task_id,
-                }),
-                carried_events: Vec::new(),
-            }))
+            HistoryEvent::ExecutionStarted(Box::new(
+                durable_runtime::history::ExecutionStartedEvent {
+                    name: "child".into(),
+                    version: Some("2".into()),
+                    input: Payload::encode(&task_id).expect("encodes"),
+                    execution_id: Some(format!("{id}-run")),
+                    parent: Some(ParentInstance {
+                        instance_id: "p".into(),
+                        execution_id: RUN.into(),
+                        task_id,
+                    }),
+                    carried_events: Vec::new(),
+                }
+            ))
         );
         let status = store
             .read_instance(id)

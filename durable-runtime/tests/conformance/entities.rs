@@ -54,15 +54,22 @@ async fn entity_batches_are_fenced_by_version_and_consume_once(store: Subject) {
         .await
         .expect("commits");
     // The same batch again (a worker that lost its answer) is fenced by the version...
-    let again = store.write(Write::Entity(batch(id, 0, ids[..2].to_vec(), 4))).await;
+    let again = store
+        .write(Write::Entity(batch(id, 0, ids[..2].to_vec(), 4)))
+        .await;
     assert!(matches!(again, Err(StoreError::Fenced(_))), "{again:?}");
     // ...and at the right version, by the messages it consumed before.
-    let gone = store.write(Write::Entity(batch(id, 1, ids[..2].to_vec(), 4))).await;
+    let gone = store
+        .write(Write::Entity(batch(id, 1, ids[..2].to_vec(), 4)))
+        .await;
     assert!(matches!(gone, Err(StoreError::MessagesGone(_))), "{gone:?}");
     let snapshot = store.load_entity(id).await.expect("loads");
     assert_eq!(snapshot.version, 1);
     assert_eq!(snapshot.state, Some(Payload::encode(&2).expect("encodes")));
-    assert_eq!(snapshot.pending.iter().map(|m| m.id).collect::<Vec<_>>(), vec![ids[2]]);
+    assert_eq!(
+        snapshot.pending.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
     let record = store.read_entity(id).await.expect("reads").expect("exists");
     assert_eq!(record.pending_operations, 1);
     assert_eq!(store.entity_log(id).await.expect("reads").len(), 2);
@@ -75,7 +82,10 @@ async fn entity_batches_are_fenced_by_version_and_consume_once(store: Subject) {
 async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
     store.write(create("caller")).await.expect("created");
     for id in ["@counter@a", "@counter@b", "@other@a"] {
-        store.write(Write::Entity(batch(id, 0, Vec::new(), 7))).await.expect("commits");
+        store
+            .write(Write::Entity(batch(id, 0, Vec::new(), 7)))
+            .await
+            .expect("commits");
     }
     let mut answering = batch("@counter@a", 1, Vec::new(), 8);
     answering.responses = vec![(
@@ -86,7 +96,10 @@ async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
         },
         Ok(Payload::encode(&8).expect("encodes")),
     )];
-    let Written::Entity(work) = store.write(Write::Entity(answering)).await.expect("commits")
+    let Written::Entity(work) = store
+        .write(Write::Entity(answering))
+        .await
+        .expect("commits")
     else {
         panic!("an entity write answers with its work");
     };
@@ -124,9 +137,24 @@ async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
     let purge = Write::PurgeEntities {
         entity_ids: vec!["@other@a".into(), "@counter@b".into()],
     };
-    assert_eq!(store.write(purge).await.expect("purges"), Written::Purged(1));
-    assert!(store.read_entity("@other@a").await.expect("reads").is_none());
-    assert!(store.read_entity("@counter@b").await.expect("reads").is_some());
+    assert_eq!(
+        store.write(purge).await.expect("purges"),
+        Written::Purged(1)
+    );
+    assert!(
+        store
+            .read_entity("@other@a")
+            .await
+            .expect("reads")
+            .is_none()
+    );
+    assert!(
+        store
+            .read_entity("@counter@b")
+            .await
+            .expect("reads")
+            .is_some()
+    );
 }
 
 crate::conformance! {

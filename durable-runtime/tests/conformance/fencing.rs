@@ -81,7 +81,9 @@ async fn only_pending_or_running_instances_move_and_finishing_disarms_timers(sto
     assert_eq!(status, Some(RuntimeStatus::Completed));
 }
 
-async fn failing_an_instance_disarms_its_timers_and_unknown_instances_are_not_found(store: Subject) {
+async fn failing_an_instance_disarms_its_timers_and_unknown_instances_are_not_found(
+    store: Subject,
+) {
     store.write(create("i")).await.expect("created");
     let mut arm = step("i", 0);
     arm.timers = vec![(1, 1_000)];

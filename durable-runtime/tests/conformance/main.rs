@@ -66,9 +66,7 @@ impl Subject {
         #[cfg(feature = "postgres")]
         {
             let Ok(url) = std::env::var("DURABLE_TEST_POSTGRES_URL") else {
-                eprintln!(
-                    "SKIPPED {test} on PostgreSQL: DURABLE_TEST_POSTGRES_URL is not set"
-                );
+                eprintln!("SKIPPED {test} on PostgreSQL: DURABLE_TEST_POSTGRES_URL is not set");
                 return None;
             };
             let schema = unique_schema();

@@ -19,24 +19,51 @@ async fn terminating_ends_the_instance_and_discards_its_work(store: Subject) {
     arm.activities = vec![(2, "a".into(), Payload::null())];
     store.write(Write::Step(arm)).await.expect("applies");
     store.write(terminate("i")).await.expect("terminates");
-    let status = store.read_instance("i").await.expect("reads").expect("exists");
+    let status = store
+        .read_instance("i")
+        .await
+        .expect("reads")
+        .expect("exists");
     assert_eq!(status.runtime_status, RuntimeStatus::Terminated);
-    assert_eq!(status.output, Some(Payload::encode(&"stop").expect("encodes")));
+    assert_eq!(
+        status.output,
+        Some(Payload::encode(&"stop").expect("encodes"))
+    );
     let history = store.read_history("i").await.expect("reads");
     assert!(matches!(
         history.last().map(|r| &r.event),
         Some(HistoryEvent::ExecutionTerminated { .. })
     ));
     assert!(store.pending_message_ids().await.is_empty());
-    assert!(store.pending_timers(DueKey::FIRST, 10).await.expect("reads").items.is_empty());
-    assert!(store.pending_activities(0, 10).await.expect("reads").items.is_empty());
+    assert!(
+        store
+            .pending_timers(DueKey::FIRST, 10)
+            .await
+            .expect("reads")
+            .items
+            .is_empty()
+    );
+    assert!(
+        store
+            .pending_activities(0, 10)
+            .await
+            .expect("reads")
+            .items
+            .is_empty()
+    );
     // Finished: no second termination, and a step of the old run is fenced.
     let again = store.write(terminate("i")).await;
-    assert!(matches!(again, Err(StoreError::NotApplicable { .. })), "{again:?}");
+    assert!(
+        matches!(again, Err(StoreError::NotApplicable { .. })),
+        "{again:?}"
+    );
     let late = store.write(Write::Step(step("i", 2))).await;
     assert!(matches!(late, Err(StoreError::Fenced(_))), "{late:?}");
     let missing = store.write(terminate("nobody")).await;
-    assert!(matches!(missing, Err(StoreError::InstanceNotFound(_))), "{missing:?}");
+    assert!(
+        matches!(missing, Err(StoreError::InstanceNotFound(_))),
+        "{missing:?}"
+    );
 }
 
 async fn suspend_and_resume_follow_the_state_machine(store: Subject) {
@@ -56,7 +83,10 @@ async fn suspend_and_resume_follow_the_state_machine(store: Subject) {
         })
     };
     let early = store.write(resume()).await;
-    assert!(matches!(early, Err(StoreError::NotApplicable { .. })), "{early:?}");
+    assert!(
+        matches!(early, Err(StoreError::NotApplicable { .. })),
+        "{early:?}"
+    );
     store.write(suspend()).await.expect("suspends");
     assert_eq!(
         store.read_runtime_status("i").await.expect("reads"),
@@ -73,8 +103,14 @@ async fn suspend_and_resume_follow_the_state_machine(store: Subject) {
     );
     let page = store.pending_messages(0, 10).await.expect("reads");
     let kinds: Vec<&HistoryEvent> = page.items.iter().map(|m| &m.event).collect();
-    assert!(matches!(kinds[1], HistoryEvent::ExecutionSuspended { .. }), "{kinds:?}");
-    assert!(matches!(kinds[2], HistoryEvent::ExecutionResumed { .. }), "{kinds:?}");
+    assert!(
+        matches!(kinds[1], HistoryEvent::ExecutionSuspended { .. }),
+        "{kinds:?}"
+    );
+    assert!(
+        matches!(kinds[2], HistoryEvent::ExecutionResumed { .. }),
+        "{kinds:?}"
+    );
 }
 
 async fn restart_and_purge_apply_only_to_finished_instances(store: Subject) {
@@ -88,9 +124,15 @@ async fn restart_and_purge_apply_only_to_finished_instances(store: Subject) {
     };
     let purge = || Write::Manage(Manage::Purge(PurgeTarget::Instance("i".into())));
     let running = store.write(restart("run-2")).await;
-    assert!(matches!(running, Err(StoreError::NotApplicable { .. })), "{running:?}");
+    assert!(
+        matches!(running, Err(StoreError::NotApplicable { .. })),
+        "{running:?}"
+    );
     let running = store.write(purge()).await;
-    assert!(matches!(running, Err(StoreError::NotApplicable { .. })), "{running:?}");
+    assert!(
+        matches!(running, Err(StoreError::NotApplicable { .. })),
+        "{running:?}"
+    );
     let mut done = step("i", 0);
     done.consumed = vec![started];
     done.status = Some(RuntimeStatus::Completed);
@@ -100,7 +142,11 @@ async fn restart_and_purge_apply_only_to_finished_instances(store: Subject) {
         panic!("a restart answers with the new start");
     };
     assert_eq!(&*start.execution_id, "run-2");
-    let status = store.read_instance("i").await.expect("reads").expect("exists");
+    let status = store
+        .read_instance("i")
+        .await
+        .expect("reads")
+        .expect("exists");
     assert_eq!(status.runtime_status, RuntimeStatus::Pending);
     assert_eq!(status.output, None);
     assert!(store.read_history("i").await.expect("reads").is_empty());
@@ -121,7 +167,10 @@ async fn restart_and_purge_apply_only_to_finished_instances(store: Subject) {
         },
         limit: 10,
     }));
-    assert_eq!(store.write(filtered).await.expect("purges"), Written::Purged(0));
+    assert_eq!(
+        store.write(filtered).await.expect("purges"),
+        Written::Purged(0)
+    );
     assert!(store.read_instance("live").await.expect("reads").is_some());
 }
 

@@ -60,12 +60,25 @@ async fn chains_run_hot_and_replayed_and_across_a_restart(store: Subject) {
         let runtime = builder(&store).start().await.expect("starts again");
         let client = runtime.client();
         for id in &ids {
-            client.raise_event(id, "bonus", 1000u64).await.expect("raised");
+            client
+                .raise_event(id, "bonus", 1000u64)
+                .await
+                .expect("raised");
         }
         for (n, id) in ids.iter().enumerate() {
-            let status = client.wait_for_completion(id, WAIT).await.expect("completes");
-            assert_eq!(status.runtime_status, RuntimeStatus::Completed, "{status:?}");
-            assert_eq!(status.output_as::<u64>().expect("output"), n as u64 * 10 + 1005);
+            let status = client
+                .wait_for_completion(id, WAIT)
+                .await
+                .expect("completes");
+            assert_eq!(
+                status.runtime_status,
+                RuntimeStatus::Completed,
+                "{status:?}"
+            );
+            assert_eq!(
+                status.output_as::<u64>().expect("output"),
+                n as u64 * 10 + 1005
+            );
             let history = store.read_history(id).await.expect("reads");
             let completions = history
                 .iter()

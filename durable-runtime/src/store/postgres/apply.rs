@@ -450,16 +450,18 @@ async fn delete_owned(
         return Ok(Vec::new());
     }
     // One statement for all of them: a step consuming 100 messages costs one round trip.
-    let sql = format!(
-        "DELETE FROM {table} WHERE id = ANY($1) AND instance_id = $2 RETURNING id"
-    );
+    let sql = format!("DELETE FROM {table} WHERE id = ANY($1) AND instance_id = $2 RETURNING id");
     let deleted: Vec<i64> = db
         .query(&sql, &[&ids, &instance_id])
         .await?
         .iter()
         .map(|row| col(row, 0, table, instance_id))
         .collect::<Result<_, _>>()?;
-    Ok(ids.iter().copied().filter(|id| !deleted.contains(id)).collect())
+    Ok(ids
+        .iter()
+        .copied()
+        .filter(|id| !deleted.contains(id))
+        .collect())
 }
 
 async fn apply_step(db: &Db<'_>, step: &StepCommit) -> Result<Written, StoreError> {

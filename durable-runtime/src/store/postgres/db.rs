@@ -69,7 +69,8 @@ pub(crate) fn col<'r, T: FromSql<'r>>(
 
 /// A count or sequence number as a column value; one over `i64::MAX` can never be stored.
 pub(crate) fn int(value: u64, what: &str) -> Result<i64, StoreError> {
-    i64::try_from(value).map_err(|_| StoreError::Refused(format!("{what} {value} is over i64::MAX")))
+    i64::try_from(value)
+        .map_err(|_| StoreError::Refused(format!("{what} {value} is over i64::MAX")))
 }
 
 /// A stored non-negative integer, or [`StoreError::Corrupt`].

@@ -155,8 +155,7 @@ pub(super) async fn commit(db: &Db<'_>, commit: &EntityCommit) -> Result<EntityW
                 failure: failure.clone(),
             },
         };
-        messages
-            .push(insert_message(db, &reply.instance_id, &reply.execution_id, &event).await?);
+        messages.push(insert_message(db, &reply.instance_id, &reply.execution_id, &event).await?);
     }
     Ok(EntityWork { signals, messages })
 }

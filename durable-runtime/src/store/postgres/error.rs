@@ -76,8 +76,14 @@ mod tests {
 
     #[test]
     fn sqlstates_map_to_error_classes() {
-        assert_eq!(class(SqlState::T_R_SERIALIZATION_FAILURE), ErrorClass::Transient);
-        assert_eq!(class(SqlState::T_R_DEADLOCK_DETECTED), ErrorClass::Transient);
+        assert_eq!(
+            class(SqlState::T_R_SERIALIZATION_FAILURE),
+            ErrorClass::Transient
+        );
+        assert_eq!(
+            class(SqlState::T_R_DEADLOCK_DETECTED),
+            ErrorClass::Transient
+        );
         assert_eq!(class(SqlState::CONNECTION_FAILURE), ErrorClass::Transient);
         assert_eq!(class(SqlState::ADMIN_SHUTDOWN), ErrorClass::Transient);
         assert_eq!(class(SqlState::CRASH_SHUTDOWN), ErrorClass::Transient);
@@ -86,7 +92,10 @@ mod tests {
         assert_eq!(class(SqlState::LOCK_NOT_AVAILABLE), ErrorClass::Transient);
         assert_eq!(class(SqlState::DATA_CORRUPTED), ErrorClass::Corrupt);
         assert_eq!(class(SqlState::UNIQUE_VIOLATION), ErrorClass::Fatal);
-        assert_eq!(class(SqlState::CHARACTER_NOT_IN_REPERTOIRE), ErrorClass::Fatal);
+        assert_eq!(
+            class(SqlState::CHARACTER_NOT_IN_REPERTOIRE),
+            ErrorClass::Fatal
+        );
         assert_eq!(class(SqlState::PROGRAM_LIMIT_EXCEEDED), ErrorClass::Fatal);
         assert_eq!(class(SqlState::UNDEFINED_TABLE), ErrorClass::Fatal);
     }

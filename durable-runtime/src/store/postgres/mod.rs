@@ -289,8 +289,7 @@ impl Backend for PostgresStore {
     }
 
     async fn entity_log(&self, entity_id: &str) -> Result<Vec<EntityLogEntry>, StoreError> {
-        self.read(async |db| entity::log(db, entity_id).await)
-            .await
+        self.read(async |db| entity::log(db, entity_id).await).await
     }
 }
 

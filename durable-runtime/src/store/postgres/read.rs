@@ -84,7 +84,10 @@ pub(crate) async fn runtime_status(
     id: &str,
 ) -> Result<Option<RuntimeStatus>, StoreError> {
     match db
-        .query_opt("SELECT status FROM instances WHERE instance_id = $1", &[&id])
+        .query_opt(
+            "SELECT status FROM instances WHERE instance_id = $1",
+            &[&id],
+        )
         .await?
     {
         Some(row) => {

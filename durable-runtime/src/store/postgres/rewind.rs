@@ -243,7 +243,8 @@ async fn redrive_pending(
                 // A child still running sends its outcome when it finishes, to the run now
                 // running again; one that finished while this instance was failed found it
                 // finished and sent nothing.
-                if let Some(outcome) = finished_child_outcome(db, instance_id, run, created).await? {
+                if let Some(outcome) = finished_child_outcome(db, instance_id, run, created).await?
+                {
                     work.messages
                         .push(insert_message(db, instance_id, run, &outcome).await?);
                 }

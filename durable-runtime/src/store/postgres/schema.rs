@@ -175,7 +175,12 @@ async fn migrate(db: &Db<'_>, schema: &str) -> Result<(), StoreError> {
         ));
     }
     if version < SCHEMA_VERSION {
-        tracing::info!(schema, from = version, to = SCHEMA_VERSION, "migrating the store");
+        tracing::info!(
+            schema,
+            from = version,
+            to = SCHEMA_VERSION,
+            "migrating the store"
+        );
         if version == 0 {
             db.batch("CREATE TABLE durable_schema (version INTEGER NOT NULL)")
                 .await?;
@@ -208,7 +213,9 @@ async fn found_version(db: &Db<'_>, schema: &str) -> Result<i32, StoreError> {
         }
         return Err(incompatible(
             schema,
-            format!("is not a durable store (it holds the tables {tables:?} and no durable_schema)"),
+            format!(
+                "is not a durable store (it holds the tables {tables:?} and no durable_schema)"
+            ),
         ));
     }
     let row = db

@@ -216,4 +216,3 @@ async fn pending_work_is_read_in_pages_and_corrupt_rows_are_reported_not_fatal()
     assert_eq!(end.last_id, None);
     assert!(end.items.is_empty() && end.corrupt.is_empty());
 }
-

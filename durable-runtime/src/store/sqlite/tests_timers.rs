@@ -45,4 +45,3 @@ fn reading_on_inside_a_large_group_of_timers_due_together_costs_one_page() {
         "the first page cost {first} units, the last {last}: each page scans the ties before it"
     );
 }
-
