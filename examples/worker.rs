@@ -18,8 +18,8 @@ use durable_runtime::prelude::*;
 /// Command-line options.
 #[derive(Parser, Debug)]
 struct Args {
-    /// The database (`postgres://user@host:port/db`); `DATABASE_URL` if not given.
-    #[arg(long, env = "DATABASE_URL")]
+    /// The database (`postgres://user@host:port/db`).
+    #[arg(long)]
     url: String,
     /// The schema the store's tables live in.
     #[arg(long, default_value = "durable")]
@@ -55,7 +55,7 @@ pub async fn order(
 ) -> Result<Vec<String>, OrchestrationError> {
     let reserved = ctx.call_activity(reserve, order).await?;
     let charged = ctx.call_activity(charge, order).await?;
-    ctx.sleep(Duration::from_millis(200)).await?;
+    ctx.sleep(Duration::from_millis(200)).await;
     let shipped = ctx.call_activity(ship, order).await?;
     Ok(vec![reserved, charged, shipped])
 }

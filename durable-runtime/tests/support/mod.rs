@@ -235,10 +235,9 @@ pub fn postgres_schema() -> Option<(String, String)> {
     if std::env::var("DURABLE_TEST_BACKEND").as_deref() != Ok("postgres") {
         return None;
     }
-    assert!(
-        cfg!(feature = "postgres"),
-        "DURABLE_TEST_BACKEND=postgres needs --features postgres"
-    );
+    if !cfg!(feature = "postgres") {
+        panic!("DURABLE_TEST_BACKEND=postgres needs --features postgres");
+    }
     let url = std::env::var("DURABLE_TEST_POSTGRES_URL")
         .expect("DURABLE_TEST_BACKEND=postgres needs DURABLE_TEST_POSTGRES_URL");
     Some((url, unique_schema()))

@@ -1,7 +1,6 @@
 //! Tests of writes: error classes, batches, fencing, idempotency and paged recovery.
 
 use super::*;
-use crate::failure::FailureDetails;
 use crate::history::HistoryEvent;
 use crate::payload::Payload;
 use crate::store::{ErrorClass, NewInstance, StepCommit};
