@@ -139,6 +139,7 @@ impl Subject {
 }
 
 /// A schema name no other test (of this or another process) uses.
+#[cfg(feature = "postgres")]
 pub(crate) fn unique_schema() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static NEXT: AtomicU64 = AtomicU64::new(0);

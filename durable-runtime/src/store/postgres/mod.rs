@@ -2,7 +2,7 @@
 //! database that outlives any one machine.
 //!
 //! Writes go through one writer task that takes every write waiting in its queue and commits
-//! them in one transaction (group commit, [`writer`]), with the same checks as the embedded
+//! them in one transaction (group commit, the `writer` module), with the same checks as the embedded
 //! store, statement for statement: fencing by run and history length, the status state
 //! machine, messages, activity results and timer firings consumed exactly once. Reads use
 //! pooled connections (`deadpool-postgres`) with every statement prepared once per connection.
