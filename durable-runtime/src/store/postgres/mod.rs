@@ -12,7 +12,10 @@
 //!
 //! One runtime at a time works on a schema: the store holds a session advisory lock on it for
 //! its whole life (on a connection of its own), and a second runtime is refused with
-//! [`StoreError::Locked`], as a second process on an SQLite file is. Sharing one schema among
+//! [`StoreError::Locked`], as a second process on an SQLite file is. The lock goes with the
+//! writer: released only after everything queued before the store was dropped is committed.
+//! A lock connection broken by a server restart is not taken again (a warning is logged): the
+//! writes stay fenced, but nothing then stops a second runtime on the schema. Sharing one schema among
 //! many worker processes needs leased work items (see the `store` module documentation), which
 //! this backend does not have yet.
 
@@ -59,9 +62,9 @@ const POOL_SIZE: usize = 8;
 pub struct PostgresStore {
     schema: String,
     pool: Pool,
+    /// Dropping it stops the writer once it drained; the writer task holds the connection
+    /// with the schema's advisory lock, released after the last commit.
     writer: mpsc::UnboundedSender<Job>,
-    /// Holds the schema's advisory lock while the store lives; closing it releases the lock.
-    _owner: tokio_postgres::Client,
 }
 
 impl PostgresStore {
@@ -85,6 +88,13 @@ impl PostgresStore {
             .map_err(|err| StoreError::Refused(format!("not a PostgreSQL URL: {err}")))?;
         // Every statement names its tables unqualified: the schema is the search path.
         config.options(format!("-c search_path={schema}"));
+        // A server that vanished without closing the connection (a network partition) is
+        // noticed within a minute instead of the system's two hours, and a connection attempt
+        // to an unreachable one fails as transient instead of hanging.
+        config.keepalives_idle(std::time::Duration::from_secs(30));
+        if config.get_connect_timeout().is_none() {
+            config.connect_timeout(std::time::Duration::from_secs(10));
+        }
         if config.get_application_name().is_none() {
             config.application_name("durable");
         }
@@ -107,12 +117,17 @@ impl PostgresStore {
             schema::prepare(&client, schema).await?;
         }
         let (writer, queue) = mpsc::unbounded_channel();
-        tokio::spawn(writer::run_writer(pool.clone(), queue));
+        let writer_pool = pool.clone();
+        tokio::spawn(async move {
+            writer::run_writer(writer_pool, queue).await;
+            // Only once everything queued is committed does the schema go to the next runtime
+            // (as the embedded store releases its file only after its writer drained).
+            drop(owner);
+        });
         Ok(PostgresStore {
             schema: schema.to_string(),
             pool,
             writer,
-            _owner: owner,
         })
     }
 
