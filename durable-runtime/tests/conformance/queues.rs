@@ -104,6 +104,7 @@ async fn timers_are_read_in_due_order_a_page_at_a_time(store: Subject) {
 }
 
 crate::conformance! {
+    a_fan_out_step_enqueues_each_activity_once_under_its_own_id,
     pending_messages_are_read_in_pages_and_corrupt_rows_are_reported_not_fatal,
     messages_keep_their_arrival_order,
     a_repeated_idempotency_key_records_the_event_once,
@@ -182,4 +183,41 @@ async fn messages_keep_their_arrival_order(store: Subject) {
     assert_eq!(names, (0..20).map(|n| format!("e{n}")).collect::<Vec<_>>());
     let ids: Vec<i64> = page.items.iter().map(|m| m.id).skip(1).collect();
     assert_eq!(ids, sent);
+}
+
+/// A fan-out step's activities come back with their own ids, each matched to its task, in the
+/// step's order; the same rows are what recovery reads.
+async fn a_fan_out_step_enqueues_each_activity_once_under_its_own_id(store: Subject) {
+    store.write(create("i")).await.expect("created");
+    let mut fan_out = step("i", 0);
+    fan_out.activities = (0..50u64)
+        .map(|n| {
+            (
+                n * 3 + 1,
+                format!("act{n}"),
+                Payload::encode(&n).expect("encodes"),
+            )
+        })
+        .collect();
+    let Written::Step(work) = store.write(Write::Step(fan_out)).await.expect("applies") else {
+        panic!("a step answers with its work");
+    };
+    assert_eq!(work.activities.len(), 50);
+    for (n, item) in (0u64..).zip(&work.activities) {
+        assert_eq!(item.task_id, n * 3 + 1);
+        assert_eq!(item.name, format!("act{n}"));
+    }
+    let stored = store.pending_activities(0, 100).await.expect("reads").items;
+    let mut by_id: Vec<(i64, u64, String)> = stored
+        .iter()
+        .map(|a| (a.id, a.task_id, a.name.clone()))
+        .collect();
+    let mut answered: Vec<(i64, u64, String)> = work
+        .activities
+        .iter()
+        .map(|a| (a.id, a.task_id, a.name.clone()))
+        .collect();
+    by_id.sort();
+    answered.sort();
+    assert_eq!(by_id, answered, "the answer names the stored rows");
 }
