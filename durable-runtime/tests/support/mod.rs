@@ -117,6 +117,30 @@ impl TestStore {
         Runtime::builder().sqlite(self.path())
     }
 
+    /// [`hooked_builder_with`](Self::hooked_builder_with) on whichever store the test runs on:
+    /// on PostgreSQL (`DURABLE_TEST_BACKEND=postgres`) the store behind `hook` is a
+    /// PostgreSQL store, and `faults` (the SQLite writer's own) are not injected.
+    pub async fn hooked_builder_on_backend(
+        &self,
+        hook: hooked::Hook,
+        faults: Option<durable_runtime::store::sqlite::FaultHook>,
+    ) -> RuntimeBuilder {
+        #[cfg(feature = "postgres")]
+        if let Some((url, schema)) = &self.postgres {
+            let inner = durable_runtime::store::postgres::PostgresStore::connect(url, schema)
+                .await
+                .expect("store opens");
+            let store = hooked::HookedStore {
+                inner: std::sync::Arc::new(inner),
+                hook,
+                page_delay: std::time::Duration::ZERO,
+                pages_open: None,
+            };
+            return Runtime::builder().store(std::sync::Arc::new(store));
+        }
+        self.hooked_builder_with(hook, faults)
+    }
+
     /// A builder on this store behind `hook` (see [`hooked::HookedStore`]).
     pub fn hooked_builder(&self, hook: hooked::Hook) -> RuntimeBuilder {
         self.hooked_builder_with(hook, None)
