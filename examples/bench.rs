@@ -20,6 +20,8 @@ mod codec;
 mod entities;
 #[path = "bench/http.rs"]
 mod http;
+#[path = "bench/postgres.rs"]
+mod postgres;
 
 #[activity]
 async fn say_hello(city: String) -> String {
@@ -159,6 +161,13 @@ struct Args {
     /// Set on the child processes: no table header.
     #[arg(long, hide = true)]
     no_header: bool,
+    /// The store: `sqlite` (a temporary file, the default) or a `postgres://` URL (built with
+    /// `--features postgres`; each workload gets a schema of its own). See `bench/postgres.rs`.
+    #[arg(long, default_value = "sqlite")]
+    store: String,
+    /// Worker processes on the store (PostgreSQL only; see `bench/postgres.rs`).
+    #[arg(long, default_value_t = 1)]
+    workers: u32,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -182,9 +191,13 @@ impl Bench {
     }
 }
 
-/// A fresh store in a temporary directory, with the runtime's defaults.
+/// A fresh store in a temporary directory (or a fresh PostgreSQL schema with `--store`), with
+/// the runtime's defaults.
 async fn fresh_runtime() -> Result<(tempfile::TempDir, Runtime), BoxError> {
     let dir = tempfile::tempdir()?;
+    if let Some(runtime) = postgres::fresh_runtime().await? {
+        return Ok((dir, runtime));
+    }
     let runtime = Runtime::builder()
         .sqlite(dir.path().join("bench.db"))
         .start()
@@ -539,6 +552,12 @@ fn run_each_in_a_child(args: &Args) -> Result<(), BoxError> {
         if args.json {
             child.arg("--json");
         }
+        child.args([
+            "--store",
+            &args.store,
+            "--workers",
+            &args.workers.to_string(),
+        ]);
         if args.quick {
             child.arg("--quick");
         }
@@ -558,6 +577,7 @@ fn reset_peak_rss() {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    postgres::configure(&args.store, args.workers)?;
     let bench = Bench {
         json: args.json,
         quick: args.quick,

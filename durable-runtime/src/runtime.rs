@@ -51,6 +51,11 @@ pub const DEFAULT_MAX_PAYLOAD_BYTES: usize = 16 * 1024 * 1024;
 
 enum StoreChoice {
     Sqlite(PathBuf),
+    #[cfg(feature = "postgres")]
+    Postgres {
+        url: String,
+        schema: String,
+    },
     Custom(Arc<dyn Backend>),
 }
 
@@ -59,6 +64,48 @@ impl RuntimeBuilder {
     /// `durable.db` in the working directory.
     pub fn sqlite(mut self, path: impl Into<PathBuf>) -> Self {
         self.store = StoreChoice::Sqlite(path.into());
+        self
+    }
+
+    /// Use the PostgreSQL store at `url` (feature `postgres`), in the schema `durable` unless
+    /// [`postgres_schema`](Self::postgres_schema) names another. The schema and its tables are
+    /// created (or migrated) when the runtime starts.
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), durable_runtime::Error> {
+    /// let runtime = durable_runtime::Runtime::builder()
+    ///     .postgres("postgres://app@localhost/app")
+    ///     .postgres_schema("orders")
+    ///     .start()
+    ///     .await?;
+    /// # runtime.shutdown().await; Ok(()) }
+    /// ```
+    #[cfg(feature = "postgres")]
+    pub fn postgres(mut self, url: impl Into<String>) -> Self {
+        let schema = match self.store {
+            StoreChoice::Postgres { schema, .. } => schema,
+            _ => crate::store::postgres::DEFAULT_SCHEMA.to_string(),
+        };
+        self.store = StoreChoice::Postgres {
+            url: url.into(),
+            schema,
+        };
+        self
+    }
+
+    /// The PostgreSQL schema the store's tables live in (feature `postgres`; a lower-case
+    /// identifier), so that several apps can share one database. Takes effect with
+    /// [`postgres`](Self::postgres), in either order.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_schema(mut self, schema: impl Into<String>) -> Self {
+        let schema = schema.into();
+        self.store = match self.store {
+            StoreChoice::Postgres { url, .. } => StoreChoice::Postgres { url, schema },
+            _ => StoreChoice::Postgres {
+                url: String::new(),
+                schema,
+            },
+        };
         self
     }
 
@@ -178,6 +225,15 @@ impl RuntimeBuilder {
                     .await
                     .map_err(|_| Error::ShutDown)??,
             ),
+            #[cfg(feature = "postgres")]
+            StoreChoice::Postgres { url, schema } => {
+                if url.is_empty() {
+                    return Err(Error::Store(crate::store::StoreError::Refused(
+                        "postgres_schema was set without postgres(url)".into(),
+                    )));
+                }
+                Arc::new(crate::store::postgres::PostgresStore::connect(&url, &schema).await?)
+            }
             StoreChoice::Custom(store) => store,
         })
     }

@@ -21,6 +21,8 @@
 
 mod entity;
 mod manage;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 pub mod sqlite;
 
 pub use entity::{

@@ -22,12 +22,43 @@ pub fn cache_settings(cache: Option<usize>) -> impl Fn(RuntimeBuilder) -> Runtim
 
 /// How many rows of `instance_id` the store file's `table` holds.
 pub fn count_rows(store: &TestStore, table: &str, instance_id: &str) -> i64 {
+    #[cfg(feature = "postgres")]
+    if let Some((url, schema)) = &store.postgres {
+        return postgres_count(url, schema, table, instance_id);
+    }
     let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("opens");
     conn.query_row(
         &format!("SELECT COUNT(*) FROM {table} WHERE instance_id = ?1"),
         [instance_id],
         |row| row.get(0),
     )
+    .expect("counts")
+}
+
+/// [`count_rows`] on PostgreSQL: on a connection of its own, in a thread of its own (the
+/// caller may be on the test's runtime, which must not block).
+#[cfg(feature = "postgres")]
+fn postgres_count(url: &str, schema: &str, table: &str, instance_id: &str) -> i64 {
+    let (url, sql, id) = (
+        url.to_string(),
+        format!("SELECT COUNT(*) FROM {schema}.{table} WHERE instance_id = $1"),
+        instance_id.to_string(),
+    );
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connects");
+            tokio::spawn(connection);
+            let row = client.query_one(&sql, &[&id]).await.expect("counts");
+            row.get::<_, i64>(0)
+        })
+    })
+    .join()
     .expect("counts")
 }
 
@@ -56,15 +87,21 @@ pub fn assert_not_found<T: std::fmt::Debug>(result: &Result<T, durable_runtime::
     );
 }
 
-/// A fresh store in its own temporary directory (removed on drop).
+/// A fresh store in its own temporary directory (removed on drop): an SQLite file, or, when
+/// `DURABLE_TEST_BACKEND=postgres` (feature `postgres`), a PostgreSQL schema of its own in the
+/// database at `DURABLE_TEST_POSTGRES_URL` (the runtime-level conformance run: see
+/// `.ci/run`).
 pub struct TestStore {
     pub dir: TempDir,
+    /// `(url, schema)` when the runtimes of this test run on PostgreSQL.
+    pub postgres: Option<(String, String)>,
 }
 
 impl TestStore {
     pub fn new() -> Self {
         TestStore {
             dir: tempfile::tempdir().expect("create a temporary directory"),
+            postgres: postgres_schema(),
         }
     }
 
@@ -73,7 +110,35 @@ impl TestStore {
     }
 
     pub fn builder(&self) -> RuntimeBuilder {
+        #[cfg(feature = "postgres")]
+        if let Some((url, schema)) = &self.postgres {
+            return Runtime::builder().postgres(url).postgres_schema(schema);
+        }
         Runtime::builder().sqlite(self.path())
+    }
+
+    /// [`hooked_builder_with`](Self::hooked_builder_with) on whichever store the test runs on:
+    /// on PostgreSQL (`DURABLE_TEST_BACKEND=postgres`) the store behind `hook` is a
+    /// PostgreSQL store, and `faults` (the SQLite writer's own) are not injected.
+    pub async fn hooked_builder_on_backend(
+        &self,
+        hook: hooked::Hook,
+        faults: Option<durable_runtime::store::sqlite::FaultHook>,
+    ) -> RuntimeBuilder {
+        #[cfg(feature = "postgres")]
+        if let Some((url, schema)) = &self.postgres {
+            let inner = durable_runtime::store::postgres::PostgresStore::connect(url, schema)
+                .await
+                .expect("store opens");
+            let store = hooked::HookedStore {
+                inner: std::sync::Arc::new(inner),
+                hook,
+                page_delay: std::time::Duration::ZERO,
+                pages_open: None,
+            };
+            return Runtime::builder().store(std::sync::Arc::new(store));
+        }
+        self.hooked_builder_with(hook, faults)
     }
 
     /// A builder on this store behind `hook` (see [`hooked::HookedStore`]).
@@ -186,6 +251,36 @@ impl TestStore {
         let client = runtime.client();
         (runtime, client)
     }
+}
+
+/// A schema of its own for a test, when runtime tests run on PostgreSQL
+/// (`DURABLE_TEST_BACKEND=postgres`); the run fails loudly if the database is not configured.
+pub fn postgres_schema() -> Option<(String, String)> {
+    if std::env::var("DURABLE_TEST_BACKEND").as_deref() != Ok("postgres") {
+        return None;
+    }
+    if !cfg!(feature = "postgres") {
+        panic!("DURABLE_TEST_BACKEND=postgres needs --features postgres");
+    }
+    let url = std::env::var("DURABLE_TEST_POSTGRES_URL")
+        .expect("DURABLE_TEST_BACKEND=postgres needs DURABLE_TEST_POSTGRES_URL");
+    Some((url, unique_schema()))
+}
+
+/// A schema name no other test (of this or another process) uses.
+pub fn unique_schema() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos())
+        .unwrap_or(0);
+    format!(
+        "t_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        nanos % 1_000_000_000
+    )
 }
 
 /// The instance's full history (the instance must exist).

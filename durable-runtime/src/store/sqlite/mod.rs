@@ -25,8 +25,6 @@ mod writer;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
-mod tests_children;
-#[cfg(test)]
 mod tests_migrate_v6;
 #[cfg(test)]
 mod tests_open;

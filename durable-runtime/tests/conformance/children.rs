@@ -1,13 +1,9 @@
-//! Tests of sub-orchestrations in the store: children created in the parent's step, outcomes
-//! sent back in the child's final commit.
+//! Sub-orchestrations in the store: children created in the parent's step, outcomes sent
+//! back in the child's final commit.
 
-use super::tests::{RUN, create, open, step};
-use super::*;
-use crate::failure::FailureDetails;
-use crate::history::{HistoryEvent, ParentInstance};
-use crate::payload::Payload;
-use crate::store::{NewChild, NewInstance, StepCommit};
-
+use crate::*;
+use durable_runtime::history::ParentInstance;
+use durable_runtime::store::{Message, NewChild};
 fn child(task_id: u64, id: &str) -> NewChild {
     NewChild {
         task_id,
@@ -29,12 +25,12 @@ fn messages_of(written: &Written) -> &[Message] {
     }
 }
 
-async fn pending(store: &SqliteStore) -> Vec<Message> {
+async fn pending(store: &Subject) -> Vec<Message> {
     store.pending_messages(0, 1000).await.expect("reads").items
 }
 
 /// A parent "p" on its first step, with its start consumed.
-async fn running_parent(store: &SqliteStore) {
+async fn running_parent(store: &Subject) {
     let started = store.write(create("p")).await.expect("created");
     let Written::Instance(start) = started else {
         panic!("{started:?}")
@@ -44,10 +40,7 @@ async fn running_parent(store: &SqliteStore) {
     store.write(Write::Step(first)).await.expect("applies");
 }
 
-#[tokio::test]
-async fn a_step_creates_its_children_with_their_starts_and_parent_links() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir);
+async fn a_step_creates_its_children_with_their_starts_and_parent_links(store: Subject) {
     running_parent(&store).await;
     let mut parent_step = step("p", 1);
     parent_step.children = vec![child(1, "c1"), child(2, "c2")];
@@ -62,18 +55,20 @@ async fn a_step_creates_its_children_with_their_starts_and_parent_links() {
         assert_eq!(&*message.execution_id, format!("{id}-run"));
         assert_eq!(
             message.event,
-            HistoryEvent::ExecutionStarted(Box::new(crate::history::ExecutionStartedEvent {
-                name: "child".into(),
-                version: Some("2".into()),
-                input: Payload::encode(&task_id).expect("encodes"),
-                execution_id: Some(format!("{id}-run")),
-                parent: Some(ParentInstance {
-                    instance_id: "p".into(),
-                    execution_id: RUN.into(),
-                    task_id,
-                }),
-                carried_events: Vec::new(),
-            }))
+            HistoryEvent::ExecutionStarted(Box::new(
+                durable_runtime::history::ExecutionStartedEvent {
+                    name: "child".into(),
+                    version: Some("2".into()),
+                    input: Payload::encode(&task_id).expect("encodes"),
+                    execution_id: Some(format!("{id}-run")),
+                    parent: Some(ParentInstance {
+                        instance_id: "p".into(),
+                        execution_id: RUN.into(),
+                        task_id,
+                    }),
+                    carried_events: Vec::new(),
+                }
+            ))
         );
         let status = store
             .read_instance(id)
@@ -87,10 +82,7 @@ async fn a_step_creates_its_children_with_their_starts_and_parent_links() {
     assert_eq!(pending(&store).await, sent);
 }
 
-#[tokio::test]
-async fn a_refused_step_creates_no_child() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir);
+async fn a_refused_step_creates_no_child(store: Subject) {
     running_parent(&store).await;
     let mut stale = step("p", 0);
     stale.children = vec![child(1, "c1")];
@@ -100,10 +92,7 @@ async fn a_refused_step_creates_no_child() {
     assert!(pending(&store).await.is_empty());
 }
 
-#[tokio::test]
-async fn a_child_id_in_use_fails_the_call_and_not_the_step() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir);
+async fn a_child_id_in_use_fails_the_call_and_not_the_step(store: Subject) {
     running_parent(&store).await;
     store.write(create("taken")).await.expect("created");
     let before = pending(&store).await;
@@ -155,7 +144,7 @@ async fn a_child_id_in_use_fails_the_call_and_not_the_step() {
 }
 
 /// Creates "c" as a child of "p" (task 4) and runs its first step.
-async fn running_child(store: &SqliteStore) {
+async fn running_child(store: &Subject) {
     running_parent(store).await;
     let mut parent_step = step("p", 1);
     parent_step.children = vec![child(4, "c")];
@@ -192,11 +181,9 @@ fn finishing(status: RuntimeStatus) -> StepCommit {
     last
 }
 
-#[tokio::test]
-async fn the_childs_final_step_sends_its_outcome_to_the_parents_run() {
+async fn the_childs_final_step_sends_its_outcome_to_the_parents_run(store: Subject) {
     for status in [RuntimeStatus::Completed, RuntimeStatus::Failed] {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let store = open(&dir);
+        let store = store.fresh().await;
         running_child(&store).await;
         let written = store
             .write(Write::Step(finishing(status)))
@@ -221,10 +208,7 @@ async fn the_childs_final_step_sends_its_outcome_to_the_parents_run() {
     }
 }
 
-#[tokio::test]
-async fn a_child_failed_without_its_history_tells_the_parent_too() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir);
+async fn a_child_failed_without_its_history_tells_the_parent_too(store: Subject) {
     running_child(&store).await;
     let written = store
         .write(Write::FailInstance {
@@ -247,10 +231,7 @@ async fn a_child_failed_without_its_history_tells_the_parent_too() {
     );
 }
 
-#[tokio::test]
-async fn a_finished_parent_is_sent_nothing() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = open(&dir);
+async fn a_finished_parent_is_sent_nothing(store: Subject) {
     running_child(&store).await;
     let mut parent_done = step("p", 2);
     parent_done.status = Some(RuntimeStatus::Completed);
@@ -265,4 +246,13 @@ async fn a_finished_parent_is_sent_nothing() {
         .expect("applies");
     assert!(messages_of(&written).is_empty(), "{written:?}");
     assert!(pending(&store).await.is_empty());
+}
+
+crate::conformance! {
+    a_step_creates_its_children_with_their_starts_and_parent_links,
+    a_refused_step_creates_no_child,
+    a_child_id_in_use_fails_the_call_and_not_the_step,
+    the_childs_final_step_sends_its_outcome_to_the_parents_run,
+    a_child_failed_without_its_history_tells_the_parent_too,
+    a_finished_parent_is_sent_nothing,
 }

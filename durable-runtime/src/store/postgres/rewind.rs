@@ -1,0 +1,344 @@
+//! Rewinding a failed instance in a write: the failures its code did not handle run again
+//! (the embedded store's `rewind`, statement for statement).
+
+use super::apply::{insert_activity, insert_message, insert_timer, instance_state, to_json};
+use super::db::{Db, col, int};
+use super::manage::state_for;
+use super::read;
+use crate::failure::FailureDetails;
+use crate::history::{
+    HistoryEvent, SubOrchestrationCreatedEvent, rewound_events, unhandled_failures,
+};
+use crate::instance::RuntimeStatus;
+use crate::payload::Payload;
+use crate::store::{ManagedWork, StoreError};
+use std::collections::{BTreeSet, HashSet};
+use std::sync::Arc;
+
+/// Rewinds `instance_id` and, recursively, its failed sub-orchestrations (see
+/// [`Manage::Rewind`](crate::store::Manage::Rewind)).
+pub(super) async fn rewind(
+    db: &Db<'_>,
+    instance_id: &str,
+    reason: &str,
+    timestamp_ms: i64,
+) -> Result<ManagedWork, StoreError> {
+    state_for(db, "rewind", instance_id, &[RuntimeStatus::Failed]).await?;
+    let mut work = ManagedWork::default();
+    let mut queue = vec![instance_id.to_string()];
+    while let Some(id) = queue.pop() {
+        let children = rewind_one(db, &id, reason, timestamp_ms, &mut work).await?;
+        if children.is_none() && id == instance_id {
+            return Err(StoreError::NotApplicable {
+                operation: "rewind (no failed activity or sub-orchestration to run again)",
+                instance_id: id,
+                status: RuntimeStatus::Failed,
+            });
+        }
+        queue.extend(children.unwrap_or_default());
+        work.changed.push(id);
+    }
+    Ok(work)
+}
+
+/// The failures a rewind of `history` now runs again.
+fn failures_to_run_again(history: &[&HistoryEvent]) -> Vec<usize> {
+    let skipped = rewound_events(history);
+    unhandled_failures(history, &skipped, history.len())
+}
+
+/// Rewinds one instance; the failed children to rewind next, or `None` if it has no failure
+/// to run again (nothing was changed then).
+async fn rewind_one(
+    db: &Db<'_>,
+    instance_id: &str,
+    reason: &str,
+    timestamp_ms: i64,
+    work: &mut ManagedWork,
+) -> Result<Option<Vec<String>>, StoreError> {
+    let Some(state) = instance_state(db, instance_id).await? else {
+        return Ok(None);
+    };
+    let history = read::history(db, instance_id).await?;
+    let events: Vec<&HistoryEvent> = history.iter().map(|r| &r.event).collect();
+    let failures = failures_to_run_again(&events);
+    if failures.is_empty() {
+        return Ok(None);
+    }
+    let run: Arc<str> = state.execution_id.as_str().into();
+    let mut children = Vec::new();
+    for &index in &failures {
+        match events[index] {
+            HistoryEvent::TaskFailed { task_id, .. } => {
+                let scheduled = events.iter().find_map(|event| match event {
+                    HistoryEvent::TaskScheduled {
+                        task_id: scheduled,
+                        name,
+                        input,
+                    } if scheduled == task_id => Some((name, input)),
+                    _ => None,
+                });
+                let Some((name, input)) = scheduled else {
+                    return Err(StoreError::Corrupt {
+                        table: "history",
+                        key: instance_id.to_string(),
+                        reason: format!("task {task_id} failed but was never scheduled"),
+                    });
+                };
+                work.activities
+                    .push(insert_activity(db, instance_id, &run, *task_id, name, input).await?);
+            }
+            HistoryEvent::SubOrchestrationInstanceFailed { task_id, failure } => {
+                let child = events.iter().find_map(|event| match event {
+                    HistoryEvent::SubOrchestrationInstanceCreated(created)
+                        if created.task_id == *task_id =>
+                    {
+                        Some(created.instance_id.clone())
+                    }
+                    _ => None,
+                });
+                let rewindable = match &child {
+                    Some(child) => {
+                        instance_state(db, child).await?.is_some_and(|child_state| {
+                            child_state.status == RuntimeStatus::Failed
+                                && child_state.parent.as_ref().is_some_and(|parent| {
+                                    parent.instance_id == instance_id
+                                        && parent.execution_id == *run
+                                        && parent.task_id == *task_id
+                                })
+                        }) && {
+                            let child_history = read::history(db, child).await?;
+                            let child_events: Vec<&HistoryEvent> =
+                                child_history.iter().map(|r| &r.event).collect();
+                            !failures_to_run_again(&child_events).is_empty()
+                        }
+                    }
+                    None => false,
+                };
+                match child {
+                    // Its outcome comes back to this run when it finishes again.
+                    Some(child) if rewindable => children.push(child),
+                    // Nothing to run again: the call gets its failure again.
+                    _ => {
+                        let again = HistoryEvent::SubOrchestrationInstanceFailed {
+                            task_id: *task_id,
+                            failure: failure.clone(),
+                        };
+                        work.messages
+                            .push(insert_message(db, instance_id, &run, &again).await?);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    redrive_pending(db, instance_id, &run, &events, &failures, work).await?;
+    let rewound = HistoryEvent::ExecutionRewound {
+        reason: reason.to_string(),
+    };
+    let seq = int(state.history_len, "history position")?;
+    db.execute(
+        "INSERT INTO history (instance_id, seq, timestamp_ms, event) VALUES ($1, $2, $3, $4)",
+        &[&instance_id, &seq, &timestamp_ms, &to_json(&rewound)?],
+    )
+    .await?;
+    db.execute(
+        "UPDATE instances SET status = $2, failure = NULL, updated_ms = $3, history_len = $4
+         WHERE instance_id = $1",
+        &[
+            &instance_id,
+            &RuntimeStatus::Running.as_str(),
+            &timestamp_ms,
+            &(seq + 1),
+        ],
+    )
+    .await?;
+    Ok(Some(children))
+}
+
+/// Drives again the activities and timers the run was waiting for when it failed, whose work
+/// the failure discarded: a failing step disarms the instance's timers, and an activity result
+/// that arrives at a failed instance is consumed without being recorded. Without this the
+/// rewound code would wait for them forever. Work still pending (its row is in the store, or
+/// its result is a message waiting) is left alone: it reaches the rewound run by itself, and
+/// driving it again would record its result twice.
+async fn redrive_pending(
+    db: &Db<'_>,
+    instance_id: &str,
+    run: &Arc<str>,
+    events: &[&HistoryEvent],
+    failures: &[usize],
+    work: &mut ManagedWork,
+) -> Result<(), StoreError> {
+    // Results replay skips: undone by an earlier rewind, or by this one.
+    let mut undone: BTreeSet<usize> = rewound_events(events);
+    undone.extend(failures);
+    let mut answered: HashSet<u64> = events
+        .iter()
+        .enumerate()
+        .filter(|(index, _)| !undone.contains(index))
+        .filter_map(|(_, event)| result_task(event))
+        .collect();
+    // Results stored as messages and not yet consumed (a timer fired through the store).
+    let waiting = db
+        .query(
+            "SELECT event FROM messages WHERE instance_id = $1",
+            &[&instance_id],
+        )
+        .await?;
+    for row in &waiting {
+        let row: String = col(row, 0, "messages", instance_id)?;
+        // A message that does not decode is its consumer's problem, not the rewind's.
+        if let Ok(event) = serde_json::from_str::<HistoryEvent>(&row) {
+            answered.extend(result_task(&event));
+        }
+    }
+    // A failure this rewind runs again is driven by `rewind_one`.
+    let rerun: HashSet<u64> = failures
+        .iter()
+        .filter_map(|&index| events.get(index).and_then(|event| result_task(event)))
+        .collect();
+    for event in events {
+        match event {
+            HistoryEvent::TaskScheduled {
+                task_id,
+                name,
+                input,
+            } if !answered.contains(task_id) && !rerun.contains(task_id) => {
+                let queued = db
+                    .query_opt(
+                        "SELECT 1 FROM activities
+                         WHERE instance_id = $1 AND task_id = $2 AND execution_id = $3",
+                        &[&instance_id, &int(*task_id, "task id")?, &&**run],
+                    )
+                    .await?
+                    .is_some();
+                if queued {
+                    continue;
+                }
+                work.activities
+                    .push(insert_activity(db, instance_id, run, *task_id, name, input).await?);
+            }
+            HistoryEvent::TimerCreated {
+                task_id,
+                fire_at_ms,
+            } if !answered.contains(task_id) => {
+                let armed = db
+                    .query_opt(
+                        "SELECT 1 FROM timers WHERE instance_id = $1 AND task_id = $2",
+                        &[&instance_id, &int(*task_id, "task id")?],
+                    )
+                    .await?
+                    .is_some();
+                if armed {
+                    continue;
+                }
+                // Due when it was due before: a timer that came due meanwhile fires at once.
+                work.timers
+                    .push(insert_timer(db, instance_id, run, *task_id, *fire_at_ms).await?);
+            }
+            HistoryEvent::SubOrchestrationInstanceCreated(created)
+                if !answered.contains(&created.task_id) && !rerun.contains(&created.task_id) =>
+            {
+                // A child still running sends its outcome when it finishes, to the run now
+                // running again; one that finished while this instance was failed found it
+                // finished and sent nothing.
+                if let Some(outcome) = finished_child_outcome(db, instance_id, run, created).await?
+                {
+                    work.messages
+                        .push(insert_message(db, instance_id, run, &outcome).await?);
+                }
+            }
+            _ => {}
+        }
+    }
+    Ok(())
+}
+
+/// The outcome, for its parent, of the child `created` of run `run` of `parent_id`, if it
+/// finished (and is still that call's child).
+async fn finished_child_outcome(
+    db: &Db<'_>,
+    parent_id: &str,
+    run: &str,
+    created: &SubOrchestrationCreatedEvent,
+) -> Result<Option<HistoryEvent>, StoreError> {
+    let Some(state) = instance_state(db, &created.instance_id).await? else {
+        return Ok(None);
+    };
+    let its_call = state.parent.as_ref().is_some_and(|parent| {
+        parent.instance_id == parent_id
+            && parent.execution_id == run
+            && parent.task_id == created.task_id
+    });
+    if !its_call || !state.status.is_terminal() {
+        return Ok(None);
+    }
+    let task_id = created.task_id;
+    let child = created.instance_id.as_str();
+    let event = match state.status {
+        RuntimeStatus::Completed => {
+            let output: Option<String> = match db
+                .query_opt(
+                    "SELECT output FROM instance_outputs WHERE instance_id = $1",
+                    &[&child],
+                )
+                .await?
+            {
+                Some(row) => col(&row, 0, "instance_outputs", child)?,
+                None => None,
+            };
+            let result = match output {
+                Some(output) => Payload::from_json(output).map_err(|err| StoreError::Corrupt {
+                    table: "instance_outputs",
+                    key: child.to_string(),
+                    reason: format!("payload is not JSON: {err}"),
+                })?,
+                None => Payload::null(),
+            };
+            HistoryEvent::SubOrchestrationInstanceCompleted { task_id, result }
+        }
+        RuntimeStatus::Failed => {
+            let failure: Option<String> = match db
+                .query_opt(
+                    "SELECT failure FROM instances WHERE instance_id = $1",
+                    &[&child],
+                )
+                .await?
+            {
+                Some(row) => col(&row, 0, "instances", child)?,
+                None => None,
+            };
+            let failure = match failure {
+                Some(failure) => {
+                    serde_json::from_str::<FailureDetails>(&failure).map_err(|err| {
+                        StoreError::Corrupt {
+                            table: "instances",
+                            key: child.to_string(),
+                            reason: format!("failure does not decode: {err}"),
+                        }
+                    })?
+                }
+                None => FailureDetails::new("the sub-orchestration failed"),
+            };
+            HistoryEvent::SubOrchestrationInstanceFailed { task_id, failure }
+        }
+        status => HistoryEvent::SubOrchestrationInstanceFailed {
+            task_id,
+            failure: FailureDetails::new(format!("the sub-orchestration was {status}")),
+        },
+    };
+    Ok(Some(event))
+}
+
+/// The task an event is the result of, if it is one.
+fn result_task(event: &HistoryEvent) -> Option<u64> {
+    match event {
+        HistoryEvent::TaskCompleted { task_id, .. }
+        | HistoryEvent::TaskFailed { task_id, .. }
+        | HistoryEvent::TimerFired { task_id }
+        | HistoryEvent::SubOrchestrationInstanceCompleted { task_id, .. }
+        | HistoryEvent::SubOrchestrationInstanceFailed { task_id, .. } => Some(*task_id),
+        _ => None,
+    }
+}

@@ -1,0 +1,163 @@
+//! Conformance: entity operations are queued, committed in fenced batches, logged, and purged.
+
+use crate::*;
+use durable_runtime::store::{
+    EntityCommit, EntityLogEntry, EntityQuery, EntityReply, EntityState, NewEntityMessage,
+};
+
+fn signal(entity_id: &str, operation: &str) -> Write {
+    Write::SignalEntity(NewEntityMessage {
+        entity_id: entity_id.into(),
+        operation: operation.into(),
+        input: Payload::encode(&1).expect("encodes"),
+        sender: String::new(),
+        created_ms: 1,
+        reply: None,
+    })
+}
+
+fn batch(entity_id: &str, version: u64, consumed: Vec<i64>, state: i64) -> EntityCommit {
+    EntityCommit {
+        entity_id: entity_id.into(),
+        name: "counter".into(),
+        expected_version: version,
+        log: consumed
+            .iter()
+            .map(|_| EntityLogEntry {
+                operation: "add".into(),
+                sender: String::new(),
+                ok: true,
+                error: None,
+                timestamp_ms: 2,
+            })
+            .collect(),
+        consumed,
+        state: EntityState::Set(Payload::encode(&state).expect("encodes")),
+        locked_by: None,
+        signals: Vec::new(),
+        responses: Vec::new(),
+        timestamp_ms: 2,
+    }
+}
+
+async fn entity_batches_are_fenced_by_version_and_consume_once(store: Subject) {
+    let id = "@counter@a";
+    for _ in 0..3 {
+        store.write(signal(id, "add")).await.expect("queued");
+    }
+    let snapshot = store.load_entity(id).await.expect("loads");
+    assert_eq!(snapshot.version, 0);
+    assert_eq!(snapshot.pending.len(), 3);
+    let ids: Vec<i64> = snapshot.pending.iter().map(|m| m.id).collect();
+    store
+        .write(Write::Entity(batch(id, 0, ids[..2].to_vec(), 2)))
+        .await
+        .expect("commits");
+    // The same batch again (a worker that lost its answer) is fenced by the version...
+    let again = store
+        .write(Write::Entity(batch(id, 0, ids[..2].to_vec(), 4)))
+        .await;
+    assert!(matches!(again, Err(StoreError::Fenced(_))), "{again:?}");
+    // ...and at the right version, by the messages it consumed before.
+    let gone = store
+        .write(Write::Entity(batch(id, 1, ids[..2].to_vec(), 4)))
+        .await;
+    assert!(matches!(gone, Err(StoreError::MessagesGone(_))), "{gone:?}");
+    let snapshot = store.load_entity(id).await.expect("loads");
+    assert_eq!(snapshot.version, 1);
+    assert_eq!(snapshot.state, Some(Payload::encode(&2).expect("encodes")));
+    assert_eq!(
+        snapshot.pending.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    let record = store.read_entity(id).await.expect("reads").expect("exists");
+    assert_eq!(record.pending_operations, 1);
+    assert_eq!(store.entity_log(id).await.expect("reads").len(), 2);
+    assert_eq!(
+        store.entities_with_pending("", 10).await.expect("reads"),
+        vec![id.to_string()]
+    );
+}
+
+async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
+    store.write(create("caller")).await.expect("created");
+    for id in ["@counter@a", "@counter@b", "@other@a"] {
+        store
+            .write(Write::Entity(batch(id, 0, Vec::new(), 7)))
+            .await
+            .expect("commits");
+    }
+    let mut answering = batch("@counter@a", 1, Vec::new(), 8);
+    answering.responses = vec![(
+        EntityReply {
+            instance_id: "caller".into(),
+            execution_id: RUN.into(),
+            task_id: 3,
+        },
+        Ok(Payload::encode(&8).expect("encodes")),
+    )];
+    let Written::Entity(work) = store
+        .write(Write::Entity(answering))
+        .await
+        .expect("commits")
+    else {
+        panic!("an entity write answers with its work");
+    };
+    assert_eq!(work.messages.len(), 1);
+    assert!(matches!(
+        work.messages[0].event,
+        HistoryEvent::EntityOperationCompleted { task_id: 3, .. }
+    ));
+    let page = store
+        .list_entities(&EntityQuery {
+            name_prefix: Some("counter".into()),
+            with_state_only: true,
+            page_size: 1,
+            continuation_token: None,
+        })
+        .await
+        .expect("lists");
+    assert_eq!(page.entities.len(), 1);
+    assert_eq!(page.entities[0].entity_id, "@counter@a");
+    let next = store
+        .list_entities(&EntityQuery {
+            name_prefix: Some("counter".into()),
+            with_state_only: true,
+            page_size: 10,
+            continuation_token: page.continuation_token,
+        })
+        .await
+        .expect("lists");
+    let ids: Vec<&str> = next.entities.iter().map(|e| e.entity_id.as_str()).collect();
+    assert_eq!(ids, vec!["@counter@b"]);
+    // Only an entity without state and without queued operations is purged.
+    let mut deleted = batch("@other@a", 1, Vec::new(), 0);
+    deleted.state = EntityState::Deleted;
+    store.write(Write::Entity(deleted)).await.expect("commits");
+    let purge = Write::PurgeEntities {
+        entity_ids: vec!["@other@a".into(), "@counter@b".into()],
+    };
+    assert_eq!(
+        store.write(purge).await.expect("purges"),
+        Written::Purged(1)
+    );
+    assert!(
+        store
+            .read_entity("@other@a")
+            .await
+            .expect("reads")
+            .is_none()
+    );
+    assert!(
+        store
+            .read_entity("@counter@b")
+            .await
+            .expect("reads")
+            .is_some()
+    );
+}
+
+crate::conformance! {
+    entity_batches_are_fenced_by_version_and_consume_once,
+    a_batch_answers_its_callers_and_entities_list_by_name,
+}
