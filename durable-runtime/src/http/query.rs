@@ -5,11 +5,11 @@
 use super::error::ApiError;
 use super::time::parse_ms;
 use super::urls::{decode, encode};
-use axum::http::{HeaderMap, HeaderValue};
-use axum::response::Response;
 use crate::instance::RuntimeStatus;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
 
 /// A request's query parameters, in order.
 pub(crate) struct Params(Vec<(String, String)>);
