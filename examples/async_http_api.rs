@@ -34,6 +34,13 @@
 //!
 //! # Everything, listed.
 //! curl -s "$BASE/instances?top=10"
+//!
+//! # Entities: signal the counter `visits` (202), read its state (200; 404 before it exists),
+//! # list the counters with their states.
+//! curl -si -X POST "$BASE/entities/counter/visits?op=add" \
+//!      -H 'Content-Type: application/json' -d '5'
+//! curl -s $BASE/entities/counter/visits
+//! curl -s "$BASE/entities/counter?fetchState=true"
 //! ```
 //!
 //! The `durable` CLI drives the same API: `durable --url http://127.0.0.1:7071 list`.
@@ -70,6 +77,20 @@ async fn approval(ctx: OrchestrationContext, what: String) -> Result<String, Orc
     } else {
         format!("{what}: rejected")
     })
+}
+
+/// A counter entity: `add` adds its input, `reset` sets it back to zero.
+#[entity]
+async fn counter(ctx: &mut EntityContext<i64>) -> Result<(), EntityError> {
+    match ctx.operation_name() {
+        "add" => {
+            let amount: i64 = ctx.input()?;
+            *ctx.state_mut() += amount;
+        }
+        "reset" => *ctx.state_mut() = 0,
+        other => return Err(EntityError::new(format!("no operation '{other}'"))),
+    }
+    Ok(())
 }
 
 #[tokio::main]

@@ -17,7 +17,8 @@ impl Client {
     /// operation.
     ///
     /// An id whose name no `#[entity]` of this program registers is
-    /// [`Error::UnknownEntity`]; a typed operation sent to an entity of another name,
+    /// [`Error::UnknownEntity`] (except on a handle without workers,
+    /// [`open_client`](crate::RuntimeBuilder::open_client), which cannot know); a typed operation sent to an entity of another name,
     /// [`Error::WrongEntity`]; a store that cannot take writes now,
     /// [`Error::StoreUnavailable`] (nothing was sent).
     ///
@@ -167,7 +168,10 @@ impl Client {
                 entity_id: id.to_string(),
             });
         }
-        if self.shared.registry.entity(id.name()).is_none() {
+        // A handle without workers cannot know which entities the runtime that will run the
+        // operation links in (as for `start_by_name`): that runtime keeps an operation for an
+        // entity it does not know queued until one is registered.
+        if self.shared.registry.entity(id.name()).is_none() && !self.detached {
             return Err(Error::UnknownEntity(id.name().to_string()));
         }
         Ok(())

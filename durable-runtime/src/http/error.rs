@@ -45,6 +45,10 @@ impl ApiError {
         let (status, code) = match &err {
             Error::InstanceNotFound(_) => (StatusCode::NOT_FOUND, "InstanceNotFound"),
             Error::UnknownOrchestrator(_) => (StatusCode::BAD_REQUEST, "UnknownOrchestrator"),
+            Error::UnknownEntity(_) => (StatusCode::BAD_REQUEST, "UnknownEntity"),
+            Error::InvalidEntityId(_) => (StatusCode::BAD_REQUEST, "InvalidEntityId"),
+            Error::ReservedOperation(_) => (StatusCode::BAD_REQUEST, "ReservedOperation"),
+            Error::WrongEntity { .. } => (StatusCode::BAD_REQUEST, "WrongEntity"),
             Error::InvalidInstanceId { .. } => (StatusCode::BAD_REQUEST, "InvalidInstanceId"),
             Error::InstanceAlreadyExists(_) => (StatusCode::CONFLICT, "InstanceAlreadyExists"),
             // The original answers 410 Gone to an operation on a finished instance.

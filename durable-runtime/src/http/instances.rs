@@ -7,22 +7,19 @@ use super::body::json_body;
 use super::error::ApiError;
 use super::json::{PurgeBody, Show, StatusBody};
 use super::orchestrations::{accepted_with_urls, path, set_polling_headers};
-use super::query::Params;
-use super::urls::{ApiUrls, decode, encode};
+use super::query::{Params, continuation_token, set_continuation_token};
+use super::urls::ApiUrls;
 use crate::instance::{InstanceQuery, RuntimeStatus, instance_id_problem};
 use crate::store::PurgeFilter;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
 use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 
-/// The header that carries a listing's continuation token, both ways.
-const CONTINUATION_HEADER: &str = "x-ms-continuation-token";
-
 /// The most instances one listing page holds, whatever `top` asks.
-const MAX_PAGE: u32 = 1000;
+pub(crate) const MAX_PAGE: u32 = 1000;
 
 type QueryParams = Result<Query<Vec<(String, String)>>, QueryRejection>;
 
@@ -114,19 +111,7 @@ pub(crate) async fn list(
     let params = Params::from_query(query)?;
     // On by default, as in the original (`showInput=false` leaves inputs out).
     let show_input = params.flag("showInput", true)?;
-    // The token travels percent-encoded: ids may hold characters a header cannot.
-    let token = headers
-        .get(CONTINUATION_HEADER)
-        .map(|value| {
-            value
-                .to_str()
-                .ok()
-                .and_then(decode)
-                .ok_or_else(|| ApiError::bad_request("the continuation token is not valid"))
-        })
-        .transpose()?
-        // The SDK clients send the literal `null` for "from the start".
-        .filter(|token| !token.is_empty() && token != "null");
+    let token = continuation_token(&headers)?;
     let query = InstanceQuery {
         statuses: params.statuses("runtimeStatus")?,
         created_from_ms: params.time("createdTimeFrom")?,
@@ -148,11 +133,7 @@ pub(crate) async fn list(
         .map(|status| StatusBody::new(status, show))
         .collect();
     let mut response = (StatusCode::OK, Json(body)).into_response();
-    if let Some(token) = page.continuation_token
-        && let Ok(value) = HeaderValue::from_str(&encode(&token))
-    {
-        response.headers_mut().insert(CONTINUATION_HEADER, value);
-    }
+    set_continuation_token(&mut response, page.continuation_token.as_deref());
     Ok(response)
 }
 

@@ -33,6 +33,9 @@
 //! | `DELETE /instances/{id}` | purge one | 200 `{"instancesDeleted":1}`; 404; 409 not finished |
 //! | `GET /instances/{id}/history` | (ours, not the original's) the history as [`HistoryRecord`](crate::HistoryRecord)s, the stable export format | 200; 404 |
 //! | `DELETE /instances` | purge by filter (`createdTimeFrom` (required, as in the original), `createdTimeTo`, `runtimeStatus`) | 200 `{"instancesDeleted":n}`; 400 without `createdTimeFrom`; 404 none matched |
+//! | `POST /entities/{name}/{key}?op=` | signal an entity (body: the operation's input; `op` optional) | 202; 400 unknown entity name, invalid name or key, reserved operation, bad JSON |
+//! | `GET /entities/{name}/{key}` | an entity's state | 200 the state as JSON; 404 no such entity (or no state) |
+//! | `GET /entities/{name}`, `GET /entities` | list entities that exist (`fetchState`, `top`, `lastOperationTimeFrom`, `lastOperationTimeTo`; paging by `x-ms-continuation-token`) | 200 `[{"entityId":{"name","key"},"lastOperationTime","state"?}]` |
 //!
 //! Where we answer differently from the original, on purpose:
 //! - A request that does not apply to the instance's status gets 409 and changes nothing
@@ -57,14 +60,11 @@
 //! be JSON (415 otherwise); each request has a time limit ([`HttpOptions::request_timeout`],
 //! 503 past it).
 //!
-//! The entity routes (`POST /entities/{name}/{key}?op=`, `GET /entities/{name}/{key}`,
-//! `GET /entities/{name}`) go in `http/entities.rs`, merged into [`router`] beside the
-//! instance routes, once entities land.
-//!
 //! The server holds no engine logic: each route is one [`Client`] call, so everything the API
 //! offers, a Rust program can do too.
 
 mod body;
+mod entities;
 mod error;
 mod instances;
 mod json;

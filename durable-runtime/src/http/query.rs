@@ -4,9 +4,12 @@
 
 use super::error::ApiError;
 use super::time::parse_ms;
+use super::urls::{decode, encode};
 use crate::instance::RuntimeStatus;
 use axum::extract::Query;
 use axum::extract::rejection::QueryRejection;
+use axum::http::{HeaderMap, HeaderValue};
+use axum::response::Response;
 
 /// A request's query parameters, in order.
 pub(crate) struct Params(Vec<(String, String)>);
@@ -99,6 +102,35 @@ impl Params {
             }
         }
         Ok(statuses)
+    }
+}
+
+/// The header that carries a listing's continuation token, both ways (as in the original).
+pub(crate) const CONTINUATION_HEADER: &str = "x-ms-continuation-token";
+
+/// The continuation token a listing request carries, if any. It travels percent-encoded:
+/// ids may hold characters a header cannot.
+pub(crate) fn continuation_token(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    Ok(headers
+        .get(CONTINUATION_HEADER)
+        .map(|value| {
+            value
+                .to_str()
+                .ok()
+                .and_then(decode)
+                .ok_or_else(|| ApiError::bad_request("the continuation token is not valid"))
+        })
+        .transpose()?
+        // The SDK clients send the literal `null` for "from the start".
+        .filter(|token| !token.is_empty() && token != "null"))
+}
+
+/// Puts the next page's token on a listing's response.
+pub(crate) fn set_continuation_token(response: &mut Response, token: Option<&str>) {
+    if let Some(token) = token
+        && let Ok(value) = HeaderValue::from_str(&encode(token))
+    {
+        response.headers_mut().insert(CONTINUATION_HEADER, value);
     }
 }
 

@@ -2,7 +2,7 @@
 //! and JSON answers for unknown routes and methods.
 
 use super::error::ApiError;
-use super::{ApiState, BASE_PATH, HttpOptions, instances, orchestrations};
+use super::{ApiState, BASE_PATH, HttpOptions, entities, instances, orchestrations};
 use crate::client::Client;
 use axum::Router;
 use axum::extract::{DefaultBodyLimit, Request, State};
@@ -29,7 +29,6 @@ use axum::routing::{get, post};
 pub fn router(client: Client, options: HttpOptions) -> Router {
     let body_limit = options.body_limit;
     let state = ApiState { client, options };
-    // Entity routes (`http/entities.rs`) are merged here once entities land.
     let api = Router::new()
         .route(
             "/orchestrators/{name}",
@@ -65,6 +64,20 @@ pub fn router(client: Client, options: HttpOptions) -> Router {
         .route("/instances/{id}/resume", post(instances::resume))
         .route("/instances/{id}/rewind", post(instances::rewind))
         .route("/instances/{id}/restart", post(instances::restart))
+        .route("/entities", get(entities::list_all))
+        .route("/entities/", get(entities::list_all))
+        .route(
+            "/entities/{name}",
+            get(entities::list_named).post(entities::signal_without_key),
+        )
+        .route(
+            "/entities/{name}/",
+            get(entities::list_named).post(entities::signal_without_key),
+        )
+        .route(
+            "/entities/{name}/{key}",
+            get(entities::get_state).post(entities::signal),
+        )
         .method_not_allowed_fallback(method_not_allowed)
         .fallback(not_found)
         .layer(DefaultBodyLimit::max(body_limit))

@@ -151,6 +151,12 @@ pub struct EntityQuery {
     pub name_prefix: Option<String>,
     /// Only entities that have a state (not deleted or never set).
     pub with_state_only: bool,
+    /// Only entities whose last batch committed at or after this time (ms since the epoch):
+    /// the original's `lastOperationTimeFrom`.
+    pub last_operation_from_ms: Option<i64>,
+    /// Only entities whose last batch committed before this time (ms since the epoch): the
+    /// original's `lastOperationTimeTo`.
+    pub last_operation_to_ms: Option<i64>,
     /// Page size (0: the default, 100).
     pub page_size: usize,
     /// Where the page starts: the token of the previous page.

@@ -114,6 +114,7 @@ async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
             with_state_only: true,
             page_size: 1,
             continuation_token: None,
+            ..EntityQuery::default()
         })
         .await
         .expect("lists");
@@ -125,11 +126,33 @@ async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
             with_state_only: true,
             page_size: 10,
             continuation_token: page.continuation_token,
+            ..EntityQuery::default()
         })
         .await
         .expect("lists");
     let ids: Vec<&str> = next.entities.iter().map(|e| e.entity_id.as_str()).collect();
     assert_eq!(ids, vec!["@counter@b"]);
+    // The last-operation time bounds (the original's lastOperationTimeFrom / To).
+    let far_future = i64::MAX / 2;
+    let listed = |from: Option<i64>, to: Option<i64>| {
+        let store = &store;
+        async move {
+            store
+                .list_entities(&EntityQuery {
+                    name_prefix: Some("counter".into()),
+                    last_operation_from_ms: from,
+                    last_operation_to_ms: to,
+                    ..EntityQuery::default()
+                })
+                .await
+                .expect("lists")
+                .entities
+                .len()
+        }
+    };
+    assert_eq!(listed(None, Some(far_future)).await, 2);
+    assert_eq!(listed(Some(far_future), None).await, 0);
+    assert_eq!(listed(None, Some(0)).await, 0);
     // Only an entity without state and without queued operations is purged.
     let mut deleted = batch("@other@a", 1, Vec::new(), 0);
     deleted.state = EntityState::Deleted;

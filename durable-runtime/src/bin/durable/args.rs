@@ -127,6 +127,11 @@ pub enum Command {
         #[arg(long)]
         new_id: bool,
     },
+    /// Durable entities: read one's state, signal one, list them.
+    Entity {
+        #[command(subcommand)]
+        command: EntityCommand,
+    },
     /// Purge a finished instance, or every finished instance matching a filter.
     Purge {
         /// The instance id (or give a filter instead).
@@ -152,6 +157,52 @@ fn instance_id(text: &str) -> Result<String, String> {
         "." | ".." => Err(format!("'{text}' cannot be an instance id")),
         _ => Ok(text.to_string()),
     }
+}
+
+/// `durable entity ...`.
+#[derive(Subcommand, Debug)]
+pub enum EntityCommand {
+    /// Show an entity's state (as last committed; queued operations are not reflected).
+    Get {
+        /// The entity's name, as registered.
+        name: String,
+        /// Its key.
+        // Its own id: `key` is the global `--key` (the server's), which it would overwrite.
+        #[arg(id = "entity_key", value_name = "KEY")]
+        key: String,
+    },
+    /// Send an operation to an entity, one way (it runs once, even across restarts).
+    Signal {
+        /// The entity's name, as registered.
+        name: String,
+        /// Its key.
+        // Its own id: `key` is the global `--key` (the server's), which it would overwrite.
+        #[arg(id = "entity_key", value_name = "KEY")]
+        key: String,
+        /// The operation's name.
+        #[arg(long)]
+        op: String,
+        /// Its input, as JSON (null if not given).
+        #[arg(long)]
+        input: Option<String>,
+    },
+    /// List the entities that exist (have a state), a page at a time.
+    List {
+        /// Only entities of this name.
+        name: Option<String>,
+        /// Show each entity's state too.
+        #[arg(long)]
+        state: bool,
+        /// Only entities whose last operation ran at or after this time (RFC 3339).
+        #[arg(long)]
+        from: Option<String>,
+        /// Only entities whose last operation ran before this time (RFC 3339).
+        #[arg(long)]
+        to: Option<String>,
+        /// At most this many entities.
+        #[arg(long)]
+        top: Option<u64>,
+    },
 }
 
 /// A JSON argument (`null` when absent).

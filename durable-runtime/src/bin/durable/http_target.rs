@@ -1,8 +1,8 @@
 //! Commands over a server's Durable Functions HTTP API.
 
-use crate::target::{CliError, ListFilter};
-use durable_runtime::HistoryRecord;
+use crate::target::{CliError, EntityFilter, ListFilter};
 use durable_runtime::http::{BASE_PATH, format_time};
+use durable_runtime::{EntityId, HistoryRecord};
 use reqwest::{RequestBuilder, Response, StatusCode};
 use serde_json::Value;
 
@@ -160,6 +160,74 @@ impl HttpTarget {
             .as_str()
             .map(str::to_string)
             .ok_or_else(|| CliError::Http("the server's answer to a restart has no id".into()))
+    }
+
+    fn entity(&self, id: &EntityId) -> String {
+        format!(
+            "{}/entities/{}/{}",
+            self.base,
+            encode(id.name()),
+            encode(id.key())
+        )
+    }
+
+    /// The entity's state; `None` when the server answers 404 (no such entity).
+    pub async fn entity_state(&self, id: &EntityId) -> Result<Option<Value>, CliError> {
+        match self.send(self.http.get(self.entity(id))).await {
+            Ok(response) => Ok(Some(Self::json(response).await?)),
+            Err(CliError::Api { status, .. }) if status == StatusCode::NOT_FOUND.as_u16() => {
+                Ok(None)
+            }
+            Err(err) => Err(err),
+        }
+    }
+
+    pub async fn signal_entity(
+        &self,
+        id: &EntityId,
+        op: &str,
+        input: Value,
+    ) -> Result<(), CliError> {
+        let request = self
+            .http
+            .post(self.entity(id))
+            .query(&[("op", op)])
+            .json(&input);
+        self.send(request).await?;
+        Ok(())
+    }
+
+    pub async fn entity_page(
+        &self,
+        filter: &EntityFilter,
+        page_size: u32,
+        token: Option<String>,
+    ) -> Result<(Vec<Value>, Option<String>), CliError> {
+        let url = match &filter.name {
+            Some(name) => format!("{}/entities/{}", self.base, encode(name)),
+            None => format!("{}/entities", self.base),
+        };
+        let mut query = vec![
+            ("top", page_size.to_string()),
+            ("fetchState", filter.fetch_state.to_string()),
+        ];
+        if let Some(from) = filter.from {
+            query.push(("lastOperationTimeFrom", format_time(from)));
+        }
+        if let Some(to) = filter.to {
+            query.push(("lastOperationTimeTo", format_time(to)));
+        }
+        let mut request = self.http.get(url).query(&query);
+        if let Some(token) = token {
+            request = request.header("x-ms-continuation-token", token);
+        }
+        let response = self.send(request).await?;
+        let next = response
+            .headers()
+            .get("x-ms-continuation-token")
+            .and_then(|value| value.to_str().ok())
+            .map(str::to_string);
+        Ok((Self::json(response).await?, next))
     }
 
     pub async fn purge(&self, id: &str) -> Result<u64, CliError> {

@@ -6,6 +6,9 @@
 //! durable --url http://127.0.0.1:7071 status demo-1
 //! durable --store durable.db list --status Failed
 //! durable --store durable.db history demo-1
+//! durable --url http://127.0.0.1:7071 entity signal counter visits --op add --input 1
+//! durable --url http://127.0.0.1:7071 entity get counter visits
+//! durable --store durable.db entity list counter --state
 //! ```
 //!
 //! Output is a table (or a timeline, for `history`) by default and JSON with `--json`; an
@@ -17,10 +20,11 @@ mod output;
 mod store_target;
 mod target;
 
-use args::{Args, Command};
+use args::{Args, Command, EntityCommand};
 use clap::Parser;
+use durable_runtime::EntityId;
 use std::process::ExitCode;
-use target::{CliError, ListFilter, Target};
+use target::{CliError, EntityFilter, ListFilter, Target};
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -114,6 +118,7 @@ async fn run(args: Args) -> Result<(), CliError> {
             let running = target.restart(&id, new_id).await?;
             output::started(&running, json);
         }
+        Command::Entity { command } => entity(&target, command, json).await?,
         Command::Purge {
             id,
             status,
@@ -146,6 +151,73 @@ async fn run(args: Args) -> Result<(), CliError> {
                 }
             };
             output::purged(purged, json);
+        }
+    }
+    Ok(())
+}
+
+/// An entity id from the command line, refused as a usage error if it cannot be one (so that
+/// an empty key is not sent as a path that means something else, like a listing).
+fn entity_id(name: &str, key: &str) -> Result<EntityId, CliError> {
+    if key.is_empty() {
+        return Err(CliError::Usage("the entity key is empty".into()));
+    }
+    let id = EntityId::new(name, key);
+    id.check()
+        .map_err(|err| CliError::Usage(format!("invalid entity id: {err}")))?;
+    Ok(id)
+}
+
+async fn entity(target: &Target, command: EntityCommand, json: bool) -> Result<(), CliError> {
+    match command {
+        EntityCommand::Get { name, key } => {
+            let id = entity_id(&name, &key)?;
+            let state = target.entity_state(&id).await?;
+            output::entity_state(&id, &state, json);
+        }
+        EntityCommand::Signal {
+            name,
+            key,
+            op,
+            input,
+        } => {
+            let id = entity_id(&name, &key)?;
+            let input = args::json_value("--input", input.as_deref())?;
+            target.signal_entity(&id, &op, input).await?;
+            output::done(&format!("signalled '{op}' to {id}"), json);
+        }
+        EntityCommand::List {
+            name,
+            state,
+            from,
+            to,
+            top,
+        } => {
+            if let Some(name) = &name {
+                // Any key will do: only the name is checked.
+                entity_id(name, "-")?;
+            }
+            let filter = EntityFilter {
+                name,
+                fetch_state: state,
+                from: args::time("--from", from.as_deref())?,
+                to: args::time("--to", to.as_deref())?,
+            };
+            let mut printer = output::EntityListPrinter::new(json, state);
+            let mut token = None;
+            let mut left = top.unwrap_or(u64::MAX);
+            // A page at a time, as `list` does.
+            loop {
+                let page_size = u32::try_from(left.min(100)).unwrap_or(100);
+                let (page, next) = target.entity_page(&filter, page_size, token).await?;
+                left = left.saturating_sub(page.len() as u64);
+                printer.page(&page);
+                match next {
+                    Some(next) if left > 0 => token = Some(next),
+                    _ => break,
+                }
+            }
+            printer.finish();
         }
     }
     Ok(())

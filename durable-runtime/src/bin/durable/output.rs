@@ -59,6 +59,106 @@ pub fn status(status: &Value, json: bool) {
     }
 }
 
+/// An entity's state: the state as JSON with `--json`, else the id and the state, pretty.
+pub fn entity_state(id: &durable_runtime::EntityId, state: &Value, json: bool) {
+    if json {
+        println!("{state}");
+        return;
+    }
+    println!("entity  {id}");
+    let pretty = serde_json::to_string_pretty(state).unwrap_or_else(|_| state.to_string());
+    println!("state   {}", pretty.replace('\n', "\n        "));
+}
+
+/// Prints an entity listing as its pages arrive: NAME, KEY, LAST OPERATION (and STATE).
+pub struct EntityListPrinter {
+    json: bool,
+    with_state: bool,
+    printed: usize,
+    widths: Option<[usize; 2]>,
+}
+
+impl EntityListPrinter {
+    pub fn new(json: bool, with_state: bool) -> Self {
+        EntityListPrinter {
+            json,
+            with_state,
+            printed: 0,
+            widths: None,
+        }
+    }
+
+    pub fn page(&mut self, page: &[Value]) {
+        if self.json {
+            for entity in page {
+                let separator = if self.printed == 0 { "[" } else { "," };
+                println!("{separator}{entity}");
+                self.printed += 1;
+            }
+            return;
+        }
+        if page.is_empty() {
+            // No header over nothing: `finish` says there were none.
+            return;
+        }
+        let id = |entity: &Value, part: &str| brief(&entity["entityId"][part]);
+        let with_state = self.with_state;
+        let widths = *self.widths.get_or_insert_with(|| {
+            let width = |part: &str, header: &str| {
+                page.iter()
+                    .map(|entity| id(entity, part).len())
+                    .chain([header.len()])
+                    .max()
+                    .unwrap_or(0)
+            };
+            let widths = [width("name", "NAME"), width("key", "KEY")];
+            let last = if with_state {
+                format!("{:<24}  STATE", "LAST OPERATION")
+            } else {
+                "LAST OPERATION".to_string()
+            };
+            println!(
+                "{:<w0$}  {:<w1$}  {last}",
+                "NAME",
+                "KEY",
+                w0 = widths[0],
+                w1 = widths[1]
+            );
+            widths
+        });
+        for entity in page {
+            let time = brief(&entity["lastOperationTime"]);
+            let last = if with_state {
+                format!("{time:<24}  {}", brief(&entity["state"]))
+            } else {
+                time
+            };
+            println!(
+                "{:<w0$}  {:<w1$}  {last}",
+                id(entity, "name"),
+                id(entity, "key"),
+                w0 = widths[0],
+                w1 = widths[1]
+            );
+            self.printed += 1;
+        }
+    }
+
+    pub fn finish(self) {
+        if self.json {
+            println!("{}", if self.printed == 0 { "[]" } else { "]" });
+        } else if self.printed == 0 {
+            println!("no entities");
+        } else {
+            println!(
+                "{} entit{}",
+                self.printed,
+                if self.printed == 1 { "y" } else { "ies" }
+            );
+        }
+    }
+}
+
 /// Prints a listing as its pages arrive.
 pub struct ListPrinter {
     json: bool,

@@ -1,11 +1,11 @@
 //! Commands on a store file, through a client-only handle (`RuntimeBuilder::open_client`):
 //! the public read and management calls, never the tables.
 
-use crate::target::{CliError, ListFilter};
+use crate::target::{CliError, EntityFilter, ListFilter};
 use durable_runtime::http::format_time;
-use durable_runtime::store::StoreError;
+use durable_runtime::store::{EntityQuery, StoreError};
 use durable_runtime::{
-    Client, Error, HistoryRecord, InstanceQuery, InstanceStatus, PurgeFilter, Runtime,
+    Client, EntityId, Error, HistoryRecord, InstanceQuery, InstanceStatus, PurgeFilter, Runtime,
 };
 use serde_json::{Value, json};
 use std::path::Path;
@@ -100,6 +100,68 @@ impl StoreTarget {
 
     pub async fn restart(&self, id: &str, new_id: bool) -> Result<String, CliError> {
         Ok(self.client.restart(id, new_id).await?)
+    }
+
+    pub async fn entity_state(&self, id: &EntityId) -> Result<Option<Value>, CliError> {
+        Ok(self.client.read_entity_state::<Value>(id).await?)
+    }
+
+    /// Queues the operation in the store: the runtime that next opens the store runs it.
+    pub async fn signal_entity(
+        &self,
+        id: &EntityId,
+        op: &str,
+        input: Value,
+    ) -> Result<(), CliError> {
+        Ok(self.client.signal_entity_by_name(id, op, input).await?)
+    }
+
+    pub async fn entity_page(
+        &self,
+        filter: &EntityFilter,
+        page_size: u32,
+        token: Option<String>,
+    ) -> Result<(Vec<Value>, Option<String>), CliError> {
+        if let Some(name) = &filter.name {
+            // Checked as a path segment would be, so both targets refuse the same names.
+            EntityId::new(name.clone(), "-")
+                .check()
+                .map_err(Error::from)?;
+        }
+        let query = EntityQuery {
+            // `name@`: exactly this name, not the names it is a prefix of.
+            name_prefix: filter.name.as_ref().map(|name| format!("{name}@")),
+            // As the HTTP API lists: the entities that exist.
+            with_state_only: true,
+            last_operation_from_ms: filter.from,
+            last_operation_to_ms: filter.to,
+            page_size: page_size as usize,
+            continuation_token: token,
+        };
+        let page = self.client.list_entities(&query).await?;
+        let entities = page
+            .entities
+            .iter()
+            .map(|record| {
+                let (name, key) = match record.entity_id.parse::<EntityId>() {
+                    Ok(id) => (id.name().to_string(), id.key().to_string()),
+                    Err(_) => (record.entity_id.clone(), String::new()),
+                };
+                let mut entity = json!({
+                    "entityId": { "name": name, "key": key },
+                    "lastOperationTime": format_time(record.updated_ms),
+                });
+                if filter.fetch_state {
+                    entity["state"] = record
+                        .state
+                        .as_ref()
+                        .and_then(|state| serde_json::from_str(state.as_str()).ok())
+                        .unwrap_or(Value::Null);
+                }
+                entity
+            })
+            .collect();
+        Ok((entities, page.continuation_token))
     }
 
     pub async fn purge(&self, id: &str) -> Result<u64, CliError> {

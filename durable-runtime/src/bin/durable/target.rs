@@ -5,7 +5,7 @@
 use crate::args::Args;
 use crate::http_target::HttpTarget;
 use crate::store_target::StoreTarget;
-use durable_runtime::{HistoryRecord, RuntimeStatus};
+use durable_runtime::{EntityId, HistoryRecord, RuntimeStatus};
 use serde_json::Value;
 
 /// Why a command failed: printed as one line.
@@ -28,6 +28,21 @@ pub enum CliError {
     /// The server could not be reached, or answered something unexpected.
     #[error("{0}")]
     Http(String),
+    /// What the command names does not exist.
+    #[error("{0}")]
+    NotFound(String),
+}
+
+/// What `entity list` selects.
+pub struct EntityFilter {
+    /// Only entities of this name.
+    pub name: Option<String>,
+    /// With their states.
+    pub fetch_state: bool,
+    /// Last operation at or after (ms since the epoch).
+    pub from: Option<i64>,
+    /// Last operation before (ms since the epoch).
+    pub to: Option<i64>,
 }
 
 /// What `list` and `purge` select.
@@ -116,6 +131,42 @@ impl Target {
         match self {
             Target::Http(http) => http.restart(id, new_id).await,
             Target::Store(store) => store.restart(id, new_id).await,
+        }
+    }
+
+    /// An entity's state, as JSON.
+    pub async fn entity_state(&self, id: &EntityId) -> Result<Value, CliError> {
+        let state = match self {
+            Target::Http(http) => http.entity_state(id).await?,
+            Target::Store(store) => store.entity_state(id).await?,
+        };
+        state.ok_or_else(|| CliError::NotFound(format!("no entity {id} (or it has no state)")))
+    }
+
+    pub async fn signal_entity(
+        &self,
+        id: &EntityId,
+        op: &str,
+        input: Value,
+    ) -> Result<(), CliError> {
+        match self {
+            Target::Http(http) => http.signal_entity(id, op, input).await,
+            Target::Store(store) => store.signal_entity(id, op, input).await,
+        }
+    }
+
+    /// One page of entities in the API's JSON shape
+    /// (`{"entityId": {"name", "key"}, "lastOperationTime", "state"?}`), and the next
+    /// page's token.
+    pub async fn entity_page(
+        &self,
+        filter: &EntityFilter,
+        page_size: u32,
+        token: Option<String>,
+    ) -> Result<(Vec<Value>, Option<String>), CliError> {
+        match self {
+            Target::Http(http) => http.entity_page(filter, page_size, token).await,
+            Target::Store(store) => store.entity_page(filter, page_size, token).await,
         }
     }
 

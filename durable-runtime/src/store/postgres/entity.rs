@@ -384,6 +384,8 @@ pub(super) async fn list(db: &Db<'_>, query: &EntityQuery) -> Result<EntityPage,
     let sql = format!(
         "{SELECT_ENTITY} WHERE e.entity_id > $1 AND starts_with(e.entity_id, $2)
            AND (NOT $3 OR e.state IS NOT NULL)
+           AND ($5::BIGINT IS NULL OR e.updated_ms >= $5)
+           AND ($6::BIGINT IS NULL OR e.updated_ms < $6)
          ORDER BY e.entity_id LIMIT $4"
     );
     let rows = db
@@ -394,6 +396,8 @@ pub(super) async fn list(db: &Db<'_>, query: &EntityQuery) -> Result<EntityPage,
                 &prefix,
                 &query.with_state_only,
                 &((page + 1).min(i64::MAX as usize) as i64),
+                &query.last_operation_from_ms,
+                &query.last_operation_to_ms,
             ],
         )
         .await?;

@@ -372,6 +372,8 @@ pub(super) fn list(conn: &Connection, query: &EntityQuery) -> Result<EntityPage,
            AND (?5 IS NULL OR e.entity_id < ?5)
            AND substr(e.entity_id, 1, length(?2)) = ?2
            AND (?3 = 0 OR e.state IS NOT NULL)
+           AND (?6 IS NULL OR e.updated_ms >= ?6)
+           AND (?7 IS NULL OR e.updated_ms < ?7)
          ORDER BY e.entity_id LIMIT ?4"
     ))?;
     let mut rows = stmt.query(params![
@@ -379,7 +381,9 @@ pub(super) fn list(conn: &Connection, query: &EntityQuery) -> Result<EntityPage,
         prefix,
         query.with_state_only,
         (page + 1).min(i64::MAX as usize) as i64,
-        end
+        end,
+        query.last_operation_from_ms,
+        query.last_operation_to_ms
     ])?;
     let mut entities = Vec::new();
     while let Some(row) = rows.next().at("entities", &after)? {
