@@ -563,13 +563,17 @@ async fn apply_step(db: &Db<'_>, step: &StepCommit) -> Result<Written, StoreErro
     if let Some(next) = &step.continue_as_new {
         let parent = state.as_ref().and_then(|state| state.parent.as_ref());
         let started = continue_as_new::apply(db, step, next, parent).await?;
+        // The signals of the run's last step are sent (before the unlocks, so that they run
+        // inside its critical sections; the engine leaves no call in such a step: no one is
+        // left to take its answer).
+        let mut entity_messages = entity::send_from_step(db, step).await?;
         // The run that ends releases its critical sections: the next run starts with none.
-        let unlocks = entity::release_locks(db, id, step.timestamp_ms).await?;
+        entity_messages.extend(entity::release_locks(db, id, step.timestamp_ms).await?);
         return Ok(Written::Step(StepWork {
             activities: Vec::new(),
             timers: Vec::new(),
             messages: vec![started],
-            entity_messages: unlocks,
+            entity_messages,
         }));
     }
     if !step.events.is_empty() {

@@ -7,7 +7,6 @@
 use super::children::{self, Outcome};
 use super::continue_as_new;
 use super::entity;
-use super::entity::SentFrom;
 use super::error::SqlContext;
 use super::manage;
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
@@ -508,8 +507,9 @@ fn apply_step(
         let parent = state.as_ref().and_then(|state| state.parent.as_ref());
         let started = continue_as_new::apply(conn, ids, step, next, parent)?;
         // The signals of the run's last step are sent (before the unlocks, so that they run
-        // inside its critical sections); a call in it has no one left to answer.
-        let mut entity_messages = entity::send_from_step(conn, ids, step, SentFrom::LastStep)?;
+        // inside its critical sections; the engine leaves no call in such a step: no one is
+        // left to take its answer).
+        let mut entity_messages = entity::send_from_step(conn, ids, step)?;
         // The run that ends releases its critical sections: the next run starts with none.
         entity_messages.extend(entity::release_locks(conn, ids, id, step.timestamp_ms)?);
         return Ok(Written::Step(StepWork {
@@ -577,7 +577,7 @@ fn apply_step(
         }
     }
     let mut messages = children::create(conn, ids, step)?;
-    let mut entity_messages = entity::send_from_step(conn, ids, step, SentFrom::Step)?;
+    let mut entity_messages = entity::send_from_step(conn, ids, step)?;
     let history_len = step.first_seq + step.events.len() as u64;
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;

@@ -150,16 +150,12 @@ pub(super) fn send_from_step(
     conn: &Connection,
     ids: &mut NextIds,
     step: &StepCommit,
-    from: SentFrom,
 ) -> Result<Vec<EntityMessage>, StoreError> {
     let mut sent = Vec::new();
     for event in &step.events {
         let HistoryEvent::EntityOperationCalled(call) = event else {
             continue;
         };
-        if from == SentFrom::LastStep && !call.signal {
-            continue;
-        }
         let reply = (!call.signal).then(|| EntityReply {
             instance_id: step.instance_id.clone(),
             execution_id: step.execution_id.to_string(),
@@ -179,16 +175,6 @@ pub(super) fn send_from_step(
         )?);
     }
     Ok(sent)
-}
-
-/// Which step's entity calls are sent.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub(super) enum SentFrom {
-    /// A step of a run that goes on: every call and signal.
-    Step,
-    /// The last step of a run that continues as new: only its signals (nothing is left to
-    /// take a call's answer or a lock).
-    LastStep,
 }
 
 /// Releases the entity locks `instance_id` holds or asked for (it has ended): queues an unlock
