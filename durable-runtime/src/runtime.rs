@@ -10,8 +10,8 @@ use crate::store::sqlite::SqliteStore;
 use crate::store::{ActivityWorkItem, Backend};
 use crate::worker::hooks::Hooks;
 use crate::worker::{
-    InFlight, Limits, Shared, StopSignal, activity, entity, orchestration, recovery, retention,
-    stopping, timer,
+    InFlight, Limits, Shared, Slot, StopSignal, activity, entity, orchestration, recovery,
+    retention, stopping, timer,
 };
 use std::collections::HashMap;
 use std::path::PathBuf;
@@ -121,7 +121,9 @@ impl RuntimeBuilder {
         self
     }
 
-    /// Most orchestration steps running at once (default 512).
+    /// Most orchestration steps running at once (default 512). A step whose commit is waiting
+    /// for the store does not count: a slow fsync must not keep other instances' steps from
+    /// starting.
     pub fn orchestration_concurrency(mut self, limit: usize) -> Self {
         self.orchestration_concurrency = limit.max(1);
         self
@@ -318,7 +320,11 @@ impl RuntimeBuilder {
                 activity_slots,
                 intake.clone(),
                 AfterStop::LeaveQueued,
-                activity::execute,
+                // An activity holds its slot until it returns.
+                |shared, item, slot| async move {
+                    let _slot = slot;
+                    activity::execute(shared, item).await
+                },
             )),
             tokio::spawn(timer::run(shared.clone(), queues.timers, intake.clone())),
             // Beside the workers: a large backlog neither delays the start nor has to fit in
@@ -503,7 +509,8 @@ impl WorkQueue<ActivityWorkItem> for Arc<FairQueue> {
     }
 }
 
-/// Drains `queue`, running `work` on each item as its own task, at most `slots` at a time,
+/// Drains `queue`, running `work` on each item as its own task, at most `slots` at a time
+/// (the work holds its [`Slot`] for as long as it counts as running),
 /// until the runtime stops; then lets the tasks in flight finish (until the stop's deadline).
 /// Returns false if some had to be abandoned.
 async fn run_queue<T, Q, F, Fut>(
@@ -517,7 +524,7 @@ async fn run_queue<T, Q, F, Fut>(
 where
     T: Send + 'static,
     Q: WorkQueue<T>,
-    F: Fn(Arc<Shared>, T) -> Fut,
+    F: Fn(Arc<Shared>, T, Slot) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     let mut in_flight = InFlight::default();
@@ -539,11 +546,7 @@ where
                 Err(_) => break Instant::now(),
             },
         };
-        let task = work(shared.clone(), item);
-        in_flight.spawn(async move {
-            task.await;
-            drop(permit);
-        });
+        in_flight.spawn(work(shared.clone(), item, Slot::new(permit, &slots)));
     };
     if after_stop == AfterStop::RunQueued {
         while let Some(item) = queue.try_recv() {
@@ -552,11 +555,7 @@ where
             else {
                 break;
             };
-            let task = work(shared.clone(), item);
-            in_flight.spawn(async move {
-                task.await;
-                drop(permit);
-            });
+            in_flight.spawn(work(shared.clone(), item, Slot::new(permit, &slots)));
         }
     }
     drop(shared);

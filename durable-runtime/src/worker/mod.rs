@@ -18,7 +18,7 @@ use crate::store::{Backend, ErrorClass, Message, StoreError, Write, Written};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tokio::time::Instant;
 
 /// Limits and timeouts the workers and clients apply.
@@ -67,6 +67,35 @@ pub(crate) struct Shared {
     ///
     /// [`RuntimeBuilder::open_client`]: crate::RuntimeBuilder::open_client
     pub runs_work: bool,
+}
+
+/// A claim on one of the runtime's concurrency slots (orchestration steps, or activities,
+/// running at once), held by the task doing the work.
+pub(crate) struct Slot {
+    permit: Option<OwnedSemaphorePermit>,
+    slots: Arc<Semaphore>,
+}
+
+impl Slot {
+    pub(crate) fn new(permit: OwnedSemaphorePermit, slots: &Arc<Semaphore>) -> Self {
+        Slot {
+            permit: Some(permit),
+            slots: slots.clone(),
+        }
+    }
+
+    /// Awaits `wait` without holding the slot, then takes one again. A step waiting for its
+    /// commit is not running: if it kept its slot, one slow fsync would hold every slot with
+    /// steps that are done computing, and the steps of other instances (a burst of timers
+    /// due together) would wait for that fsync before they could even start.
+    pub(crate) async fn released_during<F: Future>(&mut self, wait: F) -> F::Output {
+        self.permit = None;
+        let output = wait.await;
+        // The semaphore is never closed; if it were, the work would go on without a slot
+        // rather than stop halfway.
+        self.permit = self.slots.clone().acquire_owned().await.ok();
+        output
+    }
 }
 
 impl Shared {

@@ -12,7 +12,7 @@
 //! A panic anywhere in a step (a user `Drop` or `Deserialize`) is treated like a fatal error:
 //! the instance fails and the worker goes on, so no instance is left claimed forever.
 
-use super::{Shared, record_failure, retry_delay};
+use super::{Shared, Slot, record_failure, retry_delay};
 use crate::dispatch::{Inbound, Source};
 use crate::failure::{FailureDetails, panic_failure};
 #[cfg(doc)]
@@ -47,7 +47,7 @@ enum Stepped {
 }
 
 /// Runs steps for `instance_id` until no messages are waiting for it.
-pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
+pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String, mut slot: Slot) {
     let span = tracing::info_span!("orchestration", instance = %instance_id);
     let _busy = shared.busy();
     async {
@@ -81,6 +81,7 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                 execution.take(),
                 &messages,
                 check_status,
+                &mut slot,
             ));
             let error = match AssertUnwindSafe(step).catch_unwind().await {
                 Ok(Ok(Stepped::Committed(kept))) => {
@@ -199,6 +200,7 @@ async fn run_step(
     execution: Option<Box<Execution>>,
     messages: &[Inbound],
     check_status: bool,
+    slot: &mut Slot,
 ) -> Result<Stepped, StoreError> {
     let mut execution = match execution {
         Some(execution) if !check_status => execution,
@@ -321,7 +323,8 @@ async fn run_step(
         custom_status: step.custom_status,
         continue_as_new,
     };
-    shared.commit(Write::Step(commit)).await?;
+    slot.released_during(shared.commit(Write::Step(commit)))
+        .await?;
     execution.committed(appended);
     if step.outcome.is_some() {
         shared.dispatcher.finished(instance_id);
