@@ -26,10 +26,11 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use entity::{
-    ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage, EntityQuery,
-    EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, LOCK_OPERATION,
-    NewEntityMessage, UNLOCK_OPERATION,
+    CorruptEntityMessage, ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage,
+    EntityQuery, EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork,
+    LOCK_OPERATION, NewEntityMessage, UNLOCK_OPERATION,
 };
+pub(crate) use entity::{RawEntityMessage, decode_state};
 pub use manage::{Manage, ManagedWork, PurgeFilter, PurgeTarget, START_TIMER_TASK};
 
 use crate::failure::FailureDetails;

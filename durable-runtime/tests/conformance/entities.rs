@@ -180,7 +180,75 @@ async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
     );
 }
 
+/// A row that does not decode fails only itself: the load reports it beside what decodes, and
+/// a batch committing `Unchanged` keeps a corrupt state as stored.
+async fn corrupt_entity_rows_are_reported_not_fatal(store: Subject) {
+    let id = "@counter@c";
+    store
+        .write(Write::Entity(batch(id, 0, Vec::new(), 5)))
+        .await
+        .expect("commits");
+    for _ in 0..3 {
+        store.write(signal(id, "add")).await.expect("queued");
+    }
+    let ids: Vec<i64> = store
+        .load_entity(id)
+        .await
+        .expect("loads")
+        .pending
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    store
+        .exec(&format!(
+            "UPDATE entity_messages SET input = 'not json' WHERE id = {};
+             UPDATE entity_messages SET reply = '{{' WHERE id = {};
+             UPDATE entities SET state = 'not json' WHERE entity_id = '{id}';",
+            ids[0], ids[1]
+        ))
+        .await;
+    let snapshot = store
+        .load_entity(id)
+        .await
+        .expect("a corrupt row is not fatal");
+    assert_eq!(snapshot.state, None);
+    assert!(
+        snapshot
+            .corrupt_state
+            .as_deref()
+            .is_some_and(|r| r.contains("not JSON") && r.contains(id)),
+        "{snapshot:?}"
+    );
+    assert_eq!(snapshot.version, 1);
+    assert_eq!(
+        snapshot.pending.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    assert_eq!(snapshot.corrupt.len(), 2, "{snapshot:?}");
+    assert_eq!(snapshot.corrupt[0].id, ids[0]);
+    assert!(snapshot.corrupt[0].only_input);
+    assert_eq!(snapshot.corrupt[0].operation.as_deref(), Some("add"));
+    assert!(snapshot.corrupt[0].reason.contains("input"));
+    assert_eq!(snapshot.corrupt[1].id, ids[1]);
+    assert!(!snapshot.corrupt[1].only_input);
+    assert!(snapshot.corrupt[1].reason.contains("reply"));
+    // Consuming them keeps the corrupt state as stored.
+    let mut consume = batch(id, 1, ids.clone(), 0);
+    consume.state = EntityState::Unchanged;
+    store.write(Write::Entity(consume)).await.expect("commits");
+    let snapshot = store.load_entity(id).await.expect("loads");
+    assert_eq!(snapshot.version, 2);
+    assert!(snapshot.pending.is_empty() && snapshot.corrupt.is_empty());
+    assert!(
+        snapshot.corrupt_state.is_some(),
+        "the corrupt state is kept"
+    );
+    let read = store.read_entity(id).await;
+    assert!(matches!(read, Err(StoreError::Corrupt { .. })), "{read:?}");
+}
+
 crate::conformance! {
     entity_batches_are_fenced_by_version_and_consume_once,
     a_batch_answers_its_callers_and_entities_list_by_name,
+    corrupt_entity_rows_are_reported_not_fatal,
 }

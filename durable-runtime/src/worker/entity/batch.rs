@@ -35,6 +35,30 @@ pub(super) async fn run_batch(
     let mut log = Vec::new();
     let mut signals = Vec::new();
     let mut responses = Vec::new();
+    // Rows that do not decode fail alone, first: nothing can run them, and they must not stay
+    // queued in front of the entity's other operations.
+    for bad in queue.corrupt.values() {
+        ran.push(bad.id);
+        tracing::error!(entity = %entity_id, message = bad.id, reason = %bad.reason, "a queued entity operation is corrupt: set aside as failed");
+        match &bad.reply {
+            Some(reply) => {
+                responses.push((reply.clone(), Err(FailureDetails::new(bad.reason.clone()))))
+            }
+            None => {
+                tracing::warn!(entity = %entity_id, message = bad.id, "the sender of a corrupt entity operation cannot be answered (a signal, or its reply does not decode)")
+            }
+        }
+        log.push(EntityLogEntry {
+            operation: bad
+                .operation
+                .clone()
+                .unwrap_or_else(|| "<unreadable>".to_string()),
+            sender: bad.sender.clone().unwrap_or_default(),
+            ok: false,
+            error: Some(bad.reason.clone()),
+            timestamp_ms: now,
+        });
+    }
     while ran.len() < MAX_BATCH {
         let mut next = None;
         while let Some(message) = waiting.pop_front() {
@@ -113,10 +137,11 @@ pub(super) async fn run_batch(
         name: id.name().to_string(),
         expected_version: entity.version,
         consumed: ran.clone(),
-        state: entity
-            .state
-            .clone()
-            .map_or(EntityState::Deleted, EntityState::Set),
+        state: match (&entity.state, entity.unreadable) {
+            (_, true) => EntityState::Unchanged,
+            (Some(state), false) => EntityState::Set(state.clone()),
+            (None, false) => EntityState::Deleted,
+        },
         locked_by: entity.locked_by.clone(),
         signals,
         responses,
@@ -193,10 +218,12 @@ pub(super) async fn fail_calls_to_unknown(shared: &Arc<Shared>, entity_id: &str)
         name,
         expected_version: snapshot.version,
         consumed: calls.iter().map(|m| m.id).collect(),
-        state: snapshot
-            .state
-            .clone()
-            .map_or(EntityState::Deleted, EntityState::Set),
+        // A corrupt state is kept as stored, for repair.
+        state: match (&snapshot.state, &snapshot.corrupt_state) {
+            (_, Some(_)) => EntityState::Unchanged,
+            (Some(state), None) => EntityState::Set(state.clone()),
+            (None, None) => EntityState::Deleted,
+        },
         locked_by: snapshot.locked_by.clone(),
         signals: Vec::new(),
         responses: calls
