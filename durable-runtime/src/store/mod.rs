@@ -31,7 +31,9 @@ pub use entity::{
     LOCK_OPERATION, NewEntityMessage, UNLOCK_OPERATION,
 };
 pub(crate) use entity::{RawEntityMessage, decode_state};
-pub use manage::{Manage, ManagedWork, PurgeFilter, PurgeTarget, START_TIMER_TASK};
+pub use manage::{
+    Manage, ManagedWork, PurgeFilter, PurgeTarget, REWIND_HOLDING_LOCKS, START_TIMER_TASK,
+};
 
 use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, HistoryRecord};
