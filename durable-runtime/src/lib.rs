@@ -68,8 +68,8 @@ pub use activity_context::ActivityContext;
 pub use client::{Client, StartOptions};
 pub use context::{
     ContinueAsNew, CustomStatusError, DurableFuture, Either, EntityLock, EventWithTimeout,
-    OrchestrationContext, RetryFuture, RetryIf, RetryPolicy, TaskFuture, TimerFuture, WhenAny,
-    WhenAny2,
+    LOCKING_RULES, OrchestrationContext, RetryFuture, RetryIf, RetryPolicy, TaskFuture,
+    TimerFuture, WhenAny, WhenAny2,
 };
 #[doc(hidden)]
 pub use dispatch::CacheCounters;
