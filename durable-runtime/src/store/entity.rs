@@ -284,3 +284,10 @@ pub(crate) fn decode_state(entity_id: &str, text: String) -> Result<Payload, Str
         format!("the stored state of entity '{entity_id}' (entities row) is not JSON: {err}")
     })
 }
+
+/// Where the idempotency keys of signals to `entity_id` are kept, in the table of the keys of
+/// raised events (by instance id): a name no instance can have (instance ids cannot contain
+/// `#`), so an instance's keys and an entity's never meet.
+pub(crate) fn entity_key_scope(entity_id: &str) -> String {
+    format!("#entity/{entity_id}")
+}

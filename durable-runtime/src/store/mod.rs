@@ -30,7 +30,7 @@ pub use entity::{
     EntityQuery, EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork,
     LOCK_OPERATION, NewEntityMessage, UNLOCK_OPERATION,
 };
-pub(crate) use entity::{RawEntityMessage, decode_state};
+pub(crate) use entity::{RawEntityMessage, decode_state, entity_key_scope};
 pub use manage::{
     Manage, ManagedWork, PurgeFilter, PurgeTarget, REWIND_HOLDING_LOCKS, START_TIMER_TASK,
 };
@@ -304,6 +304,17 @@ pub enum Write {
     /// Queue an operation for an entity (creating nothing else: the entity's row appears with
     /// its first batch). The answer is `Entity` with the queued message.
     SignalEntity(NewEntityMessage),
+    /// [`SignalEntity`](Self::SignalEntity) for a sender that may send it twice (an HTTP
+    /// request retried after a timeout whose write landed): the first signal to the entity
+    /// with this key is queued; a later one is not, and the answer is `Entity` with nothing
+    /// queued. Keys are kept (they outlive a purge of the entity, so a late retry cannot
+    /// create it again).
+    SignalEntityOnce {
+        /// The operation.
+        message: NewEntityMessage,
+        /// The sender's key for it.
+        idempotency_key: String,
+    },
     /// Commit a batch of operations on one entity (see [`EntityCommit`]). The answer is
     /// `Entity` with the signals it queued.
     Entity(EntityCommit),

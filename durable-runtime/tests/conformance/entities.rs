@@ -247,7 +247,59 @@ async fn corrupt_entity_rows_are_reported_not_fatal(store: Subject) {
     assert!(matches!(read, Err(StoreError::Corrupt { .. })), "{read:?}");
 }
 
+/// A keyed signal is queued once per entity and key; an instance's event keys (even one whose
+/// id is the entity's) are another space.
+async fn keyed_signals_are_queued_once(store: Subject) {
+    let id = "@counter@k";
+    let once = |entity: &str, key: &str| {
+        let Write::SignalEntity(message) = signal(entity, "add") else {
+            unreachable!("a signal")
+        };
+        Write::SignalEntityOnce {
+            message,
+            idempotency_key: key.into(),
+        }
+    };
+    store
+        .write(create(id))
+        .await
+        .expect("an instance named like the entity");
+    store.write(raise(id, Some("k1"))).await.expect("raised");
+    let queued = |written: Written| match written {
+        Written::Entity(work) => work.signals.len(),
+        other => panic!("an entity write answers Entity, not {other:?}"),
+    };
+    assert_eq!(
+        queued(store.write(once(id, "k1")).await.expect("queued")),
+        1
+    );
+    assert_eq!(
+        queued(store.write(once(id, "k1")).await.expect("a no-op")),
+        0
+    );
+    assert_eq!(
+        queued(
+            store
+                .write(once("@counter@other", "k1"))
+                .await
+                .expect("queued")
+        ),
+        1
+    );
+    assert_eq!(
+        queued(store.write(once(id, "k2")).await.expect("queued")),
+        1
+    );
+    assert_eq!(store.load_entity(id).await.expect("loads").pending.len(), 2);
+    // The instance's key is untouched by the entity's.
+    assert_eq!(
+        store.write(raise(id, Some("k1"))).await.expect("a no-op"),
+        Written::Delivered(None)
+    );
+}
+
 crate::conformance! {
+    keyed_signals_are_queued_once,
     entity_batches_are_fenced_by_version_and_consume_once,
     a_batch_answers_its_callers_and_entities_list_by_name,
     corrupt_entity_rows_are_reported_not_fatal,
