@@ -97,6 +97,10 @@ pub struct EntityCommit {
     pub locked_by: Option<String>,
     /// Operations the batch sends to entities (itself included).
     pub signals: Vec<NewEntityMessage>,
+    /// Orchestrations the batch starts (each id must be new, or the write is refused whole
+    /// with [`StoreError::InstanceExists`](super::StoreError::InstanceExists)); their
+    /// `ExecutionStarted` messages are in the answer's [`EntityWork::messages`].
+    pub starts: Vec<super::NewInstance>,
     /// The results going back to orchestrations that called operations of the batch: each
     /// becomes an `EntityOperationCompleted` / `EntityOperationFailed` message to the caller's
     /// run.
@@ -207,7 +211,7 @@ pub struct EntityPage {
 pub struct EntityWork {
     /// Operations queued for entities.
     pub signals: Vec<EntityMessage>,
-    /// Results sent to orchestrations.
+    /// Results sent to orchestrations, and the starts of the orchestrations the batch started.
     pub messages: Vec<super::Message>,
 }
 

@@ -117,7 +117,7 @@ impl DueKey {
 }
 
 /// A new instance: its row plus its `ExecutionStarted` message.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NewInstance {
     /// The id; must not exist yet.
     pub instance_id: String,

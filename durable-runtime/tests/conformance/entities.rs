@@ -35,6 +35,7 @@ fn batch(entity_id: &str, version: u64, consumed: Vec<i64>, state: i64) -> Entit
         state: EntityState::Set(Payload::encode(&state).expect("encodes")),
         locked_by: None,
         signals: Vec::new(),
+        starts: Vec::new(),
         responses: Vec::new(),
         timestamp_ms: 2,
     }
@@ -96,6 +97,15 @@ async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
         },
         Ok(Payload::encode(&8).expect("encodes")),
     )];
+    // It starts an orchestration too, in the same commit.
+    answering.starts = vec![durable_runtime::store::NewInstance {
+        instance_id: "started-by-entity".into(),
+        execution_id: RUN.into(),
+        name: "o".into(),
+        version: None,
+        input: Payload::null(),
+        created_ms: 2,
+    }];
     let Written::Entity(work) = store
         .write(Write::Entity(answering))
         .await
@@ -103,11 +113,25 @@ async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
     else {
         panic!("an entity write answers with its work");
     };
-    assert_eq!(work.messages.len(), 1);
-    assert!(matches!(
-        work.messages[0].event,
+    assert_eq!(work.messages.len(), 2);
+    assert!(
+        work.messages
+            .iter()
+            .any(|m| m.instance_id == "started-by-entity"
+                && matches!(m.event, HistoryEvent::ExecutionStarted(_))),
+        "{work:?}"
+    );
+    assert!(work.messages.iter().any(|m| matches!(
+        m.event,
         HistoryEvent::EntityOperationCompleted { task_id: 3, .. }
-    ));
+    )));
+    assert!(
+        store
+            .read_instance("started-by-entity")
+            .await
+            .expect("reads")
+            .is_some()
+    );
     let page = store
         .list_entities(&EntityQuery {
             name_prefix: Some("counter".into()),

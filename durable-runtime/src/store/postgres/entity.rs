@@ -146,7 +146,10 @@ pub(super) async fn commit(db: &Db<'_>, commit: &EntityCommit) -> Result<EntityW
     for signal in &commit.signals {
         signals.push(queue(db, signal).await?);
     }
-    let mut messages = Vec::with_capacity(commit.responses.len());
+    let mut messages = Vec::with_capacity(commit.responses.len() + commit.starts.len());
+    for start in &commit.starts {
+        messages.push(super::apply::create_instance(db, start, None).await?);
+    }
     for (reply, result) in &commit.responses {
         let event = match result {
             Ok(result) => HistoryEvent::EntityOperationCompleted {

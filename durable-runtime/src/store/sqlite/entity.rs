@@ -124,7 +124,10 @@ pub(super) fn commit(
     for signal in &commit.signals {
         signals.push(queue(conn, ids, signal)?);
     }
-    let mut messages = Vec::with_capacity(commit.responses.len());
+    let mut messages = Vec::with_capacity(commit.responses.len() + commit.starts.len());
+    for start in &commit.starts {
+        messages.push(super::apply::create_instance(conn, ids, start, None)?);
+    }
     for (reply, result) in &commit.responses {
         let event = match result {
             Ok(result) => HistoryEvent::EntityOperationCompleted {
