@@ -229,7 +229,10 @@ pub(crate) struct RawEntityMessage {
 
 impl RawEntityMessage {
     /// The message, or what could be read of it and why the rest could not.
-    pub(crate) fn decode(self, entity_id: &str) -> Result<EntityMessage, CorruptEntityMessage> {
+    pub(crate) fn decode(
+        self,
+        entity_id: &str,
+    ) -> Result<EntityMessage, Box<CorruptEntityMessage>> {
         let row = format!("entity_messages row {} (entity '{entity_id}')", self.id);
         let reply = self.reply.and_then(|reply| {
             reply
@@ -269,14 +272,14 @@ impl RawEntityMessage {
                 .cloned()
                 .collect();
                 let only_input = input.is_err() && reasons.len() == 1;
-                Err(CorruptEntityMessage {
+                Err(Box::new(CorruptEntityMessage {
                     id: self.id,
                     operation: operation.ok(),
                     sender: sender.ok(),
                     reply: reply.ok().flatten(),
                     only_input,
                     reason: format!("{row} is corrupt: {}", reasons.join("; ")),
-                })
+                }))
             }
         }
     }

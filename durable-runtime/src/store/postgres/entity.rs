@@ -310,7 +310,7 @@ pub(super) async fn load(db: &Db<'_>, entity_id: &str) -> Result<EntitySnapshot,
         };
         match raw.decode(entity_id) {
             Ok(message) => snapshot.pending.push(message),
-            Err(bad) => snapshot.corrupt.push(bad),
+            Err(bad) => snapshot.corrupt.push(*bad),
         }
     }
     Ok(snapshot)

@@ -233,11 +233,14 @@ pub(super) fn purge(conn: &Connection, entity_ids: &[String]) -> Result<u64, Sto
     Ok(purged)
 }
 
+/// An entity's state (its text, or why it cannot be read as text), version and lock holder.
+type StateRow = (Result<Option<String>, String>, i64, Option<String>);
+
 /// The entity's state, version and queue, in one read transaction. A state or a queued row
 /// that does not decode is reported in the snapshot, not as an error: it must fail only itself.
 pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot, StoreError> {
     let tx = conn.unchecked_transaction()?;
-    let row: Option<(Result<Option<String>, String>, i64, Option<String>)> = tx
+    let row: Option<StateRow> = tx
         .prepare_cached("SELECT state, version, locked_by FROM entities WHERE entity_id = ?1")?
         .query_row(params![entity_id], |row| {
             Ok((
@@ -283,7 +286,7 @@ pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot,
             };
             match raw.decode(entity_id) {
                 Ok(message) => pending.push(message),
-                Err(bad) => corrupt.push(bad),
+                Err(bad) => corrupt.push(*bad),
             }
         }
     }
