@@ -204,6 +204,34 @@ pub(crate) fn unhandled_failures(
         .collect()
 }
 
+/// The entities whose locks the run of `history` holds or asked for where the history ends:
+/// lock requests not answered by a failure and not followed by an unlock. A run that failed
+/// inside a critical section has some; the store released them when it failed, so a rewind
+/// (which replays the code back into the section) is refused for it.
+pub(crate) fn entity_locks_held(history: &[&HistoryEvent]) -> Vec<String> {
+    use crate::store::{LOCK_OPERATION, UNLOCK_OPERATION};
+    // Lock requests by task id, then released or refused ones removed.
+    let mut held: Vec<(u64, &str)> = Vec::new();
+    for event in history {
+        match event {
+            HistoryEvent::EntityOperationCalled(call) if call.operation == LOCK_OPERATION => {
+                held.push((call.task_id, call.entity_id.as_str()));
+            }
+            HistoryEvent::EntityOperationCalled(call) if call.operation == UNLOCK_OPERATION => {
+                held.retain(|(_, entity)| *entity != call.entity_id);
+            }
+            HistoryEvent::EntityOperationFailed { task_id, .. } => {
+                held.retain(|(task, _)| task != task_id);
+            }
+            _ => {}
+        }
+    }
+    let mut entities: Vec<String> = held.into_iter().map(|(_, e)| e.to_string()).collect();
+    entities.sort();
+    entities.dedup();
+    entities
+}
+
 /// The events of `history` that replay skips because a later `ExecutionRewound` undid them:
 /// for each rewind, the failures it ran again ([`unhandled_failures`] up to it) and every
 /// `ExecutionFailed` before it. Empty (and cheap) for a history never rewound.

@@ -68,13 +68,13 @@ pub use activity_context::ActivityContext;
 pub use client::{Client, StartOptions};
 pub use context::{
     ContinueAsNew, CustomStatusError, DurableFuture, Either, EntityLock, EventWithTimeout,
-    OrchestrationContext, RetryFuture, RetryIf, RetryPolicy, TaskFuture, TimerFuture, WhenAny,
-    WhenAny2,
+    LOCKING_RULES, OrchestrationContext, RetryFuture, RetryIf, RetryPolicy, TaskFuture,
+    TimerFuture, WhenAny, WhenAny2,
 };
 #[doc(hidden)]
 pub use dispatch::CacheCounters;
 pub use durable_macros::{activity, entity, orchestrator};
-pub use entity::{EntityContext, EntityError, EntityId, Operation};
+pub use entity::{EntityContext, EntityError, EntityId, EntityOps, Operation};
 pub use error::Error;
 pub use failure::{ActivityError, EventWaitError, FailureDetails, OrchestrationError, TaskFailed};
 pub use function::{ActivityFn, OrchestratorFn};
@@ -94,9 +94,9 @@ pub use uuid::Uuid;
 pub mod prelude {
     pub use crate::{
         ActivityContext, ActivityError, ActivityFn, Client, DurableFuture, Either, EntityContext,
-        EntityError, EntityId, EventWaitError, InstanceStatus, Operation, OrchestrationContext,
-        OrchestrationError, OrchestratorFn, RetryPolicy, Runtime, RuntimeStatus, TaskFailed,
-        activity, entity, orchestrator,
+        EntityError, EntityId, EntityOps, EventWaitError, InstanceStatus, Operation,
+        OrchestrationContext, OrchestrationError, OrchestratorFn, RetryPolicy, Runtime,
+        RuntimeStatus, TaskFailed, activity, entity, orchestrator,
     };
     pub use std::time::Duration;
 }
@@ -105,7 +105,7 @@ pub mod prelude {
 #[doc(hidden)]
 pub mod __private {
     pub use crate::entity::{
-        EntityBehavior, EntityRegistration, EntityReturn, FunctionEntity, ImplEntity,
+        EntityBehavior, EntityOps, EntityRegistration, EntityReturn, FunctionEntity, ImplEntity,
         OperationCall, OperationDone, OperationFuture, decode_input, result_output,
         unknown_operation, value_output,
     };

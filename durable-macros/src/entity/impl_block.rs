@@ -4,7 +4,9 @@
 //! value deletes it (the entity has no state afterwards). Its inputs (owned serde types) are
 //! the operation's input: none, one (sent as itself) or several (sent as a tuple). It returns
 //! a serde type (the result), or `Result<T, E>` with `E: Display` (an `Err` fails the
-//! operation). It may be `async`.
+//! operation). It may be `async`. It may take `ops: &mut EntityOps` first after the receiver,
+//! to signal entities and start orchestrations (sent with its commit); it is not part of the
+//! input.
 
 use super::{Options, private, register, registered_name};
 use proc_macro2::{Span, TokenStream};
@@ -28,6 +30,9 @@ struct Op {
     name: String,
     receiver: Receiver,
     inputs: Vec<Type>,
+    /// Takes `ops: &mut EntityOps` (first after the receiver): it may signal entities and
+    /// start orchestrations.
+    takes_ops: bool,
     is_async: bool,
     /// `Some(T)` if it returns `Result<T, E>`.
     ok_type: Option<Type>,
@@ -193,8 +198,22 @@ fn operation(method: &ImplItemFn) -> syn::Result<Op> {
         ));
     }
     let mut inputs = Vec::new();
-    for arg in sig.inputs.iter().skip(1) {
+    let mut takes_ops = false;
+    for (position, arg) in sig.inputs.iter().skip(1).enumerate() {
         if let FnArg::Typed(typed) = arg {
+            if let Type::Reference(reference) = &*typed.ty
+                && names_entity_ops(&reference.elem)
+            {
+                if position != 0 || reference.mutability.is_none() {
+                    return Err(syn::Error::new_spanned(
+                        reference,
+                        "an entity operation takes its side effects as its first parameter \
+                         after the receiver, `ops: &mut EntityOps`",
+                    ));
+                }
+                takes_ops = true;
+                continue;
+            }
             if let Type::Reference(reference) = &*typed.ty {
                 return Err(syn::Error::new_spanned(
                     reference,
@@ -216,11 +235,18 @@ fn operation(method: &ImplItemFn) -> syn::Result<Op> {
         name,
         receiver,
         inputs,
+        takes_ops,
         is_async: sig.asyncness.is_some(),
         output,
         vis: method.vis.clone(),
         span: sig.ident.span(),
     })
+}
+
+/// Whether `ty` is written `EntityOps` (any path ending in it).
+fn names_entity_ops(ty: &Type) -> bool {
+    matches!(ty, Type::Path(path) if path.qself.is_none()
+        && path.path.segments.last().is_some_and(|segment| segment.ident == "EntityOps"))
 }
 
 /// `T` if `ty` is written `Result<T, E>` (any path ending in `Result` with two arguments).
@@ -312,18 +338,28 @@ fn arm(op: &Op, self_ty: &Type, entity: &str) -> TokenStream {
             let #this: #self_ty = #state.take().unwrap_or_default();
         },
     };
-    let mut invoke = quote!(<#self_ty>::#method(#this, #(#args),*));
+    let ops = Ident::new("__durable_ops", Span::mixed_site());
+    let (make_ops, pass_ops, add_ops) = match op.takes_ops {
+        true => (
+            quote!(let mut #ops = #private::EntityOps::new(#call.entity, #call.name);),
+            quote!(&mut #ops,),
+            quote!(.map(|done| done.with_ops(#ops))),
+        ),
+        false => (quote!(), quote!(), quote!()),
+    };
+    let mut invoke = quote!(<#self_ty>::#method(#this, #pass_ops #(#args),*));
     if op.is_async {
         invoke = quote!(#invoke.await);
     }
     let finish = match op.ok_type {
-        Some(_) => quote_spanned!(op.span=> #private::result_output(#name, #invoke)),
-        None => quote_spanned!(op.span=> #private::value_output(#name, #invoke)),
+        Some(_) => quote_spanned!(op.span=> #private::result_output(#name, #invoke) #add_ops),
+        None => quote_spanned!(op.span=> #private::value_output(#name, #invoke) #add_ops),
     };
     let _ = entity;
     quote! {
         #name => {
             #decode
+            #make_ops
             #take
             #finish
         }

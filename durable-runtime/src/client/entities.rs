@@ -34,6 +34,38 @@ impl Client {
         id: &EntityId,
         operation: Operation<R>,
     ) -> Result<(), Error> {
+        self.signal(id, operation, None).await
+    }
+
+    /// [`signal_entity`](Self::signal_entity) for callers that may send the same signal twice
+    /// (an HTTP request retried after a timeout whose write landed): a signal sent to this
+    /// entity with the same `idempotency_key` before is not queued again, and the call
+    /// succeeds. The operation then runs once.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: durable_runtime::Client) -> Result<(), durable_runtime::Error> {
+    /// use durable_runtime::{EntityId, Operation};
+    /// let id = EntityId::new("counter", "visits");
+    /// client.signal_entity_once(&id, Operation::named("add", 1), "request-7f3a").await?;
+    /// client.signal_entity_once(&id, Operation::named("add", 1), "request-7f3a").await?; // no-op
+    /// # Ok(()) }
+    /// ```
+    pub async fn signal_entity_once<R>(
+        &self,
+        id: &EntityId,
+        operation: Operation<R>,
+        idempotency_key: &str,
+    ) -> Result<(), Error> {
+        self.signal(id, operation, Some(idempotency_key.to_string()))
+            .await
+    }
+
+    async fn signal<R>(
+        &self,
+        id: &EntityId,
+        operation: Operation<R>,
+        idempotency_key: Option<String>,
+    ) -> Result<(), Error> {
         self.check_entity(id, operation.entity_name(), operation.name())?;
         if operation.is_reserved() {
             return Err(Error::ReservedOperation(operation.name().to_string()));
@@ -50,14 +82,21 @@ impl Client {
                 limit,
             });
         }
-        let write = Write::SignalEntity(NewEntityMessage {
+        let message = NewEntityMessage {
             entity_id: id.to_string(),
             operation: name,
             input,
             sender: String::new(),
             created_ms: self.shared.clock.now_ms(),
             reply: None,
-        });
+        };
+        let write = match idempotency_key {
+            Some(idempotency_key) => Write::SignalEntityOnce {
+                message,
+                idempotency_key,
+            },
+            None => Write::SignalEntity(message),
+        };
         match self.shared.commit(write).await {
             Ok(_) => Ok(()),
             Err(err) => Err(self.write_failed(err)),
@@ -74,6 +113,23 @@ impl Client {
     ) -> Result<(), Error> {
         self.signal_entity(id, Operation::named(operation.to_string(), input))
             .await
+    }
+
+    /// [`signal_entity_once`](Self::signal_entity_once) by operation name (HTTP's
+    /// `Idempotency-Key`).
+    pub async fn signal_entity_by_name_once(
+        &self,
+        id: &EntityId,
+        operation: &str,
+        input: impl Serialize,
+        idempotency_key: &str,
+    ) -> Result<(), Error> {
+        self.signal_entity_once(
+            id,
+            Operation::named(operation.to_string(), input),
+            idempotency_key,
+        )
+        .await
     }
 
     /// The entity's state as last committed, decoded as `T`; `None` if it has none (never

@@ -173,7 +173,12 @@ impl Client {
     ///
     /// Refused with [`Error::NotApplicable`] if the instance is not `Failed`, or failed in its
     /// own code with no failed task to run again (run it again with
-    /// [`restart`](Self::restart)).
+    /// [`restart`](Self::restart)). Refused too, with
+    /// [`REWIND_HOLDING_LOCKS`](crate::store::REWIND_HOLDING_LOCKS) as the operation, if it
+    /// (or a failed sub-orchestration it would rewind) failed inside a critical section
+    /// ([`lock_entities`](crate::OrchestrationContext::lock_entities)): its entity locks were
+    /// released when it failed, and the rewound code would go on in its section without them,
+    /// interleaving with other orchestrations' operations. Restart it instead.
     ///
     /// ```no_run
     /// # async fn demo(client: durable_runtime::Client) -> Result<(), durable_runtime::Error> {

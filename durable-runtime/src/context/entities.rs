@@ -5,9 +5,13 @@
 
 use super::{Action, EntityAction, OrchestrationContext, TaskFuture};
 use crate::entity::{EntityId, Operation};
-use crate::failure::TaskFailed;
+use crate::failure::{FailureDetails, TaskFailed};
 use crate::store::{LOCK_OPERATION, UNLOCK_OPERATION};
 use serde::de::DeserializeOwned;
+
+/// How a locking-rule violation's failure message starts (Durable Functions'
+/// `LockingRulesViolationException`).
+pub const LOCKING_RULES: &str = "locking rules violation";
 
 /// A critical section on entities ([`OrchestrationContext::lock_entities`]): the locks are
 /// held until it is dropped or released.
@@ -31,6 +35,8 @@ impl EntityLock {
 
 impl Drop for EntityLock {
     fn drop(&mut self) {
+        // The section ends (also when taking its locks failed or was abandoned).
+        self.ctx.state.lock().critical_section = None;
         for id in self.held.drain(..) {
             self.ctx
                 .send_signal(&id, Operation::<()>::reserved(UNLOCK_OPERATION));
@@ -86,7 +92,34 @@ impl OrchestrationContext {
             );
             return self.failed(&format!("{id}.{}", operation.name()), message);
         }
+        let outside = self
+            .state
+            .lock()
+            .critical_section
+            .as_ref()
+            .filter(|locked| !locked.contains(&id.to_string()))
+            .cloned();
+        if let Some(locked) = outside {
+            let message = format!(
+                "{LOCKING_RULES}: a critical section may call only the entities it locked \
+                 ({}), not '{id}'",
+                locked.join(", ")
+            );
+            return self.failed(&format!("{id}.{}", operation.name()), message);
+        }
         self.entity_operation(id, operation, false)
+    }
+
+    /// Why a sub-orchestration may not be created now: inside a critical section (it could
+    /// wait for the section's own locks, a deadlock).
+    pub(super) fn child_in_critical_section(&self, name: &str) -> Option<String> {
+        let state = self.state.lock();
+        let locked = state.critical_section.as_ref()?;
+        Some(format!(
+            "{LOCKING_RULES}: a critical section (on {}) may not create sub-orchestrations \
+             ('{name}')",
+            locked.join(", ")
+        ))
     }
 
     /// Sends `operation` to the entity `id`, one way: it is queued with this step's commit
@@ -120,8 +153,21 @@ impl OrchestrationContext {
     ///
     /// The section ends when the returned [`EntityLock`] is dropped or
     /// [released](EntityLock::release), and at the latest when the orchestration ends
-    /// (completes, fails or is terminated). Do not nest sections, and do not call an entity
-    /// outside the section's set from inside it while another orchestration may lock it.
+    /// (completes, fails or is terminated).
+    ///
+    /// The locking rules (as Durable Functions'), each enforced with a [`TaskFailed`] whose
+    /// message starts with [`LOCKING_RULES`] (the same on every replay; `?` fails the
+    /// orchestration with it):
+    /// - sections do not nest: `lock_entities` inside a section fails;
+    /// - inside a section, [`call_entity`](Self::call_entity) may call only the locked
+    ///   entities (a call to another could wait for a lock held by an orchestration waiting
+    ///   for ours);
+    /// - inside a section, no sub-orchestration may be created (it could wait for our locks).
+    ///
+    /// Signals may go anywhere: one to a locked entity runs inside the section, in order.
+    ///
+    /// An orchestration that fails inside a section cannot be
+    /// [rewound](crate::Client::rewind) (its locks were released when it failed).
     ///
     /// ```
     /// use durable_runtime::prelude::*;
@@ -153,6 +199,30 @@ impl OrchestrationContext {
         let mut sorted: Vec<EntityId> = ids.to_vec();
         sorted.sort_by_key(|id| id.to_string());
         sorted.dedup();
+        let names: Vec<String> = sorted.iter().map(ToString::to_string).collect();
+        let nested = {
+            let mut state = self.state.lock();
+            match &state.critical_section {
+                Some(held) => Some(held.join(", ")),
+                None => {
+                    state.critical_section = Some(names.clone());
+                    None
+                }
+            }
+        };
+        if let Some(held) = nested {
+            let message = format!(
+                "{LOCKING_RULES}: lock_entities inside a critical section (on {held}); \
+                 sections cannot be nested: release the held lock first, or lock every \
+                 entity in one call"
+            );
+            let refused: TaskFuture<()> = self.failed("lock_entities", message.clone());
+            // A task failed before scheduling resolves to its failure, in the slot it takes
+            // (so replay takes the same task ids).
+            return Err(refused.await.err().unwrap_or_else(|| {
+                TaskFailed::from_details("lock_entities", FailureDetails::new(message))
+            }));
+        }
         let mut lock = EntityLock {
             ctx: self.clone(),
             held: Vec::with_capacity(sorted.len()),

@@ -13,7 +13,7 @@ mod sub_orchestration;
 
 pub use self::continue_as_new::ContinueAsNew;
 pub use self::custom_status::{CustomStatusError, MAX_CUSTOM_STATUS_BYTES};
-pub use self::entities::EntityLock;
+pub use self::entities::{EntityLock, LOCKING_RULES};
 pub use self::futures::{
     DurableFuture, Either, EventWithTimeout, TaskFuture, TimerFuture, WhenAny, WhenAny2,
 };

@@ -306,6 +306,9 @@ impl OrchestrationContext {
         name: &str,
         input: Result<Payload, String>,
     ) -> RetryFuture<O> {
+        if let Some(violation) = self.child_in_critical_section(name) {
+            return self.failed_at_once(name, violation);
+        }
         match self.checked_input(name, input) {
             Ok(input) => {
                 let name = name.to_string();
@@ -324,6 +327,9 @@ impl OrchestrationContext {
         version: ChildVersion,
         input: Result<Payload, String>,
     ) -> RetryFuture<O> {
+        if let Some(violation) = self.child_in_critical_section(name) {
+            return self.failed_at_once(name, violation);
+        }
         match self.checked_input(name, input) {
             Ok(input) => {
                 let name = name.to_string();

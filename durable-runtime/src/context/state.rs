@@ -199,6 +199,9 @@ pub(crate) struct OrchestrationState {
     pub(crate) custom_status: Option<Payload>,
     /// The running orchestrator's registered name (for `continue_as_new`'s check).
     pub(crate) orchestrator_name: &'static str,
+    /// The entities of the critical section the code is in (from `lock_entities` until its
+    /// guard drops), for the locking rules; rebuilt the same way on every replay.
+    pub(crate) critical_section: Option<Vec<String>>,
 }
 
 /// Where the code diverged from history: the task, what history recorded for it, and what
@@ -263,6 +266,7 @@ impl OrchestrationState {
             continue_as_new: None,
             custom_status: None,
             orchestrator_name: "",
+            critical_section: None,
         }
     }
 

@@ -137,6 +137,9 @@ impl OrchestrationContext {
         instance_id: Option<String>,
         input: Result<Payload, String>,
     ) -> TaskFuture<O> {
+        if let Some(violation) = self.child_in_critical_section(name) {
+            return self.failed(name, violation);
+        }
         let prepared = self
             .checked_input(name, input)
             .and_then(|input| Ok((input, checked_child_id(name, instance_id)?)));

@@ -4,6 +4,7 @@
 use super::context::{EntityContext, EntityError};
 use super::id::EntityId;
 use super::operation::OutgoingSignal;
+use super::ops::{EntityOps, OutgoingStart};
 use crate::payload::Payload;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -32,15 +33,25 @@ pub struct OperationDone {
     pub(crate) result: Option<Payload>,
     /// The signals it sent.
     pub(crate) signals: Vec<OutgoingSignal>,
+    /// The orchestrations it started.
+    pub(crate) starts: Vec<OutgoingStart>,
 }
 
 impl OperationDone {
-    /// A result and no signals (for generated code).
+    /// A result and no side effects (for generated code).
     pub fn with_result(result: Option<Payload>) -> Self {
         OperationDone {
             result,
-            signals: Vec::new(),
+            ..OperationDone::default()
         }
+    }
+
+    /// Adds the side effects the operation asked for (for generated code).
+    #[doc(hidden)]
+    pub fn with_ops(mut self, ops: EntityOps) -> Self {
+        self.signals.extend(ops.signals);
+        self.starts.extend(ops.starts);
+        self
     }
 }
 
@@ -115,9 +126,9 @@ where
                 self.state.take(),
             );
             let outcome = body(&mut ctx).await;
-            let (state, result, signals) = ctx.finish();
+            let (state, result, ops) = ctx.finish();
             self.state = state;
-            outcome.map(|()| OperationDone { result, signals })
+            outcome.map(|()| OperationDone::with_result(result).with_ops(ops))
         })
     }
 }

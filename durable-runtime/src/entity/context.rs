@@ -1,7 +1,9 @@
 //! `EntityContext`: what a function-style entity's operation sees and changes.
 
 use super::id::EntityId;
-use super::operation::{Operation, OutgoingSignal};
+use super::operation::Operation;
+use super::ops::EntityOps;
+use crate::function::OrchestratorFn;
 use crate::payload::Payload;
 use serde::Serialize;
 use serde::de::DeserializeOwned;
@@ -76,18 +78,18 @@ pub struct EntityContext<S> {
     input: Payload,
     state: Option<S>,
     result: Option<Payload>,
-    signals: Vec<OutgoingSignal>,
+    ops: EntityOps,
 }
 
 impl<S> EntityContext<S> {
     pub(crate) fn new(id: EntityId, operation: String, input: Payload, state: Option<S>) -> Self {
         EntityContext {
+            ops: EntityOps::new(&id, &operation),
             id,
             operation,
             input,
             state,
             result: None,
-            signals: Vec::new(),
         }
     }
 
@@ -162,23 +164,30 @@ impl<S> EntityContext<S> {
         id: &EntityId,
         operation: Operation<R>,
     ) -> Result<(), EntityError> {
-        id.check()?;
-        let (name, input) = operation
-            .into_parts()
-            .map_err(|reason| EntityError::Encode {
-                operation: self.operation.clone(),
-                reason,
-            })?;
-        self.signals.push(OutgoingSignal {
-            entity_id: id.clone(),
-            operation: name,
-            input,
-        });
-        Ok(())
+        self.ops.signal_entity(id, operation)
     }
 
-    /// Takes the state back from a finished operation, with its result and signals.
-    pub(crate) fn finish(self) -> (Option<S>, Option<Payload>, Vec<OutgoingSignal>) {
-        (self.state, self.result, self.signals)
+    /// Starts `orchestrator` with `input` under a fresh instance id, which it returns, in the
+    /// same commit as this operation's effect on the state (see [`EntityOps::start_new`]).
+    pub fn start_new<F: OrchestratorFn<M>, M>(
+        &mut self,
+        orchestrator: F,
+        input: F::Input,
+    ) -> Result<String, EntityError> {
+        self.ops.start_new(orchestrator, input)
+    }
+
+    /// Starts the orchestrator registered as `name` (see [`EntityOps::start_new_by_name`]).
+    pub fn start_new_by_name(
+        &mut self,
+        name: &str,
+        input: impl Serialize,
+    ) -> Result<String, EntityError> {
+        self.ops.start_new_by_name(name, input)
+    }
+
+    /// Takes the state back from a finished operation, with its result and side effects.
+    pub(crate) fn finish(self) -> (Option<S>, Option<Payload>, EntityOps) {
+        (self.state, self.result, self.ops)
     }
 }

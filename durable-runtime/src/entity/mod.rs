@@ -15,6 +15,7 @@ mod context;
 mod id;
 mod impl_style;
 mod operation;
+mod ops;
 
 pub use behavior::{
     EntityBehavior, EntityFnBody, EntityReturn, FunctionEntity, OperationCall, OperationDone,
@@ -27,6 +28,7 @@ pub use impl_style::{
     ImplDispatch, ImplEntity, decode_input, result_output, unknown_operation, value_output,
 };
 pub use operation::Operation;
+pub use ops::EntityOps;
 
 /// An entity as submitted to `inventory` by `#[entity]`.
 #[doc(hidden)]

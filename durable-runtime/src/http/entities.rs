@@ -12,7 +12,7 @@
 use super::ApiState;
 use super::body::json_body;
 use super::error::ApiError;
-use super::instances::MAX_PAGE;
+use super::instances::{MAX_PAGE, idempotency_key};
 use super::orchestrations::path;
 use super::query::{Params, continuation_token, set_continuation_token};
 use super::time::format_ms;
@@ -78,7 +78,8 @@ fn entity_id(params: Result<Path<(String, String)>, PathRejection>) -> Result<En
 /// `POST /entities/{name}/{key}?op=NAME`: sends the operation (its input: the body, `null`
 /// when empty), one way; 202 once it is durable. `op` is optional, as in the original
 /// (the operation is then the empty name, which the entity answers as it answers any
-/// operation it does not know). An entity name no `#[entity]` registers is a 400.
+/// operation it does not know). An entity name no `#[entity]` registers is a 400. An
+/// `Idempotency-Key` header makes a retried request queue the operation once (as raiseEvent).
 pub(crate) async fn signal(
     State(state): State<ApiState>,
     params: Result<Path<(String, String)>, PathRejection>,
@@ -97,10 +98,21 @@ pub(crate) async fn signal(
         )));
     }
     let input = json_body(&headers, body)?;
-    state
-        .client
-        .signal_entity_by_name(&id, &operation, input)
-        .await?;
+    // A retried request (a timeout whose write landed) is queued once.
+    match idempotency_key(&headers)? {
+        Some(key) => {
+            state
+                .client
+                .signal_entity_by_name_once(&id, &operation, input, key)
+                .await?
+        }
+        None => {
+            state
+                .client
+                .signal_entity_by_name(&id, &operation, input)
+                .await?
+        }
+    }
     tracing::debug!(entity = %id, %operation, "entity signalled over HTTP");
     Ok(StatusCode::ACCEPTED.into_response())
 }

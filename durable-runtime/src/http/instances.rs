@@ -140,6 +140,22 @@ pub(crate) async fn list(
 /// The longest `Idempotency-Key` taken: it is stored with the event it guards.
 const MAX_IDEMPOTENCY_KEY: usize = 256;
 
+/// The request's `Idempotency-Key` (none if absent or empty). A key that is not visible ASCII
+/// is refused, not ignored: ignoring it would record a retried request twice.
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<&str>, ApiError> {
+    match headers.get("idempotency-key") {
+        None => Ok(None),
+        Some(value) => match value.to_str() {
+            Ok("") => Ok(None),
+            Ok(key) if key.len() <= MAX_IDEMPOTENCY_KEY => Ok(Some(key)),
+            _ => Err(ApiError::bad_request(format!(
+                "the Idempotency-Key header must be visible ASCII of at most \
+                 {MAX_IDEMPOTENCY_KEY} bytes"
+            ))),
+        },
+    }
+}
+
 /// `POST /instances/{id}/raiseEvent/{event}`; an `Idempotency-Key` header makes a retried
 /// request record the event once.
 pub(crate) async fn raise_event(
@@ -156,22 +172,7 @@ pub(crate) async fn raise_event(
         ));
     }
     let data = json_body(&headers, body)?;
-    // A key that is not visible ASCII is refused, not ignored: ignoring it would record a
-    // retried event twice.
-    let idempotency_key = match headers.get("idempotency-key") {
-        None => None,
-        Some(value) => match value.to_str() {
-            Ok("") => None,
-            Ok(key) if key.len() <= MAX_IDEMPOTENCY_KEY => Some(key),
-            _ => {
-                return Err(ApiError::bad_request(format!(
-                    "the Idempotency-Key header must be visible ASCII of at most \
-                     {MAX_IDEMPOTENCY_KEY} bytes"
-                )));
-            }
-        },
-    };
-    match idempotency_key {
+    match idempotency_key(&headers)? {
         Some(key) => {
             state
                 .client

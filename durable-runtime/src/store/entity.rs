@@ -56,6 +56,10 @@ pub enum EntityState {
     /// The entity has no state (never set, or deleted): its row stays, with its version, until
     /// purged.
     Deleted,
+    /// The stored state stays as it is: the batch could not read it (it is corrupt, see
+    /// [`EntitySnapshot::corrupt_state`]), and a corrupt row is kept for repair, never
+    /// overwritten. An entity without a row gets none.
+    Unchanged,
 }
 
 /// One line of an entity's bounded operation log.
@@ -93,6 +97,10 @@ pub struct EntityCommit {
     pub locked_by: Option<String>,
     /// Operations the batch sends to entities (itself included).
     pub signals: Vec<NewEntityMessage>,
+    /// Orchestrations the batch starts (each id must be new, or the write is refused whole
+    /// with [`StoreError::InstanceExists`](super::StoreError::InstanceExists)); their
+    /// `ExecutionStarted` messages are in the answer's [`EntityWork::messages`].
+    pub starts: Vec<super::NewInstance>,
     /// The results going back to orchestrations that called operations of the batch: each
     /// becomes an `EntityOperationCompleted` / `EntityOperationFailed` message to the caller's
     /// run.
@@ -115,16 +123,42 @@ pub const UNLOCK_OPERATION: &str = "__durable.unlock";
 pub const ENTITY_LOG_LEN: usize = 32;
 
 /// An entity as stored, with the operations queued for it: what its worker loads.
+///
+/// A row that does not decode fails only itself: a corrupt state is reported in
+/// [`corrupt_state`](Self::corrupt_state) (and [`state`](Self::state) is `None`), a corrupt
+/// queued operation in [`corrupt`](Self::corrupt); the rest of the snapshot is read as usual.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct EntitySnapshot {
-    /// Its state, if it has one.
+    /// Its state, if it has one (and it decodes).
     pub state: Option<Payload>,
+    /// Why the stored state cannot be read (it is not JSON), naming the row; `None` if it can.
+    pub corrupt_state: Option<String>,
     /// Its version (0: no row).
     pub version: u64,
     /// The orchestration holding its lock.
     pub locked_by: Option<String>,
     /// Its queued operations, oldest first.
     pub pending: Vec<EntityMessage>,
+    /// Its queued operations whose rows do not decode, oldest first: the worker consumes them
+    /// as failed (answering the caller when the reply can be read).
+    pub corrupt: Vec<CorruptEntityMessage>,
+}
+
+/// A queued operation whose row does not decode, with what could be read of it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct CorruptEntityMessage {
+    /// Its store-assigned id.
+    pub id: i64,
+    /// The operation's name, if it could be read.
+    pub operation: Option<String>,
+    /// Its sender, if it could be read.
+    pub sender: Option<String>,
+    /// Where its result goes, if it is a call and the reply could be read.
+    pub reply: Option<EntityReply>,
+    /// Whether only its input is unreadable (the rest of the row decodes).
+    pub only_input: bool,
+    /// What does not decode, naming the row.
+    pub reason: String,
 }
 
 /// One entity as listed.
@@ -177,6 +211,90 @@ pub struct EntityPage {
 pub struct EntityWork {
     /// Operations queued for entities.
     pub signals: Vec<EntityMessage>,
-    /// Results sent to orchestrations.
+    /// Results sent to orchestrations, and the starts of the orchestrations the batch started.
     pub messages: Vec<super::Message>,
+}
+
+/// A queued operation's row as read, each column either its text or why it could not be read:
+/// both stores decode it with [`RawEntityMessage::decode`], so a corrupt row is reported the
+/// same way by each.
+pub(crate) struct RawEntityMessage {
+    pub id: i64,
+    pub operation: Result<String, String>,
+    pub input: Result<String, String>,
+    pub sender: Result<String, String>,
+    pub created_ms: Result<i64, String>,
+    pub reply: Result<Option<String>, String>,
+}
+
+impl RawEntityMessage {
+    /// The message, or what could be read of it and why the rest could not.
+    pub(crate) fn decode(
+        self,
+        entity_id: &str,
+    ) -> Result<EntityMessage, Box<CorruptEntityMessage>> {
+        let row = format!("entity_messages row {} (entity '{entity_id}')", self.id);
+        let reply = self.reply.and_then(|reply| {
+            reply
+                .map(|text| {
+                    serde_json::from_str::<EntityReply>(&text)
+                        .map_err(|err| format!("its reply does not decode: {err}"))
+                })
+                .transpose()
+        });
+        let input = self.input.and_then(|text| {
+            Payload::from_json(text).map_err(|err| format!("its input is not JSON: {err}"))
+        });
+        match (self.operation, input, self.sender, self.created_ms, reply) {
+            (Ok(operation), Ok(input), Ok(sender), Ok(created_ms), Ok(reply)) => {
+                Ok(EntityMessage {
+                    id: self.id,
+                    message: NewEntityMessage {
+                        entity_id: entity_id.to_string(),
+                        operation,
+                        input,
+                        sender,
+                        created_ms,
+                        reply,
+                    },
+                })
+            }
+            (operation, input, sender, created_ms, reply) => {
+                let reasons: Vec<String> = [
+                    operation.as_ref().err(),
+                    input.as_ref().err(),
+                    sender.as_ref().err(),
+                    created_ms.as_ref().err(),
+                    reply.as_ref().err(),
+                ]
+                .into_iter()
+                .flatten()
+                .cloned()
+                .collect();
+                let only_input = input.is_err() && reasons.len() == 1;
+                Err(Box::new(CorruptEntityMessage {
+                    id: self.id,
+                    operation: operation.ok(),
+                    sender: sender.ok(),
+                    reply: reply.ok().flatten(),
+                    only_input,
+                    reason: format!("{row} is corrupt: {}", reasons.join("; ")),
+                }))
+            }
+        }
+    }
+}
+
+/// Decodes an entity's stored state: `Err` says why it is not JSON, naming the row.
+pub(crate) fn decode_state(entity_id: &str, text: String) -> Result<Payload, String> {
+    Payload::from_json(text).map_err(|err| {
+        format!("the stored state of entity '{entity_id}' (entities row) is not JSON: {err}")
+    })
+}
+
+/// Where the idempotency keys of signals to `entity_id` are kept, in the table of the keys of
+/// raised events (by instance id): a name no instance can have (instance ids cannot contain
+/// `#`), so an instance's keys and an entity's never meet.
+pub(crate) fn entity_key_scope(entity_id: &str) -> String {
+    format!("#entity/{entity_id}")
 }

@@ -80,7 +80,9 @@ pub enum Manage {
     /// again; any other failed child's failure is sent again. Replay skips the rewound
     /// failures and the `ExecutionFailed` (see `HistoryEvent::ExecutionRewound`). An instance
     /// with no such failure (its own code failed) is refused with
-    /// [`StoreError::NotApplicable`]. The answer is `Managed`.
+    /// [`StoreError::NotApplicable`], and so is one (or a failed child of one) that failed
+    /// inside a critical section, with [`REWIND_HOLDING_LOCKS`] as the operation. The answer
+    /// is `Managed`.
     Rewind {
         /// The instance.
         instance_id: String,
@@ -152,3 +154,11 @@ pub struct ManagedWork {
     /// instances held or asked for).
     pub entity_messages: Vec<super::EntityMessage>,
 }
+
+/// The operation [`StoreError::NotApplicable`] names when a rewind is refused because the
+/// instance (or a failed sub-orchestration it would rewind) failed inside a critical section
+/// (`lock_entities`): the store released its entity locks when it failed, and the rewound code
+/// would continue its section without them, interleaving with other orchestrations. Restart
+/// it instead (a new run takes its locks again).
+pub const REWIND_HOLDING_LOCKS: &str =
+    "rewind (it failed inside a critical section whose entity locks were released; restart it)";

@@ -26,11 +26,14 @@ pub mod postgres;
 pub mod sqlite;
 
 pub use entity::{
-    ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage, EntityQuery,
-    EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, LOCK_OPERATION,
-    NewEntityMessage, UNLOCK_OPERATION,
+    CorruptEntityMessage, ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage,
+    EntityQuery, EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork,
+    LOCK_OPERATION, NewEntityMessage, UNLOCK_OPERATION,
 };
-pub use manage::{Manage, ManagedWork, PurgeFilter, PurgeTarget, START_TIMER_TASK};
+pub(crate) use entity::{RawEntityMessage, decode_state, entity_key_scope};
+pub use manage::{
+    Manage, ManagedWork, PurgeFilter, PurgeTarget, REWIND_HOLDING_LOCKS, START_TIMER_TASK,
+};
 
 use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, HistoryRecord};
@@ -114,7 +117,7 @@ impl DueKey {
 }
 
 /// A new instance: its row plus its `ExecutionStarted` message.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NewInstance {
     /// The id; must not exist yet.
     pub instance_id: String,
@@ -301,6 +304,17 @@ pub enum Write {
     /// Queue an operation for an entity (creating nothing else: the entity's row appears with
     /// its first batch). The answer is `Entity` with the queued message.
     SignalEntity(NewEntityMessage),
+    /// [`SignalEntity`](Self::SignalEntity) for a sender that may send it twice (an HTTP
+    /// request retried after a timeout whose write landed): the first signal to the entity
+    /// with this key is queued; a later one is not, and the answer is `Entity` with nothing
+    /// queued. Keys are kept (they outlive a purge of the entity, so a late retry cannot
+    /// create it again).
+    SignalEntityOnce {
+        /// The operation.
+        message: NewEntityMessage,
+        /// The sender's key for it.
+        idempotency_key: String,
+    },
     /// Commit a batch of operations on one entity (see [`EntityCommit`]). The answer is
     /// `Entity` with the signals it queued.
     Entity(EntityCommit),

@@ -35,6 +35,7 @@ fn batch(entity_id: &str, version: u64, consumed: Vec<i64>, state: i64) -> Entit
         state: EntityState::Set(Payload::encode(&state).expect("encodes")),
         locked_by: None,
         signals: Vec::new(),
+        starts: Vec::new(),
         responses: Vec::new(),
         timestamp_ms: 2,
     }
@@ -96,6 +97,15 @@ async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
         },
         Ok(Payload::encode(&8).expect("encodes")),
     )];
+    // It starts an orchestration too, in the same commit.
+    answering.starts = vec![durable_runtime::store::NewInstance {
+        instance_id: "started-by-entity".into(),
+        execution_id: RUN.into(),
+        name: "o".into(),
+        version: None,
+        input: Payload::null(),
+        created_ms: 2,
+    }];
     let Written::Entity(work) = store
         .write(Write::Entity(answering))
         .await
@@ -103,11 +113,25 @@ async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
     else {
         panic!("an entity write answers with its work");
     };
-    assert_eq!(work.messages.len(), 1);
-    assert!(matches!(
-        work.messages[0].event,
+    assert_eq!(work.messages.len(), 2);
+    assert!(
+        work.messages
+            .iter()
+            .any(|m| m.instance_id == "started-by-entity"
+                && matches!(m.event, HistoryEvent::ExecutionStarted(_))),
+        "{work:?}"
+    );
+    assert!(work.messages.iter().any(|m| matches!(
+        m.event,
         HistoryEvent::EntityOperationCompleted { task_id: 3, .. }
-    ));
+    )));
+    assert!(
+        store
+            .read_instance("started-by-entity")
+            .await
+            .expect("reads")
+            .is_some()
+    );
     let page = store
         .list_entities(&EntityQuery {
             name_prefix: Some("counter".into()),
@@ -180,7 +204,127 @@ async fn a_batch_answers_its_callers_and_entities_list_by_name(store: Subject) {
     );
 }
 
+/// A row that does not decode fails only itself: the load reports it beside what decodes, and
+/// a batch committing `Unchanged` keeps a corrupt state as stored.
+async fn corrupt_entity_rows_are_reported_not_fatal(store: Subject) {
+    let id = "@counter@c";
+    store
+        .write(Write::Entity(batch(id, 0, Vec::new(), 5)))
+        .await
+        .expect("commits");
+    for _ in 0..3 {
+        store.write(signal(id, "add")).await.expect("queued");
+    }
+    let ids: Vec<i64> = store
+        .load_entity(id)
+        .await
+        .expect("loads")
+        .pending
+        .iter()
+        .map(|m| m.id)
+        .collect();
+    store
+        .exec(&format!(
+            "UPDATE entity_messages SET input = 'not json' WHERE id = {};
+             UPDATE entity_messages SET reply = '{{' WHERE id = {};
+             UPDATE entities SET state = 'not json' WHERE entity_id = '{id}';",
+            ids[0], ids[1]
+        ))
+        .await;
+    let snapshot = store
+        .load_entity(id)
+        .await
+        .expect("a corrupt row is not fatal");
+    assert_eq!(snapshot.state, None);
+    assert!(
+        snapshot
+            .corrupt_state
+            .as_deref()
+            .is_some_and(|r| r.contains("not JSON") && r.contains(id)),
+        "{snapshot:?}"
+    );
+    assert_eq!(snapshot.version, 1);
+    assert_eq!(
+        snapshot.pending.iter().map(|m| m.id).collect::<Vec<_>>(),
+        vec![ids[2]]
+    );
+    assert_eq!(snapshot.corrupt.len(), 2, "{snapshot:?}");
+    assert_eq!(snapshot.corrupt[0].id, ids[0]);
+    assert!(snapshot.corrupt[0].only_input);
+    assert_eq!(snapshot.corrupt[0].operation.as_deref(), Some("add"));
+    assert!(snapshot.corrupt[0].reason.contains("input"));
+    assert_eq!(snapshot.corrupt[1].id, ids[1]);
+    assert!(!snapshot.corrupt[1].only_input);
+    assert!(snapshot.corrupt[1].reason.contains("reply"));
+    // Consuming them keeps the corrupt state as stored.
+    let mut consume = batch(id, 1, ids.clone(), 0);
+    consume.state = EntityState::Unchanged;
+    store.write(Write::Entity(consume)).await.expect("commits");
+    let snapshot = store.load_entity(id).await.expect("loads");
+    assert_eq!(snapshot.version, 2);
+    assert!(snapshot.pending.is_empty() && snapshot.corrupt.is_empty());
+    assert!(
+        snapshot.corrupt_state.is_some(),
+        "the corrupt state is kept"
+    );
+    let read = store.read_entity(id).await;
+    assert!(matches!(read, Err(StoreError::Corrupt { .. })), "{read:?}");
+}
+
+/// A keyed signal is queued once per entity and key; an instance's event keys (even one whose
+/// id is the entity's) are another space.
+async fn keyed_signals_are_queued_once(store: Subject) {
+    let id = "@counter@k";
+    let once = |entity: &str, key: &str| {
+        let Write::SignalEntity(message) = signal(entity, "add") else {
+            unreachable!("a signal")
+        };
+        Write::SignalEntityOnce {
+            message,
+            idempotency_key: key.into(),
+        }
+    };
+    store
+        .write(create(id))
+        .await
+        .expect("an instance named like the entity");
+    store.write(raise(id, Some("k1"))).await.expect("raised");
+    let queued = |written: Written| match written {
+        Written::Entity(work) => work.signals.len(),
+        other => panic!("an entity write answers Entity, not {other:?}"),
+    };
+    assert_eq!(
+        queued(store.write(once(id, "k1")).await.expect("queued")),
+        1
+    );
+    assert_eq!(
+        queued(store.write(once(id, "k1")).await.expect("a no-op")),
+        0
+    );
+    assert_eq!(
+        queued(
+            store
+                .write(once("@counter@other", "k1"))
+                .await
+                .expect("queued")
+        ),
+        1
+    );
+    assert_eq!(
+        queued(store.write(once(id, "k2")).await.expect("queued")),
+        1
+    );
+    assert_eq!(store.load_entity(id).await.expect("loads").pending.len(), 2);
+    // The instance's key is untouched by the entity's.
+    assert_eq!(
+        store.write(raise(id, Some("k1"))).await.expect("a no-op"),
+        Written::Delivered(None)
+    );
+}
+
 crate::conformance! {
+    keyed_signals_are_queued_once,
     entity_batches_are_fenced_by_version_and_consume_once,
     a_batch_answers_its_callers_and_entities_list_by_name,
+    corrupt_entity_rows_are_reported_not_fatal,
 }

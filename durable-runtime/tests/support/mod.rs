@@ -62,6 +62,67 @@ fn postgres_count(url: &str, schema: &str, table: &str, instance_id: &str) -> i6
     .expect("counts")
 }
 
+/// Runs `sql` (SQL both stores understand, unqualified table names) on the test's store
+/// behind the runtime's back: corrupting rows. Call it while no runtime runs on the store.
+pub fn exec_sql(store: &TestStore, sql: &str) {
+    #[cfg(feature = "postgres")]
+    if let Some((url, schema)) = &store.postgres {
+        let sql = format!("SET search_path TO {schema}; {sql}");
+        return on_postgres(url, move |client| async move {
+            client.batch_execute(&sql).await.expect("runs");
+        });
+    }
+    let conn = rusqlite::Connection::open(store.path()).expect("opens");
+    conn.execute_batch(sql).expect("runs");
+}
+
+/// The first column of the first row `sql` answers, as text (`None`: NULL or no row).
+pub fn query_text(store: &TestStore, sql: &str) -> Option<String> {
+    #[cfg(feature = "postgres")]
+    if let Some((url, schema)) = &store.postgres {
+        let (schema, sql) = (schema.clone(), sql.to_string());
+        return on_postgres(url, move |client| async move {
+            client
+                .batch_execute(&format!("SET search_path TO {schema}"))
+                .await
+                .expect("sets the schema");
+            let row = client.query_opt(&sql, &[]).await.expect("runs");
+            row.and_then(|row| row.get::<_, Option<String>>(0))
+        });
+    }
+    let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("opens");
+    use rusqlite::OptionalExtension;
+    conn.query_row(sql, [], |row| row.get::<_, Option<String>>(0))
+        .optional()
+        .expect("runs")
+        .flatten()
+}
+
+/// Runs `work` on a PostgreSQL connection of its own, in a thread of its own (the caller may
+/// be on the test's runtime, which must not block).
+#[cfg(feature = "postgres")]
+fn on_postgres<T: Send + 'static, F: std::future::Future<Output = T>>(
+    url: &str,
+    work: impl FnOnce(tokio_postgres::Client) -> F + Send + 'static,
+) -> T {
+    let url = url.to_string();
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a runtime");
+        runtime.block_on(async {
+            let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+                .await
+                .expect("connects");
+            tokio::spawn(connection);
+            work(client).await
+        })
+    })
+    .join()
+    .expect("runs on PostgreSQL")
+}
+
 /// Asserts that a client call was refused as not applicable to an instance in `status` (and,
 /// if given, that the refused operation was `operation`).
 pub fn assert_not_applicable<T: std::fmt::Debug>(

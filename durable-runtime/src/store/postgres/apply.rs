@@ -30,6 +30,30 @@ pub(crate) async fn apply_write(db: &Db<'_>, write: &Write) -> Result<Written, S
             signals: vec![entity::queue(db, message).await?],
             messages: Vec::new(),
         })),
+        Write::SignalEntityOnce {
+            message,
+            idempotency_key,
+        } => {
+            let fresh = db
+                .execute(
+                    "INSERT INTO event_keys (instance_id, key) VALUES ($1, $2)
+                     ON CONFLICT DO NOTHING",
+                    &[
+                        &crate::store::entity_key_scope(&message.entity_id),
+                        idempotency_key,
+                    ],
+                )
+                .await?;
+            let signals = match fresh {
+                // Sent before with this key: nothing more to queue.
+                0 => Vec::new(),
+                _ => vec![entity::queue(db, message).await?],
+            };
+            Ok(Written::Entity(crate::store::EntityWork {
+                signals,
+                messages: Vec::new(),
+            }))
+        }
         Write::Entity(commit) => entity::commit(db, commit).await.map(Written::Entity),
         Write::PurgeEntities { entity_ids } => {
             entity::purge(db, entity_ids).await.map(Written::Purged)

@@ -8,7 +8,7 @@ use crate::payload::Payload;
 use crate::store::{
     ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage, EntityQuery,
     EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, NewEntityMessage,
-    StepCommit, StoreError, UNLOCK_OPERATION,
+    RawEntityMessage, StepCommit, StoreError, UNLOCK_OPERATION, decode_state,
 };
 use tokio_postgres::Row;
 
@@ -82,9 +82,10 @@ pub(super) async fn commit(db: &Db<'_>, commit: &EntityCommit) -> Result<EntityW
             return Err(StoreError::MessagesGone(gone));
         }
     }
-    let state = match &commit.state {
-        EntityState::Set(payload) => Some(payload.as_str()),
-        EntityState::Deleted => None,
+    let (state, keep) = match &commit.state {
+        EntityState::Set(payload) => (Some(payload.as_str()), false),
+        EntityState::Deleted => (None, false),
+        EntityState::Unchanged => (None, true),
     };
     let new_count = op_count + commit.log.len() as i64;
     // The version check again in the upsert: an entity's first batch has no row to lock, and a
@@ -94,8 +95,9 @@ pub(super) async fn commit(db: &Db<'_>, commit: &EntityCommit) -> Result<EntityW
             "INSERT INTO entities
                  (entity_id, name, state, version, op_count, locked_by, created_ms, updated_ms)
              VALUES ($1, $2, $3, 1, $4, $6, $5, $5)
-             ON CONFLICT (entity_id) DO UPDATE SET state = $3, version = entities.version + 1,
-                 op_count = $4, updated_ms = $5, locked_by = $6
+             ON CONFLICT (entity_id) DO UPDATE SET
+                 state = CASE WHEN $8 THEN entities.state ELSE $3 END,
+                 version = entities.version + 1, op_count = $4, updated_ms = $5, locked_by = $6
              WHERE entities.version = $7",
             &[
                 id,
@@ -105,6 +107,7 @@ pub(super) async fn commit(db: &Db<'_>, commit: &EntityCommit) -> Result<EntityW
                 &commit.timestamp_ms,
                 &commit.locked_by,
                 &version,
+                &keep,
             ],
         )
         .await?;
@@ -143,7 +146,10 @@ pub(super) async fn commit(db: &Db<'_>, commit: &EntityCommit) -> Result<EntityW
     for signal in &commit.signals {
         signals.push(queue(db, signal).await?);
     }
-    let mut messages = Vec::with_capacity(commit.responses.len());
+    let mut messages = Vec::with_capacity(commit.responses.len() + commit.starts.len());
+    for start in &commit.starts {
+        messages.push(super::apply::create_instance(db, start, None).await?);
+    }
     for (reply, result) in &commit.responses {
         let event = match result {
             Ok(result) => HistoryEvent::EntityOperationCompleted {
@@ -267,18 +273,22 @@ pub(super) async fn load(db: &Db<'_>, entity_id: &str) -> Result<EntitySnapshot,
             &[&entity_id],
         )
         .await?;
-    let mut snapshot = EntitySnapshot {
-        state: None,
-        version: 0,
-        locked_by: None,
-        pending: Vec::new(),
-    };
+    let mut snapshot = EntitySnapshot::default();
     for (n, row) in rows.iter().enumerate() {
         if n == 0 {
-            let state: Option<String> = col(row, 0, "entities", entity_id)?;
-            snapshot.state = state
-                .map(|text| json(text, "entities", entity_id, "state"))
-                .transpose()?;
+            // A state that does not decode fails only the entity's operations, not its load.
+            match row.try_get::<_, Option<String>>(0) {
+                Ok(None) => {}
+                Ok(Some(text)) => match decode_state(entity_id, text) {
+                    Ok(state) => snapshot.state = Some(state),
+                    Err(reason) => snapshot.corrupt_state = Some(reason),
+                },
+                Err(err) => {
+                    snapshot.corrupt_state = Some(format!(
+                        "the stored state of entity '{entity_id}' (entities row) is not text: {err}"
+                    ))
+                }
+            }
             let version: Option<i64> = col(row, 1, "entities", entity_id)?;
             snapshot.version = unsigned(version.unwrap_or(0), "entities", entity_id, "version")?;
             snapshot.locked_by = col(row, 2, "entities", entity_id)?;
@@ -286,29 +296,22 @@ pub(super) async fn load(db: &Db<'_>, entity_id: &str) -> Result<EntitySnapshot,
         let Some(id) = col::<Option<i64>>(row, 3, "entity_messages", entity_id)? else {
             continue;
         };
-        let key = id.to_string();
-        let input: String = col(row, 5, "entity_messages", &key)?;
-        let reply: Option<String> = col(row, 8, "entity_messages", &key)?;
-        let reply = reply
-            .map(|text| {
-                serde_json::from_str::<EntityReply>(&text).map_err(|err| StoreError::Corrupt {
-                    table: "entity_messages",
-                    key: key.clone(),
-                    reason: format!("reply does not decode: {err}"),
-                })
-            })
-            .transpose()?;
-        snapshot.pending.push(EntityMessage {
+        let text = |index| {
+            row.try_get::<_, String>(index)
+                .map_err(|err| err.to_string())
+        };
+        let raw = RawEntityMessage {
             id,
-            message: NewEntityMessage {
-                entity_id: entity_id.to_string(),
-                operation: col(row, 4, "entity_messages", &key)?,
-                input: json(input, "entity_messages", &key, "input")?,
-                sender: col(row, 6, "entity_messages", &key)?,
-                created_ms: col(row, 7, "entity_messages", &key)?,
-                reply,
-            },
-        });
+            operation: text(4),
+            input: text(5),
+            sender: text(6),
+            created_ms: row.try_get(7).map_err(|err| err.to_string()),
+            reply: row.try_get(8).map_err(|err| err.to_string()),
+        };
+        match raw.decode(entity_id) {
+            Ok(message) => snapshot.pending.push(message),
+            Err(bad) => snapshot.corrupt.push(*bad),
+        }
     }
     Ok(snapshot)
 }

@@ -94,6 +94,28 @@ pub(crate) fn apply_write(
             signals: vec![entity::queue(conn, ids, message)?],
             messages: Vec::new(),
         })),
+        Write::SignalEntityOnce {
+            message,
+            idempotency_key,
+        } => {
+            let fresh = conn
+                .prepare_cached(
+                    "INSERT OR IGNORE INTO event_keys (instance_id, key) VALUES (?1, ?2)",
+                )?
+                .execute(params![
+                    crate::store::entity_key_scope(&message.entity_id),
+                    idempotency_key
+                ])?;
+            let signals = match fresh {
+                // Sent before with this key: nothing more to queue.
+                0 => Vec::new(),
+                _ => vec![entity::queue(conn, ids, message)?],
+            };
+            Ok(Written::Entity(crate::store::EntityWork {
+                signals,
+                messages: Vec::new(),
+            }))
+        }
         Write::Entity(commit) => entity::commit(conn, ids, commit).map(Written::Entity),
         Write::PurgeEntities { entity_ids } => entity::purge(conn, entity_ids).map(Written::Purged),
         Write::FailInstance {

@@ -8,7 +8,7 @@ use crate::payload::Payload;
 use crate::store::{
     ENTITY_LOG_LEN, EntityCommit, EntityLogEntry, EntityMessage, EntityPage, EntityQuery,
     EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, NewEntityMessage,
-    StepCommit, StoreError, UNLOCK_OPERATION,
+    RawEntityMessage, StepCommit, StoreError, UNLOCK_OPERATION, decode_state,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -73,16 +73,18 @@ pub(super) fn commit(
     if !gone.is_empty() {
         return Err(StoreError::MessagesGone(gone));
     }
-    let state = match &commit.state {
-        EntityState::Set(payload) => Some(payload.as_str()),
-        EntityState::Deleted => None,
+    let (state, keep) = match &commit.state {
+        EntityState::Set(payload) => (Some(payload.as_str()), false),
+        EntityState::Deleted => (None, false),
+        EntityState::Unchanged => (None, true),
     };
     let new_count = op_count + commit.log.len() as i64;
     conn.prepare_cached(
         "INSERT INTO entities
              (entity_id, name, state, version, op_count, locked_by, created_ms, updated_ms)
          VALUES (?1, ?2, ?3, 1, ?4, ?6, ?5, ?5)
-         ON CONFLICT (entity_id) DO UPDATE SET state = ?3, version = version + 1,
+         ON CONFLICT (entity_id) DO UPDATE SET
+             state = CASE WHEN ?7 THEN entities.state ELSE ?3 END, version = version + 1,
              op_count = ?4, updated_ms = ?5, locked_by = ?6",
     )?
     .execute(params![
@@ -91,7 +93,8 @@ pub(super) fn commit(
         state,
         new_count,
         commit.timestamp_ms,
-        commit.locked_by
+        commit.locked_by,
+        keep
     ])?;
     // Only the last lines of a large batch can survive the bound: write only those.
     let skip = commit.log.len().saturating_sub(ENTITY_LOG_LEN);
@@ -121,7 +124,10 @@ pub(super) fn commit(
     for signal in &commit.signals {
         signals.push(queue(conn, ids, signal)?);
     }
-    let mut messages = Vec::with_capacity(commit.responses.len());
+    let mut messages = Vec::with_capacity(commit.responses.len() + commit.starts.len());
+    for start in &commit.starts {
+        messages.push(super::apply::create_instance(conn, ids, start, None)?);
+    }
     for (reply, result) in &commit.responses {
         let event = match result {
             Ok(result) => HistoryEvent::EntityOperationCompleted {
@@ -227,21 +233,41 @@ pub(super) fn purge(conn: &Connection, entity_ids: &[String]) -> Result<u64, Sto
     Ok(purged)
 }
 
-/// The entity's state, version and queue, in one read transaction.
+/// An entity's state (its text, or why it cannot be read as text), version and lock holder.
+type StateRow = (Result<Option<String>, String>, i64, Option<String>);
+
+/// The entity's state, version and queue, in one read transaction. A state or a queued row
+/// that does not decode is reported in the snapshot, not as an error: it must fail only itself.
 pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot, StoreError> {
     let tx = conn.unchecked_transaction()?;
-    let row: Option<(Option<String>, i64, Option<String>)> = tx
+    let row: Option<StateRow> = tx
         .prepare_cached("SELECT state, version, locked_by FROM entities WHERE entity_id = ?1")?
         .query_row(params![entity_id], |row| {
-            Ok((row.get(0)?, row.get(1)?, row.get(2)?))
+            Ok((
+                row.get::<_, Option<String>>(0)
+                    .map_err(|err| err.to_string()),
+                row.get(1)?,
+                row.get(2)?,
+            ))
         })
         .optional()
         .at("entities", entity_id)?;
-    let (state, version, locked_by) = row.unwrap_or((None, 0, None));
-    let state = state
-        .map(|text| json(text, "entities", entity_id, "state"))
-        .transpose()?;
+    let (state, version, locked_by) = row.unwrap_or((Ok(None), 0, None));
+    let (state, corrupt_state) = match state {
+        Ok(None) => (None, None),
+        Ok(Some(text)) => match decode_state(entity_id, text) {
+            Ok(state) => (Some(state), None),
+            Err(reason) => (None, Some(reason)),
+        },
+        Err(err) => (
+            None,
+            Some(format!(
+                "the stored state of entity '{entity_id}' (entities row) is not text: {err}"
+            )),
+        ),
+    };
     let mut pending = Vec::new();
+    let mut corrupt = Vec::new();
     {
         let mut stmt = tx.prepare_cached(
             "SELECT id, operation, input, sender, created_ms, reply FROM entity_messages
@@ -249,38 +275,29 @@ pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot,
         )?;
         let mut rows = stmt.query(params![entity_id])?;
         while let Some(row) = rows.next().at("entity_messages", entity_id)? {
-            let id: i64 = row.get(0).at("entity_messages", entity_id)?;
-            let key = id.to_string();
-            let input: String = row.get(2).at("entity_messages", &key)?;
-            let reply: Option<String> = row.get(5).at("entity_messages", &key)?;
-            let reply = reply
-                .map(|text| {
-                    serde_json::from_str::<EntityReply>(&text).map_err(|err| StoreError::Corrupt {
-                        table: "entity_messages",
-                        key: key.clone(),
-                        reason: format!("reply does not decode: {err}"),
-                    })
-                })
-                .transpose()?;
-            pending.push(EntityMessage {
-                id,
-                message: NewEntityMessage {
-                    entity_id: entity_id.to_string(),
-                    operation: row.get(1).at("entity_messages", &key)?,
-                    input: json(input, "entity_messages", &key, "input")?,
-                    sender: row.get(3).at("entity_messages", &key)?,
-                    created_ms: row.get(4).at("entity_messages", &key)?,
-                    reply,
-                },
-            });
+            let text = |index| row.get::<_, String>(index).map_err(|err| err.to_string());
+            let raw = RawEntityMessage {
+                id: row.get(0).at("entity_messages", entity_id)?,
+                operation: text(1),
+                input: text(2),
+                sender: text(3),
+                created_ms: row.get(4).map_err(|err| err.to_string()),
+                reply: row.get(5).map_err(|err| err.to_string()),
+            };
+            match raw.decode(entity_id) {
+                Ok(message) => pending.push(message),
+                Err(bad) => corrupt.push(*bad),
+            }
         }
     }
     tx.commit()?;
     Ok(EntitySnapshot {
         state,
+        corrupt_state,
         version: version as u64,
         locked_by,
         pending,
+        corrupt,
     })
 }
 

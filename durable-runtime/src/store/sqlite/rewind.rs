@@ -6,11 +6,14 @@ use super::manage::state_for;
 use super::read;
 use crate::failure::FailureDetails;
 use crate::history::{
-    HistoryEvent, SubOrchestrationCreatedEvent, rewound_events, unhandled_failures,
+    HistoryEvent, SubOrchestrationCreatedEvent, entity_locks_held, rewound_events,
+    unhandled_failures,
 };
 use crate::instance::RuntimeStatus;
 use crate::payload::Payload;
-use crate::store::{ActivityWorkItem, ManagedWork, StoreError, TimerWorkItem};
+use crate::store::{
+    ActivityWorkItem, ManagedWork, REWIND_HOLDING_LOCKS, StoreError, TimerWorkItem,
+};
 use rusqlite::{Connection, OptionalExtension, params};
 use std::collections::{BTreeSet, HashSet};
 use std::sync::Arc;
@@ -64,8 +67,19 @@ fn rewind_one(
     let history = read::history(conn, instance_id)?;
     let events: Vec<&HistoryEvent> = history.iter().map(|r| &r.event).collect();
     let failures = failures_to_run_again(&events);
-    if failures.is_empty() {
+    let Some(&first) = failures.first() else {
         return Ok(None);
+    };
+    // The rewound code goes on from the first failure it runs again: held locks there (the
+    // guard's unlocks, sent as the code failed, come after it) were released by the store.
+    let held = entity_locks_held(&events[..first]);
+    if !held.is_empty() {
+        tracing::warn!(instance = %instance_id, entities = ?held, "not rewound: it failed inside a critical section");
+        return Err(StoreError::NotApplicable {
+            operation: REWIND_HOLDING_LOCKS,
+            instance_id: instance_id.to_string(),
+            status: RuntimeStatus::Failed,
+        });
     }
     let run: Arc<str> = state.execution_id.as_str().into();
     let mut children = Vec::new();

@@ -7,13 +7,14 @@ use crate::failure::{FailureDetails, panic_failure};
 use crate::payload::Payload;
 use crate::store::{
     EntityCommit, EntityLogEntry, EntityMessage, EntityState, LOCK_OPERATION, NewEntityMessage,
-    UNLOCK_OPERATION, Write,
+    NewInstance, UNLOCK_OPERATION, Write,
 };
 use crate::worker::Shared;
 use futures::FutureExt;
 use std::collections::VecDeque;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
+use uuid::Uuid;
 
 /// Runs, in arrival order, the queued operations that may run now, and describes their
 /// commit; `None` if none may (every one waits for a lock another orchestration holds).
@@ -34,7 +35,32 @@ pub(super) async fn run_batch(
     let mut ran: Vec<i64> = Vec::new();
     let mut log = Vec::new();
     let mut signals = Vec::new();
+    let mut starts = Vec::new();
     let mut responses = Vec::new();
+    // Rows that do not decode fail alone, first: nothing can run them, and they must not stay
+    // queued in front of the entity's other operations.
+    for bad in queue.corrupt.values() {
+        ran.push(bad.id);
+        tracing::error!(entity = %entity_id, message = bad.id, reason = %bad.reason, "a queued entity operation is corrupt: set aside as failed");
+        match &bad.reply {
+            Some(reply) => {
+                responses.push((reply.clone(), Err(FailureDetails::new(bad.reason.clone()))))
+            }
+            None => {
+                tracing::warn!(entity = %entity_id, message = bad.id, "the sender of a corrupt entity operation cannot be answered (a signal, or its reply does not decode)")
+            }
+        }
+        log.push(EntityLogEntry {
+            operation: bad
+                .operation
+                .clone()
+                .unwrap_or_else(|| "<unreadable>".to_string()),
+            sender: bad.sender.clone().unwrap_or_default(),
+            ok: false,
+            error: Some(bad.reason.clone()),
+            timestamp_ms: now,
+        });
+    }
     while ran.len() < MAX_BATCH {
         let mut next = None;
         while let Some(message) = waiting.pop_front() {
@@ -72,6 +98,14 @@ pub(super) async fn run_batch(
         };
         let error = match outcome {
             Ok(done) => {
+                starts.extend(done.starts.into_iter().map(|start| NewInstance {
+                    instance_id: start.instance_id,
+                    execution_id: Uuid::new_v4().simple().to_string().into(),
+                    name: start.name,
+                    version: start.version.flatten(),
+                    input: start.input,
+                    created_ms: now,
+                }));
                 signals.extend(done.signals.into_iter().map(|signal| NewEntityMessage {
                     entity_id: signal.entity_id.to_string(),
                     operation: signal.operation,
@@ -113,12 +147,14 @@ pub(super) async fn run_batch(
         name: id.name().to_string(),
         expected_version: entity.version,
         consumed: ran.clone(),
-        state: entity
-            .state
-            .clone()
-            .map_or(EntityState::Deleted, EntityState::Set),
+        state: match (&entity.state, entity.unreadable) {
+            (_, true) => EntityState::Unchanged,
+            (Some(state), false) => EntityState::Set(state.clone()),
+            (None, false) => EntityState::Deleted,
+        },
         locked_by: entity.locked_by.clone(),
         signals,
+        starts,
         responses,
         log,
         timestamp_ms: now,
@@ -145,8 +181,13 @@ async fn run_one(
         .catch_unwind()
         .await;
     let failure = match ran {
-        Ok(Ok(done)) => match entity.behavior.snapshot() {
-            Ok(state) => {
+        Ok(Ok(mut done)) => match (
+            resolve_starts(shared, &mut done),
+            entity.behavior.snapshot(),
+        ) {
+            (Err(unknown), _) => unknown,
+            (Ok(()), Err(err)) => format!("the state does not serialize: {err}"),
+            (Ok(()), Ok(state)) => {
                 let size = state.as_ref().map_or(0, |s| s.as_str().len());
                 let limit = shared.limits.max_payload_bytes;
                 if size <= limit {
@@ -155,7 +196,6 @@ async fn run_one(
                 }
                 format!("the state would be {size} bytes, over the payload limit of {limit} bytes")
             }
-            Err(err) => format!("the state does not serialize: {err}"),
         },
         Ok(Err(err)) => err.to_string(),
         Err(panic) => {
@@ -166,6 +206,28 @@ async fn run_one(
         entity.broken = Some(err);
     }
     Err(failure)
+}
+
+/// Gives each orchestration started by name the version this program registers; a name it
+/// does not register fails the operation.
+fn resolve_starts(shared: &Shared, done: &mut OperationDone) -> Result<(), String> {
+    for start in &mut done.starts {
+        if start.version.is_some() {
+            continue;
+        }
+        match shared.registry.orchestrator(&start.name) {
+            Some(registration) => {
+                start.version = Some(registration.version.map(str::to_string));
+            }
+            None => {
+                return Err(format!(
+                    "no orchestrator named '{}' is registered in this program",
+                    start.name
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Fails the calls queued for an entity no `#[entity]` of this program registers (a caller
@@ -193,12 +255,15 @@ pub(super) async fn fail_calls_to_unknown(shared: &Arc<Shared>, entity_id: &str)
         name,
         expected_version: snapshot.version,
         consumed: calls.iter().map(|m| m.id).collect(),
-        state: snapshot
-            .state
-            .clone()
-            .map_or(EntityState::Deleted, EntityState::Set),
+        // A corrupt state is kept as stored, for repair.
+        state: match (&snapshot.state, &snapshot.corrupt_state) {
+            (_, Some(_)) => EntityState::Unchanged,
+            (Some(state), None) => EntityState::Set(state.clone()),
+            (None, None) => EntityState::Deleted,
+        },
         locked_by: snapshot.locked_by.clone(),
         signals: Vec::new(),
+        starts: Vec::new(),
         responses: calls
             .iter()
             .filter_map(|m| m.message.reply.clone())

@@ -24,7 +24,10 @@ mod resend;
 use super::{Shared, StopSignal, stopping};
 use crate::entity::{EntityBehavior, EntityId, EntityRegistration};
 use crate::payload::Payload;
-use crate::store::{EntityCommit, EntityMessage, EntitySnapshot, ErrorClass, Write};
+use crate::store::{
+    CorruptEntityMessage, EntityCommit, EntityMessage, EntitySnapshot, ErrorClass, LOCK_OPERATION,
+    NewEntityMessage, UNLOCK_OPERATION, Write,
+};
 use crate::worker::hooks::Busy;
 use batch::{fail_calls_to_unknown, run_batch};
 use parking_lot::Mutex;
@@ -128,6 +131,9 @@ struct Live {
     /// Why the stored state cannot be used (it does not decode): every operation fails with
     /// it, and the state is kept as stored.
     broken: Option<String>,
+    /// The stored state is not even JSON (so `state` does not hold it): batches commit it
+    /// unchanged, never overwriting the corrupt row (it is kept for repair).
+    unreadable: bool,
     version: u64,
     /// The orchestration holding the entity's lock.
     locked_by: Option<String>,
@@ -137,6 +143,9 @@ struct Live {
 #[derive(Default)]
 struct Queue {
     pending: BTreeMap<i64, EntityMessage>,
+    /// Queued rows that do not decode (read by the last load): the next batch consumes them
+    /// as failed.
+    corrupt: BTreeMap<i64, CorruptEntityMessage>,
     /// Every message up to this id was in a load: one delivered again in memory is known.
     known_upto: i64,
 }
@@ -152,11 +161,21 @@ impl Queue {
     /// before the load read the store (it is handed over once its write is acknowledged), so
     /// one the load did not find was consumed, by a batch whose answer was lost: it must not
     /// run again, nor be taken again from a late delivery.
-    fn loaded(&mut self, stored: Vec<EntityMessage>) {
+    fn loaded(&mut self, stored: Vec<EntityMessage>, corrupt: Vec<CorruptEntityMessage>) {
         let newest_in_memory = self.pending.keys().next_back().copied().unwrap_or(0);
         let newest_stored = stored.last().map_or(0, |m| m.id);
-        self.known_upto = self.known_upto.max(newest_in_memory).max(newest_stored);
+        let newest_corrupt = corrupt.last().map_or(0, |m| m.id);
+        self.known_upto = self
+            .known_upto
+            .max(newest_in_memory)
+            .max(newest_stored)
+            .max(newest_corrupt);
         self.pending = stored.into_iter().map(|m| (m.id, m)).collect();
+        self.corrupt = corrupt.into_iter().map(|m| (m.id, m)).collect();
+    }
+
+    fn is_empty(&self) -> bool {
+        self.pending.is_empty() && self.corrupt.is_empty()
     }
 }
 
@@ -191,7 +210,7 @@ async fn run(
         }
         if live.is_none() {
             match load(&shared, &entity_id, registration).await {
-                Some((loaded, stored)) => {
+                Some((loaded, stored, corrupt)) => {
                     // Only this task commits the entity: one version more is that batch.
                     if let Some(commit) = unanswered.take()
                         && loaded.version == commit.expected_version + 1
@@ -199,7 +218,7 @@ async fn run(
                         tokio::spawn(resend::resend(shared.clone(), entity_id.clone(), commit));
                     }
                     live = Some(loaded);
-                    queue.loaded(stored);
+                    queue.loaded(stored, corrupt);
                 }
                 None => {
                     tokio::select! {
@@ -216,7 +235,7 @@ async fn run(
         let Some(entity) = live.as_mut() else {
             continue;
         };
-        if queue.pending.is_empty() {
+        if queue.is_empty() {
             // Nothing to run: a test harness's clock may move.
             working = None;
             tokio::select! {
@@ -264,6 +283,7 @@ async fn run(
             Ok(_) => {
                 for message_id in &ran {
                     queue.pending.remove(message_id);
+                    queue.corrupt.remove(message_id);
                 }
                 entity.version += 1;
                 if !shared.entities.keep_state {
@@ -300,17 +320,20 @@ fn admit(shared: &Shared, queue: &mut Queue, working: &mut Option<Busy>, deliver
     queue.admit(delivered.message);
 }
 
-/// Reads the entity and its queue; `None` if the store refuses now (logged).
+/// Reads the entity and its queue (the rows that decode, and those that do not); `None` if
+/// the store refuses now (logged).
 async fn load(
     shared: &Arc<Shared>,
     entity_id: &str,
     registration: &'static EntityRegistration,
-) -> Option<(Live, Vec<EntityMessage>)> {
+) -> Option<(Live, Vec<EntityMessage>, Vec<CorruptEntityMessage>)> {
     let EntitySnapshot {
         state,
+        corrupt_state,
         version,
         locked_by,
-        pending,
+        mut pending,
+        corrupt,
     } = match shared.store.load_entity(entity_id).await {
         Ok(snapshot) => snapshot,
         Err(err) => {
@@ -319,20 +342,63 @@ async fn load(
         }
     };
     let mut behavior = (registration.new)();
-    let broken = behavior.restore(state.as_ref()).err();
+    let unreadable = corrupt_state.is_some();
+    let broken = match corrupt_state {
+        Some(reason) => Some(reason),
+        None => behavior.restore(state.as_ref()).err().map(|err| {
+            format!("the stored state of entity '{entity_id}' does not fit the entity: {err}")
+        }),
+    };
     if let Some(reason) = &broken {
-        tracing::error!(entity = %entity_id, %reason, "an entity's stored state cannot be used: its operations fail until it is fixed");
+        tracing::error!(entity = %entity_id, %reason, "an entity's stored state cannot be used: its operations fail until it is repaired");
     }
+    let corrupt = salvage_locking(entity_id, &mut pending, corrupt);
     Some((
         Live {
             behavior,
             state,
             broken,
+            unreadable,
             version,
             locked_by,
         },
         pending,
+        corrupt,
     ))
+}
+
+/// A lock or unlock request whose only unreadable part is its input (which they do not use)
+/// still runs, so a corrupt row cannot leave an entity locked forever; the other corrupt rows
+/// are returned, to be consumed as failed.
+fn salvage_locking(
+    entity_id: &str,
+    pending: &mut Vec<EntityMessage>,
+    corrupt: Vec<CorruptEntityMessage>,
+) -> Vec<CorruptEntityMessage> {
+    let mut rest = Vec::new();
+    for bad in corrupt {
+        match (&bad.operation, &bad.sender) {
+            (Some(operation), Some(sender))
+                if bad.only_input
+                    && (operation == LOCK_OPERATION || operation == UNLOCK_OPERATION) =>
+            {
+                pending.push(EntityMessage {
+                    id: bad.id,
+                    message: NewEntityMessage {
+                        entity_id: entity_id.to_string(),
+                        operation: operation.clone(),
+                        input: Payload::null(),
+                        sender: sender.clone(),
+                        created_ms: 0,
+                        reply: bad.reply.clone(),
+                    },
+                });
+            }
+            _ => rest.push(bad),
+        }
+    }
+    pending.sort_by_key(|message| message.id);
+    rest
 }
 
 /// Entities read per page by [`recover`].
@@ -384,7 +450,6 @@ pub(crate) async fn recover(shared: Arc<Shared>, mut stopped: StopSignal) -> boo
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::store::NewEntityMessage;
 
     fn message(id: i64) -> EntityMessage {
         EntityMessage {
@@ -407,7 +472,7 @@ mod tests {
             queue.admit(message(id));
         }
         // The batch [4, 5, 6] committed but its answer was lost; message 7 came since.
-        queue.loaded(vec![message(7)]);
+        queue.loaded(vec![message(7)], Vec::new());
         assert_eq!(queue.pending.keys().copied().collect::<Vec<_>>(), [7]);
         // A late copy of a consumed message, or of one the load read, is not taken again.
         queue.admit(message(5));
@@ -415,7 +480,7 @@ mod tests {
         queue.admit(message(8));
         assert_eq!(queue.pending.keys().copied().collect::<Vec<_>>(), [7, 8]);
         // Nothing stored: what memory held was consumed.
-        queue.loaded(Vec::new());
+        queue.loaded(Vec::new(), Vec::new());
         assert!(queue.pending.is_empty());
         queue.admit(message(8));
         assert!(queue.pending.is_empty());

@@ -1,7 +1,8 @@
 //! Handing over what a batch sent when its commit was applied but its answer was lost (a
 //! connection dropped after the commit, a retry then fenced): the results of the calls it ran
 //! and the signals it sent are in the store, and no one else would hand them to their
-//! orchestrations and entities before the next start. They are read back from the store.
+//! orchestrations and entities before the next start, nor start the orchestrations it
+//! created. They are read back from the store.
 
 use super::Entities;
 use crate::history::HistoryEvent;
@@ -13,7 +14,7 @@ use std::sync::Arc;
 /// Pending messages read per page while looking for a batch's results.
 const PAGE: usize = 1_000;
 
-/// Hands over the call results and signals of `commit`, which the store applied (`entity_id`
+/// Hands over the call results, signals and started orchestrations of `commit`, which the store applied (`entity_id`
 /// is its sender). Best effort: what cannot be read now is handed over at the next start.
 pub(super) async fn resend(shared: Arc<Shared>, entity_id: Arc<str>, commit: EntityCommit) {
     let _busy = shared.busy();
@@ -36,8 +37,14 @@ pub(super) async fn resend(shared: Arc<Shared>, entity_id: Arc<str>, commit: Ent
         }
     }
     let mut waiting: Vec<&EntityReply> = commit.responses.iter().map(|(r, _)| r).collect();
+    // The orchestrations it started: their `ExecutionStarted` messages.
+    let mut starting: BTreeSet<&str> = commit
+        .starts
+        .iter()
+        .map(|start| start.instance_id.as_str())
+        .collect();
     let mut after = 0;
-    while !waiting.is_empty() {
+    while !waiting.is_empty() || !starting.is_empty() {
         let page = match shared.store.pending_messages(after, PAGE).await {
             Ok(page) => page,
             Err(err) => {
@@ -46,6 +53,12 @@ pub(super) async fn resend(shared: Arc<Shared>, entity_id: Arc<str>, commit: Ent
             }
         };
         for message in page.items {
+            if matches!(message.event, HistoryEvent::ExecutionStarted(_))
+                && starting.remove(message.instance_id.as_str())
+            {
+                shared.deliver(message);
+                continue;
+            }
             let task_id = match &message.event {
                 HistoryEvent::EntityOperationCompleted { task_id, .. }
                 | HistoryEvent::EntityOperationFailed { task_id, .. } => *task_id,
