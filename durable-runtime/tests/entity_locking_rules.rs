@@ -346,3 +346,53 @@ async fn a_failure_recorded_before_the_section_but_raised_inside_it_is_not_rewou
         runtime.shutdown().await;
     }
 }
+
+#[activity]
+async fn double(n: i64) -> Result<i64, ActivityError> {
+    Ok(n * 2)
+}
+
+/// Calls an activity with retries inside its section: activities are allowed there.
+#[orchestrator]
+async fn retried_activity_inside(
+    ctx: OrchestrationContext,
+    key: String,
+) -> Result<i64, OrchestrationError> {
+    let purse = Purse::entity_id(&key);
+    let lock = ctx.lock_entities(std::slice::from_ref(&purse)).await?;
+    let value = ctx.call_entity(&purse, Purse::get_op()).await?;
+    let policy = RetryPolicy::new(2, Duration::from_secs(1));
+    let doubled = ctx.call_activity_with_retry(&policy, double, value).await?;
+    ctx.signal_entity(&purse, Purse::set_op(doubled));
+    lock.release();
+    Ok(doubled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_with_retries_is_allowed_inside_a_section() {
+    for cache in CACHES {
+        let store = TestStore::new();
+        let (runtime, client) = store.start_with(cache_settings(cache)).await;
+        let purse = Purse::entity_id("retry");
+        client
+            .signal_entity(&purse, Purse::set_op(21))
+            .await
+            .expect("durable");
+        let id = client
+            .start(retried_activity_inside, "retry".to_string())
+            .await
+            .expect("starts");
+        let status = client
+            .wait_for_completion(&id, WAIT)
+            .await
+            .expect("finishes");
+        assert_eq!(
+            status.runtime_status,
+            RuntimeStatus::Completed,
+            "cache {cache:?}: {status:?}"
+        );
+        assert_eq!(status.output_as::<i64>().expect("output"), 42);
+        until_state::<Purse>(&client, &purse, |s| s == Some(&Purse(42))).await;
+        runtime.shutdown().await;
+    }
+}
