@@ -311,3 +311,36 @@ async fn a_corrupt_state_does_not_fail_the_listing_or_purge_of_others() {
         "the corrupt row is kept"
     );
 }
+
+/// An unlock whose row is corrupt in a column an unlock does not use (its reply: an unlock
+/// answers no one) still releases the lock: otherwise the entity would stay locked by an
+/// orchestration that is gone, and every other operation would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_unlock_still_releases_the_lock() {
+    let store = TestStore::new();
+    let id = Tally::entity_id("unlock");
+    let (runtime, client) = store.start().await;
+    client
+        .signal_entity(&id, Tally::add_op(1))
+        .await
+        .expect("durable");
+    until_state::<Tally>(&client, &id, |s| s == Some(&Tally(1))).await;
+    runtime.shutdown().await;
+    drop(client);
+    // Locked by an orchestration that ended: the unlock the store queued for it is corrupt.
+    exec_sql(
+        &store,
+        &format!(
+            "UPDATE entities SET locked_by = 'gone' WHERE entity_id = '{id}';
+             INSERT INTO entity_messages (entity_id, operation, input, sender, reply, created_ms)
+             VALUES ('{id}', '__durable.unlock', 'null', 'gone', 'garbage', 0);"
+        ),
+    );
+    let (runtime, client) = store.restart(|builder| builder).await;
+    client
+        .signal_entity(&id, Tally::add_op(5))
+        .await
+        .expect("durable");
+    until_state::<Tally>(&client, &id, |s| s == Some(&Tally(6))).await;
+    runtime.shutdown().await;
+}
