@@ -204,11 +204,34 @@ pub(crate) fn unhandled_failures(
         .collect()
 }
 
+/// The entities whose locks the failed run of `history` held when its code failed: those
+/// [`entity_locks_held`] finds without the entity operations its failing step (the last one,
+/// from its `OrchestratorStarted`) sent, since the unlocks the dropped guard sent as the code
+/// failed are among them. Where the failure a rewind runs again sits in history says nothing:
+/// a task may fail before the section and its failure be raised by the code inside it. An
+/// explicit release in that same step counts as held too (a rewind refused that could have
+/// gone ahead, never the reverse).
+pub(crate) fn entity_locks_held_at_failure(history: &[&HistoryEvent]) -> Vec<String> {
+    let failing_step = history
+        .iter()
+        .rposition(|event| matches!(event, HistoryEvent::OrchestratorStarted))
+        .unwrap_or(0);
+    let before: Vec<&HistoryEvent> = history
+        .iter()
+        .enumerate()
+        .filter(|(index, event)| {
+            *index < failing_step || !matches!(event, HistoryEvent::EntityOperationCalled(_))
+        })
+        .map(|(_, event)| *event)
+        .collect();
+    entity_locks_held(&before)
+}
+
 /// The entities whose locks the run of `history` holds or asked for where the history ends:
 /// lock requests not answered by a failure and not followed by an unlock. A run that failed
 /// inside a critical section has some; the store released them when it failed, so a rewind
 /// (which replays the code back into the section) is refused for it.
-pub(crate) fn entity_locks_held(history: &[&HistoryEvent]) -> Vec<String> {
+fn entity_locks_held(history: &[&HistoryEvent]) -> Vec<String> {
     use crate::store::{LOCK_OPERATION, UNLOCK_OPERATION};
     // Lock requests by task id, then released or refused ones removed.
     let mut held: Vec<(u64, &str)> = Vec::new();

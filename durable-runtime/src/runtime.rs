@@ -147,8 +147,9 @@ impl RuntimeBuilder {
     /// Largest encoded payload, in bytes (default [`DEFAULT_MAX_PAYLOAD_BYTES`]): orchestration
     /// and activity inputs and outputs, and event data. A client call over it is refused with
     /// [`Error::PayloadTooLarge`]; an activity input or result over it fails the task, and an
-    /// orchestration output over it fails the instance, each with a message giving the size
-    /// and the limit.
+    /// orchestration output over it fails the instance, and an entity operation's state, or
+    /// an input it sends (a signal, an orchestration it starts), over it fails the operation,
+    /// each with a message giving the size and the limit.
     pub fn max_payload_size(mut self, bytes: usize) -> Self {
         self.limits.max_payload_bytes = bytes;
         self

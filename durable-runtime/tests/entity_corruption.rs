@@ -26,6 +26,8 @@ impl Tally {
     pub fn get(&self) -> i64 {
         self.0
     }
+
+    pub fn delete(self) {}
 }
 
 /// Holds the lock of `@tally@a` until the event `go`.
@@ -226,4 +228,119 @@ async fn corrupt_rows_fail_only_themselves_hot() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn corrupt_rows_fail_only_themselves_replayed() {
     corrupt_rows_fail_only_themselves(CACHES[1]).await;
+}
+
+/// One entity whose state is not JSON does not take the listing, nor the purge, of the others
+/// down with it: it is listed with its corruption, and kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_state_does_not_fail_the_listing_or_purge_of_others() {
+    let store = TestStore::new();
+    let (good, bad, gone) = (
+        Tally::entity_id("good"),
+        Tally::entity_id("bad"),
+        Tally::entity_id("gone"),
+    );
+    let (runtime, client) = store.start().await;
+    for id in [&good, &bad, &gone] {
+        client
+            .signal_entity(id, Tally::add_op(1))
+            .await
+            .expect("durable");
+        until_state::<Tally>(&client, id, |s| s == Some(&Tally(1))).await;
+    }
+    client
+        .signal_entity(&gone, Tally::delete_op())
+        .await
+        .expect("durable");
+    until_state::<Tally>(&client, &gone, |s| s.is_none()).await;
+    runtime.shutdown().await;
+    drop(client);
+    exec_sql(
+        &store,
+        &format!("UPDATE entities SET state = 'not json' WHERE entity_id = '{bad}'"),
+    );
+
+    let (runtime, client) = store.restart(|builder| builder).await;
+    let page = client
+        .list_entities(&EntityQuery {
+            name_prefix: Some("tally".to_string()),
+            ..EntityQuery::default()
+        })
+        .await
+        .expect("lists despite the corrupt row");
+    let listed: Vec<&str> = page.entities.iter().map(|e| e.entity_id.as_str()).collect();
+    assert_eq!(
+        listed,
+        [bad.to_string(), gone.to_string(), good.to_string()]
+    );
+    let corrupt = page
+        .entities
+        .iter()
+        .find(|e| e.entity_id == bad.to_string())
+        .and_then(|e| e.corrupt_state.as_deref())
+        .unwrap_or_default();
+    assert!(corrupt.contains("not JSON"), "{corrupt:?}");
+    assert_eq!(
+        client.purge_entities(Some("tally")).await.expect("purges"),
+        1
+    );
+    assert_eq!(
+        client
+            .read_entity_state::<Tally>(&good)
+            .await
+            .expect("reads"),
+        Some(Tally(1))
+    );
+    let read = client.read_entity_state::<Tally>(&bad).await;
+    assert!(
+        matches!(
+            read,
+            Err(durable_runtime::Error::Store(StoreError::Corrupt { .. }))
+        ),
+        "{read:?}"
+    );
+    runtime.shutdown().await;
+    drop(client);
+    assert_eq!(
+        query_text(
+            &store,
+            &format!("SELECT state FROM entities WHERE entity_id = '{bad}'")
+        )
+        .as_deref(),
+        Some("not json"),
+        "the corrupt row is kept"
+    );
+}
+
+/// An unlock whose row is corrupt in a column an unlock does not use (its reply: an unlock
+/// answers no one) still releases the lock: otherwise the entity would stay locked by an
+/// orchestration that is gone, and every other operation would wait forever.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_unlock_still_releases_the_lock() {
+    let store = TestStore::new();
+    let id = Tally::entity_id("unlock");
+    let (runtime, client) = store.start().await;
+    client
+        .signal_entity(&id, Tally::add_op(1))
+        .await
+        .expect("durable");
+    until_state::<Tally>(&client, &id, |s| s == Some(&Tally(1))).await;
+    runtime.shutdown().await;
+    drop(client);
+    // Locked by an orchestration that ended: the unlock the store queued for it is corrupt.
+    exec_sql(
+        &store,
+        &format!(
+            "UPDATE entities SET locked_by = 'gone' WHERE entity_id = '{id}';
+             INSERT INTO entity_messages (entity_id, operation, input, sender, reply, created_ms)
+             VALUES ('{id}', '__durable.unlock', 'null', 'gone', 'garbage', 0);"
+        ),
+    );
+    let (runtime, client) = store.restart(|builder| builder).await;
+    client
+        .signal_entity(&id, Tally::add_op(5))
+        .await
+        .expect("durable");
+    until_state::<Tally>(&client, &id, |s| s == Some(&Tally(6))).await;
+    runtime.shutdown().await;
 }

@@ -288,3 +288,111 @@ async fn an_orchestration_that_failed_inside_a_section_is_not_rewound() {
         runtime.shutdown().await;
     }
 }
+
+/// Fails the first time after being armed (its own switch: tests run concurrently).
+static FAIL_EARLY: AtomicBool = AtomicBool::new(false);
+
+#[activity]
+async fn flaky_early() -> Result<(), ActivityError> {
+    if FAIL_EARLY.swap(false, Ordering::SeqCst) {
+        return Err(ActivityError::new("the service is down"));
+    }
+    Ok(())
+}
+
+/// Calls the service before its section and fails on its answer inside it: the failure is
+/// recorded before the lock is even asked for, but the code failed holding it.
+#[orchestrator]
+async fn fails_on_an_earlier_answer(
+    ctx: OrchestrationContext,
+    key: String,
+) -> Result<(), OrchestrationError> {
+    let purse = Purse::entity_id(&key);
+    let service = ctx.call_activity(flaky_early, ()).await;
+    let lock = ctx.lock_entities(std::slice::from_ref(&purse)).await?;
+    let value = ctx.call_entity(&purse, Purse::get_op()).await?;
+    service?;
+    ctx.signal_entity(&purse, Purse::set_op(value + 1));
+    lock.release();
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_recorded_before_the_section_but_raised_inside_it_is_not_rewound() {
+    for cache in CACHES {
+        let store = TestStore::new();
+        let (runtime, client) = store.start_with(cache_settings(cache)).await;
+        let purse = Purse::entity_id("early");
+        FAIL_EARLY.store(true, Ordering::SeqCst);
+        let id = client
+            .start(fails_on_an_earlier_answer, "early".to_string())
+            .await
+            .expect("starts");
+        until_status(&client, &id, RuntimeStatus::Failed).await;
+        client
+            .signal_entity(&purse, Purse::add_op(10))
+            .await
+            .expect("durable");
+        until_state::<Purse>(&client, &purse, |s| s == Some(&Purse(10))).await;
+        // Rewound, it would go on in its section unlocked and write 0 + 1 over the 10.
+        let refused = client.rewind(&id, "service restored").await;
+        assert!(
+            matches!(
+                &refused,
+                Err(Error::NotApplicable { operation, .. }) if *operation == REWIND_HOLDING_LOCKS
+            ),
+            "cache {cache:?}: {refused:?}"
+        );
+        runtime.shutdown().await;
+    }
+}
+
+#[activity]
+async fn double(n: i64) -> Result<i64, ActivityError> {
+    Ok(n * 2)
+}
+
+/// Calls an activity with retries inside its section: activities are allowed there.
+#[orchestrator]
+async fn retried_activity_inside(
+    ctx: OrchestrationContext,
+    key: String,
+) -> Result<i64, OrchestrationError> {
+    let purse = Purse::entity_id(&key);
+    let lock = ctx.lock_entities(std::slice::from_ref(&purse)).await?;
+    let value = ctx.call_entity(&purse, Purse::get_op()).await?;
+    let policy = RetryPolicy::new(2, Duration::from_secs(1));
+    let doubled = ctx.call_activity_with_retry(&policy, double, value).await?;
+    ctx.signal_entity(&purse, Purse::set_op(doubled));
+    lock.release();
+    Ok(doubled)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_activity_with_retries_is_allowed_inside_a_section() {
+    for cache in CACHES {
+        let store = TestStore::new();
+        let (runtime, client) = store.start_with(cache_settings(cache)).await;
+        let purse = Purse::entity_id("retry");
+        client
+            .signal_entity(&purse, Purse::set_op(21))
+            .await
+            .expect("durable");
+        let id = client
+            .start(retried_activity_inside, "retry".to_string())
+            .await
+            .expect("starts");
+        let status = client
+            .wait_for_completion(&id, WAIT)
+            .await
+            .expect("finishes");
+        assert_eq!(
+            status.runtime_status,
+            RuntimeStatus::Completed,
+            "cache {cache:?}: {status:?}"
+        );
+        assert_eq!(status.output_as::<i64>().expect("output"), 42);
+        until_state::<Purse>(&client, &purse, |s| s == Some(&Purse(42))).await;
+        runtime.shutdown().await;
+    }
+}

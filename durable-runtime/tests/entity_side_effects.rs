@@ -10,7 +10,7 @@ use durable_runtime::instance::InstanceQuery;
 use durable_runtime::prelude::*;
 use serde::{Deserialize, Serialize};
 use support::entities::{until_logged, until_state};
-use support::{CACHES, TestStore, WAIT, cache_settings};
+use support::{CACHES, TestStore, WAIT, cache_settings, query_text};
 
 #[orchestrator]
 async fn over_budget(ctx: OrchestrationContext, spent: i64) -> Result<i64, OrchestrationError> {
@@ -77,6 +77,18 @@ async fn starter(ctx: &mut EntityContext<Vec<String>>) -> Result<(), EntityError
         }
         "bogus" => {
             ctx.start_new_by_name("no_such_orchestrator", 0)?;
+        }
+        // Sends an input of `n` bytes and more: over a small payload limit.
+        "big_start" => {
+            let n: usize = ctx.input()?;
+            ctx.start_new_by_name("over_budget", "9".repeat(n))?;
+        }
+        "big_signal" => {
+            let n: usize = ctx.input()?;
+            ctx.signal_entity(
+                &Ledger::entity_id("big"),
+                Operation::named("add", "9".repeat(n)),
+            )?;
         }
         other => return Err(EntityError::new(format!("no operation '{other}'"))),
     }
@@ -174,4 +186,47 @@ async fn operations_signal_and_start_orchestrations_with_their_commit() {
         assert_eq!(over_budget_instances(&client).await, 2);
         runtime.shutdown().await;
     }
+}
+
+/// What an operation sends is held to the payload limit, as what clients and orchestrations
+/// send: an input over it fails the operation, and nothing is started or queued.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_input_over_the_payload_limit_fails_the_operation_that_sends_it() {
+    let store = TestStore::new();
+    let (runtime, client) = store
+        .start_with(|builder| builder.max_payload_size(1024))
+        .await;
+    let id = EntityId::new("starter", "big");
+    for operation in ["big_start", "big_signal"] {
+        client
+            .signal_entity(&id, Operation::named(operation, 4096))
+            .await
+            .expect("durable");
+    }
+    let log = until_logged(&client, &id, 2).await;
+    for entry in &log {
+        assert!(
+            !entry.ok
+                && entry
+                    .error
+                    .as_deref()
+                    .is_some_and(|e| e.contains("payload limit")),
+            "{log:?}"
+        );
+    }
+    assert_eq!(over_budget_instances(&client).await, 0);
+    runtime.shutdown().await;
+    drop(client);
+    let ledger = Ledger::entity_id("big");
+    assert_eq!(
+        query_text(
+            &store,
+            &format!(
+                "SELECT CAST(COUNT(*) AS TEXT) FROM entity_messages WHERE entity_id = '{ledger}'"
+            )
+        )
+        .as_deref(),
+        Some("0"),
+        "nothing was queued for the ledger"
+    );
 }

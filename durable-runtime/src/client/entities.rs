@@ -143,6 +143,13 @@ impl Client {
         let Some(record) = self.shared.store.read_entity(&entity_id).await? else {
             return Ok(None);
         };
+        if let Some(reason) = record.corrupt_state {
+            return Err(Error::Store(StoreError::Corrupt {
+                table: "entities",
+                key: entity_id,
+                reason,
+            }));
+        }
         record
             .state
             .map(|state| {
@@ -177,7 +184,9 @@ impl Client {
             let candidates: Vec<String> = page
                 .entities
                 .iter()
-                .filter(|e| e.state.is_none() && e.pending_operations == 0)
+                .filter(|e| {
+                    e.state.is_none() && e.corrupt_state.is_none() && e.pending_operations == 0
+                })
                 .map(|e| e.entity_id.clone())
                 .collect();
             if !candidates.is_empty() {

@@ -166,8 +166,11 @@ pub struct CorruptEntityMessage {
 pub struct EntityRecord {
     /// Its id, `@name@key`.
     pub entity_id: String,
-    /// Its state, if it has one.
+    /// Its state, if it has one (and it decodes).
     pub state: Option<Payload>,
+    /// Why its stored state cannot be read (it is not JSON), naming the row; `None` if it can.
+    /// One such row is listed with it rather than failing the listing of every other entity.
+    pub corrupt_state: Option<String>,
     /// How many batches of operations it committed.
     pub version: u64,
     /// Operations queued and not processed yet.

@@ -316,14 +316,6 @@ pub(super) async fn load(db: &Db<'_>, entity_id: &str) -> Result<EntitySnapshot,
     Ok(snapshot)
 }
 
-fn json(text: String, table: &'static str, key: &str, what: &str) -> Result<Payload, StoreError> {
-    Payload::from_json(text).map_err(|err| StoreError::Corrupt {
-        table,
-        key: key.to_string(),
-        reason: format!("{what} is not JSON: {err}"),
-    })
-}
-
 /// Ids of entities with operations queued, after `after`.
 pub(super) async fn with_pending(
     db: &Db<'_>,
@@ -360,10 +352,15 @@ fn record(row: &Row, key: &str) -> Result<EntityRecord, StoreError> {
     let state: Option<String> = col(row, 1, "entities", &entity_id)?;
     let version: i64 = col(row, 2, "entities", &entity_id)?;
     let pending: i64 = col(row, 4, "entities", &entity_id)?;
+    // A state that is not JSON is reported with its entity, not as the listing's error.
+    let (state, corrupt_state) = match state.map(|text| decode_state(&entity_id, text)) {
+        None => (None, None),
+        Some(Ok(state)) => (Some(state), None),
+        Some(Err(reason)) => (None, Some(reason)),
+    };
     Ok(EntityRecord {
-        state: state
-            .map(|text| json(text, "entities", &entity_id, "state"))
-            .transpose()?,
+        state,
+        corrupt_state,
         version: unsigned(version, "entities", &entity_id, "version")?,
         updated_ms: col(row, 3, "entities", &entity_id)?,
         pending_operations: unsigned(pending, "entities", &entity_id, "count")?,

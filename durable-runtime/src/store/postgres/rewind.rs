@@ -7,7 +7,7 @@ use super::manage::state_for;
 use super::read;
 use crate::failure::FailureDetails;
 use crate::history::{
-    HistoryEvent, SubOrchestrationCreatedEvent, entity_locks_held, rewound_events,
+    HistoryEvent, SubOrchestrationCreatedEvent, entity_locks_held_at_failure, rewound_events,
     unhandled_failures,
 };
 use crate::instance::RuntimeStatus;
@@ -63,12 +63,12 @@ async fn rewind_one(
     let history = read::history(db, instance_id).await?;
     let events: Vec<&HistoryEvent> = history.iter().map(|r| &r.event).collect();
     let failures = failures_to_run_again(&events);
-    let Some(&first) = failures.first() else {
+    if failures.is_empty() {
         return Ok(None);
-    };
-    // The rewound code goes on from the first failure it runs again: held locks there (the
-    // guard's unlocks, sent as the code failed, come after it) were released by the store.
-    let held = entity_locks_held(&events[..first]);
+    }
+    // The rewound code goes on from where it failed: the locks it held there were released
+    // by the store when it failed.
+    let held = entity_locks_held_at_failure(&events);
     if !held.is_empty() {
         tracing::warn!(instance = %instance_id, entities = ?held, "not rewound: it failed inside a critical section");
         return Err(StoreError::NotApplicable {

@@ -301,14 +301,6 @@ pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot,
     })
 }
 
-fn json(text: String, table: &'static str, key: &str, what: &str) -> Result<Payload, StoreError> {
-    Payload::from_json(text).map_err(|err| StoreError::Corrupt {
-        table,
-        key: key.to_string(),
-        reason: format!("{what} is not JSON: {err}"),
-    })
-}
-
 /// Ids of entities with operations queued, after `after`.
 pub(super) fn with_pending(
     conn: &Connection,
@@ -342,11 +334,22 @@ const SELECT_ENTITY: &str = "SELECT e.entity_id, e.state, e.version, e.updated_m
 
 fn record(row: &rusqlite::Row<'_>, key: &str) -> Result<EntityRecord, StoreError> {
     let entity_id: String = row.get(0).at("entities", key)?;
-    let state: Option<String> = row.get(1).at("entities", &entity_id)?;
+    let (state, corrupt_state) = match row.get::<_, Option<String>>(1) {
+        Ok(None) => (None, None),
+        Ok(Some(text)) => match decode_state(&entity_id, text) {
+            Ok(state) => (Some(state), None),
+            Err(reason) => (None, Some(reason)),
+        },
+        Err(err) => (
+            None,
+            Some(format!(
+                "the stored state of entity '{entity_id}' (entities row) is not text: {err}"
+            )),
+        ),
+    };
     Ok(EntityRecord {
-        state: state
-            .map(|text| json(text, "entities", &entity_id, "state"))
-            .transpose()?,
+        state,
+        corrupt_state,
         version: row.get::<_, i64>(2).at("entities", &entity_id)? as u64,
         updated_ms: row.get(3).at("entities", &entity_id)?,
         pending_operations: row.get::<_, i64>(4).at("entities", &entity_id)? as u64,

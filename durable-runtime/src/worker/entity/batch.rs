@@ -182,7 +182,7 @@ async fn run_one(
         .await;
     let failure = match ran {
         Ok(Ok(mut done)) => match (
-            resolve_starts(shared, &mut done),
+            resolve_starts(shared, &mut done).and_then(|()| sends_within_limit(shared, &done)),
             entity.behavior.snapshot(),
         ) {
             (Err(unknown), _) => unknown,
@@ -225,6 +225,32 @@ fn resolve_starts(shared: &Shared, done: &mut OperationDone) -> Result<(), Strin
                     start.name
                 ));
             }
+        }
+    }
+    Ok(())
+}
+
+/// Holds what the operation sends (signal inputs, started orchestrations' inputs) to the
+/// payload limit, as a client's or an orchestration's sends are: the store takes any size, so
+/// this is the only place an operation's oversized input can be refused.
+fn sends_within_limit(shared: &Shared, done: &OperationDone) -> Result<(), String> {
+    let limit = shared.limits.max_payload_bytes;
+    let signals = done.signals.iter().map(|signal| {
+        (
+            format!("signal '{}' to '{}'", signal.operation, signal.entity_id),
+            &signal.input,
+        )
+    });
+    let starts = done
+        .starts
+        .iter()
+        .map(|start| (format!("orchestration '{}'", start.name), &start.input));
+    for (what, input) in signals.chain(starts) {
+        let size = input.as_str().len();
+        if size > limit {
+            return Err(format!(
+                "the input of {what} is {size} bytes, over the payload limit of {limit} bytes"
+            ));
         }
     }
     Ok(())

@@ -367,8 +367,9 @@ async fn load(
     ))
 }
 
-/// A lock or unlock request whose only unreadable part is its input (which they do not use)
-/// still runs, so a corrupt row cannot leave an entity locked forever; the other corrupt rows
+/// A lock request whose only unreadable part is its input (which it does not use), and an
+/// unlock whose operation and sender can be read (it uses nothing else: it answers no one),
+/// still run, so a corrupt row cannot leave an entity locked forever; the other corrupt rows
 /// are returned, to be consumed as failed.
 fn salvage_locking(
     entity_id: &str,
@@ -379,8 +380,8 @@ fn salvage_locking(
     for bad in corrupt {
         match (&bad.operation, &bad.sender) {
             (Some(operation), Some(sender))
-                if bad.only_input
-                    && (operation == LOCK_OPERATION || operation == UNLOCK_OPERATION) =>
+                if operation == UNLOCK_OPERATION
+                    || (operation == LOCK_OPERATION && bad.only_input) =>
             {
                 pending.push(EntityMessage {
                     id: bad.id,
@@ -390,7 +391,9 @@ fn salvage_locking(
                         input: Payload::null(),
                         sender: sender.clone(),
                         created_ms: 0,
-                        reply: bad.reply.clone(),
+                        reply: (operation == LOCK_OPERATION)
+                            .then(|| bad.reply.clone())
+                            .flatten(),
                     },
                 });
             }
