@@ -344,3 +344,45 @@ async fn a_corrupt_unlock_still_releases_the_lock() {
     until_state::<Tally>(&client, &id, |s| s == Some(&Tally(6))).await;
     runtime.shutdown().await;
 }
+
+/// A corrupt call queued for an entity this program does not register is answered too (its
+/// reply still reads): its caller must not wait forever for an entity that will never run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_call_to_an_unregistered_entity_is_answered() {
+    let store = TestStore::new();
+    let (runtime, client) = store.start().await;
+    // The call queues behind `holder`'s lock, so it is still in the store at shutdown.
+    let holding = client.start(holder, ()).await.expect("starts");
+    until_record(&client, &Tally::entity_id("a"), |r| {
+        r.locked_by.as_deref() == Some(holding.as_str())
+    })
+    .await;
+    let calling = client.start(caller, "a".to_string()).await.expect("starts");
+    until_record(&client, &Tally::entity_id("a"), |r| {
+        r.pending_operations == 1
+    })
+    .await;
+    runtime.shutdown().await;
+    drop(client);
+    // The queued call now addresses an entity nobody registers, and its input is unreadable.
+    exec_sql(
+        &store,
+        &format!(
+            "UPDATE entity_messages SET entity_id = '@nobody@k', input = 'not json'
+             WHERE sender = '{calling}';"
+        ),
+    );
+    let (runtime, client) = store.restart(|builder| builder).await;
+    let status = client
+        .wait_for_completion(&calling, WAIT)
+        .await
+        .expect("the caller is answered");
+    let answer: String = status.output_as().expect("a string");
+    assert!(
+        answer.starts_with("failed:")
+            && answer.contains("no entity named 'nobody'")
+            && answer.contains("corrupt"),
+        "{answer}"
+    );
+    runtime.shutdown().await;
+}

@@ -268,7 +268,13 @@ pub(super) async fn fail_calls_to_unknown(shared: &Arc<Shared>, entity_id: &str)
         .iter()
         .filter(|m| m.message.reply.is_some())
         .collect();
-    if calls.is_empty() {
+    // A corrupt call whose reply can be read has a caller waiting for it too.
+    let corrupt_calls: Vec<_> = snapshot
+        .corrupt
+        .iter()
+        .filter(|m| m.reply.is_some())
+        .collect();
+    if calls.is_empty() && corrupt_calls.is_empty() {
         return;
     }
     let now = shared.clock.now_ms();
@@ -280,7 +286,11 @@ pub(super) async fn fail_calls_to_unknown(shared: &Arc<Shared>, entity_id: &str)
         entity_id: entity_id.to_string(),
         name,
         expected_version: snapshot.version,
-        consumed: calls.iter().map(|m| m.id).collect(),
+        consumed: calls
+            .iter()
+            .map(|m| m.id)
+            .chain(corrupt_calls.iter().map(|m| m.id))
+            .collect(),
         // A corrupt state is kept as stored, for repair.
         state: match (&snapshot.state, &snapshot.corrupt_state) {
             (_, Some(_)) => EntityState::Unchanged,
@@ -299,6 +309,13 @@ pub(super) async fn fail_calls_to_unknown(shared: &Arc<Shared>, entity_id: &str)
                 ));
                 (reply, Err(failure))
             })
+            .chain(corrupt_calls.iter().filter_map(|m| {
+                let failure = FailureDetails::new(format!(
+                    "operation of entity '{entity_id}' failed: {error}; its queued row is corrupt: {}",
+                    m.reason
+                ));
+                m.reply.clone().map(|reply| (reply, Err(failure)))
+            }))
             .collect(),
         log: calls
             .iter()
@@ -309,6 +326,13 @@ pub(super) async fn fail_calls_to_unknown(shared: &Arc<Shared>, entity_id: &str)
                 error: Some(error.clone()),
                 timestamp_ms: now,
             })
+            .chain(corrupt_calls.iter().map(|m| EntityLogEntry {
+                operation: m.operation.clone().unwrap_or_default(),
+                sender: m.sender.clone().unwrap_or_default(),
+                ok: false,
+                error: Some(format!("{error}; {}", m.reason)),
+                timestamp_ms: now,
+            }))
             .collect(),
         timestamp_ms: now,
     };
