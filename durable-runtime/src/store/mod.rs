@@ -20,6 +20,7 @@
 //! as they are.
 
 mod entity;
+mod lease;
 mod manage;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -30,6 +31,7 @@ pub use entity::{
     EntityRecord, EntityReply, EntitySnapshot, EntityState, EntityWork, LOCK_OPERATION,
     NewEntityMessage, UNLOCK_OPERATION,
 };
+pub use lease::{Adopted, LeaseChange, Leases};
 pub use manage::{Manage, ManagedWork, PurgeFilter, PurgeTarget, START_TIMER_TASK};
 
 use crate::failure::FailureDetails;
@@ -457,6 +459,11 @@ pub enum StoreError {
     /// The store's writer stopped (after an earlier fatal error or at shutdown).
     #[error("the store is closed")]
     Closed,
+    /// A step or entity batch of a partition whose lease this runtime does not hold (it
+    /// expired, or another runtime took it over) in a store shared by many runtimes (see
+    /// [`Leases`]); nothing was applied. The holder of the lease runs that work now.
+    #[error("this runtime does not hold the lease on '{0}' (any more)")]
+    LeaseLost(String),
 }
 
 impl StoreError {
@@ -476,7 +483,8 @@ impl StoreError {
             | StoreError::NotApplicable { .. }
             | StoreError::AlreadyRecorded(_)
             | StoreError::TimersGone(_)
-            | StoreError::MessagesGone(_) => ErrorClass::Conflict,
+            | StoreError::MessagesGone(_)
+            | StoreError::LeaseLost(_) => ErrorClass::Conflict,
             StoreError::InstanceNotFound(_) => ErrorClass::NotFound,
             StoreError::Corrupt { .. } => ErrorClass::Corrupt,
             StoreError::Refused(_)
@@ -605,6 +613,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_entities(&self, query: &EntityQuery) -> Result<EntityPage, StoreError> {
         let _ = query;
         Err(no_entities())
+    }
+
+    /// The leases through which this store divides its work among many runtimes; `None` (the
+    /// default) for a store one runtime owns, where all the work is this runtime's.
+    fn leases(&self) -> Option<Arc<dyn Leases>> {
+        None
     }
 
     /// The entity's last operations (at most [`ENTITY_LOG_LEN`]), oldest first.
