@@ -52,6 +52,9 @@ pub(crate) struct LeaseState {
     pub(crate) signal: Notify,
 }
 
+/// Steps and entity batches this process's stores refused for want of a lease.
+pub(crate) static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
 /// The partitions a group-commit transaction holds locked (`FOR SHARE`) with the epochs this
 /// worker knows: a step or entity batch of any other partition is refused. The lock makes a
 /// takeover (an `UPDATE` of the partition's row) wait for the transaction, so no step of the
@@ -63,7 +66,10 @@ impl Fence {
     /// Refuses work on `id` unless its partition is held.
     pub(crate) fn check(self, id: &str) -> Result<(), StoreError> {
         match self.0 & (1 << partition_of(id)) {
-            0 => Err(StoreError::LeaseLost(id.to_string())),
+            0 => {
+                REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(StoreError::LeaseLost(id.to_string()))
+            }
             _ => Ok(()),
         }
     }
@@ -217,6 +223,7 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
     let workers = usize::try_from(others).unwrap_or(0) + 1;
     let share = usize::from(PARTITIONS).div_ceil(workers);
     let mut valid_from = sent;
+    let mut claimed = Vec::new();
     if now_held.len() > share {
         // Over the fair share: the highest partitions go, forgotten here first.
         let excess: Vec<u16> = now_held.keys().rev().take(now_held.len() - share).copied().collect();
@@ -241,6 +248,7 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
             let epoch: i64 = col(row, 1, "partitions", &state.worker_id)?;
             if let Ok(part) = u16::try_from(part) {
                 now_held.insert(part, epoch);
+                claimed.push(part);
             }
         }
         if !rows.is_empty() {
@@ -248,27 +256,51 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
             valid_from = valid_from.min(claim_sent);
         }
     }
-    let mut held = state.held.write();
-    let was_valid = Instant::now() < held.valid_until;
-    let before: BTreeMap<u16, i64> = if was_valid {
-        held.epochs.clone()
-    } else {
-        BTreeMap::new()
+    let (gained, lost) = {
+        let held = state.held.read();
+        let was_valid = Instant::now() < held.valid_until;
+        // Gained: not held (validly) before. Lost: held before, even if the leases lapsed
+        // meanwhile (what is kept in memory for them is dropped).
+        let gained: Vec<u16> = now_held
+            .iter()
+            .filter(|(p, e)| !was_valid || held.epochs.get(p) != Some(e))
+            .map(|(&p, _)| p)
+            .collect();
+        let lost: Vec<u16> = held
+            .epochs
+            .iter()
+            .filter(|(p, e)| now_held.get(p) != Some(e))
+            .map(|(&p, _)| p)
+            .collect();
+        (gained, lost)
     };
-    let gained = now_held
+    // Held again after the leases lapsed here (the database still had them): work this worker
+    // left aside meanwhile is unseen again, so adoption takes it, before anything of these
+    // partitions is handed over in memory.
+    let regained: Vec<i16> = gained
         .iter()
-        .filter(|(p, e)| before.get(p) != Some(e))
-        .map(|(&p, _)| p)
+        .filter(|p| !claimed.contains(p))
+        .map(|&p| p as i16)
         .collect();
-    let lost = before
-        .iter()
-        .filter(|(p, e)| now_held.get(p) != Some(e))
-        .map(|(&p, _)| p)
-        .collect();
+    if !regained.is_empty() {
+        db.execute(UNSEE, &[&regained]).await?;
+    }
+    let mut held = state.held.write();
     held.epochs = now_held;
     held.valid_until = valid_from + state.ttl;
     Ok(LeaseChange { gained, lost })
 }
+
+/// Marks the work stored in the partitions `$1` as unseen (adoption takes all of it).
+const UNSEE: &str = "
+WITH m AS (
+    UPDATE messages SET origin = NULL WHERE part = ANY($1)
+), a AS (
+    UPDATE activities SET origin = NULL WHERE part = ANY($1)
+), t AS (
+    UPDATE timers SET origin = NULL WHERE part = ANY($1)
+)
+UPDATE entity_messages SET origin = NULL WHERE part = ANY($1)";
 
 /// Gives up every partition and the heartbeat (see [`crate::store::Leases::release_all`]).
 pub(crate) async fn release_all(pool: &Pool, state: &LeaseState) -> Result<(), StoreError> {

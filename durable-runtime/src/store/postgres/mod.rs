@@ -305,6 +305,28 @@ impl PostgresStore {
         results
     }
 
+    /// Statements this process sent to PostgreSQL so far (pipelined ones count one each; a
+    /// group-commit transaction's `BEGIN; SAVEPOINT` is one): divided by the steps run, the
+    /// round trips per step. For benchmarks and tests.
+    #[doc(hidden)]
+    pub fn round_trips() -> u64 {
+        db::ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Steps and entity batches this process's stores refused because the writer did not
+    /// hold the lease of their partition (shared mode). For tests.
+    #[doc(hidden)]
+    pub fn lease_refusals() -> u64 {
+        lease::REFUSED.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// This store's worker id in shared mode.
+    pub fn worker_id(&self) -> Option<&str> {
+        self.leases
+            .as_ref()
+            .map(|leases| leases.state.worker_id.as_str())
+    }
+
     /// Runs `sql` on a pooled connection (tests: corrupting rows, counting them).
     #[doc(hidden)]
     pub async fn execute_sql(&self, sql: &str) -> Result<(), StoreError> {

@@ -204,6 +204,7 @@ async fn commit_once(
 /// Begins a transaction that holds this worker's partitions locked (in the round trip of the
 /// `BEGIN` itself); its fence.
 async fn begin_fenced(db: &Db<'_>, lease: &LeaseState) -> Result<Fence, StoreError> {
+    super::db::ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let messages = db
         .0
         .simple_query(&lease.begin_sql())
