@@ -204,6 +204,11 @@ SELECT part, epoch FROM claimed";
 /// Renews, balances and reports what changed (see [`crate::store::Leases::renew`]).
 pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange, StoreError> {
     let sent = Instant::now();
+    // What was held before, read before anything is given up below.
+    let (before, was_valid) = {
+        let held = state.held.read();
+        (held.epochs.clone(), Instant::now() < held.valid_until)
+    };
     let client = pool.get().await?;
     let db = Db(&client);
     let ttl = ttl_ms(state);
@@ -256,24 +261,18 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
             valid_from = valid_from.min(claim_sent);
         }
     }
-    let (gained, lost) = {
-        let held = state.held.read();
-        let was_valid = Instant::now() < held.valid_until;
-        // Gained: not held (validly) before. Lost: held before, even if the leases lapsed
-        // meanwhile (what is kept in memory for them is dropped).
-        let gained: Vec<u16> = now_held
-            .iter()
-            .filter(|(p, e)| !was_valid || held.epochs.get(p) != Some(e))
-            .map(|(&p, _)| p)
-            .collect();
-        let lost: Vec<u16> = held
-            .epochs
-            .iter()
-            .filter(|(p, e)| now_held.get(p) != Some(e))
-            .map(|(&p, _)| p)
-            .collect();
-        (gained, lost)
-    };
+    // Gained: not held (validly) before. Lost: held before, even if the leases lapsed
+    // meanwhile (what is kept in memory for them is dropped).
+    let gained: Vec<u16> = now_held
+        .iter()
+        .filter(|(p, e)| !was_valid || before.get(p) != Some(e))
+        .map(|(&p, _)| p)
+        .collect();
+    let lost: Vec<u16> = before
+        .iter()
+        .filter(|(p, e)| now_held.get(p) != Some(e))
+        .map(|(&p, _)| p)
+        .collect();
     // Held again after the leases lapsed here (the database still had them): work this worker
     // left aside meanwhile is unseen again, so adoption takes it, before anything of these
     // partitions is handed over in memory.
