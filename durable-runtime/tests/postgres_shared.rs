@@ -13,6 +13,9 @@
 //! - One worker stalled past its leases (SIGSTOP): the other takes over and finishes; resumed
 //!   (SIGCONT), the stale worker runs nothing again and commits nothing (histories have no
 //!   duplicate or gap).
+//! - The database crashes and restarts (`pg_ctl restart -m immediate`) mid-run: the workers
+//!   reconnect (their pools, and the listening connection) and finish every instance that was
+//!   acknowledged, each activity result recorded once.
 //!
 //! The tests of this file run one at a time (each already runs three processes).
 #![cfg(feature = "postgres")]
@@ -257,6 +260,22 @@ async fn start_all(client: &Client, instances: u32) {
     }
 }
 
+/// Waits for every instance and checks its output and history (see [`check_all`]), reading
+/// again while the database is down.
+async fn check_all_retrying(client: &Client, instances: u32) {
+    for i in 0..instances {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+        while let Err(err) = client
+            .wait_for_completion(&instance_id(i), Duration::from_secs(120))
+            .await
+        {
+            assert!(tokio::time::Instant::now() < deadline, "{}: {err}", instance_id(i));
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+    check_all(client, instances).await;
+}
+
 /// Waits for every instance and checks its output and history: one `TaskScheduled` and one
 /// result per activity, history positions without gap.
 async fn check_all(client: &Client, instances: u32) {
@@ -485,9 +504,83 @@ async fn a_worker_stalled_past_its_leases_commits_nothing_when_it_resumes() {
             );
         }
     }
-    let refused = lines
+    // The steps it had computed before the stall were refused by the store (their
+    // partitions' leases had gone to B), not merely skipped.
+    let refused: u64 = lines
         .iter()
         .find_map(|l| l.strip_prefix("refused "))
-        .expect("the worker reports its refusals");
+        .expect("the worker reports its refusals")
+        .parse()
+        .expect("a count");
+    assert!(refused > 0, "the stalled worker tried no stale step");
     println!("the stalled worker ({b_id} took over) had {refused} steps refused");
+}
+
+/// Restarts the cluster the way a crash does, as the user that owns it.
+fn crash_restart(dir: &str, bin: &str) {
+    let pg_ctl = format!("{bin}/pg_ctl");
+    let (data, log) = (format!("{dir}/data"), format!("{dir}/log"));
+    let args = ["-D", &data, "-l", &log, "-m", "immediate", "-w", "restart"];
+    let root = Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|out| out.stdout.starts_with(b"0\n"))
+        .unwrap_or(false);
+    let status = if root {
+        Command::new("runuser")
+            .args(["-u", "durable-pg", "--", pg_ctl.as_str()])
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
+    } else {
+        Command::new(&pg_ctl).args(args).stdout(Stdio::null()).status()
+    };
+    assert!(status.expect("pg_ctl runs").success(), "pg_ctl restart failed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_database_crash_mid_run_is_survived_by_both_workers() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let (Ok(dir), Ok(bin)) = (
+        std::env::var("DURABLE_TEST_PG_DIR"),
+        std::env::var("DURABLE_TEST_PG_BIN"),
+    ) else {
+        eprintln!(
+            "SKIPPED a_database_crash_mid_run_is_survived_by_both_workers: needs the cluster of \
+             .ci/postgres (DURABLE_TEST_POSTGRES_URL, DURABLE_TEST_PG_DIR, DURABLE_TEST_PG_BIN)"
+        );
+        return;
+    };
+    let Some((url, schema, tmp)) = setup("a_database_crash_mid_run_is_survived_by_both_workers")
+    else {
+        return;
+    };
+    const INSTANCES: u32 = 40;
+    let log = tmp.path().join("executions.log");
+    create_schema(&url, &schema).await;
+    let a = Worker::spawn(&url, &schema, &log, 2_000, 5);
+    let b = Worker::spawn(&url, &schema, &log, 2_000, 5);
+    until_balanced(&url, &schema, 2).await;
+    let client = shared_client(&url, &schema).await;
+    // Every start is acknowledged before the crash.
+    start_all(&client, INSTANCES).await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    while a.ran() + b.ran() < 30 {
+        assert!(tokio::time::Instant::now() < deadline, "the workers ran nothing");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    let ran_before = a.ran() + b.ran();
+    tokio::task::spawn_blocking(move || crash_restart(&dir, &bin))
+        .await
+        .expect("restarts");
+    check_all_retrying(&client, INSTANCES).await;
+    let (ran_a, ran_b) = (a.ran(), b.ran());
+    a.stop();
+    b.stop();
+    assert!(
+        ran_a + ran_b > ran_before,
+        "work went on after the restart: {ran_before} activities before, {} in all",
+        ran_a + ran_b
+    );
+    assert_eq!(executions(&log).len(), (INSTANCES * STEPS) as usize, "every activity ran");
 }
