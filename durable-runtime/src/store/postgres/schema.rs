@@ -20,7 +20,7 @@ pub const SCHEMA_VERSION: i32 = 2;
 /// The migrations, in order: `MIGRATIONS[n]` takes a schema from version `n` to `n + 1`
 /// (version 0 is an empty schema). A release that changes the tables appends one and freezes
 /// the ones before it.
-pub(crate) const MIGRATIONS: &[&str] = &[V1, V2];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1: the shape of SQLite schema version 8 (instances with their payloads apart,
 /// history, the three work queues, idempotency keys, entities).
