@@ -85,6 +85,13 @@ pub trait Leases: Send + Sync + 'static {
     /// store's notifications were interrupted (and some may have been missed).
     async fn work_signalled(&self);
 
+    /// Waits for instances that finished (in any process: the store announces them) and
+    /// returns their ids, so that clients of this runtime waiting for them wake at once.
+    /// Never resolves for a store that does not announce them (the default).
+    async fn finished_elsewhere(&self) -> Vec<String> {
+        std::future::pending().await
+    }
+
     /// Gives up every lease at once (shutdown), so that other runtimes take the partitions
     /// over without waiting for them to expire.
     async fn release_all(&self) -> Result<(), StoreError>;

@@ -9,15 +9,18 @@
 //! acknowledged (the [`Written`] answer carries the new work items), and through the paged
 //! [`Backend::pending_messages`], [`Backend::pending_activities`] and
 //! [`Backend::pending_timers`] at startup for whatever an earlier process left. The embedded
-//! store is owned by one process (it locks its file), so that is all it needs. A shared database
-//! backend adds leases to the same shape: the `pending_*` reads become "lease up to N unleased or
-//! expired items for this worker", polled periodically as well as at startup; work items carry
-//! a lease owner and expiry (taken with `FOR UPDATE SKIP LOCKED`); and a step's
-//! `Write` also checks that the lease is still held, so a worker that lost its lease cannot
-//! commit over the one that took the work over. An activity finished by a worker that does not
-//! hold its orchestration's lease sends its result as a stored message
-//! ([`Write::CompleteActivity`]), instead of handing it over in memory. The `Write` units and their atomicity stay
-//! as they are.
+//! store is owned by one process (it locks its file), so that is all it needs.
+//!
+//! A store shared by many runtimes (PostgreSQL's shared mode) also answers
+//! [`Backend::leases`]: it divides the work into partitions leased to one runtime at a time
+//! (see [`Leases`]). The shape stays the same: a runtime dispatches in memory only the work of
+//! the partitions it holds, reads the rest of what it holds from the store by adopting it
+//! ([`Leases::adopt`], when a partition is gained, when the store signals work created by
+//! another process, and at every renewal), and the store refuses a step or an entity batch of a
+//! partition its writer does not hold ([`StoreError::LeaseLost`]), in the write's own
+//! transaction. An activity finished by a runtime that no longer holds its orchestration sends
+//! its result as a stored message ([`Write::CompleteActivity`]), instead of handing it over in
+//! memory. The `Write` units and their atomicity stay as they are.
 
 mod entity;
 mod lease;

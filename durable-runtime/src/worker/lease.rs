@@ -48,6 +48,11 @@ pub(crate) async fn run(shared: Arc<Shared>, leases: Arc<dyn Leases>, mut stoppe
             _ = stopping(&mut stopped) => break,
             () = tokio::time::sleep_until(next_renewal) => {}
             () = leases.work_signalled() => adopt(&shared, &*leases).await,
+            finished = leases.finished_elsewhere() => {
+                for instance_id in finished {
+                    shared.dispatcher.finished(&instance_id);
+                }
+            }
         }
     }
     if let Err(err) = leases.release_all().await {

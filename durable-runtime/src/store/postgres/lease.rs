@@ -50,6 +50,9 @@ pub(crate) struct LeaseState {
     held: RwLock<Held>,
     /// Signalled by the listener: work for a partition held here was created elsewhere.
     pub(crate) signal: Notify,
+    /// Instances announced finished (by any process) not yet taken by the engine.
+    finished: parking_lot::Mutex<Vec<String>>,
+    finished_signal: Notify,
 }
 
 /// Steps and entity batches this process's stores refused for want of a lease.
@@ -85,6 +88,33 @@ impl LeaseState {
                 valid_until: Instant::now(),
             }),
             signal: Notify::new(),
+            finished: parking_lot::Mutex::new(Vec::new()),
+            finished_signal: Notify::new(),
+        }
+    }
+
+    /// Most announcements kept while the engine does not take them (beyond, they are
+    /// dropped: waiters re-read the status periodically anyway).
+    const MAX_FINISHED: usize = 100_000;
+
+    /// The listener heard that `instance_id` finished.
+    pub(crate) fn finished(&self, instance_id: &str) {
+        let mut finished = self.finished.lock();
+        if finished.len() < Self::MAX_FINISHED {
+            finished.push(instance_id.to_string());
+        }
+        drop(finished);
+        self.finished_signal.notify_one();
+    }
+
+    /// Waits for instances announced finished, and takes them.
+    pub(crate) async fn take_finished(&self) -> Vec<String> {
+        loop {
+            let taken = std::mem::take(&mut *self.finished.lock());
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.finished_signal.notified().await;
         }
     }
 
@@ -261,29 +291,44 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
             valid_from = valid_from.min(claim_sent);
         }
     }
-    // Gained: not held (validly) before. Lost: held before, even if the leases lapsed
-    // meanwhile (what is kept in memory for them is dropped).
-    let gained: Vec<u16> = now_held
-        .iter()
-        .filter(|(p, e)| !was_valid || before.get(p) != Some(e))
-        .map(|(&p, _)| p)
-        .collect();
     let lost: Vec<u16> = before
         .iter()
         .filter(|(p, e)| now_held.get(p) != Some(e))
         .map(|(&p, _)| p)
         .collect();
-    // Held again after the leases lapsed here (the database still had them): work this worker
-    // left aside meanwhile is unseen again, so adoption takes it, before anything of these
-    // partitions is handed over in memory.
-    let regained: Vec<i16> = gained
+    let fresh: Vec<u16> = now_held
         .iter()
+        .filter(|(p, e)| before.get(p) != Some(e))
+        .map(|(&p, _)| p)
+        .collect();
+    {
+        // If the leases held here never lapsed (by this process's clock) up to this moment,
+        // what is gained is what was claimed; the new expiry is set under the same lock, so
+        // no one sees them lapse in between.
+        let mut held = state.held.write();
+        if was_valid && Instant::now() < held.valid_until {
+            held.epochs = now_held;
+            held.valid_until = valid_from + state.ttl;
+            return Ok(LeaseChange {
+                gained: fresh,
+                lost,
+            });
+        }
+    }
+    // They lapsed (a slow renewal, a stalled process, an unreachable database): meanwhile
+    // this worker may have left work of its partitions aside (not dispatched, not run, steps
+    // refused), so everything stored in the partitions it holds now is unseen again and
+    // adopted, before anything of them is handed over in memory. The ones it claimed were
+    // marked so by the claim.
+    let regained: Vec<i16> = now_held
+        .keys()
         .filter(|p| !claimed.contains(p))
         .map(|&p| p as i16)
         .collect();
     if !regained.is_empty() {
         db.execute(UNSEE, &[&regained]).await?;
     }
+    let gained: Vec<u16> = now_held.keys().copied().collect();
     let mut held = state.held.write();
     held.epochs = now_held;
     held.valid_until = valid_from + state.ttl;

@@ -4,6 +4,10 @@
 //! held here signals the engine to adopt that work. When the connection breaks (a database
 //! restart), notifications may have been missed: the engine is signalled once it listens
 //! again, and adopts whatever is waiting.
+//!
+//! It also listens to `durable_done_<schema>`, on which every instance that finishes is
+//! announced, so that a client waiting here for an instance another process ran wakes at
+//! once (a missed announcement costs the wait's periodic re-read).
 
 use super::lease::LeaseState;
 use futures::StreamExt;
@@ -33,6 +37,12 @@ pub(crate) async fn run(config: tokio_postgres::Config, schema: String, state: W
                             futures::stream::poll_fn(move |cx| connection.poll_message(cx));
                         while let Some(message) = stream.next().await {
                             match message {
+                                Ok(AsyncMessage::Notification(note))
+                                    if note.channel().starts_with("durable_done_") =>
+                                {
+                                    let Some(state) = state.upgrade() else { break };
+                                    state.finished(note.payload());
+                                }
                                 Ok(AsyncMessage::Notification(note)) => {
                                     let Some(state) = state.upgrade() else { break };
                                     if let Ok(part) = note.payload().parse::<u16>()
@@ -52,7 +62,8 @@ pub(crate) async fn run(config: tokio_postgres::Config, schema: String, state: W
                     }
                 };
                 let forwarding = tokio::spawn(forward);
-                match client.batch_execute(&format!("LISTEN \"{channel}\"")).await {
+                let listen = format!("LISTEN \"{channel}\"; LISTEN \"durable_done_{schema}\"");
+                match client.batch_execute(&listen).await {
                     Ok(()) => {
                         backoff = Duration::from_millis(50);
                         if !first {

@@ -518,6 +518,10 @@ impl Leases for PgLeases {
     async fn release_all(&self) -> Result<(), StoreError> {
         lease::release_all(&self.pool, &self.state).await
     }
+
+    async fn finished_elsewhere(&self) -> Vec<String> {
+        self.state.take_finished().await
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {

@@ -142,7 +142,8 @@ pub const PARTITIONS: u16 = 16;
 /// column, indexed) and the worker that created or adopted it (`origin`, from the session's
 /// `durable.worker` setting), so that a holder finds the work other processes created for it.
 /// A statement that inserts work for a partition the inserting worker does not hold notifies
-/// the channel `durable_<schema>` with the partition.
+/// the channel `durable_<schema>` with the partition, and an instance that finishes notifies
+/// `durable_done_<schema>` with its id (a client of another process may be waiting for it).
 const V2: &str = r#"
 CREATE FUNCTION durable_part(id TEXT) RETURNS SMALLINT
     LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
@@ -198,6 +199,18 @@ CREATE TRIGGER timers_notify AFTER INSERT ON timers
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION durable_notify_work();
 CREATE TRIGGER entity_messages_notify AFTER INSERT ON entity_messages
     REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION durable_notify_work();
+CREATE FUNCTION durable_notify_finished() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('durable.worker', true), '') <> '' THEN
+        PERFORM pg_notify('durable_done_' || TG_TABLE_SCHEMA, NEW.instance_id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER instances_notify_finished AFTER UPDATE OF status ON instances
+    FOR EACH ROW
+    WHEN (NEW.status IN ('Completed', 'Failed', 'Terminated')
+          AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION durable_notify_finished();
 "#;
 
 /// Whether `name` may name a schema: it is spliced into SQL (quoted), so only a plain
