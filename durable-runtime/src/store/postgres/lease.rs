@@ -232,9 +232,18 @@ WITH claimed AS (
 SELECT part, epoch FROM claimed";
 
 /// Renews, balances and reports what changed (see [`crate::store::Leases::renew`]).
+///
+/// The order of each change matters, because this worker decides what to hand over in
+/// memory by what it holds in memory, and its adoption skips the work it created itself:
+/// - a partition given up is forgotten here before the database hears of it;
+/// - a partition claimed is held here before the claim commits (the claim's transaction
+///   marks its stored work unseen), so that nothing this worker writes for it in between
+///   is neither handed over in memory nor adopted;
+/// - leases that lapsed here (a slow renewal, a stall) are held again before their stored
+///   work is marked unseen, for the same reason: whatever this worker left aside while they
+///   had lapsed (not dispatched, not run, steps refused) is adopted again.
 pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange, StoreError> {
     let sent = Instant::now();
-    // What was held before, read before anything is given up below.
     let (before, was_valid) = {
         let held = state.held.read();
         (held.epochs.clone(), Instant::now() < held.valid_until)
@@ -250,22 +259,30 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
     let epochs: Vec<i64> = col(&row, 1, "partitions", &state.worker_id)?;
     let others: i64 = col(&row, 2, "workers", &state.worker_id)?;
     let free: i64 = col(&row, 3, "partitions", &state.worker_id)?;
-    let mut now_held: BTreeMap<u16, i64> = parts
+    let renewed: BTreeMap<u16, i64> = parts
         .iter()
         .zip(&epochs)
         .filter_map(|(&p, &e)| u16::try_from(p).ok().map(|p| (p, e)))
         .collect();
+    let lapsed = {
+        let mut held = state.held.write();
+        let lapsed = !(was_valid && Instant::now() < held.valid_until);
+        held.epochs = renewed.clone();
+        held.valid_until = sent + state.ttl;
+        lapsed
+    };
     let workers = usize::try_from(others).unwrap_or(0) + 1;
     let share = usize::from(PARTITIONS).div_ceil(workers);
-    let mut valid_from = sent;
     let mut claimed = Vec::new();
-    if now_held.len() > share {
+    if renewed.len() > share {
         // Over the fair share: the highest partitions go, forgotten here first.
-        let excess: Vec<u16> = now_held.keys().rev().take(now_held.len() - share).copied().collect();
+        let excess: Vec<u16> = renewed
+            .keys()
+            .rev()
+            .take(renewed.len() - share)
+            .copied()
+            .collect();
         state.forget(&excess);
-        for part in &excess {
-            now_held.remove(part);
-        }
         let excess_sql: Vec<i16> = excess.iter().map(|&p| p as i16).collect();
         db.execute(
             "UPDATE partitions SET owner = NULL, expires_at = '-infinity'
@@ -274,65 +291,80 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
         )
         .await?;
         tracing::info!(partitions = ?excess, workers, "gave up partitions to balance the load");
-    } else if now_held.len() < share && free > 0 {
-        let wanted = i64::try_from(share - now_held.len()).unwrap_or(0);
-        let claim_sent = Instant::now();
-        let rows = db.query(CLAIM, &[&state.worker_id, &ttl, &wanted]).await?;
-        for row in &rows {
-            let part: i16 = col(row, 0, "partitions", &state.worker_id)?;
-            let epoch: i64 = col(row, 1, "partitions", &state.worker_id)?;
+    } else if renewed.len() < share && free > 0 {
+        let wanted = i64::try_from(share - renewed.len()).unwrap_or(0);
+        claimed = claim(&db, state, ttl, wanted).await?;
+    }
+    if lapsed {
+        let regained: Vec<i16> = renewed.keys().map(|&p| p as i16).collect();
+        if !regained.is_empty() {
+            db.execute(UNSEE, &[&regained]).await?;
+        }
+    }
+    let held = state.held.read().epochs.clone();
+    let lost = before
+        .iter()
+        .filter(|(p, e)| held.get(p) != Some(e))
+        .map(|(&p, _)| p)
+        .collect();
+    let gained = held
+        .keys()
+        .filter(|p| lapsed || claimed.contains(p) || !before.contains_key(p))
+        .copied()
+        .collect();
+    Ok(LeaseChange { gained, lost })
+}
+
+/// Claims up to `wanted` free or expired partitions in a transaction, held here before it
+/// commits (see [`renew`]); the partitions claimed.
+async fn claim(
+    db: &Db<'_>,
+    state: &LeaseState,
+    ttl: f64,
+    wanted: i64,
+) -> Result<Vec<u16>, StoreError> {
+    db.batch("BEGIN").await?;
+    let rows = match db.query(CLAIM, &[&state.worker_id, &ttl, &wanted]).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            let _ = db.batch("ROLLBACK").await;
+            return Err(err);
+        }
+    };
+    let decoded: Result<Vec<(i16, i64)>, StoreError> = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                col(row, 0, "partitions", &state.worker_id)?,
+                col(row, 1, "partitions", &state.worker_id)?,
+            ))
+        })
+        .collect();
+    let decoded = match decoded {
+        Ok(decoded) => decoded,
+        Err(err) => {
+            let _ = db.batch("ROLLBACK").await;
+            return Err(err);
+        }
+    };
+    let mut claimed = Vec::new();
+    {
+        let mut held = state.held.write();
+        for (part, epoch) in decoded {
             if let Ok(part) = u16::try_from(part) {
-                now_held.insert(part, epoch);
+                held.epochs.insert(part, epoch);
                 claimed.push(part);
             }
         }
-        if !rows.is_empty() {
-            // The claimed leases run from the claim; the renewed ones from before it.
-            valid_from = valid_from.min(claim_sent);
-        }
     }
-    let lost: Vec<u16> = before
-        .iter()
-        .filter(|(p, e)| now_held.get(p) != Some(e))
-        .map(|(&p, _)| p)
-        .collect();
-    let fresh: Vec<u16> = now_held
-        .iter()
-        .filter(|(p, e)| before.get(p) != Some(e))
-        .map(|(&p, _)| p)
-        .collect();
-    {
-        // If the leases held here never lapsed (by this process's clock) up to this moment,
-        // what is gained is what was claimed; the new expiry is set under the same lock, so
-        // no one sees them lapse in between.
-        let mut held = state.held.write();
-        if was_valid && Instant::now() < held.valid_until {
-            held.epochs = now_held;
-            held.valid_until = valid_from + state.ttl;
-            return Ok(LeaseChange {
-                gained: fresh,
-                lost,
-            });
-        }
+    if let Err(err) = db.batch("COMMIT").await {
+        // Not claimed after all: what was handed over for them meanwhile is refused at its
+        // commit and stays in the store, for whoever holds them.
+        state.forget(&claimed);
+        let _ = db.batch("ROLLBACK").await;
+        return Err(err);
     }
-    // They lapsed (a slow renewal, a stalled process, an unreachable database): meanwhile
-    // this worker may have left work of its partitions aside (not dispatched, not run, steps
-    // refused), so everything stored in the partitions it holds now is unseen again and
-    // adopted, before anything of them is handed over in memory. The ones it claimed were
-    // marked so by the claim.
-    let regained: Vec<i16> = now_held
-        .keys()
-        .filter(|p| !claimed.contains(p))
-        .map(|&p| p as i16)
-        .collect();
-    if !regained.is_empty() {
-        db.execute(UNSEE, &[&regained]).await?;
-    }
-    let gained: Vec<u16> = now_held.keys().copied().collect();
-    let mut held = state.held.write();
-    held.epochs = now_held;
-    held.valid_until = valid_from + state.ttl;
-    Ok(LeaseChange { gained, lost })
+    Ok(claimed)
 }
 
 /// Marks the work stored in the partitions `$1` as unseen (adoption takes all of it).
