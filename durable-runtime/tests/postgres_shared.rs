@@ -13,6 +13,8 @@
 //! - One worker stalled past its leases (SIGSTOP): the other takes over and finishes; resumed
 //!   (SIGCONT), the stale worker runs nothing again and commits nothing (histories have no
 //!   duplicate or gap).
+//! - A client of a third process raises events to, suspends and resumes instances the two
+//!   workers hold: each is run by its holder, woken across processes.
 //! - The database crashes and restarts (`pg_ctl restart -m immediate`) mid-run: the workers
 //!   reconnect (their pools, and the listening connection) and finish every instance that was
 //!   acknowledged, each activity result recorded once.
@@ -67,6 +69,14 @@ async fn shared_steps(
         out.push(ctx.call_activity(shared_step, (instance, step)).await?);
     }
     Ok(out)
+}
+
+/// Waits for an event, then runs one activity: driven by a client of another process.
+#[orchestrator]
+async fn waits_for_go(ctx: OrchestrationContext, instance: u32) -> Result<String, OrchestrationError> {
+    let go: u32 = ctx.wait_for_event("go").await?;
+    let done = ctx.call_activity(shared_step, (instance, go)).await?;
+    Ok(done)
 }
 
 fn expected_output(instance: u32) -> Vec<String> {
@@ -583,4 +593,58 @@ async fn a_database_crash_mid_run_is_survived_by_both_workers() {
         ran_a + ran_b
     );
     assert_eq!(executions(&log).len(), (INSTANCES * STEPS) as usize, "every activity ran");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_of_another_process_suspends_resumes_and_signals_held_instances() {
+    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let Some((url, schema, dir)) =
+        setup("a_client_of_another_process_suspends_resumes_and_signals_held_instances")
+    else {
+        return;
+    };
+    const INSTANCES: u32 = 16;
+    let log = dir.path().join("executions.log");
+    create_schema(&url, &schema).await;
+    let a = Worker::spawn(&url, &schema, &log, 3_000, 0);
+    let b = Worker::spawn(&url, &schema, &log, 3_000, 0);
+    until_balanced(&url, &schema, 2).await;
+    let client = shared_client(&url, &schema).await;
+    let ids: Vec<String> = (0..INSTANCES).map(|i| format!("go-{i:02}")).collect();
+    for (i, id) in ids.iter().enumerate() {
+        client
+            .start_with_id(waits_for_go, id.clone(), i as u32)
+            .await
+            .expect("starts");
+    }
+    // Each has run its first step (it waits for the event) on whichever worker holds it.
+    for id in &ids {
+        support::until_status(&client, id, RuntimeStatus::Running).await;
+    }
+    for id in &ids {
+        client.suspend(id, "hold on").await.expect("suspends");
+    }
+    for id in &ids {
+        support::until_status(&client, id, RuntimeStatus::Suspended).await;
+    }
+    // The event reaches a suspended instance's holder and waits there, parked.
+    for id in &ids {
+        client.raise_event(id, "go", 7u32).await.expect("raised");
+    }
+    for id in &ids {
+        client.resume(id, "go on").await.expect("resumes");
+    }
+    for (i, id) in ids.iter().enumerate() {
+        let status = client
+            .wait_for_completion(id, Duration::from_secs(60))
+            .await
+            .expect("completes");
+        assert_eq!(status.runtime_status, RuntimeStatus::Completed, "{id}");
+        assert_eq!(status.output_as::<String>().expect("output"), format!("{i}.7"));
+    }
+    let (ran_a, ran_b) = (a.ran(), b.ran());
+    a.stop();
+    b.stop();
+    assert_eq!(ran_a + ran_b, u64::from(INSTANCES), "one activity each, run once");
+    assert!(ran_a > 0 && ran_b > 0, "both workers held some: {ran_a} and {ran_b}");
 }

@@ -9,6 +9,7 @@
 //! catches what a lost notification or a race with a change of holder left behind.
 
 use super::{Shared, StopSignal, entity, recovery, stopping};
+use crate::history::HistoryEvent;
 use crate::store::{Leases, Written};
 use std::sync::Arc;
 use std::time::Duration;
@@ -84,7 +85,21 @@ async fn adopt(shared: &Arc<Shared>, leases: &dyn Leases) {
         );
         recovery::fail_corrupt(shared, &adopted.corrupt).await;
         for message in adopted.messages {
+            // A client of another process changed the instance (suspended, resumed,
+            // restarted or rewound it): what this worker keeps of it is stale, and a parked
+            // instance must run its messages, as after a client operation here.
+            let changed = matches!(
+                message.event,
+                HistoryEvent::ExecutionStarted(_)
+                    | HistoryEvent::ExecutionSuspended { .. }
+                    | HistoryEvent::ExecutionResumed { .. }
+                    | HistoryEvent::ExecutionRewound { .. }
+            )
+            .then(|| message.instance_id.clone());
             shared.deliver(message);
+            if let Some(instance_id) = changed {
+                shared.dispatcher.changed(&instance_id);
+            }
         }
         shared.dispatcher.enqueue_activities(adopted.activities);
         shared.dispatcher.arm_timers(adopted.timers);

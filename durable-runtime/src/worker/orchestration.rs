@@ -151,6 +151,13 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String) {
                     if let Err(err) = keep_results(&shared, &instance_id, &mut messages).await {
                         tracing::warn!(error = %err, "could not store the results held in memory; their activities run again");
                     }
+                    if shared.holds(&instance_id) {
+                        // Held again already (the leases had only lapsed here): the adoption
+                        // that came with it may have run before the results were stored, so
+                        // this worker goes on with them itself.
+                        check_status = true;
+                        continue;
+                    }
                     shared.dispatcher.abandon(&instance_id);
                     return;
                 }

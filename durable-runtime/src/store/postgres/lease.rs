@@ -53,6 +53,8 @@ pub(crate) struct LeaseState {
     /// Instances announced finished (by any process) not yet taken by the engine.
     finished: parking_lot::Mutex<Vec<String>>,
     finished_signal: Notify,
+    /// Whether an engine takes the announcements (a runtime's lease loop does).
+    finished_wanted: std::sync::atomic::AtomicBool,
 }
 
 /// Steps and entity batches this process's stores refused for want of a lease.
@@ -90,6 +92,7 @@ impl LeaseState {
             signal: Notify::new(),
             finished: parking_lot::Mutex::new(Vec::new()),
             finished_signal: Notify::new(),
+            finished_wanted: std::sync::atomic::AtomicBool::new(false),
         }
     }
 
@@ -99,6 +102,10 @@ impl LeaseState {
 
     /// The listener heard that `instance_id` finished.
     pub(crate) fn finished(&self, instance_id: &str) {
+        if !self.finished_wanted.load(std::sync::atomic::Ordering::Relaxed) {
+            // No engine takes them (a client-only handle): waits re-read the status.
+            return;
+        }
         let mut finished = self.finished.lock();
         if finished.len() < Self::MAX_FINISHED {
             finished.push(instance_id.to_string());
@@ -109,6 +116,8 @@ impl LeaseState {
 
     /// Waits for instances announced finished, and takes them.
     pub(crate) async fn take_finished(&self) -> Vec<String> {
+        self.finished_wanted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
         loop {
             let taken = std::mem::take(&mut *self.finished.lock());
             if !taken.is_empty() {
@@ -284,9 +293,12 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
             .collect();
         state.forget(&excess);
         let excess_sql: Vec<i16> = excess.iter().map(|&p| p as i16).collect();
+        // Rows locked in partition order, as every statement that locks several does: a
+        // group-commit transaction locking this worker's partitions never deadlocks with it.
         db.execute(
             "UPDATE partitions SET owner = NULL, expires_at = '-infinity'
-             WHERE owner = $1 AND part = ANY($2)",
+             WHERE part IN (SELECT part FROM partitions WHERE owner = $1 AND part = ANY($2)
+                            ORDER BY part FOR UPDATE)",
             &[&state.worker_id, &excess_sql],
         )
         .await?;
@@ -388,7 +400,9 @@ pub(crate) async fn release_all(pool: &Pool, state: &LeaseState) -> Result<(), S
     Db(&client)
         .execute(
             "WITH w AS (DELETE FROM workers WHERE worker_id = $1)
-             UPDATE partitions SET owner = NULL, expires_at = '-infinity' WHERE owner = $1",
+             UPDATE partitions SET owner = NULL, expires_at = '-infinity'
+             WHERE part IN (SELECT part FROM partitions WHERE owner = $1
+                            ORDER BY part FOR UPDATE)",
             &[&state.worker_id],
         )
         .await?;
