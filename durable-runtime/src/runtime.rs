@@ -360,13 +360,13 @@ impl RuntimeBuilder {
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
         let mut intake_loops = vec![tokio::spawn(run_queue(
-                shared.clone(),
-                queues.activities,
-                activity_slots,
-                intake.clone(),
-                AfterStop::LeaveQueued,
-                activity::execute,
-            ))];
+            shared.clone(),
+            queues.activities,
+            activity_slots,
+            intake.clone(),
+            AfterStop::LeaveQueued,
+            activity::execute,
+        ))];
         intake_loops.push(tokio::spawn(timer::run(
             shared.clone(),
             queues.timers,
@@ -396,7 +396,10 @@ impl RuntimeBuilder {
                         recovery.await
                     }
                 }));
-                intake_loops.push(tokio::spawn(entity::recover(shared.clone(), intake.clone())));
+                intake_loops.push(tokio::spawn(entity::recover(
+                    shared.clone(),
+                    intake.clone(),
+                )));
                 None
             }
         };

@@ -34,13 +34,22 @@ use std::sync::{Arc, Mutex};
 const STEPS: u32 = 5;
 
 /// One test at a time: each runs several processes on a machine that may have two cores.
-static ONE_AT_A_TIME: Mutex<()> = Mutex::new(());
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 #[activity]
-async fn shared_step(ctx: ActivityContext, instance: u32, step: u32) -> Result<String, ActivityError> {
+async fn shared_step(
+    ctx: ActivityContext,
+    instance: u32,
+    step: u32,
+) -> Result<String, ActivityError> {
     let log_path =
         std::env::var("DURABLE_SH_LOG").map_err(|_| ActivityError::new("no log path"))?;
-    let line = format!("{} {} {}\n", ctx.instance_id(), ctx.task_id(), std::process::id());
+    let line = format!(
+        "{} {} {}\n",
+        ctx.instance_id(),
+        ctx.task_id(),
+        std::process::id()
+    );
     // One write(2) per line on an O_APPEND file: lines never interleave, and a killed process
     // loses nothing it wrote.
     let mut log = std::fs::OpenOptions::new()
@@ -73,14 +82,19 @@ async fn shared_steps(
 
 /// Waits for an event, then runs one activity: driven by a client of another process.
 #[orchestrator]
-async fn waits_for_go(ctx: OrchestrationContext, instance: u32) -> Result<String, OrchestrationError> {
+async fn waits_for_go(
+    ctx: OrchestrationContext,
+    instance: u32,
+) -> Result<String, OrchestrationError> {
     let go: u32 = ctx.wait_for_event("go").await?;
     let done = ctx.call_activity(shared_step, (instance, go)).await?;
     Ok(done)
 }
 
 fn expected_output(instance: u32) -> Vec<String> {
-    (0..STEPS).map(|step| format!("{instance}.{step}")).collect()
+    (0..STEPS)
+        .map(|step| format!("{instance}.{step}"))
+        .collect()
 }
 
 /// A worker process: runs a shared runtime until its stdin closes, then says how many steps
@@ -109,7 +123,11 @@ fn shared_worker_process() {
         println!("ready");
         let _ = tokio::task::spawn_blocking(|| {
             let mut sink = String::new();
-            while std::io::stdin().read_line(&mut sink).map(|n| n > 0).unwrap_or(false) {}
+            while std::io::stdin()
+                .read_line(&mut sink)
+                .map(|n| n > 0)
+                .unwrap_or(false)
+            {}
         })
         .await;
         println!(
@@ -130,7 +148,13 @@ struct Worker {
 }
 
 impl Worker {
-    fn spawn(url: &str, schema: &str, log: &std::path::Path, ttl_ms: u64, activity_ms: u64) -> Worker {
+    fn spawn(
+        url: &str,
+        schema: &str,
+        log: &std::path::Path,
+        ttl_ms: u64,
+        activity_ms: u64,
+    ) -> Worker {
         let exe = std::env::current_exe().expect("test binary path");
         let mut child = Command::new(exe)
             .args([
@@ -191,7 +215,10 @@ impl Worker {
         drop(self.stdin.take());
         let status = self.child.wait().expect("reap worker");
         let lines = self.lines.join().expect("reader thread");
-        assert!(status.success(), "worker failed: {status}; printed {lines:?}");
+        assert!(
+            status.success(),
+            "worker failed: {status}; printed {lines:?}"
+        );
         assert!(lines.iter().any(|l| l == "all done"), "{lines:?}");
         lines
     }
@@ -230,7 +257,8 @@ async fn until_balanced(url: &str, schema: &str, owners: i64) {
                  WHERE owner IS NOT NULL AND expires_at > now() GROUP BY owner) held",
         )
         .await;
-        let (count, most, total): (i64, i64, i64) = (rows[0].get(0), rows[0].get(1), rows[0].get(2));
+        let (count, most, total): (i64, i64, i64) =
+            (rows[0].get(0), rows[0].get(1), rows[0].get(2));
         if count == owners && total == 16 && most <= (16 + owners - 1) / owners {
             return;
         }
@@ -279,7 +307,11 @@ async fn check_all_retrying(client: &Client, instances: u32) {
             .wait_for_completion(&instance_id(i), Duration::from_secs(120))
             .await
         {
-            assert!(tokio::time::Instant::now() < deadline, "{}: {err}", instance_id(i));
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "{}: {err}",
+                instance_id(i)
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -294,12 +326,22 @@ async fn check_all(client: &Client, instances: u32) {
             .wait_for_completion(&instance_id(i), Duration::from_secs(120))
             .await
             .expect("completes");
-        assert_eq!(status.runtime_status, RuntimeStatus::Completed, "{}", instance_id(i));
+        assert_eq!(
+            status.runtime_status,
+            RuntimeStatus::Completed,
+            "{}",
+            instance_id(i)
+        );
         let output: Vec<String> = status.output_as().expect("output decodes");
         assert_eq!(output, expected_output(i));
         let history = support::history(client, &instance_id(i)).await;
         for (n, record) in history.iter().enumerate() {
-            assert_eq!(record.seq, n as u64, "a gap in the history of {}", instance_id(i));
+            assert_eq!(
+                record.seq,
+                n as u64,
+                "a gap in the history of {}",
+                instance_id(i)
+            );
         }
         let mut scheduled = HashSet::new();
         let mut results = HashSet::new();
@@ -348,7 +390,11 @@ fn setup(test: &str) -> Option<(String, String, tempfile::TempDir)> {
         eprintln!("SKIPPED {test}: DURABLE_TEST_POSTGRES_URL is not set");
         return None;
     };
-    Some((url, support::unique_schema(), tempfile::tempdir().expect("temp dir")))
+    Some((
+        url,
+        support::unique_schema(),
+        tempfile::tempdir().expect("temp dir"),
+    ))
 }
 
 /// Creates the schema before the workers race to (they would migrate it once anyway).
@@ -358,7 +404,7 @@ async fn create_schema(url: &str, schema: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_workers_share_the_work_and_run_each_instance_once() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some((url, schema, dir)) = setup("two_workers_share_the_work_and_run_each_instance_once")
     else {
         return;
@@ -377,9 +423,16 @@ async fn two_workers_share_the_work_and_run_each_instance_once() {
     let (ran_a, ran_b) = (a.ran(), b.ran());
     a.stop();
     b.stop();
-    assert!(ran_a > 0 && ran_b > 0, "both workers ran activities: {ran_a} and {ran_b}");
+    assert!(
+        ran_a > 0 && ran_b > 0,
+        "both workers ran activities: {ran_a} and {ran_b}"
+    );
     let runs = executions(&log);
-    assert_eq!(runs.len(), (INSTANCES * STEPS) as usize, "every activity ran");
+    assert_eq!(
+        runs.len(),
+        (INSTANCES * STEPS) as usize,
+        "every activity ran"
+    );
     if !handed_over {
         // No lease changed hands while the instances ran: nothing ran twice.
         for (key, pids) in &runs {
@@ -399,7 +452,7 @@ async fn two_workers_share_the_work_and_run_each_instance_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_killed_worker_s_work_is_finished_by_the_other_after_its_leases_expire() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some((url, schema, dir)) =
         setup("a_killed_worker_s_work_is_finished_by_the_other_after_its_leases_expire")
     else {
@@ -426,7 +479,11 @@ async fn a_killed_worker_s_work_is_finished_by_the_other_after_its_leases_expire
     let b_pid = b.child.id();
     b.stop();
     let runs = executions(&log);
-    assert_eq!(runs.len(), (INSTANCES * STEPS) as usize, "every activity ran");
+    assert_eq!(
+        runs.len(),
+        (INSTANCES * STEPS) as usize,
+        "every activity ran"
+    );
     let mut reruns = 0;
     for (key, pids) in &runs {
         match pids.as_slice() {
@@ -450,7 +507,7 @@ async fn a_killed_worker_s_work_is_finished_by_the_other_after_its_leases_expire
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_worker_stalled_past_its_leases_commits_nothing_when_it_resumes() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some((url, schema, dir)) =
         setup("a_worker_stalled_past_its_leases_commits_nothing_when_it_resumes")
     else {
@@ -543,14 +600,20 @@ fn crash_restart(dir: &str, bin: &str) {
             .stdout(Stdio::null())
             .status()
     } else {
-        Command::new(&pg_ctl).args(args).stdout(Stdio::null()).status()
+        Command::new(&pg_ctl)
+            .args(args)
+            .stdout(Stdio::null())
+            .status()
     };
-    assert!(status.expect("pg_ctl runs").success(), "pg_ctl restart failed");
+    assert!(
+        status.expect("pg_ctl runs").success(),
+        "pg_ctl restart failed"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_database_crash_mid_run_is_survived_by_both_workers() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let (Ok(dir), Ok(bin)) = (
         std::env::var("DURABLE_TEST_PG_DIR"),
         std::env::var("DURABLE_TEST_PG_BIN"),
@@ -576,7 +639,10 @@ async fn a_database_crash_mid_run_is_survived_by_both_workers() {
     start_all(&client, INSTANCES).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
     while a.ran() + b.ran() < 30 {
-        assert!(tokio::time::Instant::now() < deadline, "the workers ran nothing");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the workers ran nothing"
+        );
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
     let ran_before = a.ran() + b.ran();
@@ -592,12 +658,16 @@ async fn a_database_crash_mid_run_is_survived_by_both_workers() {
         "work went on after the restart: {ran_before} activities before, {} in all",
         ran_a + ran_b
     );
-    assert_eq!(executions(&log).len(), (INSTANCES * STEPS) as usize, "every activity ran");
+    assert_eq!(
+        executions(&log).len(),
+        (INSTANCES * STEPS) as usize,
+        "every activity ran"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_of_another_process_suspends_resumes_and_signals_held_instances() {
-    let _one = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let _one = ONE_AT_A_TIME.lock().await;
     let Some((url, schema, dir)) =
         setup("a_client_of_another_process_suspends_resumes_and_signals_held_instances")
     else {
@@ -640,11 +710,21 @@ async fn a_client_of_another_process_suspends_resumes_and_signals_held_instances
             .await
             .expect("completes");
         assert_eq!(status.runtime_status, RuntimeStatus::Completed, "{id}");
-        assert_eq!(status.output_as::<String>().expect("output"), format!("{i}.7"));
+        assert_eq!(
+            status.output_as::<String>().expect("output"),
+            format!("{i}.7")
+        );
     }
     let (ran_a, ran_b) = (a.ran(), b.ran());
     a.stop();
     b.stop();
-    assert_eq!(ran_a + ran_b, u64::from(INSTANCES), "one activity each, run once");
-    assert!(ran_a > 0 && ran_b > 0, "both workers held some: {ran_a} and {ran_b}");
+    assert_eq!(
+        ran_a + ran_b,
+        u64::from(INSTANCES),
+        "one activity each, run once"
+    );
+    assert!(
+        ran_a > 0 && ran_b > 0,
+        "both workers held some: {ran_a} and {ran_b}"
+    );
 }

@@ -290,10 +290,13 @@ async fn a_version_1_schema_is_migrated_and_its_work_adopted_by_a_shared_store()
     assert_eq!(leases.renew().await.expect("renews").gained.len(), 16);
     let adopted = leases.adopt(10).await.expect("adopts");
     assert_eq!(adopted.messages.len(), 1);
-    assert_eq!(adopted.messages[0].event, HistoryEvent::EventRaised {
-        name: "e".into(),
-        input: Payload::null(),
-    });
+    assert_eq!(
+        adopted.messages[0].event,
+        HistoryEvent::EventRaised {
+            name: "e".into(),
+            input: Payload::null(),
+        }
+    );
     assert_eq!(adopted.activities.len(), 1);
     assert_eq!(adopted.activities[0].task_id, 1);
     assert_eq!(adopted.timers.len(), 1);
@@ -301,7 +304,10 @@ async fn a_version_1_schema_is_migrated_and_its_work_adopted_by_a_shared_store()
     assert_eq!(adopted.entity_messages.len(), 1);
     assert_eq!(adopted.entity_messages[0].message.operation, "add");
     assert!(adopted.corrupt.is_empty());
-    assert!(leases.adopt(10).await.expect("adopts").is_empty(), "adopted once");
+    assert!(
+        leases.adopt(10).await.expect("adopts").is_empty(),
+        "adopted once"
+    );
 }
 
 /// Shared stores open together on one schema; a store that wants it alone is refused while
@@ -325,7 +331,10 @@ async fn shared_stores_exclude_a_sole_owner_and_the_other_way_round() {
     drop((a, b));
     let alone = reopen(&url, &schema).await;
     let shared = PostgresStore::connect_shared(&url, &schema, SharedOptions::default()).await;
-    assert!(matches!(shared, Err(StoreError::Locked { .. })), "{shared:?}");
+    assert!(
+        matches!(shared, Err(StoreError::Locked { .. })),
+        "{shared:?}"
+    );
     drop(alone);
     // Bad options are typed errors.
     let bad_id = SharedOptions {
@@ -333,11 +342,17 @@ async fn shared_stores_exclude_a_sole_owner_and_the_other_way_round() {
         ..SharedOptions::default()
     };
     let refused = PostgresStore::connect_shared(&url, &support::unique_schema(), bad_id).await;
-    assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Refused(_))),
+        "{refused:?}"
+    );
     let short = SharedOptions {
         lease_ttl: std::time::Duration::from_millis(10),
         ..SharedOptions::default()
     };
     let refused = PostgresStore::connect_shared(&url, &support::unique_schema(), short).await;
-    assert!(matches!(refused, Err(StoreError::Refused(_))), "{refused:?}");
+    assert!(
+        matches!(refused, Err(StoreError::Refused(_))),
+        "{refused:?}"
+    );
 }

@@ -107,8 +107,9 @@ async fn start(url: &str, workers: u32) -> Result<Runtime, BoxError> {
             .start()
             .await?);
     }
-    let store =
-        std::sync::Arc::new(PostgresStore::connect_shared(url, &schema, SharedOptions::default()).await?);
+    let store = std::sync::Arc::new(
+        PostgresStore::connect_shared(url, &schema, SharedOptions::default()).await?,
+    );
     let runtime = Runtime::builder().store(store.clone()).start().await?;
     let program = std::env::current_exe()?;
     for _ in 1..workers {

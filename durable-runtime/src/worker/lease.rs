@@ -20,7 +20,11 @@ const ADOPT_PAGE: usize = 1_000;
 
 /// Renews and adopts until the runtime's steps stop, then gives the leases up (so that other
 /// runtimes take the partitions over at once). Returns true.
-pub(crate) async fn run(shared: Arc<Shared>, leases: Arc<dyn Leases>, mut stopped: StopSignal) -> bool {
+pub(crate) async fn run(
+    shared: Arc<Shared>,
+    leases: Arc<dyn Leases>,
+    mut stopped: StopSignal,
+) -> bool {
     let period = (leases.ttl() / 3).max(Duration::from_millis(20));
     let mut next_renewal = Instant::now();
     loop {
@@ -117,7 +121,9 @@ async fn adopt(shared: &Arc<Shared>, leases: &dyn Leases) {
 pub(crate) fn held_only(leases: &dyn Leases, written: Written) -> Option<Written> {
     let held = |id: &str| leases.holds(id);
     Some(match written {
-        Written::Instance(message) => Written::Instance(held(&message.instance_id).then_some(message)?),
+        Written::Instance(message) => {
+            Written::Instance(held(&message.instance_id).then_some(message)?)
+        }
         Written::Delivered(Some(message)) => {
             Written::Delivered(Some(held(&message.instance_id).then_some(message)?))
         }

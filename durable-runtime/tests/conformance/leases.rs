@@ -7,7 +7,6 @@
 //! lease that is not renewed expires and goes to another runtime, with the work stored for it.
 
 use crate::*;
-use durable_runtime::store::{ErrorClass, Leases};
 
 /// Both stores in their default mode: a second runtime on the store is refused.
 async fn a_second_owner_of_the_store_is_refused(store: Subject) {
@@ -33,6 +32,7 @@ crate::conformance!(a_second_owner_of_the_store_is_refused);
 #[cfg(feature = "postgres")]
 mod shared {
     use super::*;
+    use durable_runtime::store::{ErrorClass, Leases};
     use durable_runtime::store::postgres::{PostgresStore, SharedOptions, partition_of};
     use std::time::Duration;
 
@@ -82,20 +82,30 @@ mod shared {
         let (a, b) = (&stores[0], &stores[1]);
         let (la, lb) = (leases(a), leases(b));
         let first = la.renew().await.expect("renews");
-        assert_eq!(first.gained.len(), 16, "alone, a worker takes every partition");
+        assert_eq!(
+            first.gained.len(),
+            16,
+            "alone, a worker takes every partition"
+        );
         // B is live but gets nothing while A holds its share and more...
         assert!(lb.renew().await.expect("renews").gained.is_empty());
         // ...until A's next renewal gives up the partitions over its share (the highest).
         let balanced = la.renew().await.expect("renews");
         assert_eq!(balanced.lost, (8..16).collect::<Vec<u16>>());
-        assert_eq!(lb.renew().await.expect("renews").gained, (8..16).collect::<Vec<u16>>());
+        assert_eq!(
+            lb.renew().await.expect("renews").gained,
+            (8..16).collect::<Vec<u16>>()
+        );
 
         // A step of an instance of B's partitions is refused to A, whole, without touching it.
         let theirs = id_in(&[8, 9, 10, 11, 12, 13, 14, 15]);
         let started = message_id(a.write(create(&theirs)).await.expect("anyone creates"));
         let mut stolen = step(&theirs, 0);
         stolen.consumed = vec![started];
-        let err = a.write(Write::Step(stolen.clone())).await.expect_err("not A's");
+        let err = a
+            .write(Write::Step(stolen.clone()))
+            .await
+            .expect_err("not A's");
         assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
         assert_eq!(err.class(), ErrorClass::Conflict);
         assert!(b.read_history(&theirs).await.expect("reads").is_empty());
@@ -121,7 +131,10 @@ mod shared {
         let mut stale = step(&mine, 0);
         stale.consumed = vec![started];
         assert!(la.holds(&mine), "A has not noticed yet");
-        let err = a.write(Write::Step(stale.clone())).await.expect_err("fenced");
+        let err = a
+            .write(Write::Step(stale.clone()))
+            .await
+            .expect_err("fenced");
         assert!(matches!(err, StoreError::LeaseLost(_)), "{err}");
         assert!(a.read_history(&mine).await.expect("reads").is_empty());
         // The new holder adopts the stored start and commits the step.

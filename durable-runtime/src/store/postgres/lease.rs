@@ -18,7 +18,9 @@
 
 use super::db::{Db, col};
 use super::read;
-use crate::store::{Adopted, EntityMessage, EntityReply, LeaseChange, NewEntityMessage, StoreError};
+use crate::store::{
+    Adopted, EntityMessage, EntityReply, LeaseChange, NewEntityMessage, StoreError,
+};
 use deadpool_postgres::Pool;
 use md5::{Digest, Md5};
 use parking_lot::RwLock;
@@ -102,7 +104,10 @@ impl LeaseState {
 
     /// The listener heard that `instance_id` finished.
     pub(crate) fn finished(&self, instance_id: &str) {
-        if !self.finished_wanted.load(std::sync::atomic::Ordering::Relaxed) {
+        if !self
+            .finished_wanted
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
             // No engine takes them (a client-only handle): waits re-read the status.
             return;
         }
@@ -438,7 +443,10 @@ pub(crate) async fn adopt(
         "activities",
         "id, instance_id, task_id, name, input, execution_id",
     );
-    let timers_sql = claim("timers", "id, instance_id, task_id, fire_at_ms, execution_id");
+    let timers_sql = claim(
+        "timers",
+        "id, instance_id, task_id, fire_at_ms, execution_id",
+    );
     let entities_sql = claim(
         "entity_messages",
         "id, entity_id, operation, input, sender, created_ms, reply",
@@ -446,9 +454,21 @@ pub(crate) async fn adopt(
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [me, &parts, &limit];
     let (messages, activities, timers, entities) = tokio::try_join!(
         read::decode_page(&db, "messages", &messages_sql, &params, read::message_row),
-        read::decode_page(&db, "activities", &activities_sql, &params, read::activity_row),
+        read::decode_page(
+            &db,
+            "activities",
+            &activities_sql,
+            &params,
+            read::activity_row
+        ),
         read::decode_page(&db, "timers", &timers_sql, &params, read::timer_row),
-        read::decode_page(&db, "entity_messages", &entities_sql, &params, entity_message_row),
+        read::decode_page(
+            &db,
+            "entity_messages",
+            &entities_sql,
+            &params,
+            entity_message_row
+        ),
     )?;
     let full = |n: usize| i64::try_from(n).unwrap_or(i64::MAX) >= limit;
     let more = full(messages.items.len() + messages.corrupt.len())
@@ -485,9 +505,7 @@ fn entity_message_row(
     };
     let input = crate::payload::Payload::from_json(get(3)?)
         .map_err(|err| format!("input is not JSON: {err}"))?;
-    let reply: Option<String> = row
-        .try_get(6)
-        .map_err(|err| format!("column 6: {err}"))?;
+    let reply: Option<String> = row.try_get(6).map_err(|err| format!("column 6: {err}"))?;
     let reply = reply
         .map(|text| serde_json::from_str::<EntityReply>(&text))
         .transpose()
@@ -499,9 +517,7 @@ fn entity_message_row(
             operation: get(2)?,
             input,
             sender: get(4)?,
-            created_ms: row
-                .try_get(5)
-                .map_err(|err| format!("column 5: {err}"))?,
+            created_ms: row.try_get(5).map_err(|err| format!("column 5: {err}"))?,
             reply,
         },
     })
@@ -531,10 +547,7 @@ mod tests {
             .map(|n| format!("x{n}"))
             .find(|other| partition_of(other) != partition_of(id))
             .expect("another partition");
-        assert!(matches!(
-            fence.check(&other),
-            Err(StoreError::LeaseLost(_))
-        ));
+        assert!(matches!(fence.check(&other), Err(StoreError::LeaseLost(_))));
     }
 
     #[test]

@@ -42,18 +42,19 @@ pub mod schema;
 mod writer;
 
 use super::{
-    ActivityWorkItem, Adopted, Backend, LeaseChange, Leases, DueKey, EntityLogEntry, EntityPage, EntityQuery, EntityRecord,
-    EntitySnapshot, Message, PendingPage, StoreError, TimerWorkItem, Watermarks, Write, Written,
+    ActivityWorkItem, Adopted, Backend, DueKey, EntityLogEntry, EntityPage, EntityQuery,
+    EntityRecord, EntitySnapshot, LeaseChange, Leases, Message, PendingPage, StoreError,
+    TimerWorkItem, Watermarks, Write, Written,
 };
 use crate::history::HistoryRecord;
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 use async_trait::async_trait;
 use db::Db;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
-use tokio::sync::{mpsc, oneshot};
 use lease::LeaseState;
 use std::sync::Arc;
 use std::time::Duration;
+use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 use writer::{Job, PendingWrite};
 

@@ -16,9 +16,9 @@
 use super::apply::apply_write;
 use super::db::Db;
 use super::lease::{Fence, LeaseState};
-use std::sync::Arc;
 use crate::store::{StoreError, Write, Written};
 use deadpool_postgres::Pool;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes committed in one transaction; bounds the latency a large batch adds.
@@ -205,11 +205,10 @@ async fn commit_once(
 /// `BEGIN` itself); its fence.
 async fn begin_fenced(db: &Db<'_>, lease: &LeaseState) -> Result<Fence, StoreError> {
     super::db::ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let messages = db
-        .0
-        .simple_query(&lease.begin_sql())
-        .await
-        .map_err(StoreError::from)?;
+    let messages =
+        db.0.simple_query(&lease.begin_sql())
+            .await
+            .map_err(StoreError::from)?;
     let mut rows = Vec::new();
     for message in &messages {
         if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
