@@ -168,6 +168,9 @@ struct Args {
     /// Worker processes on the store (PostgreSQL only; see `bench/postgres.rs`).
     #[arg(long, default_value_t = 1)]
     workers: u32,
+    /// Set on the helper worker processes of `--workers N`: the schema to work on.
+    #[arg(long, hide = true)]
+    pg_worker: Option<String>,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -577,6 +580,9 @@ fn reset_peak_rss() {
 #[tokio::main]
 async fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    if let Some(schema) = &args.pg_worker {
+        return postgres::run_worker(&args.store, schema).await;
+    }
     postgres::configure(&args.store, args.workers)?;
     let bench = Bench {
         json: args.json,
@@ -614,6 +620,8 @@ async fn main() -> Result<(), BoxError> {
                 .into());
             }
         }
+        postgres::report_round_trips();
+        postgres::stop_helpers();
     }
     Ok(())
 }

@@ -8,8 +8,19 @@
 //! ```
 //!
 //! Kill it midway (even `kill -9`) and run it again without `--start`: the orders it had
-//! started finish from the database, and no recorded step runs again. One worker process per
-//! schema for now: a second one on the same schema is refused (see README, "PostgreSQL").
+//! started finish from the database, and no recorded step runs again.
+//!
+//! With `--shared`, any number of these processes run on one schema together (see README,
+//! "Many worker processes on one database"): they divide the orders by leases, and the ones
+//! left finish the orders of one that dies once its leases expire (`--lease-ttl-ms`).
+//!
+//! ```sh
+//! url=postgres://postgres@127.0.0.1:5433/postgres
+//! cargo run --release --features postgres --example worker -- --url $url --shared &
+//! cargo run --release --features postgres --example worker -- --url $url --shared --start 1000
+//! ```
+//!
+//! Without `--shared`, a second process on the same schema is refused.
 
 use clap::Parser;
 use durable_runtime::InstanceQuery;
@@ -27,6 +38,12 @@ struct Args {
     /// Orders to start before waiting for every unfinished one.
     #[arg(long, default_value_t = 0)]
     start: u32,
+    /// Share the schema with other worker processes (leases).
+    #[arg(long)]
+    shared: bool,
+    /// With `--shared`: how long a dead worker's leases last, in milliseconds.
+    #[arg(long, default_value_t = 10_000)]
+    lease_ttl_ms: u64,
 }
 
 /// Reserves an order's items.
@@ -63,11 +80,15 @@ pub async fn order(
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args = Args::parse();
-    let runtime = Runtime::builder()
+    let mut builder = Runtime::builder()
         .postgres(&args.url)
-        .postgres_schema(&args.schema)
-        .start()
-        .await?;
+        .postgres_schema(&args.schema);
+    if args.shared {
+        builder = builder
+            .postgres_shared()
+            .lease_ttl(Duration::from_millis(args.lease_ttl_ms));
+    }
+    let runtime = builder.start().await?;
     let client = runtime.client();
     for n in 0..args.start {
         client.start(order, n).await?;

@@ -509,6 +509,29 @@ impl Dispatcher {
         }
     }
 
+    /// Drops the slots (messages and cached executions) of the instances not claimed by a
+    /// worker for which `holds` is false: a runtime that lost the lease on their partition
+    /// (a store shared by many runtimes) leaves them to the new holder, which reads them from
+    /// the store. A claimed instance's step is refused by the store instead.
+    pub(crate) fn evict_unheld(&self, holds: impl Fn(&str) -> bool) {
+        let mut slots = self.slots.lock();
+        let Slots { by_id, idle, .. } = &mut *slots;
+        let gone: Vec<Arc<str>> = by_id
+            .iter()
+            .filter(|(id, slot)| !slot.claimed && !holds(id))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in gone {
+            if let Some(mut slot) = by_id.remove(&id) {
+                Slots::unidle(idle, &mut slot);
+                if !slot.awaiting_start && !slot.suspended {
+                    self.held_messages
+                        .fetch_sub(slot.messages.len(), Ordering::Relaxed);
+                }
+            }
+        }
+    }
+
     /// Registers interest in `instance_id` finishing.
     pub(crate) fn watch(&self, instance_id: &str) -> oneshot::Receiver<()> {
         let (tx, rx) = oneshot::channel();

@@ -44,6 +44,9 @@ pub struct RuntimeBuilder {
     limits: Limits,
     write_retry_interval: Duration,
     hooks: Option<Arc<Hooks>>,
+    /// Share the PostgreSQL schema with other runtimes, with these leases.
+    #[cfg(feature = "postgres")]
+    shared: Option<crate::store::postgres::SharedOptions>,
 }
 
 /// The default payload limit: 16 MiB.
@@ -106,6 +109,43 @@ impl RuntimeBuilder {
                 schema,
             },
         };
+        self
+    }
+
+    /// Share the PostgreSQL schema (feature `postgres`) with other runtimes: N identical
+    /// worker processes, on one machine or many, run the work stored in one database
+    /// together. Instances and entities are divided among the live workers by leased
+    /// partitions; a worker that dies (or stalls) loses its leases after the
+    /// [`lease_ttl`](Self::lease_ttl) and another one takes its work over, activities that were
+    /// running included (at least once, as after a crash). A client of any of them can start
+    /// instances, raise events and wait for any instance. Without this, a second runtime on
+    /// the schema is refused. See [`PostgresStore::connect_shared`].
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), durable_runtime::Error> {
+    /// // Run this same program N times, on as many machines.
+    /// let runtime = durable_runtime::Runtime::builder()
+    ///     .postgres("postgres://app@db/app")
+    ///     .postgres_shared()
+    ///     .start()
+    ///     .await?;
+    /// # runtime.shutdown().await; Ok(()) }
+    /// ```
+    ///
+    /// [`PostgresStore::connect_shared`]: crate::store::postgres::PostgresStore::connect_shared
+    #[cfg(feature = "postgres")]
+    pub fn postgres_shared(mut self) -> Self {
+        self.shared.get_or_insert_with(Default::default);
+        self
+    }
+
+    /// How long a lease on shared work lasts without renewal (feature `postgres`, with
+    /// [`postgres_shared`](Self::postgres_shared); default 10 s, at least 100 ms): the work of
+    /// a worker that dies waits this long before another takes it over. Implies
+    /// `postgres_shared`.
+    #[cfg(feature = "postgres")]
+    pub fn lease_ttl(mut self, ttl: Duration) -> Self {
+        self.shared.get_or_insert_with(Default::default).lease_ttl = ttl;
         self
     }
 
@@ -221,7 +261,8 @@ impl RuntimeBuilder {
     }
 
     /// Opens the store chosen.
-    async fn open_store(store: StoreChoice) -> Result<Arc<dyn Backend>, Error> {
+    async fn open_store(&mut self) -> Result<Arc<dyn Backend>, Error> {
+        let store = std::mem::replace(&mut self.store, StoreChoice::Sqlite(PathBuf::new()));
         Ok(match store {
             StoreChoice::Sqlite(path) => Arc::new(
                 tokio::task::spawn_blocking(move || SqliteStore::open(path))
@@ -235,7 +276,11 @@ impl RuntimeBuilder {
                         "postgres_schema was set without postgres(url)".into(),
                     )));
                 }
-                Arc::new(crate::store::postgres::PostgresStore::connect(&url, &schema).await?)
+                use crate::store::postgres::PostgresStore;
+                Arc::new(match self.shared.take() {
+                    None => PostgresStore::connect(&url, &schema).await?,
+                    Some(options) => PostgresStore::connect_shared(&url, &schema, options).await?,
+                })
             }
             StoreChoice::Custom(store) => store,
         })
@@ -261,9 +306,9 @@ impl RuntimeBuilder {
     /// println!("{} instances", page.instances.len());
     /// # Ok(()) }
     /// ```
-    pub async fn open_client(self) -> Result<Client, Error> {
+    pub async fn open_client(mut self) -> Result<Client, Error> {
         let registry = Registry::from_inventory()?;
-        let store = Self::open_store(self.store).await?;
+        let store = self.open_store().await?;
         // No workers, and nothing dispatched (`runs_work: false`): what the client's writes
         // create stays in the store for the next runtime, not in memory here.
         let (dispatcher, _queues) = Dispatcher::new(0);
@@ -282,15 +327,16 @@ impl RuntimeBuilder {
             held_back: recovery::HeldBack::new(),
             hooks: None,
             runs_work: false,
+            leases: None,
         });
         Ok(Client::detached(shared))
     }
 
     /// Checks the registrations, opens the store, resumes unfinished work and starts workers.
     /// Must be called inside a Tokio runtime.
-    pub async fn start(self) -> Result<Runtime, Error> {
+    pub async fn start(mut self) -> Result<Runtime, Error> {
         let registry = Registry::from_inventory()?;
-        let store = Self::open_store(self.store).await?;
+        let store = self.open_store().await?;
         let (dispatcher, queues) = Dispatcher::new(self.cache_capacity);
         let health = HealthMonitor::new(self.clock.clone(), self.write_retry_interval);
         // Two stop signals: intake (activities, timers, recovery, entities) stops first, so
@@ -298,6 +344,7 @@ impl RuntimeBuilder {
         // steps, which stop second.
         let (stop_intake, intake) = watch::channel(None);
         let (stop_steps, steps) = watch::channel(None);
+        let leases = store.leases();
         let shared = Arc::new(Shared {
             entities: entity::Entities::new(self.cache_capacity > 0, intake.clone()),
             store,
@@ -309,39 +356,60 @@ impl RuntimeBuilder {
             held_back: recovery::HeldBack::new(),
             hooks: self.hooks,
             runs_work: true,
+            leases: leases.clone(),
         });
         // Taken before any worker or client can create work: recovery reads up to here.
         let marks = shared.store.work_watermarks().await?;
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
         let activity_slots = Arc::new(Semaphore::new(self.activity_concurrency));
-        let mut intake_loops = vec![
-            tokio::spawn(run_queue(
-                shared.clone(),
-                queues.activities,
-                activity_slots,
-                intake.clone(),
-                AfterStop::LeaveQueued,
-                // An activity holds its slot until it returns.
-                |shared, item, slot| async move {
-                    let _slot = slot;
-                    activity::execute(shared, item).await
-                },
-            )),
-            tokio::spawn(timer::run(shared.clone(), queues.timers, intake.clone())),
-            // Beside the workers: a large backlog neither delays the start nor has to fit in
-            // memory.
-            tokio::spawn({
-                // Counted from before it is spawned: a test harness must not find the runtime
-                // idle while recovery has yet to hand over the stored work.
-                let busy = shared.busy();
-                let recovery = recovery::run(shared.clone(), marks, intake.clone());
-                async move {
-                    let _busy = busy;
-                    recovery.await
-                }
-            }),
-            tokio::spawn(entity::recover(shared.clone(), intake.clone())),
-        ];
+        let mut intake_loops = vec![tokio::spawn(run_queue(
+            shared.clone(),
+            queues.activities,
+            activity_slots,
+            intake.clone(),
+            AfterStop::LeaveQueued,
+            // An activity holds its slot until it returns.
+            |shared, item, slot| async move {
+                let _slot = slot;
+                activity::execute(shared, item).await
+            },
+        ))];
+        intake_loops.push(tokio::spawn(timer::run(
+            shared.clone(),
+            queues.timers,
+            intake.clone(),
+        )));
+        let lease_loop = match leases {
+            // A shared store: the work stored for this runtime is what it adopts as it takes
+            // leases, not what startup recovery would read.
+            Some(leases) => {
+                shared.held_back.release_now(&shared.dispatcher);
+                Some(tokio::spawn(crate::worker::lease::run(
+                    shared.clone(),
+                    leases,
+                    steps.clone(),
+                )))
+            }
+            None => {
+                // Beside the workers: a large backlog neither delays the start nor has to fit
+                // in memory.
+                intake_loops.push(tokio::spawn({
+                    // Counted from before it is spawned: a test harness must not find the
+                    // runtime idle while recovery has yet to hand over the stored work.
+                    let busy = shared.busy();
+                    let recovery = recovery::run(shared.clone(), marks, intake.clone());
+                    async move {
+                        let _busy = busy;
+                        recovery.await
+                    }
+                }));
+                intake_loops.push(tokio::spawn(entity::recover(
+                    shared.clone(),
+                    intake.clone(),
+                )));
+                None
+            }
+        };
         if let Some(age) = shared.limits.retention {
             intake_loops.push(tokio::spawn(retention::run(shared.clone(), age, intake)));
         }
@@ -357,6 +425,7 @@ impl RuntimeBuilder {
             shared,
             intake_loops,
             step_loop,
+            lease_loop,
             stop_intake,
             stop_steps,
             shutdown_timeout: self.shutdown_timeout,
@@ -373,6 +442,9 @@ pub struct Runtime {
     intake_loops: Vec<tokio::task::JoinHandle<bool>>,
     /// The orchestration step queue.
     step_loop: tokio::task::JoinHandle<bool>,
+    /// The lease loop of a runtime on a shared store: stops (giving its leases up) after the
+    /// steps.
+    lease_loop: Option<tokio::task::JoinHandle<bool>>,
     stop_intake: watch::Sender<Option<Instant>>,
     stop_steps: watch::Sender<Option<Instant>>,
     shutdown_timeout: Duration,
@@ -397,6 +469,8 @@ impl Runtime {
             },
             write_retry_interval: DEFAULT_WRITE_RETRY_INTERVAL,
             hooks: None,
+            #[cfg(feature = "postgres")]
+            shared: None,
         }
     }
 
@@ -467,6 +541,9 @@ impl Runtime {
         // steps that record them run before the step loop stops.
         let _ = self.stop_steps.send(Some(deadline));
         clean &= self.step_loop.await.unwrap_or(false);
+        if let Some(lease_loop) = self.lease_loop {
+            clean &= lease_loop.await.unwrap_or(false);
+        }
         if !clean {
             tracing::warn!("shutdown timed out with work in flight; it resumes at the next start");
         }

@@ -428,7 +428,8 @@ async fn random_workloads_survive_injected_faults() {
         seeds.len()
     );
     // Whole-transaction rollbacks are the SQLite writer's own fault: not on PostgreSQL.
-    let on_postgres = std::env::var("DURABLE_TEST_BACKEND").as_deref() == Ok("postgres");
+    let on_postgres =
+        std::env::var("DURABLE_TEST_BACKEND").is_ok_and(|backend| backend.starts_with("postgres"));
     assert!(
         errors > 0 && (rollbacks > 0 || on_postgres) && cancellations > 0,
         "faults were injected"

@@ -181,3 +181,178 @@ async fn a_value_postgres_cannot_store_is_fatal_and_spares_the_rest_of_the_batch
         2
     );
 }
+
+/// A schema of version 1 (the frozen first migration), with work of every kind in it, opened
+/// by a shared store: migrated to the current version in place, every row kept, each given
+/// its partition, and all of it adopted by the first worker to take the leases.
+#[tokio::test]
+async fn a_version_1_schema_is_migrated_and_its_work_adopted_by_a_shared_store() {
+    use durable_runtime::history::HistoryEvent;
+    use durable_runtime::store::postgres::{SharedOptions, partition_of, schema::MIGRATIONS};
+    let Some(url) = url("a_version_1_schema_is_migrated") else {
+        return;
+    };
+    let schema = support::unique_schema();
+    let event = serde_json::to_string(&HistoryEvent::EventRaised {
+        name: "e".into(),
+        input: Payload::null(),
+    })
+    .expect("encodes");
+    {
+        let (client, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+            .await
+            .expect("connects");
+        tokio::spawn(connection);
+        client
+            .batch_execute(&format!(
+                "CREATE SCHEMA {schema}; SET search_path = {schema}; {}
+                 CREATE TABLE durable_schema (version INTEGER NOT NULL);
+                 INSERT INTO durable_schema (version) VALUES (1);",
+                MIGRATIONS[0]
+            ))
+            .await
+            .expect("a version 1 schema");
+        client
+            .execute(
+                "INSERT INTO instances (instance_id, name, status, created_ms, updated_ms,
+                                        execution_id)
+                 VALUES ('old', 'o', 'Running', 0, 0, 'run')",
+                &[],
+            )
+            .await
+            .expect("instance");
+        client
+            .execute(
+                "INSERT INTO instance_inputs (instance_id, input) VALUES ('old', 'null')",
+                &[],
+            )
+            .await
+            .expect("input");
+        client
+            .execute(
+                "INSERT INTO messages (instance_id, event, execution_id) VALUES ('old', $1, '')",
+                &[&event],
+            )
+            .await
+            .expect("message");
+        client
+            .execute(
+                "INSERT INTO activities (instance_id, task_id, name, input, execution_id)
+                 VALUES ('old', 1, 'a', 'null', 'run')",
+                &[],
+            )
+            .await
+            .expect("activity");
+        client
+            .execute(
+                "INSERT INTO timers (instance_id, task_id, fire_at_ms, execution_id)
+                 VALUES ('old', 2, 5, 'run')",
+                &[],
+            )
+            .await
+            .expect("timer");
+        client
+            .execute(
+                "INSERT INTO entity_messages (entity_id, operation, input, created_ms)
+                 VALUES ('@counter@k', 'add', '1', 0)",
+                &[],
+            )
+            .await
+            .expect("entity message");
+    }
+    let store = PostgresStore::connect_shared(&url, &schema, SharedOptions::default())
+        .await
+        .expect("opens and migrates");
+    assert_eq!(
+        store
+            .query_i64("SELECT version::bigint FROM durable_schema")
+            .await
+            .expect("reads"),
+        i64::from(SCHEMA_VERSION)
+    );
+    assert_eq!(
+        store
+            .query_i64("SELECT part::bigint FROM messages")
+            .await
+            .expect("reads"),
+        i64::from(partition_of("old")),
+        "SQL and Rust agree on the partition"
+    );
+    assert_eq!(
+        store
+            .query_i64("SELECT part::bigint FROM entity_messages")
+            .await
+            .expect("reads"),
+        i64::from(partition_of("@counter@k"))
+    );
+    assert!(store.read_instance("old").await.expect("reads").is_some());
+    let leases = store.leases().expect("shared");
+    assert_eq!(leases.renew().await.expect("renews").gained.len(), 16);
+    let adopted = leases.adopt(10).await.expect("adopts");
+    assert_eq!(adopted.messages.len(), 1);
+    assert_eq!(
+        adopted.messages[0].event,
+        HistoryEvent::EventRaised {
+            name: "e".into(),
+            input: Payload::null(),
+        }
+    );
+    assert_eq!(adopted.activities.len(), 1);
+    assert_eq!(adopted.activities[0].task_id, 1);
+    assert_eq!(adopted.timers.len(), 1);
+    assert_eq!(adopted.timers[0].fire_at_ms, 5);
+    assert_eq!(adopted.entity_messages.len(), 1);
+    assert_eq!(adopted.entity_messages[0].message.operation, "add");
+    assert!(adopted.corrupt.is_empty());
+    assert!(
+        leases.adopt(10).await.expect("adopts").is_empty(),
+        "adopted once"
+    );
+}
+
+/// Shared stores open together on one schema; a store that wants it alone is refused while
+/// they hold it, and the other way round.
+#[tokio::test]
+async fn shared_stores_exclude_a_sole_owner_and_the_other_way_round() {
+    use durable_runtime::store::postgres::SharedOptions;
+    let Some(url) = url("shared_stores_exclude_a_sole_owner") else {
+        return;
+    };
+    let schema = support::unique_schema();
+    let a = PostgresStore::connect_shared(&url, &schema, SharedOptions::default())
+        .await
+        .expect("opens");
+    let b = PostgresStore::connect_shared(&url, &schema, SharedOptions::default())
+        .await
+        .expect("a second shared store opens too");
+    assert_ne!(a.worker_id(), b.worker_id());
+    let alone = PostgresStore::connect(&url, &schema).await;
+    assert!(matches!(alone, Err(StoreError::Locked { .. })), "{alone:?}");
+    drop((a, b));
+    let alone = reopen(&url, &schema).await;
+    let shared = PostgresStore::connect_shared(&url, &schema, SharedOptions::default()).await;
+    assert!(
+        matches!(shared, Err(StoreError::Locked { .. })),
+        "{shared:?}"
+    );
+    drop(alone);
+    // Bad options are typed errors.
+    let bad_id = SharedOptions {
+        worker_id: Some("no spaces".into()),
+        ..SharedOptions::default()
+    };
+    let refused = PostgresStore::connect_shared(&url, &support::unique_schema(), bad_id).await;
+    assert!(
+        matches!(refused, Err(StoreError::Refused(_))),
+        "{refused:?}"
+    );
+    let short = SharedOptions {
+        lease_ttl: std::time::Duration::from_millis(10),
+        ..SharedOptions::default()
+    };
+    let refused = PostgresStore::connect_shared(&url, &support::unique_schema(), short).await;
+    assert!(
+        matches!(refused, Err(StoreError::Refused(_))),
+        "{refused:?}"
+    );
+}

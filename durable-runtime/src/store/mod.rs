@@ -9,17 +9,21 @@
 //! acknowledged (the [`Written`] answer carries the new work items), and through the paged
 //! [`Backend::pending_messages`], [`Backend::pending_activities`] and
 //! [`Backend::pending_timers`] at startup for whatever an earlier process left. The embedded
-//! store is owned by one process (it locks its file), so that is all it needs. A shared database
-//! backend adds leases to the same shape: the `pending_*` reads become "lease up to N unleased or
-//! expired items for this worker", polled periodically as well as at startup; work items carry
-//! a lease owner and expiry (taken with `FOR UPDATE SKIP LOCKED`); and a step's
-//! `Write` also checks that the lease is still held, so a worker that lost its lease cannot
-//! commit over the one that took the work over. An activity finished by a worker that does not
-//! hold its orchestration's lease sends its result as a stored message
-//! ([`Write::CompleteActivity`]), instead of handing it over in memory. The `Write` units and their atomicity stay
-//! as they are.
+//! store is owned by one process (it locks its file), so that is all it needs.
+//!
+//! A store shared by many runtimes (PostgreSQL's shared mode) also answers
+//! [`Backend::leases`]: it divides the work into partitions leased to one runtime at a time
+//! (see [`Leases`]). The shape stays the same: a runtime dispatches in memory only the work of
+//! the partitions it holds, reads the rest of what it holds from the store by adopting it
+//! ([`Leases::adopt`], when a partition is gained, when the store signals work created by
+//! another process, and at every renewal), and the store refuses a step or an entity batch of a
+//! partition its writer does not hold ([`StoreError::LeaseLost`]), in the write's own
+//! transaction. An activity finished by a runtime that no longer holds its orchestration sends
+//! its result as a stored message ([`Write::CompleteActivity`]), instead of handing it over in
+//! memory. The `Write` units and their atomicity stay as they are.
 
 mod entity;
+mod lease;
 mod manage;
 #[cfg(feature = "postgres")]
 pub mod postgres;
@@ -31,6 +35,7 @@ pub use entity::{
     LOCK_OPERATION, NewEntityMessage, UNLOCK_OPERATION,
 };
 pub(crate) use entity::{RawEntityMessage, decode_state, entity_key_scope};
+pub use lease::{Adopted, LeaseChange, Leases};
 pub use manage::{
     Manage, ManagedWork, PurgeFilter, PurgeTarget, REWIND_HOLDING_LOCKS, START_TIMER_TASK,
 };
@@ -471,6 +476,11 @@ pub enum StoreError {
     /// The store's writer stopped (after an earlier fatal error or at shutdown).
     #[error("the store is closed")]
     Closed,
+    /// A step or entity batch of a partition whose lease this runtime does not hold (it
+    /// expired, or another runtime took it over) in a store shared by many runtimes (see
+    /// [`Leases`]); nothing was applied. The holder of the lease runs that work now.
+    #[error("this runtime does not hold the lease on '{0}' (any more)")]
+    LeaseLost(String),
 }
 
 impl StoreError {
@@ -490,7 +500,8 @@ impl StoreError {
             | StoreError::NotApplicable { .. }
             | StoreError::AlreadyRecorded(_)
             | StoreError::TimersGone(_)
-            | StoreError::MessagesGone(_) => ErrorClass::Conflict,
+            | StoreError::MessagesGone(_)
+            | StoreError::LeaseLost(_) => ErrorClass::Conflict,
             StoreError::InstanceNotFound(_) => ErrorClass::NotFound,
             StoreError::Corrupt { .. } => ErrorClass::Corrupt,
             StoreError::Refused(_)
@@ -619,6 +630,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn list_entities(&self, query: &EntityQuery) -> Result<EntityPage, StoreError> {
         let _ = query;
         Err(no_entities())
+    }
+
+    /// The leases through which this store divides its work among many runtimes; `None` (the
+    /// default) for a store one runtime owns, where all the work is this runtime's.
+    fn leases(&self) -> Option<Arc<dyn Leases>> {
+        None
     }
 
     /// The entity's last operations (at most [`ENTITY_LOG_LEN`]), oldest first.

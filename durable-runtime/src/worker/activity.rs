@@ -5,7 +5,7 @@ use super::hooks::{Mock, StartedActivity};
 use crate::activity_context::ActivityContext;
 use crate::failure::{FailureDetails, panic_failure};
 use crate::history::HistoryEvent;
-use crate::store::ActivityWorkItem;
+use crate::store::{ActivityWorkItem, Write};
 use futures::FutureExt;
 use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
@@ -17,6 +17,11 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
     // neither.
     let _busy = shared.busy();
     shared.dispatcher.activity_started();
+    if !shared.holds(&item.instance_id) {
+        // Its partition went to another runtime (a shared store), which runs it.
+        tracing::debug!(instance = %item.instance_id, "activity left to the holder of its instance");
+        return;
+    }
     let span = tracing::info_span!("activity", instance = %item.instance_id, name = %item.name, task_id = item.task_id);
     async {
         let mock = shared.hooks.as_ref().and_then(|hooks| {
@@ -79,6 +84,12 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
                 failure,
             },
         };
+        if !shared.holds(&item.instance_id) {
+            // The instance went to another runtime while this ran: the result goes to it
+            // through the store.
+            complete_elsewhere(&shared, &item, event).await;
+            return;
+        }
         // Recorded by the instance's next step, with the deletion of the work item.
         shared.dispatcher.deliver_activity_result(
             item.instance_id.clone(),
@@ -89,6 +100,20 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
     }
     .instrument(span)
     .await
+}
+
+/// Stores an activity's result as a message to its instance ([`Write::CompleteActivity`]),
+/// retrying transient errors; if that fails for good, the work item stays and the activity
+/// runs again for the instance's holder.
+async fn complete_elsewhere(shared: &Arc<Shared>, item: &ActivityWorkItem, event: HistoryEvent) {
+    let write = || Write::CompleteActivity {
+        work_item_id: item.id,
+        instance_id: item.instance_id.clone(),
+        event: event.clone(),
+    };
+    if let Err(err) = shared.commit_retrying("an activity result", write).await {
+        tracing::warn!(error = %err, instance = %item.instance_id, "could not store an activity's result; it runs again");
+    }
 }
 
 /// Runs a test's replacement of an activity, catching its panics like the real function's.

@@ -3,6 +3,7 @@
 pub(crate) mod activity;
 pub(crate) mod entity;
 pub(crate) mod hooks;
+pub(crate) mod lease;
 pub(crate) mod orchestration;
 pub(crate) mod recovery;
 pub(crate) mod retention;
@@ -14,7 +15,7 @@ use crate::failure::FailureDetails;
 pub(crate) use crate::health::retry_delay;
 use crate::health::{HealthMonitor, WriteRetry};
 use crate::registry::Registry;
-use crate::store::{Backend, ErrorClass, Message, StoreError, Write, Written};
+use crate::store::{Backend, ErrorClass, Leases, Message, StoreError, Write, Written};
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -67,6 +68,10 @@ pub(crate) struct Shared {
     ///
     /// [`RuntimeBuilder::open_client`]: crate::RuntimeBuilder::open_client
     pub runs_work: bool,
+    /// The store's leases when it is shared by many runtimes (`None`: all the work is this
+    /// runtime's). Work for an instance or entity whose partition this runtime does not hold
+    /// is left to the store, for the holder.
+    pub leases: Option<Arc<dyn Leases>>,
 }
 
 /// A claim on one of the runtime's concurrency slots (orchestration steps, or activities,
@@ -147,9 +152,18 @@ impl Shared {
         }
     }
 
+    /// Whether this runtime runs the work of `id` (an instance or an entity): always, unless
+    /// the store is shared and another runtime holds its partition.
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        match &self.leases {
+            None => true,
+            Some(leases) => leases.holds(id),
+        }
+    }
+
     /// Hands a stored message to its instance, unless recovery must hand over older ones
     /// first.
-    fn deliver(&self, message: Message) {
+    pub(crate) fn deliver(&self, message: Message) {
         if let Some(message) = self.held_back.admit(message) {
             self.dispatcher.deliver(message);
         }
@@ -163,6 +177,15 @@ impl Shared {
                 _ => Delivered::Sent,
             };
         }
+        let written = match &self.leases {
+            None => Some(written),
+            // Another runtime's work stays in the store: its holder adopts it (woken by the
+            // store's notification).
+            Some(leases) => lease::held_only(&**leases, written),
+        };
+        let Some(written) = written else {
+            return Delivered::Sent;
+        };
         match written {
             Written::Instance(message) | Written::Delivered(Some(message)) => {
                 self.deliver(message);

@@ -142,6 +142,26 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String, m
                         return;
                     }
                 }
+                ErrorClass::Conflict
+                    if matches!(error, StoreError::LeaseLost(_))
+                        && !shared.holds(&instance_id) =>
+                {
+                    // Another runtime holds the instance now (a shared store): its results
+                    // held in memory go to it through the store, the rest is in the store.
+                    tracing::info!("lease lost; the instance is left to its new holder");
+                    if let Err(err) = keep_results(&shared, &instance_id, &mut messages).await {
+                        tracing::warn!(error = %err, "could not store the results held in memory; their activities run again");
+                    }
+                    if shared.holds(&instance_id) {
+                        // Held again already (the leases had only lapsed here): the adoption
+                        // that came with it may have run before the results were stored, so
+                        // this worker goes on with them itself.
+                        check_status = true;
+                        continue;
+                    }
+                    shared.dispatcher.abandon(&instance_id);
+                    return;
+                }
                 ErrorClass::Conflict | ErrorClass::NotFound => {
                     tracing::info!(error = %error, "step fenced off; recomputing it from the store");
                     // Recorded or consumed by an earlier step: the duplicates must not be

@@ -93,6 +93,12 @@ impl HeldBack {
         }
     }
 
+    /// Ends holding back now: nothing is recovered (a runtime on a shared store adopts its
+    /// stored work as it takes leases instead).
+    pub(crate) fn release_now(&self, dispatcher: &Dispatcher) {
+        self.release(dispatcher);
+    }
+
     /// Runs `deliver` and returns true once recovery has handed over every older message;
     /// while it holds messages back, returns false without running it. `deliver` runs under
     /// the lock the handover takes, so what it delivers cannot overtake a held message.
@@ -220,7 +226,7 @@ impl Recoverable for crate::store::ActivityWorkItem {
 }
 
 /// Fails the instance of each corrupt row; the row itself stays for whoever repairs it.
-async fn fail_corrupt(shared: &Arc<Shared>, rows: &[CorruptRow]) {
+pub(crate) async fn fail_corrupt(shared: &Arc<Shared>, rows: &[CorruptRow]) {
     for row in rows {
         let Some(instance_id) = &row.instance_id else {
             tracing::error!(table = row.table, id = row.id, reason = %row.reason, "corrupt row of no readable instance; left in the store");

@@ -298,7 +298,11 @@ async fn fail_corrupt(shared: &Arc<Shared>, row: crate::store::CorruptRow) {
 /// instance's `ExecutionStarted`, which the store builds from the instance's row), and every
 /// timer while startup recovery still holds messages back (an in-memory firing could overtake
 /// an older stored event).
-fn hand_over(shared: &Shared, due: Vec<TimerWorkItem>) -> Option<Vec<TimerWorkItem>> {
+fn hand_over(shared: &Shared, mut due: Vec<TimerWorkItem>) -> Option<Vec<TimerWorkItem>> {
+    if shared.leases.is_some() {
+        // A timer of a partition another runtime took over is that runtime's to fire.
+        due.retain(|timer| shared.holds(&timer.instance_id));
+    }
     let (through_store, in_memory): (Vec<_>, Vec<_>) = due
         .into_iter()
         .partition(|timer| timer.task_id == START_TIMER_TASK);

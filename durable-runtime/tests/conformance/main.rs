@@ -5,7 +5,8 @@
 //! nothing silently: it asserts nothing, and CI always sets the URL (`.ci/run`).
 //!
 //! Organised by concern: atomicity (a write applies whole or not at all, and a batch's writes
-//! fail alone), fencing (instance locking by run, history length and status), queues (work
+//! fail alone), fencing (instance locking by run, history length and status), leases (instance locking
+//! across runtimes and lease expiry), queues (work
 //! consumed exactly once, read in order, corrupt rows reported), children
 //! (sub-orchestrations), management (client operations), entities, and runtime (the engine
 //! on top of each store, hot and replayed, across a restart).
@@ -17,6 +18,7 @@ mod atomicity;
 mod children;
 mod entities;
 mod fencing;
+mod leases;
 mod management;
 mod queues;
 mod runtime;

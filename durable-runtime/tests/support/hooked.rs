@@ -141,6 +141,10 @@ impl Backend for HookedStore {
         self.inner.list_entities(query).await
     }
 
+    fn leases(&self) -> Option<Arc<dyn durable_runtime::store::Leases>> {
+        self.inner.leases()
+    }
+
     async fn entity_log(
         &self,
         entity_id: &str,

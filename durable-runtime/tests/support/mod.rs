@@ -173,7 +173,11 @@ impl TestStore {
     pub fn builder(&self) -> RuntimeBuilder {
         #[cfg(feature = "postgres")]
         if let Some((url, schema)) = &self.postgres {
-            return Runtime::builder().postgres(url).postgres_schema(schema);
+            let builder = Runtime::builder().postgres(url).postgres_schema(schema);
+            if shared_postgres() {
+                return builder.lease_ttl(SHARED_LEASE_TTL);
+            }
+            return builder;
         }
         Runtime::builder().sqlite(self.path())
     }
@@ -188,9 +192,18 @@ impl TestStore {
     ) -> RuntimeBuilder {
         #[cfg(feature = "postgres")]
         if let Some((url, schema)) = &self.postgres {
-            let inner = durable_runtime::store::postgres::PostgresStore::connect(url, schema)
-                .await
-                .expect("store opens");
+            use durable_runtime::store::postgres::{PostgresStore, SharedOptions};
+            let inner = match shared_postgres() {
+                false => PostgresStore::connect(url, schema).await,
+                true => {
+                    let options = SharedOptions {
+                        lease_ttl: SHARED_LEASE_TTL,
+                        worker_id: None,
+                    };
+                    PostgresStore::connect_shared(url, schema, options).await
+                }
+            }
+            .expect("store opens");
             let store = hooked::HookedStore {
                 inner: std::sync::Arc::new(inner),
                 hook,
@@ -314,10 +327,24 @@ impl TestStore {
     }
 }
 
+/// Whether runtime tests run on PostgreSQL in shared mode (`DURABLE_TEST_BACKEND=
+/// postgres-shared`): each runtime leases its work as one of many workers would.
+pub fn shared_postgres() -> bool {
+    std::env::var("DURABLE_TEST_BACKEND").as_deref() == Ok("postgres-shared")
+}
+
+/// The lease TTL of the runtimes of `postgres-shared` test runs.
+#[cfg(feature = "postgres")]
+const SHARED_LEASE_TTL: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// A schema of its own for a test, when runtime tests run on PostgreSQL
-/// (`DURABLE_TEST_BACKEND=postgres`); the run fails loudly if the database is not configured.
+/// (`DURABLE_TEST_BACKEND=postgres`, or `postgres-shared`: see [`shared_postgres`]); the run
+/// fails loudly if the database is not configured.
 pub fn postgres_schema() -> Option<(String, String)> {
-    if std::env::var("DURABLE_TEST_BACKEND").as_deref() != Ok("postgres") {
+    if !matches!(
+        std::env::var("DURABLE_TEST_BACKEND").as_deref(),
+        Ok("postgres" | "postgres-shared")
+    ) {
         return None;
     }
     if !cfg!(feature = "postgres") {

@@ -8,6 +8,7 @@ use super::children::{self, Outcome};
 use super::continue_as_new;
 use super::db::{Db, col, int, unsigned};
 use super::entity;
+use super::lease::Fence;
 use super::manage;
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;
@@ -16,8 +17,21 @@ use crate::store::{
     TimerWorkItem, Write, Written,
 };
 
-/// Applies `write`; the caller owns the transaction and the savepoint around it.
-pub(crate) async fn apply_write(db: &Db<'_>, write: &Write) -> Result<Written, StoreError> {
+/// Applies `write`; the caller owns the transaction and the savepoint around it. With a
+/// `fence` (a store shared by many runtimes), a step or an entity batch of a partition the
+/// transaction does not hold is refused with [`StoreError::LeaseLost`].
+pub(crate) async fn apply_write(
+    db: &Db<'_>,
+    write: &Write,
+    fence: Option<Fence>,
+) -> Result<Written, StoreError> {
+    if let Some(fence) = fence {
+        match write {
+            Write::Step(step) => fence.check(&step.instance_id)?,
+            Write::Entity(commit) => fence.check(&commit.entity_id)?,
+            _ => {}
+        }
+    }
     match write {
         Write::CreateInstance(new) => Ok(Written::Instance(create_instance(db, new, None).await?)),
         Write::ScheduleInstance {

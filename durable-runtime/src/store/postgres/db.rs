@@ -14,6 +14,14 @@ use tokio_postgres::types::{FromSql, ToSql};
 #[derive(Clone, Copy)]
 pub(crate) struct Db<'a>(pub(crate) &'a ClientWrapper);
 
+/// Statements (and batches of them) sent to the server by this process, pipelined ones
+/// counted one each: the round trips the store costs, for the benchmark's figures.
+pub(crate) static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+fn count() {
+    ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+}
+
 /// Statement parameters.
 pub(crate) type Params<'p> = [&'p (dyn ToSql + Sync)];
 
@@ -21,6 +29,7 @@ impl Db<'_> {
     /// Runs `sql`; how many rows it changed.
     pub(crate) async fn execute(&self, sql: &str, params: &Params<'_>) -> Result<u64, StoreError> {
         let statement = self.0.prepare_cached(sql).await?;
+        count();
         Ok(self.0.execute(&statement, params).await?)
     }
 
@@ -31,6 +40,7 @@ impl Db<'_> {
         params: &Params<'_>,
     ) -> Result<Vec<Row>, StoreError> {
         let statement = self.0.prepare_cached(sql).await?;
+        count();
         Ok(self.0.query(&statement, params).await?)
     }
 
@@ -46,6 +56,7 @@ impl Db<'_> {
     /// Runs statements that need no parameters and no preparing (transaction control, DDL),
     /// all in one round trip.
     pub(crate) async fn batch(&self, sql: &str) -> Result<(), StoreError> {
+        count();
         self.0
             .batch_execute(sql)
             .await

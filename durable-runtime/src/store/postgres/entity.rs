@@ -321,11 +321,13 @@ pub(super) async fn with_pending(
     db: &Db<'_>,
     after: &str,
     limit: usize,
+    scope: Option<Vec<i16>>,
 ) -> Result<Vec<String>, StoreError> {
     db.query(
         "SELECT DISTINCT entity_id FROM entity_messages WHERE entity_id > $1
+           AND ($3::smallint[] IS NULL OR part = ANY($3))
          ORDER BY entity_id LIMIT $2",
-        &[&after, &(limit.min(i64::MAX as usize) as i64)],
+        &[&after, &(limit.min(i64::MAX as usize) as i64), &scope],
     )
     .await?
     .iter()

@@ -10,14 +10,21 @@
 //! The tables live in a schema of their own ([`schema`]), created and migrated when the store
 //! opens, so several apps can share a database.
 //!
-//! One runtime at a time works on a schema: the store holds a session advisory lock on it for
-//! its whole life (on a connection of its own), and a second runtime is refused with
-//! [`StoreError::Locked`], as a second process on an SQLite file is. The lock goes with the
-//! writer: released only after everything queued before the store was dropped is committed.
-//! A lock connection broken by a server restart is not taken again (a warning is logged): the
-//! writes stay fenced, but nothing then stops a second runtime on the schema. Sharing one schema among
-//! many worker processes needs leased work items (see the `store` module documentation), which
-//! this backend does not have yet.
+//! By default one runtime at a time works on a schema: the store holds a session advisory
+//! lock on it for its whole life (on a connection of its own), and a second runtime is refused
+//! with [`StoreError::Locked`], as a second process on an SQLite file is. The lock goes with
+//! the writer: released only after everything queued before the store was dropped is
+//! committed. A lock connection broken by a server restart is not taken again (a warning is
+//! logged): the writes stay fenced, but nothing then stops a second runtime on the schema.
+//!
+//! [`PostgresStore::connect_shared`] opens the schema for many runtimes (worker processes,
+//! on as many machines) at once: they take the advisory lock shared (so a runtime that wants
+//! the schema alone is refused while they run, and the other way round), and divide the work
+//! by leased partitions (the `lease` module): each instance and entity is processed by the
+//! holder of its partition's lease, a step is fenced by that lease in its own transaction, a
+//! worker that dies loses its partitions when their leases expire, and work created for a
+//! partition held elsewhere wakes its holder through `LISTEN/NOTIFY` (the `listen` module),
+//! with a poll at every renewal as the fallback.
 
 mod apply;
 mod children;
@@ -25,6 +32,8 @@ mod continue_as_new;
 mod db;
 mod entity;
 mod error;
+pub(crate) mod lease;
+mod listen;
 mod manage;
 mod purge;
 mod read;
@@ -33,17 +42,49 @@ pub mod schema;
 mod writer;
 
 use super::{
-    ActivityWorkItem, Backend, DueKey, EntityLogEntry, EntityPage, EntityQuery, EntityRecord,
-    EntitySnapshot, Message, PendingPage, StoreError, TimerWorkItem, Watermarks, Write, Written,
+    ActivityWorkItem, Adopted, Backend, DueKey, EntityLogEntry, EntityPage, EntityQuery,
+    EntityRecord, EntitySnapshot, LeaseChange, Leases, Message, PendingPage, StoreError,
+    TimerWorkItem, Watermarks, Write, Written,
 };
 use crate::history::HistoryRecord;
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 use async_trait::async_trait;
 use db::Db;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
+use lease::LeaseState;
+use std::sync::Arc;
+use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
 use tokio_postgres::NoTls;
 use writer::{Job, PendingWrite};
+
+pub use lease::partition_of;
+
+/// How long a lease lasts unless configured: a worker that dies has its work taken over
+/// this long after its last renewal.
+pub const DEFAULT_LEASE_TTL: Duration = Duration::from_secs(10);
+
+/// How a store shared by many runtimes leases its work (see
+/// [`PostgresStore::connect_shared`]).
+#[derive(Clone, Debug)]
+pub struct SharedOptions {
+    /// How long a lease lasts without renewal (renewed every third of it). A dead worker's
+    /// work waits this long; a worker that cannot reach the database for this long stops
+    /// committing. Default [`DEFAULT_LEASE_TTL`].
+    pub lease_ttl: Duration,
+    /// This runtime's worker id: ASCII letters, digits, `_` and `-`, at most 63 characters,
+    /// unique among the runtimes on the schema. `None`: a fresh random one.
+    pub worker_id: Option<String>,
+}
+
+impl Default for SharedOptions {
+    fn default() -> Self {
+        SharedOptions {
+            lease_ttl: DEFAULT_LEASE_TTL,
+            worker_id: None,
+        }
+    }
+}
 
 /// The schema a store uses unless told otherwise.
 pub const DEFAULT_SCHEMA: &str = "durable";
@@ -65,6 +106,14 @@ pub struct PostgresStore {
     /// Dropping it stops the writer once it drained; the writer task holds the connection
     /// with the schema's advisory lock, released after the last commit.
     writer: mpsc::UnboundedSender<Job>,
+    /// In shared mode, this worker's leases.
+    leases: Option<Arc<PgLeases>>,
+}
+
+/// The [`Leases`] of a shared PostgreSQL store.
+struct PgLeases {
+    pool: Pool,
+    state: Arc<LeaseState>,
 }
 
 impl PostgresStore {
@@ -77,6 +126,41 @@ impl PostgresStore {
     /// [`StoreError::IncompatibleSchema`] for a schema written by a newer release or holding
     /// other tables, [`StoreError::Locked`] if another runtime works on the schema.
     pub async fn connect(url: &str, schema: &str) -> Result<Self, StoreError> {
+        Self::open(url, schema, None).await
+    }
+
+    /// Connects like [`connect`](Self::connect), but shares the schema with other runtimes
+    /// (worker processes) that connect to it this way: the work is divided among them by
+    /// leases (see the module documentation). A runtime that wants the schema alone
+    /// ([`connect`](Self::connect)) is refused with [`StoreError::Locked`] while any of them
+    /// runs, and the other way round. A client-only handle on the schema connects this way
+    /// too (it holds no leases).
+    ///
+    /// Errors: those of [`connect`](Self::connect), and [`StoreError::Refused`] for a worker
+    /// id that is not valid, a lease TTL under 100 ms, or a database whose encoding is not
+    /// UTF-8 (the partition of an id is a hash of its UTF-8 bytes, in SQL as in Rust).
+    ///
+    /// ```no_run
+    /// # async fn demo() -> Result<(), durable_runtime::store::StoreError> {
+    /// use durable_runtime::store::postgres::{PostgresStore, SharedOptions};
+    /// let store =
+    ///     PostgresStore::connect_shared("postgres://app@localhost/app", "orders", SharedOptions::default())
+    ///         .await?;
+    /// # let _ = store; Ok(()) }
+    /// ```
+    pub async fn connect_shared(
+        url: &str,
+        schema: &str,
+        options: SharedOptions,
+    ) -> Result<Self, StoreError> {
+        Self::open(url, schema, Some(options)).await
+    }
+
+    async fn open(
+        url: &str,
+        schema: &str,
+        shared: Option<SharedOptions>,
+    ) -> Result<Self, StoreError> {
         if !schema::valid_schema_name(schema) {
             return Err(StoreError::Refused(format!(
                 "'{schema}' is not a valid schema name (lower-case letters, digits and _, \
@@ -86,8 +170,40 @@ impl PostgresStore {
         let mut config: tokio_postgres::Config = url
             .parse()
             .map_err(|err| StoreError::Refused(format!("not a PostgreSQL URL: {err}")))?;
+        let lease = match &shared {
+            None => None,
+            Some(options) => {
+                let worker_id = options.worker_id.clone().unwrap_or_else(|| {
+                    format!("w{}", &uuid::Uuid::new_v4().simple().to_string()[..20])
+                });
+                if !lease::valid_worker_id(&worker_id) {
+                    return Err(StoreError::Refused(format!(
+                        "'{worker_id}' is not a valid worker id (ASCII letters, digits, _ and -, \
+                         at most 63 characters)"
+                    )));
+                }
+                if options.lease_ttl < Duration::from_millis(100) {
+                    return Err(StoreError::Refused(format!(
+                        "a lease TTL of {:?} is too short (100 ms at least)",
+                        options.lease_ttl
+                    )));
+                }
+                Some(Arc::new(LeaseState::new(worker_id, options.lease_ttl)))
+            }
+        };
         // Every statement names its tables unqualified: the schema is the search path.
-        config.options(format!("-c search_path={schema}"));
+        match &lease {
+            None => config.options(format!("-c search_path={schema}")),
+            // The worker id marks the work rows it creates (`origin`). A transaction left open
+            // by a stalled worker (SIGSTOP) would hold its partitions' locks, and a takeover,
+            // forever: the server ends it after a lease's time.
+            Some(state) => config.options(format!(
+                "-c search_path={schema} -c durable.worker={} \
+                 -c idle_in_transaction_session_timeout={}",
+                state.worker_id,
+                state.ttl.as_millis().max(1)
+            )),
+        };
         // A server that vanished without closing the connection (a network partition) is
         // noticed within a minute instead of the system's two hours, and a connection attempt
         // to an unreachable one fails as transient instead of hanging.
@@ -98,7 +214,8 @@ impl PostgresStore {
         if config.get_application_name().is_none() {
             config.application_name("durable");
         }
-        let owner = connect_owner(&config, schema).await?;
+        let owner = connect_owner(&config, schema, lease.is_some()).await?;
+        let listen_config = config.clone();
         let manager = Manager::from_config(
             config,
             NoTls,
@@ -115,20 +232,51 @@ impl PostgresStore {
         {
             let client = pool.get().await?;
             schema::prepare(&client, schema).await?;
+            if lease.is_some() {
+                let row = Db(&client)
+                    .query_opt("SELECT current_setting('server_encoding')", &[])
+                    .await?
+                    .ok_or(StoreError::UnexpectedAnswer("server_encoding"))?;
+                let encoding: String = db::col(&row, 0, "pg_settings", "server_encoding")?;
+                if encoding != "UTF8" {
+                    return Err(StoreError::Refused(format!(
+                        "a shared store needs a UTF8 database, not {encoding}"
+                    )));
+                }
+            }
+        }
+        if let Some(state) = &lease {
+            listen::spawn(listen_config, schema, state);
         }
         let (writer, queue) = mpsc::unbounded_channel();
         let writer_pool = pool.clone();
+        let writer_lease = lease.clone();
         tokio::spawn(async move {
-            writer::run_writer(writer_pool, queue).await;
+            writer::run_writer(writer_pool, queue, writer_lease).await;
             // Only once everything queued is committed does the schema go to the next runtime
             // (as the embedded store releases its file only after its writer drained).
             drop(owner);
+        });
+        let leases = lease.map(|state| {
+            Arc::new(PgLeases {
+                pool: pool.clone(),
+                state,
+            })
         });
         Ok(PostgresStore {
             schema: schema.to_string(),
             pool,
             writer,
+            leases,
         })
+    }
+
+    /// The partitions to read pending work from: all of them (`None`) for a store this
+    /// runtime owns alone, those held in shared mode.
+    fn scope(&self) -> Option<Vec<i16>> {
+        self.leases
+            .as_ref()
+            .map(|leases| leases.state.held_partitions())
     }
 
     /// The schema the store's tables are in.
@@ -158,6 +306,28 @@ impl PostgresStore {
         results
     }
 
+    /// Statements this process sent to PostgreSQL so far (pipelined ones count one each; a
+    /// group-commit transaction's `BEGIN; SAVEPOINT` is one): divided by the steps run, the
+    /// round trips per step. For benchmarks and tests.
+    #[doc(hidden)]
+    pub fn round_trips() -> u64 {
+        db::ROUND_TRIPS.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Steps and entity batches this process's stores refused because the writer did not
+    /// hold the lease of their partition (shared mode). For tests.
+    #[doc(hidden)]
+    pub fn lease_refusals() -> u64 {
+        lease::REFUSED.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// This store's worker id in shared mode.
+    pub fn worker_id(&self) -> Option<&str> {
+        self.leases
+            .as_ref()
+            .map(|leases| leases.state.worker_id.as_str())
+    }
+
     /// Runs `sql` on a pooled connection (tests: corrupting rows, counting them).
     #[doc(hidden)]
     pub async fn execute_sql(&self, sql: &str) -> Result<(), StoreError> {
@@ -180,10 +350,12 @@ impl PostgresStore {
     }
 }
 
-/// Opens the connection that holds the schema's advisory lock for the store's life.
+/// Opens the connection that holds the schema's advisory lock for the store's life
+/// (`shared`: the lock many runtimes on the schema hold together).
 async fn connect_owner(
     config: &tokio_postgres::Config,
     schema: &str,
+    shared: bool,
 ) -> Result<tokio_postgres::Client, StoreError> {
     let (client, connection) = config.connect(NoTls).await?;
     tokio::spawn(async move {
@@ -193,7 +365,11 @@ async fn connect_owner(
     });
     let row = client
         .query_one(
-            "SELECT pg_try_advisory_lock(hashtextextended($1, 0))",
+            if shared {
+                "SELECT pg_try_advisory_lock_shared(hashtextextended($1, 0))"
+            } else {
+                "SELECT pg_try_advisory_lock(hashtextextended($1, 0))"
+            },
             &[&format!("durable-owner:{schema}")],
         )
         .await?;
@@ -258,7 +434,7 @@ impl Backend for PostgresStore {
         after_id: i64,
         limit: usize,
     ) -> Result<PendingPage<Message>, StoreError> {
-        self.read(async |db| read::pending_messages(db, after_id, limit).await)
+        self.read(async |db| read::pending_messages(db, after_id, limit, self.scope()).await)
             .await
     }
 
@@ -267,7 +443,7 @@ impl Backend for PostgresStore {
         after_id: i64,
         limit: usize,
     ) -> Result<PendingPage<ActivityWorkItem>, StoreError> {
-        self.read(async |db| read::pending_activities(db, after_id, limit).await)
+        self.read(async |db| read::pending_activities(db, after_id, limit, self.scope()).await)
             .await
     }
 
@@ -276,7 +452,7 @@ impl Backend for PostgresStore {
         after: DueKey,
         limit: usize,
     ) -> Result<PendingPage<TimerWorkItem>, StoreError> {
-        self.read(async |db| read::pending_timers(db, after, limit).await)
+        self.read(async |db| read::pending_timers(db, after, limit, self.scope()).await)
             .await
     }
 
@@ -295,7 +471,7 @@ impl Backend for PostgresStore {
         after: &str,
         limit: usize,
     ) -> Result<Vec<String>, StoreError> {
-        self.read(async |db| entity::with_pending(db, after, limit).await)
+        self.read(async |db| entity::with_pending(db, after, limit, self.scope()).await)
             .await
     }
 
@@ -305,6 +481,47 @@ impl Backend for PostgresStore {
 
     async fn entity_log(&self, entity_id: &str) -> Result<Vec<EntityLogEntry>, StoreError> {
         self.read(async |db| entity::log(db, entity_id).await).await
+    }
+
+    fn leases(&self) -> Option<Arc<dyn Leases>> {
+        self.leases
+            .as_ref()
+            .map(|leases| leases.clone() as Arc<dyn Leases>)
+    }
+}
+
+#[async_trait]
+impl Leases for PgLeases {
+    fn worker_id(&self) -> &str {
+        &self.state.worker_id
+    }
+
+    fn ttl(&self) -> Duration {
+        self.state.ttl
+    }
+
+    fn holds(&self, id: &str) -> bool {
+        self.state.holds(id)
+    }
+
+    async fn renew(&self) -> Result<LeaseChange, StoreError> {
+        lease::renew(&self.pool, &self.state).await
+    }
+
+    async fn adopt(&self, limit: usize) -> Result<Adopted, StoreError> {
+        lease::adopt(&self.pool, &self.state, limit).await
+    }
+
+    async fn work_signalled(&self) {
+        self.state.signal.notified().await;
+    }
+
+    async fn release_all(&self) -> Result<(), StoreError> {
+        lease::release_all(&self.pool, &self.state).await
+    }
+
+    async fn finished_elsewhere(&self) -> Vec<String> {
+        self.state.take_finished().await
     }
 }
 

@@ -203,9 +203,10 @@ fn sql_limit(limit: usize) -> i64 {
     i64::try_from(limit).unwrap_or(i64::MAX)
 }
 
-/// Reads one page of `table` (`SELECT id, instance_id, ...` in `sql`), decoding each row with
-/// `decode` and reporting the rows it rejects instead of failing.
-async fn page<T>(
+/// Reads one page of `table` (`SELECT id, instance_id, ...` in `sql`, or an `UPDATE ...
+/// RETURNING` the same), decoding each row with `decode` and reporting the rows it rejects
+/// instead of failing.
+pub(super) async fn decode_page<T>(
     db: &Db<'_>,
     table: &'static str,
     sql: &str,
@@ -243,83 +244,99 @@ async fn page<T>(
     Ok(page)
 }
 
-/// Unconsumed messages after `after_id`.
+/// A message row (`id, instance_id, event, execution_id`).
+pub(super) fn message_row(row: &Row, id: i64, instance_id: &str) -> Result<Message, String> {
+    let event: HistoryEvent = serde_json::from_str(get::<&str>(row, 2)?)
+        .map_err(|err| format!("event does not decode: {err}"))?;
+    Ok(Message {
+        id,
+        instance_id: instance_id.to_string(),
+        execution_id: get::<&str>(row, 3)?.into(),
+        event,
+    })
+}
+
+/// An activity row (`id, instance_id, task_id, name, input, execution_id`).
+pub(super) fn activity_row(
+    row: &Row,
+    id: i64,
+    instance_id: &str,
+) -> Result<ActivityWorkItem, String> {
+    let input = Payload::from_json(get::<String>(row, 4)?)
+        .map_err(|err| format!("input is not JSON: {err}"))?;
+    Ok(ActivityWorkItem {
+        id,
+        instance_id: instance_id.to_string(),
+        execution_id: get::<&str>(row, 5)?.into(),
+        task_id: task_id(row, 2)?,
+        name: get(row, 3)?,
+        input,
+    })
+}
+
+/// A timer row (`id, instance_id, task_id, fire_at_ms, execution_id`).
+pub(super) fn timer_row(row: &Row, id: i64, instance_id: &str) -> Result<TimerWorkItem, String> {
+    Ok(TimerWorkItem {
+        id,
+        instance_id: instance_id.to_string(),
+        execution_id: get::<&str>(row, 4)?.into(),
+        task_id: task_id(row, 2)?,
+        fire_at_ms: get(row, 3)?,
+    })
+}
+
+/// Unconsumed messages after `after_id`, in the partitions `scope` (all when `None`).
 pub(crate) async fn pending_messages(
     db: &Db<'_>,
     after_id: i64,
     limit: usize,
+    scope: Option<Vec<i16>>,
 ) -> Result<PendingPage<Message>, StoreError> {
-    page(
+    decode_page(
         db,
         "messages",
         "SELECT id, instance_id, event, execution_id FROM messages
-         WHERE id > $1 ORDER BY id LIMIT $2",
-        &[&after_id, &sql_limit(limit)],
-        |row, id, instance_id| {
-            let event: HistoryEvent = serde_json::from_str(get::<&str>(row, 2)?)
-                .map_err(|err| format!("event does not decode: {err}"))?;
-            Ok(Message {
-                id,
-                instance_id: instance_id.to_string(),
-                execution_id: get::<&str>(row, 3)?.into(),
-                event,
-            })
-        },
+         WHERE id > $1 AND ($3::smallint[] IS NULL OR part = ANY($3)) ORDER BY id LIMIT $2",
+        &[&after_id, &sql_limit(limit), &scope],
+        message_row,
     )
     .await
 }
 
-/// Activity work items after `after_id`.
+/// Activity work items after `after_id`, in the partitions `scope` (all when `None`).
 pub(crate) async fn pending_activities(
     db: &Db<'_>,
     after_id: i64,
     limit: usize,
+    scope: Option<Vec<i16>>,
 ) -> Result<PendingPage<ActivityWorkItem>, StoreError> {
-    page(
+    decode_page(
         db,
         "activities",
         "SELECT id, instance_id, task_id, name, input, execution_id FROM activities
-         WHERE id > $1 ORDER BY id LIMIT $2",
-        &[&after_id, &sql_limit(limit)],
-        |row, id, instance_id| {
-            let input = Payload::from_json(get::<String>(row, 4)?)
-                .map_err(|err| format!("input is not JSON: {err}"))?;
-            Ok(ActivityWorkItem {
-                id,
-                instance_id: instance_id.to_string(),
-                execution_id: get::<&str>(row, 5)?.into(),
-                task_id: task_id(row, 2)?,
-                name: get(row, 3)?,
-                input,
-            })
-        },
+         WHERE id > $1 AND ($3::smallint[] IS NULL OR part = ANY($3)) ORDER BY id LIMIT $2",
+        &[&after_id, &sql_limit(limit), &scope],
+        activity_row,
     )
     .await
 }
 
 /// Armed timers after `after` in due order (the `timers_by_due` index on `(fire_at_ms, id)`:
-/// a row comparison seeks it directly).
+/// a row comparison seeks it directly), in the partitions `scope` (all when `None`).
 pub(crate) async fn pending_timers(
     db: &Db<'_>,
     after: DueKey,
     limit: usize,
+    scope: Option<Vec<i16>>,
 ) -> Result<PendingPage<TimerWorkItem>, StoreError> {
-    page(
+    decode_page(
         db,
         "timers",
         "SELECT id, instance_id, task_id, fire_at_ms, execution_id FROM timers
-         WHERE (fire_at_ms, id) > ($1, $2)
+         WHERE (fire_at_ms, id) > ($1, $2) AND ($4::smallint[] IS NULL OR part = ANY($4))
          ORDER BY fire_at_ms, id LIMIT $3",
-        &[&after.fire_at_ms, &after.id, &sql_limit(limit)],
-        |row, id, instance_id| {
-            Ok(TimerWorkItem {
-                id,
-                instance_id: instance_id.to_string(),
-                execution_id: get::<&str>(row, 4)?.into(),
-                task_id: task_id(row, 2)?,
-                fire_at_ms: get(row, 3)?,
-            })
-        },
+        &[&after.fire_at_ms, &after.id, &sql_limit(limit), &scope],
+        timer_row,
     )
     .await
 }

@@ -15,12 +15,12 @@ use super::db::{Db, col};
 use crate::store::StoreError;
 
 /// The schema version this release reads and writes.
-pub const SCHEMA_VERSION: i32 = 1;
+pub const SCHEMA_VERSION: i32 = 2;
 
 /// The migrations, in order: `MIGRATIONS[n]` takes a schema from version `n` to `n + 1`
 /// (version 0 is an empty schema). A release that changes the tables appends one and freezes
 /// the ones before it.
-pub(crate) const MIGRATIONS: &[&str] = &[V1];
+pub const MIGRATIONS: &[&str] = &[V1, V2];
 
 /// Version 1: the shape of SQLite schema version 8 (instances with their payloads apart,
 /// history, the three work queues, idempotency keys, entities).
@@ -129,6 +129,88 @@ CREATE TABLE entity_log (
     timestamp_ms BIGINT NOT NULL,
     PRIMARY KEY (entity_id, seq)
 );
+"#;
+
+/// How many partitions the instances and entities are divided into for leasing (see
+/// `lease`): fixed, so every worker computes the same partition for an id.
+pub const PARTITIONS: u16 = 16;
+
+/// Version 2: many runtimes on one schema (the `postgres_shared` mode). Instances and entities
+/// fall into [`PARTITIONS`] partitions by the first byte of the MD5 of their id (the same
+/// function in SQL and in Rust), leased to one worker at a time (`partitions`: owner, an epoch
+/// bumped at each change of owner, expiry). Every work row gets its partition (a generated
+/// column, indexed) and the worker that created or adopted it (`origin`, from the session's
+/// `durable.worker` setting), so that a holder finds the work other processes created for it.
+/// A statement that inserts work for a partition the inserting worker does not hold notifies
+/// the channel `durable_<schema>` with the partition, and an instance that finishes notifies
+/// `durable_done_<schema>` with its id (a client of another process may be waiting for it).
+const V2: &str = r#"
+CREATE FUNCTION durable_part(id TEXT) RETURNS SMALLINT
+    LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+    AS $$ SELECT (get_byte(decode(md5(id), 'hex'), 0) % 16)::smallint $$;
+CREATE TABLE partitions (
+    part       SMALLINT PRIMARY KEY,
+    owner      TEXT,
+    epoch      BIGINT NOT NULL DEFAULT 0,
+    expires_at TIMESTAMPTZ NOT NULL DEFAULT '-infinity'
+);
+INSERT INTO partitions (part) SELECT generate_series(0, 15);
+CREATE TABLE workers (
+    worker_id  TEXT PRIMARY KEY,
+    expires_at TIMESTAMPTZ NOT NULL
+);
+ALTER TABLE messages
+    ADD COLUMN part SMALLINT GENERATED ALWAYS AS (durable_part(instance_id)) STORED,
+    ADD COLUMN origin TEXT DEFAULT current_setting('durable.worker', true);
+ALTER TABLE activities
+    ADD COLUMN part SMALLINT GENERATED ALWAYS AS (durable_part(instance_id)) STORED,
+    ADD COLUMN origin TEXT DEFAULT current_setting('durable.worker', true);
+ALTER TABLE timers
+    ADD COLUMN part SMALLINT GENERATED ALWAYS AS (durable_part(instance_id)) STORED,
+    ADD COLUMN origin TEXT DEFAULT current_setting('durable.worker', true);
+ALTER TABLE entity_messages
+    ADD COLUMN part SMALLINT GENERATED ALWAYS AS (durable_part(entity_id)) STORED,
+    ADD COLUMN origin TEXT DEFAULT current_setting('durable.worker', true);
+CREATE INDEX messages_by_part ON messages(part, origin);
+CREATE INDEX activities_by_part ON activities(part, origin);
+CREATE INDEX timers_by_part ON timers(part, origin);
+CREATE INDEX entity_messages_by_part ON entity_messages(part, origin);
+CREATE FUNCTION durable_notify_work() RETURNS trigger LANGUAGE plpgsql AS $$
+DECLARE
+    me TEXT := coalesce(current_setting('durable.worker', true), '');
+    p SMALLINT;
+BEGIN
+    -- A runtime that owns the schema alone (no worker id) has no one to tell.
+    IF me = '' THEN
+        RETURN NULL;
+    END IF;
+    FOR p IN SELECT DISTINCT n.part FROM new_rows n
+        WHERE NOT EXISTS (SELECT 1 FROM partitions q WHERE q.part = n.part AND q.owner = me)
+    LOOP
+        PERFORM pg_notify('durable_' || TG_TABLE_SCHEMA, p::text);
+    END LOOP;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER messages_notify AFTER INSERT ON messages
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION durable_notify_work();
+CREATE TRIGGER activities_notify AFTER INSERT ON activities
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION durable_notify_work();
+CREATE TRIGGER timers_notify AFTER INSERT ON timers
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION durable_notify_work();
+CREATE TRIGGER entity_messages_notify AFTER INSERT ON entity_messages
+    REFERENCING NEW TABLE AS new_rows FOR EACH STATEMENT EXECUTE FUNCTION durable_notify_work();
+CREATE FUNCTION durable_notify_finished() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('durable.worker', true), '') <> '' THEN
+        PERFORM pg_notify('durable_done_' || TG_TABLE_SCHEMA, NEW.instance_id);
+    END IF;
+    RETURN NULL;
+END $$;
+CREATE TRIGGER instances_notify_finished AFTER UPDATE OF status ON instances
+    FOR EACH ROW
+    WHEN (NEW.status IN ('Completed', 'Failed', 'Terminated')
+          AND OLD.status IS DISTINCT FROM NEW.status)
+    EXECUTE FUNCTION durable_notify_finished();
 "#;
 
 /// Whether `name` may name a schema: it is spliced into SQL (quoted), so only a plain

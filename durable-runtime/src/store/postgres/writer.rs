@@ -15,8 +15,10 @@
 
 use super::apply::apply_write;
 use super::db::Db;
+use super::lease::{Fence, LeaseState};
 use crate::store::{StoreError, Write, Written};
 use deadpool_postgres::Pool;
+use std::sync::Arc;
 use tokio::sync::{mpsc, oneshot};
 
 /// Most writes committed in one transaction; bounds the latency a large batch adds.
@@ -44,7 +46,14 @@ pub(crate) enum Job {
 }
 
 /// Commits whatever is queued, together, until the queue's senders are gone and it is drained.
-pub(crate) async fn run_writer(pool: Pool, mut queue: mpsc::UnboundedReceiver<Job>) {
+///
+/// With `lease` (a store shared by many runtimes), each transaction begins by locking the
+/// partitions this worker holds, and fences its steps by them (see [`Fence`]).
+pub(crate) async fn run_writer(
+    pool: Pool,
+    mut queue: mpsc::UnboundedReceiver<Job>,
+    lease: Option<Arc<LeaseState>>,
+) {
     let mut batch = Vec::new();
     while let Some(first) = queue.recv().await {
         push(&mut batch, first);
@@ -54,7 +63,7 @@ pub(crate) async fn run_writer(pool: Pool, mut queue: mpsc::UnboundedReceiver<Jo
                 Err(_) => break,
             }
         }
-        let results = commit_batch(&pool, &batch).await;
+        let results = commit_batch(&pool, &batch, lease.as_deref()).await;
         for (pending, result) in batch.drain(..).zip(results) {
             // A caller that stopped waiting is not an error: the write is durable regardless.
             let _ = pending.reply.send(result);
@@ -72,12 +81,16 @@ fn push(batch: &mut Vec<PendingWrite>, job: Job) {
 
 /// Applies every write of `batch` in one transaction and answers each (see the module
 /// documentation for how a lost transaction is handled).
-async fn commit_batch(pool: &Pool, batch: &[PendingWrite]) -> Vec<Result<Written, StoreError>> {
+async fn commit_batch(
+    pool: &Pool,
+    batch: &[PendingWrite],
+    lease: Option<&LeaseState>,
+) -> Vec<Result<Written, StoreError>> {
     let mut answers: Vec<Option<Result<Written, StoreError>>> =
         batch.iter().map(|_| None).collect();
     let mut remaining: Vec<usize> = (0..batch.len()).collect();
     while !remaining.is_empty() {
-        match commit_once(pool, batch, &remaining).await {
+        match commit_once(pool, batch, &remaining, lease).await {
             Attempt::Committed(results) => {
                 for (index, result) in remaining.iter().zip(results) {
                     answers[*index] = Some(result);
@@ -119,7 +132,12 @@ enum Attempt {
 }
 
 /// Applies the writes at `indexes` of `batch` in one transaction.
-async fn commit_once(pool: &Pool, batch: &[PendingWrite], indexes: &[usize]) -> Attempt {
+async fn commit_once(
+    pool: &Pool,
+    batch: &[PendingWrite],
+    indexes: &[usize],
+    lease: Option<&LeaseState>,
+) -> Attempt {
     let client = match pool.get().await {
         Ok(client) => client,
         Err(err) => {
@@ -129,11 +147,18 @@ async fn commit_once(pool: &Pool, batch: &[PendingWrite], indexes: &[usize]) -> 
         }
     };
     let db = Db(&client);
-    if let Err(err) = db.batch("BEGIN; SAVEPOINT w").await {
-        tracing::warn!(error = %err, "could not begin a store transaction");
-        abandon(&db).await;
-        return Attempt::Failed(format!("could not begin a transaction: {err}"));
-    }
+    let begun = match lease {
+        None => db.batch("BEGIN; SAVEPOINT w").await.map(|()| None),
+        Some(lease) => begin_fenced(&db, lease).await.map(Some),
+    };
+    let fence = match begun {
+        Ok(fence) => fence,
+        Err(err) => {
+            tracing::warn!(error = %err, "could not begin a store transaction");
+            abandon(&db).await;
+            return Attempt::Failed(format!("could not begin a transaction: {err}"));
+        }
+    };
     let mut results = Vec::with_capacity(indexes.len());
     // Whether the savepoint holds a write that succeeded (released and taken again before the
     // next write), or is clean (a fresh one, or one rolled back to).
@@ -146,7 +171,7 @@ async fn commit_once(pool: &Pool, batch: &[PendingWrite], indexes: &[usize]) -> 
                 cause: format!("releasing a savepoint failed: {err}"),
             };
         }
-        match apply_write(&db, &batch[index].write).await {
+        match apply_write(&db, &batch[index].write, fence).await {
             Ok(written) => {
                 kept = true;
                 results.push(Ok(written));
@@ -174,6 +199,28 @@ async fn commit_once(pool: &Pool, batch: &[PendingWrite], indexes: &[usize]) -> 
             ))
         }
     }
+}
+
+/// Begins a transaction that holds this worker's partitions locked (in the round trip of the
+/// `BEGIN` itself); its fence.
+async fn begin_fenced(db: &Db<'_>, lease: &LeaseState) -> Result<Fence, StoreError> {
+    super::db::ROUND_TRIPS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let messages =
+        db.0.simple_query(&lease.begin_sql())
+            .await
+            .map_err(StoreError::from)?;
+    let mut rows = Vec::new();
+    for message in &messages {
+        if let tokio_postgres::SimpleQueryMessage::Row(row) = message {
+            let part = row.get(0).and_then(|v| v.parse::<i16>().ok());
+            let epoch = row.get(1).and_then(|v| v.parse::<i64>().ok());
+            match (part, epoch) {
+                (Some(part), Some(epoch)) => rows.push((part, epoch)),
+                _ => return Err(StoreError::UnexpectedAnswer("partition lock")),
+            }
+        }
+    }
+    Ok(lease.fence(&rows))
 }
 
 /// Ends whatever is left of the transaction, so that the connection goes back to the pool

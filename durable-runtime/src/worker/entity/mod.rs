@@ -208,6 +208,12 @@ async fn run(
         if stop.borrow().is_some() {
             break;
         }
+        if !shared.holds(&entity_id) {
+            // Its partition went to another runtime (a shared store), which adopts its queue:
+            // what this task holds in memory is in the store.
+            tracing::info!(entity = %entity_id, "entity left to the holder of its partition");
+            break;
+        }
         if live.is_none() {
             match load(&shared, &entity_id, registration).await {
                 Some((loaded, stored, corrupt)) => {

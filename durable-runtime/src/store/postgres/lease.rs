@@ -1,0 +1,559 @@
+//! Leases on partitions, for many runtimes on one schema (`PostgresStore::connect_shared`).
+//!
+//! Why partitions rather than a lease per instance: a lease per instance costs a write per
+//! instance claimed and a renewal per instance held, and the hot path (a step that commits the
+//! activity results it consumed, in one transaction) would need the lease of every instance it
+//! touches. Sixteen partitions (by the first byte of the MD5 of the id, [`partition_of`], the
+//! same function as the schema's `durable_part`) are renewed in one statement per worker, and
+//! the fence costs one statement per group-commit batch, not per step (see [`Fence`]). The
+//! price is granularity: a worker takes over a whole partition, and the load is balanced only
+//! as well as sixteen partitions divide among the workers (at most sixteen workers do useful
+//! work on one schema).
+//!
+//! Each partition's row holds its owner, an epoch bumped at every change of owner, and an
+//! expiry (the database's clock, so workers' clocks need not agree). A worker holds its fair
+//! share (`ceil(16 / live workers)`, live workers being those whose heartbeat in `workers` has
+//! not expired), claims free or expired partitions with `FOR UPDATE SKIP LOCKED`, and gives
+//! up the ones over its share, so a new worker gets partitions within two renewals.
+
+use super::db::{Db, col};
+use super::read;
+use crate::store::{
+    Adopted, EntityMessage, EntityReply, LeaseChange, NewEntityMessage, StoreError,
+};
+use deadpool_postgres::Pool;
+use md5::{Digest, Md5};
+use parking_lot::RwLock;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use super::schema::PARTITIONS;
+
+/// The partition of an instance or entity id (as the schema's `durable_part`).
+pub fn partition_of(id: &str) -> u16 {
+    u16::from(Md5::digest(id.as_bytes())[0]) % PARTITIONS
+}
+
+/// What this worker holds, as of its last renewal.
+struct Held {
+    /// Partition to the epoch it was taken at.
+    epochs: BTreeMap<u16, i64>,
+    /// Until when (by this process's monotonic clock) the leases are certainly valid: the
+    /// moment the renewal was sent plus the TTL, never later than the database's expiry.
+    valid_until: Instant,
+}
+
+/// The lease state of one worker: shared by the store's writer (fencing) and the engine.
+pub(crate) struct LeaseState {
+    pub(crate) worker_id: String,
+    pub(crate) ttl: Duration,
+    held: RwLock<Held>,
+    /// Signalled by the listener: work for a partition held here was created elsewhere.
+    pub(crate) signal: Notify,
+    /// Instances announced finished (by any process) not yet taken by the engine.
+    finished: parking_lot::Mutex<Vec<String>>,
+    finished_signal: Notify,
+    /// Whether an engine takes the announcements (a runtime's lease loop does).
+    finished_wanted: std::sync::atomic::AtomicBool,
+}
+
+/// Steps and entity batches this process's stores refused for want of a lease.
+pub(crate) static REFUSED: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// The partitions a group-commit transaction holds locked (`FOR SHARE`) with the epochs this
+/// worker knows: a step or entity batch of any other partition is refused. The lock makes a
+/// takeover (an `UPDATE` of the partition's row) wait for the transaction, so no step of the
+/// old holder commits after the new one took over.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Fence(u32);
+
+impl Fence {
+    /// Refuses work on `id` unless its partition is held.
+    pub(crate) fn check(self, id: &str) -> Result<(), StoreError> {
+        match self.0 & (1 << partition_of(id)) {
+            0 => {
+                REFUSED.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Err(StoreError::LeaseLost(id.to_string()))
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+impl LeaseState {
+    pub(crate) fn new(worker_id: String, ttl: Duration) -> Self {
+        LeaseState {
+            worker_id,
+            ttl,
+            held: RwLock::new(Held {
+                epochs: BTreeMap::new(),
+                valid_until: Instant::now(),
+            }),
+            signal: Notify::new(),
+            finished: parking_lot::Mutex::new(Vec::new()),
+            finished_signal: Notify::new(),
+            finished_wanted: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Most announcements kept while the engine does not take them (beyond, they are
+    /// dropped: waiters re-read the status periodically anyway).
+    const MAX_FINISHED: usize = 100_000;
+
+    /// The listener heard that `instance_id` finished.
+    pub(crate) fn finished(&self, instance_id: &str) {
+        if !self
+            .finished_wanted
+            .load(std::sync::atomic::Ordering::Relaxed)
+        {
+            // No engine takes them (a client-only handle): waits re-read the status.
+            return;
+        }
+        let mut finished = self.finished.lock();
+        if finished.len() < Self::MAX_FINISHED {
+            finished.push(instance_id.to_string());
+        }
+        drop(finished);
+        self.finished_signal.notify_one();
+    }
+
+    /// Waits for instances announced finished, and takes them.
+    pub(crate) async fn take_finished(&self) -> Vec<String> {
+        self.finished_wanted
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        loop {
+            let taken = std::mem::take(&mut *self.finished.lock());
+            if !taken.is_empty() {
+                return taken;
+            }
+            self.finished_signal.notified().await;
+        }
+    }
+
+    /// Whether the partition of `id` is held now.
+    pub(crate) fn holds(&self, id: &str) -> bool {
+        let held = self.held.read();
+        Instant::now() < held.valid_until && held.epochs.contains_key(&partition_of(id))
+    }
+
+    pub(crate) fn holds_partition(&self, part: u16) -> bool {
+        let held = self.held.read();
+        Instant::now() < held.valid_until && held.epochs.contains_key(&part)
+    }
+
+    /// The partitions held now (for the paged reads and adoption).
+    pub(crate) fn held_partitions(&self) -> Vec<i16> {
+        let held = self.held.read();
+        if Instant::now() >= held.valid_until {
+            return Vec::new();
+        }
+        held.epochs.keys().map(|&p| p as i16).collect()
+    }
+
+    /// The statement that opens a group-commit transaction in shared mode: it locks the
+    /// partitions the database says this worker holds (in partition order, as renewals lock
+    /// them, so the two never deadlock). The worker id is a checked identifier
+    /// ([`valid_worker_id`]), safe to splice.
+    pub(crate) fn begin_sql(&self) -> String {
+        format!(
+            "BEGIN; SELECT part, epoch FROM partitions WHERE owner = '{}' AND expires_at > now() \
+             ORDER BY part FOR SHARE; SAVEPOINT w",
+            self.worker_id
+        )
+    }
+
+    /// The fence of a transaction whose first statement answered `rows` (partition, epoch):
+    /// the partitions both the database and this worker agree it holds, at the same epoch.
+    pub(crate) fn fence(&self, rows: &[(i16, i64)]) -> Fence {
+        let held = self.held.read();
+        if Instant::now() >= held.valid_until {
+            return Fence(0);
+        }
+        let mut mask = 0u32;
+        for &(part, epoch) in rows {
+            if let Ok(part) = u16::try_from(part)
+                && held.epochs.get(&part) == Some(&epoch)
+            {
+                mask |= 1 << part;
+            }
+        }
+        Fence(mask)
+    }
+
+    /// Drops partitions from what is held (before giving them up in the database, so that
+    /// no transaction begun after this fences them in).
+    fn forget(&self, parts: &[u16]) {
+        let mut held = self.held.write();
+        for part in parts {
+            held.epochs.remove(part);
+        }
+    }
+}
+
+/// Whether `id` may be a worker id: it is spliced into SQL and a connection option.
+pub(crate) fn valid_worker_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 63
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-')
+}
+
+fn ttl_ms(state: &LeaseState) -> f64 {
+    state.ttl.as_secs_f64() * 1000.0
+}
+
+/// Heartbeat and renewal, in one statement: the partitions still held (with their epochs),
+/// how many other workers are live, and how many partitions are free or expired.
+const RENEW: &str = "
+WITH beat AS (
+    INSERT INTO workers (worker_id, expires_at)
+    VALUES ($1, now() + $2::float8 * interval '1 millisecond')
+    ON CONFLICT (worker_id) DO UPDATE SET expires_at = EXCLUDED.expires_at
+), gone AS (
+    DELETE FROM workers WHERE expires_at < now() - interval '1 day'
+), renewed AS (
+    UPDATE partitions SET expires_at = now() + $2::float8 * interval '1 millisecond'
+    WHERE part IN (SELECT part FROM partitions WHERE owner = $1 AND expires_at > now()
+                   ORDER BY part FOR UPDATE)
+    RETURNING part, epoch
+)
+SELECT (SELECT coalesce(array_agg(part), '{}') FROM renewed),
+       (SELECT coalesce(array_agg(epoch), '{}') FROM renewed),
+       (SELECT count(*) FROM workers WHERE expires_at > now() AND worker_id <> $1),
+       (SELECT count(*) FROM partitions WHERE owner IS NULL OR expires_at <= now())";
+
+/// Claims up to `$3` free or expired partitions (bumping their epochs) and marks the work
+/// stored in them as unseen, so that adoption takes all of it, in one statement.
+const CLAIM: &str = "
+WITH claimed AS (
+    UPDATE partitions SET owner = $1, epoch = epoch + 1,
+                          expires_at = now() + $2::float8 * interval '1 millisecond'
+    WHERE part IN (SELECT part FROM partitions WHERE owner IS NULL OR expires_at <= now()
+                   ORDER BY part LIMIT $3 FOR UPDATE SKIP LOCKED)
+    RETURNING part, epoch
+), m AS (
+    UPDATE messages SET origin = NULL WHERE part IN (SELECT part FROM claimed)
+), a AS (
+    UPDATE activities SET origin = NULL WHERE part IN (SELECT part FROM claimed)
+), t AS (
+    UPDATE timers SET origin = NULL WHERE part IN (SELECT part FROM claimed)
+), e AS (
+    UPDATE entity_messages SET origin = NULL WHERE part IN (SELECT part FROM claimed)
+)
+SELECT part, epoch FROM claimed";
+
+/// Renews, balances and reports what changed (see [`crate::store::Leases::renew`]).
+///
+/// The order of each change matters, because this worker decides what to hand over in
+/// memory by what it holds in memory, and its adoption skips the work it created itself:
+/// - a partition given up is forgotten here before the database hears of it;
+/// - a partition claimed is held here before the claim commits (the claim's transaction
+///   marks its stored work unseen), so that nothing this worker writes for it in between
+///   is neither handed over in memory nor adopted;
+/// - leases that lapsed here (a slow renewal, a stall) are held again before their stored
+///   work is marked unseen, for the same reason: whatever this worker left aside while they
+///   had lapsed (not dispatched, not run, steps refused) is adopted again.
+pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange, StoreError> {
+    let sent = Instant::now();
+    let (before, was_valid) = {
+        let held = state.held.read();
+        (held.epochs.clone(), Instant::now() < held.valid_until)
+    };
+    let client = pool.get().await?;
+    let db = Db(&client);
+    let ttl = ttl_ms(state);
+    let row = db
+        .query_opt(RENEW, &[&state.worker_id, &ttl])
+        .await?
+        .ok_or(StoreError::UnexpectedAnswer("lease renewal"))?;
+    let parts: Vec<i16> = col(&row, 0, "partitions", &state.worker_id)?;
+    let epochs: Vec<i64> = col(&row, 1, "partitions", &state.worker_id)?;
+    let others: i64 = col(&row, 2, "workers", &state.worker_id)?;
+    let free: i64 = col(&row, 3, "partitions", &state.worker_id)?;
+    let renewed: BTreeMap<u16, i64> = parts
+        .iter()
+        .zip(&epochs)
+        .filter_map(|(&p, &e)| u16::try_from(p).ok().map(|p| (p, e)))
+        .collect();
+    let lapsed = {
+        let mut held = state.held.write();
+        let lapsed = !(was_valid && Instant::now() < held.valid_until);
+        held.epochs = renewed.clone();
+        held.valid_until = sent + state.ttl;
+        lapsed
+    };
+    let workers = usize::try_from(others).unwrap_or(0) + 1;
+    let share = usize::from(PARTITIONS).div_ceil(workers);
+    let mut claimed = Vec::new();
+    if renewed.len() > share {
+        // Over the fair share: the highest partitions go, forgotten here first.
+        let excess: Vec<u16> = renewed
+            .keys()
+            .rev()
+            .take(renewed.len() - share)
+            .copied()
+            .collect();
+        state.forget(&excess);
+        let excess_sql: Vec<i16> = excess.iter().map(|&p| p as i16).collect();
+        // Rows locked in partition order, as every statement that locks several does: a
+        // group-commit transaction locking this worker's partitions never deadlocks with it.
+        db.execute(
+            "UPDATE partitions SET owner = NULL, expires_at = '-infinity'
+             WHERE part IN (SELECT part FROM partitions WHERE owner = $1 AND part = ANY($2)
+                            ORDER BY part FOR UPDATE)",
+            &[&state.worker_id, &excess_sql],
+        )
+        .await?;
+        tracing::info!(partitions = ?excess, workers, "gave up partitions to balance the load");
+    } else if renewed.len() < share && free > 0 {
+        let wanted = i64::try_from(share - renewed.len()).unwrap_or(0);
+        claimed = claim(&db, state, ttl, wanted).await?;
+    }
+    if lapsed {
+        let regained: Vec<i16> = renewed.keys().map(|&p| p as i16).collect();
+        if !regained.is_empty() {
+            db.execute(UNSEE, &[&regained]).await?;
+        }
+    }
+    let held = state.held.read().epochs.clone();
+    let lost = before
+        .iter()
+        .filter(|(p, e)| held.get(p) != Some(e))
+        .map(|(&p, _)| p)
+        .collect();
+    let gained = held
+        .keys()
+        .filter(|p| lapsed || claimed.contains(p) || !before.contains_key(p))
+        .copied()
+        .collect();
+    Ok(LeaseChange { gained, lost })
+}
+
+/// Claims up to `wanted` free or expired partitions in a transaction, held here before it
+/// commits (see [`renew`]); the partitions claimed.
+async fn claim(
+    db: &Db<'_>,
+    state: &LeaseState,
+    ttl: f64,
+    wanted: i64,
+) -> Result<Vec<u16>, StoreError> {
+    db.batch("BEGIN").await?;
+    let rows = match db.query(CLAIM, &[&state.worker_id, &ttl, &wanted]).await {
+        Ok(rows) => rows,
+        Err(err) => {
+            let _ = db.batch("ROLLBACK").await;
+            return Err(err);
+        }
+    };
+    let decoded: Result<Vec<(i16, i64)>, StoreError> = rows
+        .iter()
+        .map(|row| {
+            Ok((
+                col(row, 0, "partitions", &state.worker_id)?,
+                col(row, 1, "partitions", &state.worker_id)?,
+            ))
+        })
+        .collect();
+    let decoded = match decoded {
+        Ok(decoded) => decoded,
+        Err(err) => {
+            let _ = db.batch("ROLLBACK").await;
+            return Err(err);
+        }
+    };
+    let mut claimed = Vec::new();
+    {
+        let mut held = state.held.write();
+        for (part, epoch) in decoded {
+            if let Ok(part) = u16::try_from(part) {
+                held.epochs.insert(part, epoch);
+                claimed.push(part);
+            }
+        }
+    }
+    if let Err(err) = db.batch("COMMIT").await {
+        // Not claimed after all: what was handed over for them meanwhile is refused at its
+        // commit and stays in the store, for whoever holds them.
+        state.forget(&claimed);
+        let _ = db.batch("ROLLBACK").await;
+        return Err(err);
+    }
+    Ok(claimed)
+}
+
+/// Marks the work stored in the partitions `$1` as unseen (adoption takes all of it).
+const UNSEE: &str = "
+WITH m AS (
+    UPDATE messages SET origin = NULL WHERE part = ANY($1)
+), a AS (
+    UPDATE activities SET origin = NULL WHERE part = ANY($1)
+), t AS (
+    UPDATE timers SET origin = NULL WHERE part = ANY($1)
+)
+UPDATE entity_messages SET origin = NULL WHERE part = ANY($1)";
+
+/// Gives up every partition and the heartbeat (see [`crate::store::Leases::release_all`]).
+pub(crate) async fn release_all(pool: &Pool, state: &LeaseState) -> Result<(), StoreError> {
+    {
+        let mut held = state.held.write();
+        held.epochs.clear();
+    }
+    let client = pool.get().await?;
+    Db(&client)
+        .execute(
+            "WITH w AS (DELETE FROM workers WHERE worker_id = $1)
+             UPDATE partitions SET owner = NULL, expires_at = '-infinity'
+             WHERE part IN (SELECT part FROM partitions WHERE owner = $1
+                            ORDER BY part FOR UPDATE)",
+            &[&state.worker_id],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Takes over up to `limit` unseen rows of each kind of work in the partitions held (see
+/// [`crate::store::Leases::adopt`]): marks them as this worker's and returns them. The four
+/// statements are pipelined on one connection.
+pub(crate) async fn adopt(
+    pool: &Pool,
+    state: &LeaseState,
+    limit: usize,
+) -> Result<Adopted, StoreError> {
+    let parts = state.held_partitions();
+    if parts.is_empty() {
+        return Ok(Adopted::default());
+    }
+    let client = pool.get().await?;
+    let db = Db(&client);
+    let me = &state.worker_id;
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let claim = |table: &str, columns: &str| {
+        format!(
+            "UPDATE {table} SET origin = $1 WHERE id IN (
+                 SELECT id FROM {table} WHERE part = ANY($2) AND origin IS DISTINCT FROM $1
+                 ORDER BY id LIMIT $3 FOR UPDATE SKIP LOCKED)
+             RETURNING {columns}"
+        )
+    };
+    let messages_sql = claim("messages", "id, instance_id, event, execution_id");
+    let activities_sql = claim(
+        "activities",
+        "id, instance_id, task_id, name, input, execution_id",
+    );
+    let timers_sql = claim(
+        "timers",
+        "id, instance_id, task_id, fire_at_ms, execution_id",
+    );
+    let entities_sql = claim(
+        "entity_messages",
+        "id, entity_id, operation, input, sender, created_ms, reply",
+    );
+    let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [me, &parts, &limit];
+    let (messages, activities, timers, entities) = tokio::try_join!(
+        read::decode_page(&db, "messages", &messages_sql, &params, read::message_row),
+        read::decode_page(
+            &db,
+            "activities",
+            &activities_sql,
+            &params,
+            read::activity_row
+        ),
+        read::decode_page(&db, "timers", &timers_sql, &params, read::timer_row),
+        read::decode_page(
+            &db,
+            "entity_messages",
+            &entities_sql,
+            &params,
+            entity_message_row
+        ),
+    )?;
+    let full = |n: usize| i64::try_from(n).unwrap_or(i64::MAX) >= limit;
+    let more = full(messages.items.len() + messages.corrupt.len())
+        || full(activities.items.len() + activities.corrupt.len())
+        || full(timers.items.len() + timers.corrupt.len())
+        || full(entities.items.len() + entities.corrupt.len());
+    let mut adopted = Adopted {
+        messages: messages.items,
+        activities: activities.items,
+        timers: timers.items,
+        entity_messages: entities.items,
+        corrupt: messages.corrupt,
+        more,
+    };
+    adopted.corrupt.extend(activities.corrupt);
+    adopted.corrupt.extend(timers.corrupt);
+    adopted.corrupt.extend(entities.corrupt);
+    // `RETURNING` keeps no order: messages to one instance go in the order they were sent.
+    adopted.messages.sort_by_key(|m| m.id);
+    adopted.activities.sort_by_key(|a| a.id);
+    adopted.entity_messages.sort_by_key(|m| m.id);
+    Ok(adopted)
+}
+
+/// An entity operation row (`id, entity_id, operation, input, sender, created_ms, reply`).
+fn entity_message_row(
+    row: &tokio_postgres::Row,
+    id: i64,
+    entity_id: &str,
+) -> Result<EntityMessage, String> {
+    let get = |index| -> Result<String, String> {
+        row.try_get(index)
+            .map_err(|err| format!("column {index}: {err}"))
+    };
+    let input = crate::payload::Payload::from_json(get(3)?)
+        .map_err(|err| format!("input is not JSON: {err}"))?;
+    let reply: Option<String> = row.try_get(6).map_err(|err| format!("column 6: {err}"))?;
+    let reply = reply
+        .map(|text| serde_json::from_str::<EntityReply>(&text))
+        .transpose()
+        .map_err(|err| format!("reply does not decode: {err}"))?;
+    Ok(EntityMessage {
+        id,
+        message: NewEntityMessage {
+            entity_id: entity_id.to_string(),
+            operation: get(2)?,
+            input,
+            sender: get(4)?,
+            created_ms: row.try_get(5).map_err(|err| format!("column 5: {err}"))?,
+            reply,
+        },
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn partitions_spread_and_are_stable() {
+        // The first byte of md5("a") is 0x0c: the SQL function computes the same.
+        assert_eq!(partition_of("a"), 0x0c % PARTITIONS);
+        let mut seen = std::collections::HashSet::new();
+        for n in 0..200 {
+            seen.insert(partition_of(&format!("instance-{n}")));
+        }
+        assert_eq!(seen.len(), usize::from(PARTITIONS));
+    }
+
+    #[test]
+    fn fence_refuses_partitions_not_held() {
+        let id = "order-1";
+        let fence = Fence(1 << partition_of(id));
+        assert!(fence.check(id).is_ok());
+        let other = (0..100)
+            .map(|n| format!("x{n}"))
+            .find(|other| partition_of(other) != partition_of(id))
+            .expect("another partition");
+        assert!(matches!(fence.check(&other), Err(StoreError::LeaseLost(_))));
+    }
+
+    #[test]
+    fn worker_ids_are_checked() {
+        assert!(valid_worker_id("w0123abcd"));
+        assert!(!valid_worker_id("x'; DROP TABLE"));
+        assert!(!valid_worker_id(""));
+    }
+}
