@@ -363,12 +363,12 @@ pub(super) async fn instance_state(
 
 /// The [`State`] in a row of [`INSTANCE_STATE`].
 pub(super) fn state_from_row(row: &tokio_postgres::Row, key: &str) -> Result<State, StoreError> {
-    let status: String = col(&row, 0, "instances", key)?;
-    let history_len: i64 = col(&row, 1, "instances", key)?;
-    let execution_id: String = col(&row, 2, "instances", key)?;
-    let parent_id: Option<String> = col(&row, 3, "instances", key)?;
-    let parent_run: Option<String> = col(&row, 4, "instances", key)?;
-    let parent_task: Option<i64> = col(&row, 5, "instances", key)?;
+    let status: String = col(row, 0, "instances", key)?;
+    let history_len: i64 = col(row, 1, "instances", key)?;
+    let execution_id: String = col(row, 2, "instances", key)?;
+    let parent_id: Option<String> = col(row, 3, "instances", key)?;
+    let parent_run: Option<String> = col(row, 4, "instances", key)?;
+    let parent_task: Option<i64> = col(row, 5, "instances", key)?;
     let parent = match (parent_id, parent_run, parent_task) {
         (None, _, _) => None,
         (Some(parent_id), Some(parent_run), Some(task_id)) => Some(ParentInstance {
