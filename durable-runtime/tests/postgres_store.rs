@@ -182,6 +182,50 @@ async fn a_value_postgres_cannot_store_is_fatal_and_spares_the_rest_of_the_batch
     );
 }
 
+/// The writes of a batch go to the server in flights; one refused in the middle of a flight
+/// is undone alone (its savepoint), and the writes after it, which the server had already
+/// run on top of it, are sent again: each answered as if applied one by one.
+#[tokio::test]
+async fn a_write_refused_inside_a_flight_spares_the_writes_before_and_after_it() {
+    let Some(url) = url("a_write_refused_inside_a_flight") else {
+        return;
+    };
+    let store = PostgresStore::connect(&url, &support::unique_schema())
+        .await
+        .expect("opens");
+    store.write(create("taken")).await.expect("created");
+    // More writes than one flight holds, with refusals early, in the middle and last.
+    let mut ids: Vec<String> = (0..150).map(|n| format!("i{n}")).collect();
+    ids.insert(1, "taken".into());
+    ids.insert(70, "i3".into());
+    ids.push("i149".into());
+    let results = store
+        .write_batch(ids.iter().map(|id| create(id)).collect())
+        .await;
+    for (position, (id, result)) in ids.iter().zip(&results).enumerate() {
+        let refused = matches!(position, 1 | 70) || position == ids.len() - 1;
+        match result {
+            Err(StoreError::InstanceExists(existing)) if refused => assert_eq!(existing, id),
+            Ok(_) if !refused => {}
+            other => panic!("write {position} ({id}): {other:?}"),
+        }
+    }
+    // One start each, none twice, and the message ids the writes answered are the stored ones.
+    let pending = store.pending_messages(0, 1000).await.expect("reads").items;
+    assert_eq!(pending.len(), 151);
+    for result in results.iter().flatten() {
+        let durable_runtime::store::Written::Instance(message) = result else {
+            panic!("a create answers its start: {result:?}");
+        };
+        assert!(
+            pending
+                .iter()
+                .any(|stored| stored.id == message.id && stored.instance_id == message.instance_id),
+            "{message:?} is stored"
+        );
+    }
+}
+
 /// A schema of version 1 (the frozen first migration), with work of every kind in it, opened
 /// by a shared store: migrated to the current version in place, every row kept, each given
 /// its partition, and all of it adopted by the first worker to take the leases.

@@ -10,6 +10,7 @@ use super::db::{Db, col, int, unsigned};
 use super::entity;
 use super::lease::Fence;
 use super::manage;
+use super::statements::*;
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;
 use crate::store::{
@@ -219,8 +220,7 @@ pub(super) async fn insert_message(
 ) -> Result<Message, StoreError> {
     let row = db
         .query_opt(
-            "INSERT INTO messages (instance_id, event, execution_id) VALUES ($1, $2, $3)
-             RETURNING id",
+            INSERT_MESSAGE,
             &[&instance_id, &to_json(event)?, &execution_id],
         )
         .await?
@@ -298,11 +298,7 @@ async fn insert_activities(
     }
     let rows = db
         .query(
-            "INSERT INTO activities (instance_id, task_id, name, input, execution_id)
-             SELECT $1, t, n, i, $5
-             FROM unnest($2::bigint[], $3::text[], $4::text[]) WITH ORDINALITY AS a(t, n, i, o)
-             ORDER BY o
-             RETURNING id, task_id",
+            INSERT_ACTIVITIES,
             &[
                 &step.instance_id,
                 &task_ids,
@@ -348,8 +344,7 @@ pub(super) async fn insert_timer(
 ) -> Result<TimerWorkItem, StoreError> {
     let row = db
         .query_opt(
-            "INSERT INTO timers (instance_id, task_id, fire_at_ms, execution_id)
-             VALUES ($1, $2, $3, $4) RETURNING id",
+            INSERT_TIMER,
             &[
                 &instance_id,
                 &int(task_id, "task id")?,
@@ -384,24 +379,20 @@ pub(super) async fn instance_state(
     db: &Db<'_>,
     instance_id: &str,
 ) -> Result<Option<State>, StoreError> {
-    let Some(row) = db
-        .query_opt(
-            "SELECT status, history_len, execution_id, parent_instance_id, parent_execution_id,
-                    parent_task_id
-             FROM instances WHERE instance_id = $1 FOR UPDATE",
-            &[&instance_id],
-        )
-        .await?
-    else {
+    let Some(row) = db.query_opt(INSTANCE_STATE, &[&instance_id]).await? else {
         return Ok(None);
     };
-    let key = instance_id;
-    let status: String = col(&row, 0, "instances", key)?;
-    let history_len: i64 = col(&row, 1, "instances", key)?;
-    let execution_id: String = col(&row, 2, "instances", key)?;
-    let parent_id: Option<String> = col(&row, 3, "instances", key)?;
-    let parent_run: Option<String> = col(&row, 4, "instances", key)?;
-    let parent_task: Option<i64> = col(&row, 5, "instances", key)?;
+    state_from_row(&row, instance_id).map(Some)
+}
+
+/// The [`State`] in a row of [`INSTANCE_STATE`].
+pub(super) fn state_from_row(row: &tokio_postgres::Row, key: &str) -> Result<State, StoreError> {
+    let status: String = col(row, 0, "instances", key)?;
+    let history_len: i64 = col(row, 1, "instances", key)?;
+    let execution_id: String = col(row, 2, "instances", key)?;
+    let parent_id: Option<String> = col(row, 3, "instances", key)?;
+    let parent_run: Option<String> = col(row, 4, "instances", key)?;
+    let parent_task: Option<i64> = col(row, 5, "instances", key)?;
     let parent = match (parent_id, parent_run, parent_task) {
         (None, _, _) => None,
         (Some(parent_id), Some(parent_run), Some(task_id)) => Some(ParentInstance {
@@ -422,17 +413,16 @@ pub(super) async fn instance_state(
         key: key.to_string(),
         reason: format!("{err}"),
     })?;
-    Ok(Some(State {
+    Ok(State {
         status,
         history_len: unsigned(history_len, "instances", key, "history length")?,
         execution_id,
         parent,
-    }))
+    })
 }
 
 pub(super) async fn disarm_timers(db: &Db<'_>, instance_id: &str) -> Result<(), StoreError> {
-    db.execute("DELETE FROM timers WHERE instance_id = $1", &[&instance_id])
-        .await?;
+    db.execute(DISARM_TIMERS, &[&instance_id]).await?;
     Ok(())
 }
 
@@ -444,15 +434,20 @@ pub(super) async fn create_instance(
     parent: Option<&ParentInstance>,
 ) -> Result<Message, StoreError> {
     insert_row(db, new, parent).await?;
-    let started = HistoryEvent::ExecutionStarted(Box::new(ExecutionStartedEvent {
+    let started = started_event(new, parent);
+    insert_message(db, &new.instance_id, &new.execution_id, &started).await
+}
+
+/// The `ExecutionStarted` a new instance is sent.
+pub(super) fn started_event(new: &NewInstance, parent: Option<&ParentInstance>) -> HistoryEvent {
+    HistoryEvent::ExecutionStarted(Box::new(ExecutionStartedEvent {
         name: new.name.clone(),
         version: new.version.clone(),
         input: new.input.clone(),
         execution_id: Some(new.execution_id.to_string()),
         parent: parent.cloned(),
         carried_events: Vec::new(),
-    }));
-    insert_message(db, &new.instance_id, &new.execution_id, &started).await
+    }))
 }
 
 /// Inserts the row and input of the instance `new` (`Pending`);
@@ -467,11 +462,7 @@ pub(super) async fn insert_row(
         .transpose()?;
     let inserted = db
         .execute(
-            "INSERT INTO instances
-             (instance_id, name, version, status, created_ms, updated_ms, history_len,
-              execution_id, parent_instance_id, parent_execution_id, parent_task_id)
-             VALUES ($1, $2, $3, $4, $5, $5, 0, $6, $7, $8, $9)
-             ON CONFLICT DO NOTHING",
+            INSERT_INSTANCE,
             &[
                 &new.instance_id,
                 &new.name,
@@ -488,24 +479,30 @@ pub(super) async fn insert_row(
     if inserted == 0 {
         return Err(StoreError::InstanceExists(new.instance_id.clone()));
     }
-    db.execute(
-        "INSERT INTO instance_inputs (instance_id, input) VALUES ($1, $2)",
-        &[&new.instance_id, &new.input.as_str()],
-    )
-    .await?;
+    db.execute(INSERT_INPUT, &[&new.instance_id, &new.input.as_str()])
+        .await?;
     Ok(())
 }
 
 /// Checks the step's expectations (instance, status, history length) before changing anything;
 /// the instance's state, if it exists.
 async fn check_step(db: &Db<'_>, step: &StepCommit) -> Result<Option<State>, StoreError> {
+    let state = instance_state(db, &step.instance_id).await?;
+    check_state(step, state)
+}
+
+/// The checks of [`check_step`] on the instance's `state` (read and locked by the caller).
+pub(super) fn check_state(
+    step: &StepCommit,
+    state: Option<State>,
+) -> Result<Option<State>, StoreError> {
     let id = &step.instance_id;
     let consume_only = step.status.is_none()
         && step.events.is_empty()
         && step.activities.is_empty()
         && step.timers.is_empty()
         && step.children.is_empty();
-    let Some(state) = instance_state(db, id).await? else {
+    let Some(state) = state else {
         return if consume_only {
             Ok(None)
         } else {
@@ -550,7 +547,7 @@ async fn check_step(db: &Db<'_>, step: &StepCommit) -> Result<Option<State>, Sto
 }
 
 /// Deletes the rows `ids` of `table` that belong to `instance_id`; the ids that were not there.
-async fn delete_owned(
+pub(super) async fn delete_owned(
     db: &Db<'_>,
     table: &'static str,
     ids: &[i64],
@@ -560,7 +557,7 @@ async fn delete_owned(
         return Ok(Vec::new());
     }
     // One statement for all of them: a step consuming 100 messages costs one round trip.
-    let sql = format!("DELETE FROM {table} WHERE id = ANY($1) AND instance_id = $2 RETURNING id");
+    let sql = delete_owned_sql(table);
     let deleted: Vec<i64> = db
         .query(&sql, &[&ids, &instance_id])
         .await?
@@ -592,11 +589,7 @@ async fn apply_step(db: &Db<'_>, step: &StepCommit) -> Result<Written, StoreErro
     if let Some(custom_status) = &step.custom_status {
         // A JSON null clears it, as if never set.
         let value = (custom_status.as_str() != "null").then(|| custom_status.as_str());
-        db.execute(
-            "UPDATE instances SET custom_status = $2 WHERE instance_id = $1",
-            &[id, &value],
-        )
-        .await?;
+        db.execute(SET_CUSTOM_STATUS, &[id, &value]).await?;
     }
     if let Some(next) = &step.continue_as_new {
         let parent = state.as_ref().and_then(|state| state.parent.as_ref());
@@ -618,12 +611,8 @@ async fn apply_step(db: &Db<'_>, step: &StepCommit) -> Result<Written, StoreErro
         // One statement for the whole step's events.
         let first = int(step.first_seq, "history position")?;
         let events: Vec<String> = step.events.iter().map(to_json).collect::<Result<_, _>>()?;
-        db.execute(
-            "INSERT INTO history (instance_id, seq, timestamp_ms, event)
-             SELECT $1, $2 + n - 1, $3, e FROM unnest($4::text[]) WITH ORDINALITY AS t(e, n)",
-            &[id, &first, &step.timestamp_ms, &events],
-        )
-        .await?;
+        db.execute(INSERT_HISTORY, &[id, &first, &step.timestamp_ms, &events])
+            .await?;
     }
     let activities = insert_activities(db, step).await?;
     let mut timers = Vec::with_capacity(step.timers.len());
@@ -636,8 +625,7 @@ async fn apply_step(db: &Db<'_>, step: &StepCommit) -> Result<Written, StoreErro
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;
         db.execute(
-            "UPDATE instances SET status = $2, failure = $3, updated_ms = $4, history_len = $5
-             WHERE instance_id = $1",
+            SET_STATUS,
             &[
                 id,
                 &status.as_str(),
@@ -649,12 +637,7 @@ async fn apply_step(db: &Db<'_>, step: &StepCommit) -> Result<Written, StoreErro
         .await?;
         // Only a completing step has an output, and nothing un-completes an instance.
         if let Some(output) = &step.output {
-            db.execute(
-                "INSERT INTO instance_outputs (instance_id, output) VALUES ($1, $2)
-                 ON CONFLICT (instance_id) DO UPDATE SET output = EXCLUDED.output",
-                &[id, &output.as_str()],
-            )
-            .await?;
+            db.execute(SET_OUTPUT, &[id, &output.as_str()]).await?;
         }
         if status.is_terminal() {
             disarm_timers(db, id).await?;
@@ -671,11 +654,7 @@ async fn apply_step(db: &Db<'_>, step: &StepCommit) -> Result<Written, StoreErro
             }
         }
     } else if !step.events.is_empty() {
-        db.execute(
-            "UPDATE instances SET history_len = $2 WHERE instance_id = $1",
-            &[id, &history_len],
-        )
-        .await?;
+        db.execute(SET_HISTORY_LEN, &[id, &history_len]).await?;
     }
     Ok(Written::Step(StepWork {
         activities,

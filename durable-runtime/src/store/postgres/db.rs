@@ -14,8 +14,9 @@ use tokio_postgres::types::{FromSql, ToSql};
 #[derive(Clone, Copy)]
 pub(crate) struct Db<'a>(pub(crate) &'a ClientWrapper);
 
-/// Statements (and batches of them) sent to the server by this process, pipelined ones
-/// counted one each: the round trips the store costs, for the benchmark's figures.
+/// Statements (and batches of them) sent to the server by this process, a flight of
+/// pipelined ones (`pipeline::fly`) counted once: the round trips the store costs, for the
+/// benchmark's figures.
 pub(crate) static ROUND_TRIPS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
 
 fn count() {

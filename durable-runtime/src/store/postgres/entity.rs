@@ -200,6 +200,12 @@ pub(super) async fn send_from_step(
     Ok(sent)
 }
 
+/// The entities an instance (`$1`) holds locked or asked to lock.
+pub(super) const LOCKS_HELD: &str = "SELECT entity_id FROM entities WHERE locked_by = $1
+     UNION
+     SELECT entity_id FROM entity_messages
+     WHERE sender = $1 AND operation = '__durable.lock'";
+
 /// Releases the entity locks `instance_id` holds or asked for (it has ended): queues an unlock
 /// from it to each of those entities, after whatever it sent them before.
 pub(super) async fn release_locks(
@@ -208,13 +214,7 @@ pub(super) async fn release_locks(
     timestamp_ms: i64,
 ) -> Result<Vec<EntityMessage>, StoreError> {
     let entities: Vec<String> = db
-        .query(
-            "SELECT entity_id FROM entities WHERE locked_by = $1
-             UNION
-             SELECT entity_id FROM entity_messages
-             WHERE sender = $1 AND operation = '__durable.lock'",
-            &[&instance_id],
-        )
+        .query(LOCKS_HELD, &[&instance_id])
         .await?
         .iter()
         .map(|row| col(row, 0, "entities", instance_id))

@@ -35,10 +35,12 @@ mod error;
 pub(crate) mod lease;
 mod listen;
 mod manage;
+mod pipeline;
 mod purge;
 mod read;
 mod rewind;
 pub mod schema;
+mod statements;
 mod writer;
 
 use super::{
@@ -306,8 +308,9 @@ impl PostgresStore {
         results
     }
 
-    /// Statements this process sent to PostgreSQL so far (pipelined ones count one each; a
-    /// group-commit transaction's `BEGIN; SAVEPOINT` is one): divided by the steps run, the
+    /// Round trips this process made to PostgreSQL so far (a statement, a batch of them, or
+    /// a flight of pipelined writes counts one; a group-commit transaction's
+    /// `BEGIN; SAVEPOINT` is one): divided by the steps run, the
     /// round trips per step. For benchmarks and tests.
     #[doc(hidden)]
     pub fn round_trips() -> u64 {
