@@ -250,9 +250,9 @@ SELECT part, epoch FROM claimed";
 /// The order of each change matters, because this worker decides what to hand over in
 /// memory by what it holds in memory, and its adoption skips the work it created itself:
 /// - a partition given up is forgotten here before the database hears of it;
-/// - a partition claimed is held here before the claim commits (the claim's transaction
-///   marks its stored work unseen), so that nothing this worker writes for it in between
-///   is neither handed over in memory nor adopted;
+/// - a partition claimed is held here before the claim commits, and its stored work is
+///   marked unseen again (in the claim's transaction) after it is held, so that nothing this
+///   worker writes for it while the claim runs is neither handed over in memory nor adopted;
 /// - leases that lapsed here (a slow renewal, a stall) are held again before their stored
 ///   work is marked unseen, for the same reason: whatever this worker left aside while they
 ///   had lapsed (not dispatched, not run, steps refused) is adopted again.
@@ -374,7 +374,22 @@ async fn claim(
             }
         }
     }
-    if let Err(err) = db.batch("COMMIT").await {
+    // `CLAIM` marked the work unseen as of its snapshot, taken when it started: a row this
+    // worker committed into these partitions while it ran (a client's start, before they were
+    // held here) was left out of memory as not held, and kept this worker as its origin, so
+    // adoption would skip it forever. Marked unseen again now that they are held (a new
+    // snapshot, as every statement of a read-committed transaction takes): whatever commits
+    // after this snapshot was written while they were held, and kept in memory.
+    let claimed_sql: Vec<i16> = claimed.iter().map(|&p| p as i16).collect();
+    let unseen = match claimed_sql.is_empty() {
+        true => Ok(0),
+        false => db.execute(UNSEE, &[&claimed_sql]).await,
+    };
+    let committed = match unseen {
+        Ok(_) => db.batch("COMMIT").await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = committed {
         // Not claimed after all: what was handed over for them meanwhile is refused at its
         // commit and stays in the store, for whoever holds them.
         state.forget(&claimed);
