@@ -828,3 +828,46 @@ async fn a_start_committed_while_its_partition_is_being_claimed_is_run() {
     }
     runtime.shutdown().await;
 }
+
+/// Shutdown keeps to its timeout while the database hangs the lease loop (its renewal waits on
+/// a lock of the leases table): the loop is left to finish on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_keeps_to_its_timeout_while_a_renewal_hangs() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some((url, schema, _dir)) = setup("shutdown_keeps_to_its_timeout_while_a_renewal_hangs")
+    else {
+        return;
+    };
+    create_schema(&url, &schema).await;
+    let runtime = Runtime::builder()
+        .postgres(&url)
+        .postgres_schema(&schema)
+        .lease_ttl(Duration::from_millis(300))
+        .shutdown_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .expect("a shared runtime starts");
+    until_balanced(&url, &schema, 1).await;
+    let (side, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    side.batch_execute(&format!(
+        "SET search_path = {schema}; BEGIN; LOCK TABLE partitions IN ACCESS EXCLUSIVE MODE"
+    ))
+    .await
+    .expect("locks the leases");
+    let side_pid: i32 = side
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("its pid")
+        .get(0);
+    // The renewal every 100 ms: it waits on the lock.
+    until_blocked_by(&url, side_pid, "INSERT INTO workers").await;
+    let shutdown = tokio::time::timeout(Duration::from_secs(20), runtime.shutdown()).await;
+    side.batch_execute("ROLLBACK").await.expect("rolls back");
+    assert!(
+        shutdown.is_ok(),
+        "shutdown (timeout 1 s) still waited after 20 s for the hung renewal"
+    );
+}
