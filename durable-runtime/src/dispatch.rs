@@ -17,7 +17,7 @@ use crate::history::HistoryEvent;
 use crate::replay::Execution;
 use crate::store::{ActivityWorkItem, Message, TimerWorkItem};
 use parking_lot::Mutex;
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use tokio::sync::{mpsc, oneshot};
@@ -141,6 +141,10 @@ pub(crate) struct Dispatcher {
     held_messages: AtomicUsize,
     /// Activities queued, not yet started (for recovery's back-pressure).
     queued_activities: AtomicUsize,
+    /// Work item ids of the activities queued or running: a shared store's adoption hands
+    /// over again the rows of partitions whose work was marked unseen (a claim, a lapse), and
+    /// an activity in hand must not run twice.
+    activities_in_hand: Mutex<HashSet<i64>>,
 }
 
 impl Dispatcher {
@@ -160,6 +164,7 @@ impl Dispatcher {
             waiters: Mutex::new(HashMap::new()),
             held_messages: AtomicUsize::new(0),
             queued_activities: AtomicUsize::new(0),
+            activities_in_hand: Mutex::new(HashSet::new()),
         };
         let queues = Queues {
             ready: ready_rx,
@@ -245,17 +250,25 @@ impl Dispatcher {
 
     /// Hands a durable activity work item to the activity workers.
     pub(crate) fn enqueue_activity(&self, item: ActivityWorkItem) {
-        self.queued_activities.fetch_add(1, Ordering::Relaxed);
-        self.activities.push_all([item]);
+        self.enqueue_activities(vec![item]);
     }
 
     /// Hands the activities one step scheduled to the activity workers, together (one lock).
-    pub(crate) fn enqueue_activities(&self, items: Vec<ActivityWorkItem>) {
+    pub(crate) fn enqueue_activities(&self, mut items: Vec<ActivityWorkItem>) {
+        {
+            let mut in_hand = self.activities_in_hand.lock();
+            items.retain(|item| in_hand.insert(item.id));
+        }
         if !items.is_empty() {
             self.queued_activities
                 .fetch_add(items.len(), Ordering::Relaxed);
             self.activities.push_all(items);
         }
+    }
+
+    /// An activity left the hands of this runtime (it ran, or was left to another runtime).
+    pub(crate) fn activity_done(&self, id: i64) {
+        self.activities_in_hand.lock().remove(&id);
     }
 
     /// An activity left the queue and started.

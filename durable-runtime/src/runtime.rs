@@ -542,7 +542,14 @@ impl Runtime {
         let _ = self.stop_steps.send(Some(deadline));
         clean &= self.step_loop.await.unwrap_or(false);
         if let Some(lease_loop) = self.lease_loop {
-            clean &= lease_loop.await.unwrap_or(false);
+            // Bounded: a renewal or the release of the leases waits on a database that may
+            // hang. Not aborted at the deadline (a renewal cut off in its claim's transaction
+            // would return its connection to the pool with the transaction open): left to
+            // finish on its own, it stops after the statement in flight and gives the leases
+            // up, or they expire.
+            clean &= tokio::time::timeout_at(deadline, lease_loop)
+                .await
+                .is_ok_and(|ran| ran.unwrap_or(false));
         }
         if !clean {
             tracing::warn!("shutdown timed out with work in flight; it resumes at the next start");

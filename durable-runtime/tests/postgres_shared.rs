@@ -728,3 +728,146 @@ async fn a_client_of_another_process_suspends_resumes_and_signals_held_instances
         "both workers held some: {ran_a} and {ran_b}"
     );
 }
+
+/// Returns its input at once: a start that needs nothing but its own message.
+#[orchestrator]
+async fn echoes(_ctx: OrchestrationContext, n: u32) -> Result<u32, OrchestrationError> {
+    Ok(n)
+}
+
+/// Waits (reading `pg_stat_activity`) until a statement is blocked by the backend `blocker`.
+/// From a connection of its own: inside a transaction the activity view is read once.
+async fn until_blocked_by(url: &str, blocker: i32, what: &str) {
+    let (monitor, connection) = tokio_postgres::connect(url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let rows = monitor
+            .query(
+                "SELECT count(*) FROM pg_stat_activity
+                 WHERE $1 = ANY(pg_blocking_pids(pid)) AND query LIKE $2",
+                &[&blocker, &format!("%{what}%")],
+            )
+            .await
+            .expect("reads pg_stat_activity");
+        if rows[0].get::<_, i64>(0) > 0 {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no statement like {what:?} waited on the side transaction"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A worker's own start into a partition it is claiming (committed while the claim's statement
+/// runs, after its snapshot) is run: the claim marks the partition's work unseen again once it
+/// is held. Before, the start kept this worker as its origin, was left out of memory as not
+/// held, and was never adopted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_start_committed_while_its_partition_is_being_claimed_is_run() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some((url, schema, _dir)) =
+        setup("a_start_committed_while_its_partition_is_being_claimed_is_run")
+    else {
+        return;
+    };
+    // A stored start no worker holds yet: the claim updates its row, so a side transaction
+    // holding that row makes the claim wait after its snapshot was taken.
+    let client = shared_client(&url, &schema).await;
+    client
+        .start_with_id(echoes, "blocker".to_string(), 1u32)
+        .await
+        .expect("starts");
+    let (side, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    side.batch_execute(&format!("SET search_path = {schema}; BEGIN"))
+        .await
+        .expect("begins");
+    let locked = side
+        .query(
+            "SELECT 1 FROM messages WHERE instance_id = 'blocker' FOR SHARE",
+            &[],
+        )
+        .await
+        .expect("locks the start");
+    assert_eq!(locked.len(), 1, "the blocker's start is stored");
+    let side_pid: i32 = side
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("its pid")
+        .get(0);
+    // The only worker: it claims all sixteen partitions at its first renewal.
+    let runtime = Runtime::builder()
+        .postgres(&url)
+        .postgres_schema(&schema)
+        .postgres_shared()
+        .shutdown_timeout(Duration::from_secs(5))
+        .start()
+        .await
+        .expect("a shared runtime starts");
+    until_blocked_by(&url, side_pid, "epoch = epoch + 1").await;
+    runtime
+        .client()
+        .start_with_id(echoes, "victim".to_string(), 2u32)
+        .await
+        .expect("acknowledged");
+    side.batch_execute("ROLLBACK").await.expect("rolls back");
+    for (id, n) in [("victim", 2u32), ("blocker", 1)] {
+        let status = client
+            .wait_for_completion(id, Duration::from_secs(30))
+            .await
+            .expect("completes");
+        assert_eq!(status.runtime_status, RuntimeStatus::Completed, "{id}");
+        assert_eq!(status.output_as::<u32>().expect("output"), n, "{id}");
+    }
+    runtime.shutdown().await;
+}
+
+/// Shutdown keeps to its timeout while the database hangs the lease loop (its renewal waits on
+/// a lock of the leases table): the loop is left to finish on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_keeps_to_its_timeout_while_a_renewal_hangs() {
+    let _one = ONE_AT_A_TIME.lock().await;
+    let Some((url, schema, _dir)) = setup("shutdown_keeps_to_its_timeout_while_a_renewal_hangs")
+    else {
+        return;
+    };
+    create_schema(&url, &schema).await;
+    let runtime = Runtime::builder()
+        .postgres(&url)
+        .postgres_schema(&schema)
+        .lease_ttl(Duration::from_millis(300))
+        .shutdown_timeout(Duration::from_secs(1))
+        .start()
+        .await
+        .expect("a shared runtime starts");
+    until_balanced(&url, &schema, 1).await;
+    let (side, connection) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .expect("connects");
+    tokio::spawn(connection);
+    side.batch_execute(&format!(
+        "SET search_path = {schema}; BEGIN; LOCK TABLE partitions IN ACCESS EXCLUSIVE MODE"
+    ))
+    .await
+    .expect("locks the leases");
+    let side_pid: i32 = side
+        .query_one("SELECT pg_backend_pid()", &[])
+        .await
+        .expect("its pid")
+        .get(0);
+    // The renewal every 100 ms: it waits on the lock.
+    until_blocked_by(&url, side_pid, "INSERT INTO workers").await;
+    let shutdown = tokio::time::timeout(Duration::from_secs(20), runtime.shutdown()).await;
+    side.batch_execute("ROLLBACK").await.expect("rolls back");
+    assert!(
+        shutdown.is_ok(),
+        "shutdown (timeout 1 s) still waited after 20 s for the hung renewal"
+    );
+}

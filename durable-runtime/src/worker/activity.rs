@@ -11,12 +11,25 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use tracing::Instrument;
 
+/// Takes an activity out of the runtime's hands when it returns, however it returns. Its
+/// result may still wait for its step then: a row handed over again before that step commits
+/// its completion runs once more (a window left open: closing it means keeping the id until
+/// the step commits).
+struct InHand(Arc<Shared>, i64);
+
+impl Drop for InHand {
+    fn drop(&mut self) {
+        self.0.dispatcher.activity_done(self.1);
+    }
+}
+
 /// Runs one activity (catching panics) and hands its result to its instance.
 pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
     // Taken before the activity leaves the queue's count: a test harness never sees it in
     // neither.
     let _busy = shared.busy();
     shared.dispatcher.activity_started();
+    let _in_hand = InHand(shared.clone(), item.id);
     if !shared.holds(&item.instance_id) {
         // Its partition went to another runtime (a shared store), which runs it.
         tracing::debug!(instance = %item.instance_id, "activity left to the holder of its instance");

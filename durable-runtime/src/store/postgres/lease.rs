@@ -24,7 +24,7 @@ use crate::store::{
 use deadpool_postgres::Pool;
 use md5::{Digest, Md5};
 use parking_lot::RwLock;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -43,6 +43,14 @@ struct Held {
     /// Until when (by this process's monotonic clock) the leases are certainly valid: the
     /// moment the renewal was sent plus the TTL, never later than the database's expiry.
     valid_until: Instant,
+    /// The partitions (and epochs) the engine was last told of: what the next renewal that
+    /// succeeds reports as lost and gained. Kept apart from `epochs`, which a renewal
+    /// overwrites before its last statements, so that a renewal failing there loses no loss.
+    reported: BTreeMap<u16, i64>,
+    /// Partitions whose stored work must be marked unseen once held (held again after a
+    /// lapse, or held in the database but not here): kept until a renewal did it, so that a
+    /// renewal failing before it does not leave this worker's own rows unadopted for good.
+    unsee: BTreeSet<u16>,
 }
 
 /// The lease state of one worker: shared by the store's writer (fencing) and the engine.
@@ -90,6 +98,8 @@ impl LeaseState {
             held: RwLock::new(Held {
                 epochs: BTreeMap::new(),
                 valid_until: Instant::now(),
+                reported: BTreeMap::new(),
+                unsee: BTreeSet::new(),
             }),
             signal: Notify::new(),
             finished: parking_lot::Mutex::new(Vec::new()),
@@ -182,6 +192,13 @@ impl LeaseState {
         Fence(mask)
     }
 
+    /// Has the stored work of `parts` marked unseen at the next renewal, if still held.
+    fn unsee_later(&self, parts: &[i16]) {
+        let mut held = self.held.write();
+        held.unsee
+            .extend(parts.iter().filter_map(|&p| u16::try_from(p).ok()));
+    }
+
     /// Drops partitions from what is held (before giving them up in the database, so that
     /// no transaction begun after this fences them in).
     fn forget(&self, parts: &[u16]) {
@@ -250,15 +267,15 @@ SELECT part, epoch FROM claimed";
 /// The order of each change matters, because this worker decides what to hand over in
 /// memory by what it holds in memory, and its adoption skips the work it created itself:
 /// - a partition given up is forgotten here before the database hears of it;
-/// - a partition claimed is held here before the claim commits (the claim's transaction
-///   marks its stored work unseen), so that nothing this worker writes for it in between
-///   is neither handed over in memory nor adopted;
+/// - a partition claimed is held here before the claim commits, and its stored work is
+///   marked unseen again (in the claim's transaction) after it is held, so that nothing this
+///   worker writes for it while the claim runs is neither handed over in memory nor adopted;
 /// - leases that lapsed here (a slow renewal, a stall) are held again before their stored
 ///   work is marked unseen, for the same reason: whatever this worker left aside while they
 ///   had lapsed (not dispatched, not run, steps refused) is adopted again.
 pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange, StoreError> {
     let sent = Instant::now();
-    let (before, was_valid) = {
+    let (in_memory, was_valid) = {
         let held = state.held.read();
         (held.epochs.clone(), Instant::now() < held.valid_until)
     };
@@ -281,6 +298,14 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
     let lapsed = {
         let mut held = state.held.write();
         let lapsed = !(was_valid && Instant::now() < held.valid_until);
+        // Held again after a lapse, or held in the database though not here (a give-up or a
+        // claim that failed after all or not): this worker left their work aside meanwhile.
+        let regained: Vec<u16> = renewed
+            .keys()
+            .filter(|p| lapsed || !in_memory.contains_key(p))
+            .copied()
+            .collect();
+        held.unsee.extend(regained);
         held.epochs = renewed.clone();
         held.valid_until = sent + state.ttl;
         lapsed
@@ -312,23 +337,37 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
         let wanted = i64::try_from(share - renewed.len()).unwrap_or(0);
         claimed = claim(&db, state, ttl, wanted).await?;
     }
-    if lapsed {
-        let regained: Vec<i16> = renewed.keys().map(|&p| p as i16).collect();
-        if !regained.is_empty() {
-            db.execute(UNSEE, &[&regained]).await?;
-        }
+    // Held here before the statement's snapshot (see above); a pending mark of a partition no
+    // longer held is dropped: its rows are its new holder's to adopt.
+    let unsee: Vec<u16> = {
+        let mut held = state.held.write();
+        let Held { epochs, unsee, .. } = &mut *held;
+        unsee.retain(|p| epochs.contains_key(p));
+        unsee.iter().copied().collect()
+    };
+    if !unsee.is_empty() {
+        let unsee_sql: Vec<i16> = unsee.iter().map(|&p| p as i16).collect();
+        db.execute(UNSEE, &[&unsee_sql]).await?;
     }
-    let held = state.held.read().epochs.clone();
-    let lost = before
+    let mut held = state.held.write();
+    for part in &unsee {
+        held.unsee.remove(part);
+    }
+    let lost = held
+        .reported
         .iter()
-        .filter(|(p, e)| held.get(p) != Some(e))
+        .filter(|(p, e)| held.epochs.get(p) != Some(e))
         .map(|(&p, _)| p)
         .collect();
     let gained = held
-        .keys()
-        .filter(|p| lapsed || claimed.contains(p) || !before.contains_key(p))
-        .copied()
+        .epochs
+        .iter()
+        .filter(|(p, e)| {
+            lapsed || claimed.contains(p) || unsee.contains(p) || held.reported.get(p) != Some(e)
+        })
+        .map(|(&p, _)| p)
         .collect();
+    held.reported = held.epochs.clone();
     Ok(LeaseChange { gained, lost })
 }
 
@@ -374,7 +413,22 @@ async fn claim(
             }
         }
     }
-    if let Err(err) = db.batch("COMMIT").await {
+    // `CLAIM` marked the work unseen as of its snapshot, taken when it started: a row this
+    // worker committed into these partitions while it ran (a client's start, before they were
+    // held here) was left out of memory as not held, and kept this worker as its origin, so
+    // adoption would skip it forever. Marked unseen again now that they are held (a new
+    // snapshot, as every statement of a read-committed transaction takes): whatever commits
+    // after this snapshot was written while they were held, and kept in memory.
+    let claimed_sql: Vec<i16> = claimed.iter().map(|&p| p as i16).collect();
+    let unseen = match claimed_sql.is_empty() {
+        true => Ok(0),
+        false => db.execute(UNSEE, &[&claimed_sql]).await,
+    };
+    let committed = match unseen {
+        Ok(_) => db.batch("COMMIT").await,
+        Err(err) => Err(err),
+    };
+    if let Err(err) = committed {
         // Not claimed after all: what was handed over for them meanwhile is refused at its
         // commit and stays in the store, for whoever holds them.
         state.forget(&claimed);
@@ -416,7 +470,8 @@ pub(crate) async fn release_all(pool: &Pool, state: &LeaseState) -> Result<(), S
 
 /// Takes over up to `limit` unseen rows of each kind of work in the partitions held (see
 /// [`crate::store::Leases::adopt`]): marks them as this worker's and returns them. The four
-/// statements are pipelined on one connection.
+/// statements are pipelined on one connection, in one transaction: rows marked this worker's
+/// but not returned (one statement failed) would be adopted by no one.
 pub(crate) async fn adopt(
     pool: &Pool,
     state: &LeaseState,
@@ -452,7 +507,8 @@ pub(crate) async fn adopt(
         "id, entity_id, operation, input, sender, created_ms, reply",
     );
     let params: [&(dyn tokio_postgres::types::ToSql + Sync); 3] = [me, &parts, &limit];
-    let (messages, activities, timers, entities) = tokio::try_join!(
+    db.batch("BEGIN").await?;
+    let pages = tokio::try_join!(
         read::decode_page(&db, "messages", &messages_sql, &params, read::message_row),
         read::decode_page(
             &db,
@@ -469,7 +525,21 @@ pub(crate) async fn adopt(
             &params,
             entity_message_row
         ),
-    )?;
+    );
+    let (messages, activities, timers, entities) = match pages {
+        Ok(pages) => pages,
+        Err(err) => {
+            let _ = db.batch("ROLLBACK").await;
+            return Err(err);
+        }
+    };
+    if let Err(err) = db.batch("COMMIT").await {
+        // It may have committed: the rows would be this worker's, yet dropped here. Marked
+        // unseen again at the next renewal, they are adopted by the adoption that follows it.
+        state.unsee_later(&parts);
+        let _ = db.batch("ROLLBACK").await;
+        return Err(err);
+    }
     let full = |n: usize| i64::try_from(n).unwrap_or(i64::MAX) >= limit;
     let more = full(messages.items.len() + messages.corrupt.len())
         || full(activities.items.len() + activities.corrupt.len())
