@@ -535,11 +535,10 @@ fn drop_duplicates(messages: &mut Vec<Inbound>) {
     if messages.len() < 2 {
         return;
     }
+    // Any source twice is the same work twice: a stored message too, which a shared store can
+    // hand over again (adopted after a lease lapsed while it was already in memory).
     let mut seen = HashSet::new();
-    messages.retain(|m| match m.source {
-        Source::Timer(_) | Source::Activity(_) => seen.insert(m.source),
-        Source::Message(_) => true,
-    });
+    messages.retain(|m| seen.insert(m.source));
 }
 
 /// The ids of the stored messages among `inbound`.
