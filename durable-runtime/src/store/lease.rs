@@ -31,6 +31,19 @@ pub struct LeaseChange {
     pub lost: Vec<u16>,
 }
 
+/// One stretch of holding a partition without a gap in what this runtime has seen of it.
+/// A new one (a new `tenure`) begins when the partition is taken, and whenever this runtime may
+/// have left some of its work aside (its lease lapsed, an adoption's outcome was unknown) and
+/// has marked the stored work unseen again: a lease whose adoption has finished (see
+/// [`Leases::adopt`]) gives way to one with work still to adopt.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseId {
+    /// The partition.
+    pub partition: u16,
+    /// A number this runtime gives the stretch (new ones are larger).
+    pub tenure: u64,
+}
+
 /// Work of this runtime's partitions that it had not seen: created by another process, or
 /// left by the previous holder of a partition it gained.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -72,6 +85,14 @@ pub trait Leases: Send + Sync + 'static {
     /// Whether this runtime holds (by its own clock, which expires leases no later than the
     /// store does) the partition of the instance or entity `id`. Cheap: no I/O.
     fn holds(&self, id: &str) -> bool;
+
+    /// The lease under which this runtime holds the partition of `id`, if it holds it (by the
+    /// same clock as [`holds`](Self::holds)). Cheap: no I/O.
+    fn lease_of(&self, id: &str) -> Option<LeaseId>;
+
+    /// Every lease held now whose stored work an adoption begun now would read whole (not
+    /// one whose work has yet to be marked unseen again). Cheap: no I/O.
+    fn leases_held(&self) -> Vec<LeaseId>;
 
     /// Renews the leases held, claims free or expired partitions up to a fair share of the
     /// live workers, and gives up the partitions over that share; reports what changed.

@@ -35,7 +35,7 @@ pub use entity::{
     LOCK_OPERATION, NewEntityMessage, UNLOCK_OPERATION,
 };
 pub(crate) use entity::{RawEntityMessage, decode_state, entity_key_scope};
-pub use lease::{Adopted, LeaseChange, Leases};
+pub use lease::{Adopted, LeaseChange, LeaseId, Leases};
 pub use manage::{
     Manage, ManagedWork, PurgeFilter, PurgeTarget, REWIND_HOLDING_LOCKS, START_TIMER_TASK,
 };
@@ -548,6 +548,16 @@ pub struct PendingPage<T> {
     pub last_id: Option<i64>,
 }
 
+/// What [`Backend::read_current_run`] reads: where an instance stands, without payloads.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CurrentRun {
+    /// Its runtime status.
+    pub status: RuntimeStatus,
+    /// The id of its current run (a new one with each `continue_as_new` and restart); empty
+    /// for an instance created before runs had ids.
+    pub execution_id: String,
+}
+
 /// A place to keep histories and queues. Implemented by the embedded SQLite store; a shared
 /// database backend implements the same contract with leased work items.
 #[async_trait]
@@ -564,11 +574,19 @@ pub trait Backend: Send + Sync + 'static {
     /// One page of instances matching `query`.
     async fn list_instances(&self, query: &InstanceQuery) -> Result<InstancePage, StoreError>;
 
+    /// The instance's runtime status and current run (cheap: no payloads), if it exists.
+    async fn read_current_run(&self, instance_id: &str) -> Result<Option<CurrentRun>, StoreError>;
+
     /// The instance's runtime status alone (cheap: no payloads), if it exists.
     async fn read_runtime_status(
         &self,
         instance_id: &str,
-    ) -> Result<Option<RuntimeStatus>, StoreError>;
+    ) -> Result<Option<RuntimeStatus>, StoreError> {
+        Ok(self
+            .read_current_run(instance_id)
+            .await?
+            .map(|run| run.status))
+    }
 
     /// The largest message and activity ids in the store. Ids only grow, so work
     /// created after this call has larger ids: startup recovery reads up to these marks and

@@ -142,6 +142,6 @@ impl TestRuntime {
         self.hooks.in_flight() == 0
             && messages == 0
             && activities == 0
-            && shared.held_back.len() == 0
+            && shared.held_messages() == 0
     }
 }

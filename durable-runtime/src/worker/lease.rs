@@ -9,8 +9,11 @@
 //! catches what a lost notification or a race with a change of holder left behind.
 
 use super::{Shared, StopSignal, entity, recovery, stopping};
+use crate::dispatch::Dispatcher;
 use crate::history::HistoryEvent;
-use crate::store::{Leases, Written};
+use crate::store::{LeaseId, Leases, Message, Written};
+use parking_lot::Mutex;
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::time::Instant;
@@ -66,8 +69,10 @@ pub(crate) async fn run(
     true
 }
 
-/// Adopts every unseen piece of work of the partitions held, a page at a time.
+/// Adopts every unseen piece of work of the partitions held, a page at a time; then opens the
+/// [`AdoptionGate`] of the leases held when it began.
 async fn adopt(shared: &Arc<Shared>, leases: &dyn Leases) {
+    let adopting = leases.leases_held();
     loop {
         let adopted = match leases.adopt(ADOPT_PAGE).await {
             Ok(adopted) => adopted,
@@ -78,6 +83,9 @@ async fn adopt(shared: &Arc<Shared>, leases: &dyn Leases) {
             }
         };
         if adopted.is_empty() {
+            shared
+                .adoption_gate
+                .open(leases, &adopting, &shared.dispatcher);
             return;
         }
         tracing::debug!(
@@ -111,8 +119,81 @@ async fn adopt(shared: &Arc<Shared>, leases: &dyn Leases) {
             entity::Entities::deliver(shared, message);
         }
         if !adopted.more {
+            shared
+                .adoption_gate
+                .open(leases, &adopting, &shared.dispatcher);
             return;
         }
+    }
+}
+
+/// Keeps the messages to one instance in the order they were committed across a change of
+/// holder, as startup recovery's hold-back does across a restart: a message this runtime
+/// writes for an instance of a partition it has just taken over waits until adoption has
+/// handed over what was stored for that partition before, then follows it. Without it a
+/// client's resume could be stepped before the suspend or the event that the last holder
+/// left in the store.
+///
+/// A lease is open once an adoption that began while it was held has read everything unseen:
+/// what this runtime writes afterwards is newer than all it adopted. Held messages of a
+/// partition lost meanwhile are dropped from memory: they are in the store, and its new
+/// holder adopts them.
+#[derive(Default)]
+pub(crate) struct AdoptionGate {
+    state: Mutex<GateState>,
+}
+
+#[derive(Default)]
+struct GateState {
+    open: HashSet<LeaseId>,
+    /// Messages for instances of leases not open yet, in the order they were written.
+    held: Vec<Message>,
+}
+
+impl AdoptionGate {
+    /// Returns `message` if it may be delivered now (its lease is open); keeps it otherwise.
+    /// `None` too for a message of a partition no longer held: it is its holder's.
+    pub(crate) fn admit(&self, leases: &dyn Leases, message: Message) -> Option<Message> {
+        let lease = leases.lease_of(&message.instance_id)?;
+        let mut state = self.state.lock();
+        if state.open.contains(&lease) {
+            return Some(message);
+        }
+        state.held.push(message);
+        None
+    }
+
+    /// Opens the leases of `adopted` that are still held (adoption has handed over their older
+    /// work), forgets the ones no longer held, and delivers the messages held for open ones,
+    /// in commit order. Under the lock, so that nothing admitted meanwhile overtakes them.
+    fn open(&self, leases: &dyn Leases, adopted: &[LeaseId], dispatcher: &Dispatcher) {
+        let held_now: HashSet<LeaseId> = leases.leases_held().into_iter().collect();
+        let mut state = self.state.lock();
+        state.open.retain(|lease| held_now.contains(lease));
+        state
+            .open
+            .extend(adopted.iter().filter(|lease| held_now.contains(lease)));
+        let mut waiting = std::mem::take(&mut state.held);
+        waiting.sort_by_key(|m| m.id);
+        for message in waiting {
+            match leases.lease_of(&message.instance_id) {
+                Some(lease) if state.open.contains(&lease) => dispatcher.deliver(message),
+                Some(_) => state.held.push(message),
+                None => {}
+            }
+        }
+    }
+
+    /// Whether a message for `id` written now would be delivered at once (its lease is open).
+    pub(crate) fn is_open(&self, leases: &dyn Leases, id: &str) -> bool {
+        leases
+            .lease_of(id)
+            .is_some_and(|lease| self.state.lock().open.contains(&lease))
+    }
+
+    /// How many messages are held now.
+    pub(crate) fn len(&self) -> usize {
+        self.state.lock().held.len()
     }
 }
 

@@ -56,6 +56,9 @@ pub(crate) struct Shared {
     pub limits: Limits,
     /// New messages waiting for startup recovery to hand over older ones.
     pub held_back: recovery::HeldBack,
+    /// On a shared store, new messages for the partitions just taken over, waiting for
+    /// adoption to hand over older ones.
+    pub adoption_gate: lease::AdoptionGate,
     /// Whether writes are getting through.
     pub health: HealthMonitor,
     /// A test harness's hooks (`None` in production).
@@ -169,6 +172,24 @@ impl Shared {
         }
     }
 
+    /// Hands a message this runtime wrote to its instance, after the older ones of a partition
+    /// it has just taken over (see [`lease::AdoptionGate`]).
+    fn deliver_written(&self, message: Message) {
+        let message = match &self.leases {
+            None => message,
+            Some(leases) => match self.adoption_gate.admit(&**leases, message) {
+                Some(message) => message,
+                None => return,
+            },
+        };
+        self.deliver(message);
+    }
+
+    /// New messages held back in memory, by startup recovery or adoption.
+    pub(crate) fn held_messages(&self) -> usize {
+        self.held_back.len() + self.adoption_gate.len()
+    }
+
     /// Hands what a durable write created to the dispatcher.
     fn dispatch(self: &Arc<Self>, written: Written) -> Delivered {
         if !self.runs_work {
@@ -188,7 +209,7 @@ impl Shared {
         };
         match written {
             Written::Instance(message) | Written::Delivered(Some(message)) => {
-                self.deliver(message);
+                self.deliver_written(message);
                 Delivered::Sent
             }
             Written::Step(work) => {
@@ -196,7 +217,7 @@ impl Shared {
                 self.dispatcher.arm_timers(work.timers);
                 // Sub-orchestrations' starts, and outcomes on their way to parents.
                 for message in work.messages {
-                    self.deliver(message);
+                    self.deliver_written(message);
                 }
                 for message in work.entity_messages {
                     entity::Entities::deliver(self, message);
@@ -211,7 +232,7 @@ impl Shared {
                 // Messages first: a resumed instance's parked messages and its
                 // `ExecutionResumed` are then stepped together.
                 for message in work.messages {
-                    self.deliver(message);
+                    self.deliver_written(message);
                 }
                 for instance_id in &work.changed {
                     self.dispatcher.changed(instance_id);
@@ -227,7 +248,7 @@ impl Shared {
                 }
                 // Results of operations orchestrations called.
                 for message in work.messages {
-                    self.deliver(message);
+                    self.deliver_written(message);
                 }
                 Delivered::Sent
             }

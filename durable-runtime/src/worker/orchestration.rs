@@ -222,10 +222,10 @@ async fn run_step(
     check_status: bool,
     slot: &mut Slot,
 ) -> Result<Stepped, StoreError> {
-    let mut execution = match execution {
-        Some(execution) if !check_status => execution,
+    let (mut execution, stored_run) = match execution {
+        Some(execution) if !check_status => (execution, None),
         _ => match rebuild(shared, instance_id, messages, check_status).await? {
-            Rebuilt::Execution(execution) => execution,
+            Rebuilt::Execution(execution, stored_run) => (execution, stored_run),
             Rebuilt::Finished => {
                 // A late message (a losing timer, a late result) for a finished instance: consume
                 // it without replaying the history.
@@ -253,15 +253,22 @@ async fn run_step(
     let run = if execution.is_started() {
         execution.execution_id().clone()
     } else {
-        messages
-            .iter()
-            .find_map(|m| match &m.event {
-                HistoryEvent::ExecutionStarted(started) => Some(Arc::from(
-                    started.execution_id.as_deref().unwrap_or_default(),
-                )),
-                _ => None,
-            })
-            .unwrap_or_else(|| Arc::from(""))
+        let mut starts = messages.iter().filter_map(|m| match &m.event {
+            HistoryEvent::ExecutionStarted(started) => {
+                Some(started.execution_id.as_deref().unwrap_or_default())
+            }
+            _ => None,
+        });
+        match stored_run {
+            // A shared store can hand over again the start of a run that has ended since (read
+            // by an adoption before the step that consumed it committed): only the start of
+            // the run the store is on begins one, the others are consumed as stale.
+            Some(stored) => match starts.any(|run| run == stored) {
+                true => Arc::from(stored),
+                false => return Ok(Stepped::AwaitingStart),
+            },
+            None => Arc::from(starts.next().unwrap_or_default()),
+        }
     };
     // Results of another run (before a restart of the instance) never land in this one: they
     // are consumed, not applied.
@@ -363,7 +370,9 @@ fn is_start(event: &HistoryEvent) -> bool {
 
 /// What the store says about an instance that is not in memory.
 enum Rebuilt {
-    Execution(Box<Execution>),
+    /// The execution to step, and the run the store is on, when it was read (an execution
+    /// not started yet begins that run, and no other).
+    Execution(Box<Execution>, Option<String>),
     Finished,
     Suspended,
     Unknown,
@@ -378,39 +387,46 @@ async fn rebuild(
     check_status: bool,
 ) -> Result<Rebuilt, StoreError> {
     let limit = shared.limits.max_payload_bytes;
+    let mut stored_run = None;
+    let mut status_read = None;
     if check_status {
-        match shared.store.read_runtime_status(instance_id).await? {
+        match shared.store.read_current_run(instance_id).await? {
             None => return Ok(Rebuilt::Unknown),
-            Some(RuntimeStatus::Suspended) => return Ok(Rebuilt::Suspended),
-            Some(status)
-                if !matches!(
-                    status,
-                    RuntimeStatus::Pending | RuntimeStatus::Running | RuntimeStatus::ContinuedAsNew
-                ) =>
-            {
-                return Ok(Rebuilt::Finished);
-            }
-            Some(_) => {}
+            Some(run) => match run.status {
+                RuntimeStatus::Suspended => return Ok(Rebuilt::Suspended),
+                status @ (RuntimeStatus::Pending
+                | RuntimeStatus::Running
+                | RuntimeStatus::ContinuedAsNew) => {
+                    status_read = Some(status);
+                    // Empty for an instance created before runs had ids: any start goes.
+                    stored_run = Some(run.execution_id).filter(|id| !id.is_empty());
+                }
+                _ => return Ok(Rebuilt::Finished),
+            },
         }
     }
     let starts_here = messages.iter().any(|m| is_start(&m.event));
     // ExecutionStarted is consumed by the first step, in the same transaction that writes the
     // first history: while it is pending, the history is empty.
     if starts_here && !check_status {
-        return Ok(Rebuilt::Execution(Box::new(Execution::new(
-            instance_id,
-            limit,
-        ))));
+        return Ok(Rebuilt::Execution(
+            Box::new(Execution::new(instance_id, limit)),
+            None,
+        ));
     }
     let history = shared.store.read_history(instance_id).await?;
     if history.is_empty() {
         if starts_here {
-            return Ok(Rebuilt::Execution(Box::new(Execution::new(
-                instance_id,
-                limit,
-            ))));
+            return Ok(Rebuilt::Execution(
+                Box::new(Execution::new(instance_id, limit)),
+                stored_run,
+            ));
         }
-        return Ok(match shared.store.read_runtime_status(instance_id).await? {
+        let status = match status_read {
+            Some(status) => Some(status),
+            None => shared.store.read_runtime_status(instance_id).await?,
+        };
+        return Ok(match status {
             None => Rebuilt::Unknown,
             Some(status) if status.is_terminal() => Rebuilt::Finished,
             // Created, but its start has not reached this worker yet.
@@ -429,12 +445,15 @@ async fn rebuild(
         return Ok(Rebuilt::Finished);
     }
     shared.dispatcher.replayed();
-    Ok(Rebuilt::Execution(Box::new(Execution::replay(
-        &shared.registry,
-        instance_id,
-        &history,
-        limit,
-    ))))
+    Ok(Rebuilt::Execution(
+        Box::new(Execution::replay(
+            &shared.registry,
+            instance_id,
+            &history,
+            limit,
+        )),
+        None,
+    ))
 }
 
 /// Stores the activity results and timer firings among `messages` that are only in memory as

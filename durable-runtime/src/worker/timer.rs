@@ -186,7 +186,7 @@ pub(crate) async fn run(
         // and for the steps to catch up with the messages (polled). Messages held back for
         // recovery count: a due timer of an instance of the earlier process delivers one,
         // which waits in memory until recovery is done.
-        let backlogged = shared.dispatcher.backlog().0 + shared.held_back.len() > MESSAGE_BACKLOG;
+        let backlogged = shared.dispatcher.backlog().0 + shared.held_messages() > MESSAGE_BACKLOG;
         let caught_up = !firing && !backlogged;
         if let Some((after, limit)) = wanted
             && caught_up
@@ -297,15 +297,20 @@ async fn fail_corrupt(shared: &Arc<Shared>, row: crate::store::CorruptRow) {
 /// timers that must fire through the store instead: scheduled starts (firing one sends the
 /// instance's `ExecutionStarted`, which the store builds from the instance's row), and every
 /// timer while startup recovery still holds messages back (an in-memory firing could overtake
-/// an older stored event).
+/// an older stored event), and, on a shared store, the timers of partitions whose adoption has
+/// yet to hand over the older messages (see [`AdoptionGate`](super::lease::AdoptionGate)).
 fn hand_over(shared: &Shared, mut due: Vec<TimerWorkItem>) -> Option<Vec<TimerWorkItem>> {
     if shared.leases.is_some() {
         // A timer of a partition another runtime took over is that runtime's to fire.
         due.retain(|timer| shared.holds(&timer.instance_id));
     }
+    let adopted = |id: &str| match &shared.leases {
+        None => true,
+        Some(leases) => shared.adoption_gate.is_open(&**leases, id),
+    };
     let (through_store, in_memory): (Vec<_>, Vec<_>) = due
         .into_iter()
-        .partition(|timer| timer.task_id == START_TIMER_TASK);
+        .partition(|timer| timer.task_id == START_TIMER_TASK || !adopted(&timer.instance_id));
     let mut in_memory = Some(in_memory);
     shared.held_back.when_released(|| {
         for timer in in_memory.take().into_iter().flatten() {

@@ -3,10 +3,10 @@
 
 use async_trait::async_trait;
 use durable_runtime::HistoryRecord;
-use durable_runtime::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
+use durable_runtime::instance::{InstancePage, InstanceQuery, InstanceStatus};
 use durable_runtime::store::{
-    ActivityWorkItem, Backend, DueKey, Message, PendingPage, StoreError, TimerWorkItem, Watermarks,
-    Write, Written,
+    ActivityWorkItem, Backend, CurrentRun, DueKey, Message, PendingPage, StoreError, TimerWorkItem,
+    Watermarks, Write, Written,
 };
 use std::future::Future;
 use std::pin::Pin;
@@ -33,6 +33,9 @@ pub struct HookedStore {
     /// If set, reads of pending messages wait until it says true (startup recovery held at a
     /// point the test chooses).
     pub pages_open: Option<tokio::sync::watch::Receiver<bool>>,
+    /// If set, stands in for the leases of `inner` (a shared store): the test decides what
+    /// adoption hands over.
+    pub leases: Option<Arc<dyn durable_runtime::store::Leases>>,
 }
 
 impl HookedStore {
@@ -43,6 +46,7 @@ impl HookedStore {
             hook: Arc::new(|_, _| -> BoxFut { Box::pin(async { None }) }),
             page_delay,
             pages_open: None,
+            leases: None,
         }
     }
 }
@@ -73,11 +77,8 @@ impl Backend for HookedStore {
         self.inner.list_instances(query).await
     }
 
-    async fn read_runtime_status(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<RuntimeStatus>, StoreError> {
-        self.inner.read_runtime_status(instance_id).await
+    async fn read_current_run(&self, instance_id: &str) -> Result<Option<CurrentRun>, StoreError> {
+        self.inner.read_current_run(instance_id).await
     }
 
     async fn work_watermarks(&self) -> Result<Watermarks, StoreError> {
@@ -142,7 +143,7 @@ impl Backend for HookedStore {
     }
 
     fn leases(&self) -> Option<Arc<dyn durable_runtime::store::Leases>> {
-        self.inner.leases()
+        self.leases.clone().or_else(|| self.inner.leases())
     }
 
     async fn entity_log(

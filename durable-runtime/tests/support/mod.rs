@@ -209,6 +209,7 @@ impl TestStore {
                 hook,
                 page_delay: std::time::Duration::ZERO,
                 pages_open: None,
+                leases: None,
             };
             return Runtime::builder().store(std::sync::Arc::new(store));
         }
@@ -235,6 +236,7 @@ impl TestStore {
             hook,
             page_delay: std::time::Duration::ZERO,
             pages_open: None,
+            leases: None,
         };
         Runtime::builder().store(std::sync::Arc::new(store))
     }
@@ -253,6 +255,7 @@ impl TestStore {
             hook,
             page_delay: std::time::Duration::ZERO,
             pages_open: Some(pages_open),
+            leases: None,
         };
         Runtime::builder().store(std::sync::Arc::new(store))
     }

@@ -19,7 +19,7 @@
 use super::db::{Db, col};
 use super::read;
 use crate::store::{
-    Adopted, EntityMessage, EntityReply, LeaseChange, NewEntityMessage, StoreError,
+    Adopted, EntityMessage, EntityReply, LeaseChange, LeaseId, NewEntityMessage, StoreError,
 };
 use deadpool_postgres::Pool;
 use md5::{Digest, Md5};
@@ -51,6 +51,26 @@ struct Held {
     /// lapse, or held in the database but not here): kept until a renewal did it, so that a
     /// renewal failing before it does not leave this worker's own rows unadopted for good.
     unsee: BTreeSet<u16>,
+    /// Partition to its tenure (see [`LeaseId`]): renewed whenever this worker may have left
+    /// work of it aside, or has marked its stored work unseen for adoption to take again.
+    tenures: BTreeMap<u16, u64>,
+    /// The next tenure given out.
+    next_tenure: u64,
+}
+
+impl Held {
+    /// Starts a new tenure of `part`: a lease open for the old one is not open for it.
+    fn new_tenure(&mut self, part: u16) {
+        self.next_tenure += 1;
+        self.tenures.insert(part, self.next_tenure);
+    }
+
+    fn lease_id(&self, part: u16) -> LeaseId {
+        LeaseId {
+            partition: part,
+            tenure: self.tenures.get(&part).copied().unwrap_or(0),
+        }
+    }
 }
 
 /// The lease state of one worker: shared by the store's writer (fencing) and the engine.
@@ -100,6 +120,8 @@ impl LeaseState {
                 valid_until: Instant::now(),
                 reported: BTreeMap::new(),
                 unsee: BTreeSet::new(),
+                tenures: BTreeMap::new(),
+                next_tenure: 0,
             }),
             signal: Notify::new(),
             finished: parking_lot::Mutex::new(Vec::new()),
@@ -146,6 +168,27 @@ impl LeaseState {
     pub(crate) fn holds(&self, id: &str) -> bool {
         let held = self.held.read();
         Instant::now() < held.valid_until && held.epochs.contains_key(&partition_of(id))
+    }
+
+    pub(crate) fn lease_of(&self, id: &str) -> Option<LeaseId> {
+        let held = self.held.read();
+        let partition = partition_of(id);
+        (Instant::now() < held.valid_until && held.epochs.contains_key(&partition))
+            .then(|| held.lease_id(partition))
+    }
+
+    /// The leases held now, but for partitions whose stored work has yet to be marked unseen:
+    /// an adoption now would not read all of it.
+    pub(crate) fn leases_held(&self) -> Vec<LeaseId> {
+        let held = self.held.read();
+        if Instant::now() >= held.valid_until {
+            return Vec::new();
+        }
+        held.epochs
+            .keys()
+            .filter(|part| !held.unsee.contains(part))
+            .map(|&part| held.lease_id(part))
+            .collect()
     }
 
     pub(crate) fn holds_partition(&self, part: u16) -> bool {
@@ -195,8 +238,10 @@ impl LeaseState {
     /// Has the stored work of `parts` marked unseen at the next renewal, if still held.
     fn unsee_later(&self, parts: &[i16]) {
         let mut held = self.held.write();
-        held.unsee
-            .extend(parts.iter().filter_map(|&p| u16::try_from(p).ok()));
+        for part in parts.iter().filter_map(|&p| u16::try_from(p).ok()) {
+            held.unsee.insert(part);
+            held.new_tenure(part);
+        }
     }
 
     /// Drops partitions from what is held (before giving them up in the database, so that
@@ -205,6 +250,7 @@ impl LeaseState {
         let mut held = self.held.write();
         for part in parts {
             held.epochs.remove(part);
+            held.tenures.remove(part);
         }
     }
 }
@@ -305,8 +351,15 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
             .filter(|p| lapsed || !in_memory.contains_key(p))
             .copied()
             .collect();
-        held.unsee.extend(regained);
+        for &part in &regained {
+            held.unsee.insert(part);
+            held.new_tenure(part);
+        }
         held.epochs = renewed.clone();
+        let Held {
+            epochs, tenures, ..
+        } = &mut *held;
+        tenures.retain(|part, _| epochs.contains_key(part));
         held.valid_until = sent + state.ttl;
         lapsed
     };
@@ -350,8 +403,10 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
         db.execute(UNSEE, &[&unsee_sql]).await?;
     }
     let mut held = state.held.write();
-    for part in &unsee {
-        held.unsee.remove(part);
+    for &part in &unsee {
+        // Marked unseen: a tenure begins whose adoption takes all of it.
+        held.unsee.remove(&part);
+        held.new_tenure(part);
     }
     let lost = held
         .reported
@@ -409,6 +464,7 @@ async fn claim(
         for (part, epoch) in decoded {
             if let Ok(part) = u16::try_from(part) {
                 held.epochs.insert(part, epoch);
+                held.new_tenure(part);
                 claimed.push(part);
             }
         }

@@ -44,12 +44,12 @@ mod statements;
 mod writer;
 
 use super::{
-    ActivityWorkItem, Adopted, Backend, DueKey, EntityLogEntry, EntityPage, EntityQuery,
-    EntityRecord, EntitySnapshot, LeaseChange, Leases, Message, PendingPage, StoreError,
-    TimerWorkItem, Watermarks, Write, Written,
+    ActivityWorkItem, Adopted, Backend, CurrentRun, DueKey, EntityLogEntry, EntityPage,
+    EntityQuery, EntityRecord, EntitySnapshot, LeaseChange, LeaseId, Leases, Message, PendingPage,
+    StoreError, TimerWorkItem, Watermarks, Write, Written,
 };
 use crate::history::HistoryRecord;
-use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
+use crate::instance::{InstancePage, InstanceQuery, InstanceStatus};
 use async_trait::async_trait;
 use db::Db;
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
@@ -420,11 +420,8 @@ impl Backend for PostgresStore {
         self.read(async |db| read::list(db, query).await).await
     }
 
-    async fn read_runtime_status(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<RuntimeStatus>, StoreError> {
-        self.read(async |db| read::runtime_status(db, instance_id).await)
+    async fn read_current_run(&self, instance_id: &str) -> Result<Option<CurrentRun>, StoreError> {
+        self.read(async |db| read::current_run(db, instance_id).await)
             .await
     }
 
@@ -505,6 +502,14 @@ impl Leases for PgLeases {
 
     fn holds(&self, id: &str) -> bool {
         self.state.holds(id)
+    }
+
+    fn lease_of(&self, id: &str) -> Option<LeaseId> {
+        self.state.lease_of(id)
+    }
+
+    fn leases_held(&self) -> Vec<LeaseId> {
+        self.state.leases_held()
     }
 
     async fn renew(&self) -> Result<LeaseChange, StoreError> {

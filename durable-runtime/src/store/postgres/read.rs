@@ -10,8 +10,8 @@ use crate::history::{HistoryEvent, HistoryRecord};
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 use crate::payload::Payload;
 use crate::store::{
-    ActivityWorkItem, CorruptRow, DueKey, Message, PendingPage, StoreError, TimerWorkItem,
-    Watermarks,
+    ActivityWorkItem, CorruptRow, CurrentRun, DueKey, Message, PendingPage, StoreError,
+    TimerWorkItem, Watermarks,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
@@ -78,21 +78,21 @@ pub(crate) async fn instance(db: &Db<'_>, id: &str) -> Result<Option<InstanceSta
     }
 }
 
-/// The instance's status column alone.
-pub(crate) async fn runtime_status(
-    db: &Db<'_>,
-    id: &str,
-) -> Result<Option<RuntimeStatus>, StoreError> {
+/// The instance's status and current run.
+pub(crate) async fn current_run(db: &Db<'_>, id: &str) -> Result<Option<CurrentRun>, StoreError> {
     match db
         .query_opt(
-            "SELECT status FROM instances WHERE instance_id = $1",
+            "SELECT status, execution_id FROM instances WHERE instance_id = $1",
             &[&id],
         )
         .await?
     {
         Some(row) => {
             let text: String = col(&row, 0, "instances", id)?;
-            parse_status(id, &text).map(Some)
+            Ok(Some(CurrentRun {
+                status: parse_status(id, &text)?,
+                execution_id: col(&row, 1, "instances", id)?,
+            }))
         }
         None => Ok(None),
     }

@@ -32,11 +32,12 @@ mod tests_open;
 mod tests_timers;
 
 use super::{
-    ActivityWorkItem, Backend, DueKey, EntityLogEntry, EntityPage, EntityQuery, EntityRecord,
-    EntitySnapshot, Message, PendingPage, StoreError, TimerWorkItem, Watermarks, Write, Written,
+    ActivityWorkItem, Backend, CurrentRun, DueKey, EntityLogEntry, EntityPage, EntityQuery,
+    EntityRecord, EntitySnapshot, Message, PendingPage, StoreError, TimerWorkItem, Watermarks,
+    Write, Written,
 };
 use crate::history::HistoryRecord;
-use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
+use crate::instance::{InstancePage, InstanceQuery, InstanceStatus};
 use async_trait::async_trait;
 use lock::FileLock;
 use parking_lot::Mutex;
@@ -317,12 +318,9 @@ impl Backend for SqliteStore {
         self.read(move |conn| read::list(conn, &query)).await
     }
 
-    async fn read_runtime_status(
-        &self,
-        instance_id: &str,
-    ) -> Result<Option<RuntimeStatus>, StoreError> {
+    async fn read_current_run(&self, instance_id: &str) -> Result<Option<CurrentRun>, StoreError> {
         let instance_id = instance_id.to_string();
-        self.read(move |conn| read::runtime_status(conn, &instance_id))
+        self.read(move |conn| read::current_run(conn, &instance_id))
             .await
     }
 

@@ -10,8 +10,8 @@ use crate::history::{HistoryEvent, HistoryRecord};
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
 use crate::payload::Payload;
 use crate::store::{
-    ActivityWorkItem, CorruptRow, DueKey, Message, PendingPage, StoreError, TimerWorkItem,
-    Watermarks,
+    ActivityWorkItem, CorruptRow, CurrentRun, DueKey, Message, PendingPage, StoreError,
+    TimerWorkItem, Watermarks,
 };
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
@@ -83,17 +83,20 @@ pub(crate) fn instance(conn: &Connection, id: &str) -> Result<Option<InstanceSta
     }
 }
 
-/// The instance's status column alone.
-pub(crate) fn runtime_status(
-    conn: &Connection,
-    id: &str,
-) -> Result<Option<RuntimeStatus>, StoreError> {
-    let status: Option<String> = conn
-        .prepare_cached("SELECT status FROM instances WHERE instance_id = ?1")?
-        .query_row(params![id], |row| row.get(0))
+/// The instance's status and current run.
+pub(crate) fn current_run(conn: &Connection, id: &str) -> Result<Option<CurrentRun>, StoreError> {
+    let row: Option<(String, String)> = conn
+        .prepare_cached("SELECT status, execution_id FROM instances WHERE instance_id = ?1")?
+        .query_row(params![id], |row| Ok((row.get(0)?, row.get(1)?)))
         .optional()
         .at("instances", id)?;
-    status.map(|text| parse_status(id, &text)).transpose()
+    row.map(|(text, execution_id)| {
+        Ok(CurrentRun {
+            status: parse_status(id, &text)?,
+            execution_id,
+        })
+    })
+    .transpose()
 }
 
 /// The largest id of each kind of work (ids come from AUTOINCREMENT: they only grow).

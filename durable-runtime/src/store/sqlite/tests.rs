@@ -2,6 +2,7 @@
 
 use super::*;
 use crate::history::HistoryEvent;
+use crate::instance::RuntimeStatus;
 use crate::payload::Payload;
 use crate::store::{ErrorClass, NewInstance, StepCommit};
 

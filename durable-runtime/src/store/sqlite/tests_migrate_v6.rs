@@ -5,6 +5,7 @@ use super::schema::{APPLICATION_ID, SCHEMA_VERSION};
 use super::tests::step;
 use super::*;
 use crate::history::{CarriedEvent, HistoryEvent, ParentInstance};
+use crate::instance::RuntimeStatus;
 use crate::payload::Payload;
 use crate::store::{ContinueAsNew, ErrorClass};
 
