@@ -141,14 +141,17 @@ pub(crate) struct Dispatcher {
     held_messages: AtomicUsize,
     /// Activities queued, not yet started (for recovery's back-pressure).
     queued_activities: AtomicUsize,
-    /// Work item ids of the activities queued or running: a shared store's adoption hands
+    /// Work item ids of the activities queued or running, on a store shared by many runtimes
+    /// (`None` otherwise: only adoption hands work over twice): a shared store's adoption hands
     /// over again the rows of partitions whose work was marked unseen (a claim, a lapse), and
     /// an activity in hand must not run twice.
-    activities_in_hand: Mutex<HashSet<i64>>,
+    activities_in_hand: Option<Mutex<HashSet<i64>>>,
 }
 
 impl Dispatcher {
-    pub(crate) fn new(cache_capacity: usize) -> (Self, Queues) {
+    /// A dispatcher keeping up to `cache_capacity` idle executions; `shared` when the store is
+    /// shared by many runtimes (see [`Leases`](crate::store::Leases)).
+    pub(crate) fn new(cache_capacity: usize, shared: bool) -> (Self, Queues) {
         let (ready, ready_rx) = mpsc::unbounded_channel();
         let activities = Arc::new(FairQueue::default());
         let (timers, timers_rx) = mpsc::unbounded_channel();
@@ -164,7 +167,7 @@ impl Dispatcher {
             waiters: Mutex::new(HashMap::new()),
             held_messages: AtomicUsize::new(0),
             queued_activities: AtomicUsize::new(0),
-            activities_in_hand: Mutex::new(HashSet::new()),
+            activities_in_hand: shared.then(|| Mutex::new(HashSet::new())),
         };
         let queues = Queues {
             ready: ready_rx,
@@ -255,8 +258,8 @@ impl Dispatcher {
 
     /// Hands the activities one step scheduled to the activity workers, together (one lock).
     pub(crate) fn enqueue_activities(&self, mut items: Vec<ActivityWorkItem>) {
-        {
-            let mut in_hand = self.activities_in_hand.lock();
+        if let Some(in_hand) = &self.activities_in_hand {
+            let mut in_hand = in_hand.lock();
             items.retain(|item| in_hand.insert(item.id));
         }
         if !items.is_empty() {
@@ -268,7 +271,9 @@ impl Dispatcher {
 
     /// An activity left the hands of this runtime (it ran, or was left to another runtime).
     pub(crate) fn activity_done(&self, id: i64) {
-        self.activities_in_hand.lock().remove(&id);
+        if let Some(in_hand) = &self.activities_in_hand {
+            in_hand.lock().remove(&id);
+        }
     }
 
     /// An activity left the queue and started.

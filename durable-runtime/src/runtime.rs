@@ -311,7 +311,7 @@ impl RuntimeBuilder {
         let store = self.open_store().await?;
         // No workers, and nothing dispatched (`runs_work: false`): what the client's writes
         // create stays in the store for the next runtime, not in memory here.
-        let (dispatcher, _queues) = Dispatcher::new(0);
+        let (dispatcher, _queues) = Dispatcher::new(0, false);
         let health = HealthMonitor::new(self.clock.clone(), self.write_retry_interval);
         // No entity task is started either; the entities' stop signal is set from the start
         // all the same.
@@ -338,14 +338,14 @@ impl RuntimeBuilder {
     pub async fn start(mut self) -> Result<Runtime, Error> {
         let registry = Registry::from_inventory()?;
         let store = self.open_store().await?;
-        let (dispatcher, queues) = Dispatcher::new(self.cache_capacity);
+        let leases = store.leases();
+        let (dispatcher, queues) = Dispatcher::new(self.cache_capacity, leases.is_some());
         let health = HealthMonitor::new(self.clock.clone(), self.write_retry_interval);
         // Two stop signals: intake (activities, timers, recovery, entities) stops first, so
         // that the results of the activities shutdown waits for are still committed by the
         // steps, which stop second.
         let (stop_intake, intake) = watch::channel(None);
         let (stop_steps, steps) = watch::channel(None);
-        let leases = store.leases();
         let shared = Arc::new(Shared {
             entities: entity::Entities::new(self.cache_capacity > 0, intake.clone()),
             store,
