@@ -3,6 +3,7 @@
 //! Every call on it is recorded in (or, on replay, checked against) the instance's history, so
 //! that re-running the orchestrator's code reproduces the same decisions.
 
+mod action;
 mod continue_as_new;
 mod custom_status;
 mod entities;
@@ -11,6 +12,7 @@ mod retry;
 mod state;
 mod sub_orchestration;
 
+pub(crate) use self::action::{Action, ChildCall, ChildVersion, EntityAction, Recorded};
 pub use self::continue_as_new::ContinueAsNew;
 pub use self::custom_status::{CustomStatusError, MAX_CUSTOM_STATUS_BYTES};
 pub use self::entities::{EntityLock, LOCKING_RULES};
@@ -18,10 +20,7 @@ pub use self::futures::{
     DurableFuture, Either, EventWithTimeout, TaskFuture, TimerFuture, WhenAny, WhenAny2,
 };
 pub use self::retry::{RetryFuture, RetryIf, RetryPolicy};
-pub(crate) use self::state::{
-    Action, ChildCall, ChildVersion, Delivery, Divergence, EntityAction, OrchestrationState,
-    Recorded,
-};
+pub(crate) use self::state::{Delivery, Divergence, OrchestrationState};
 
 use crate::failure::FailureDetails;
 use crate::function::ActivityFn;

@@ -5,6 +5,7 @@ pub(crate) mod entity;
 pub(crate) mod hooks;
 pub(crate) mod lease;
 pub(crate) mod orchestration;
+pub(crate) mod queue;
 pub(crate) mod recovery;
 pub(crate) mod retention;
 pub(crate) mod timer;

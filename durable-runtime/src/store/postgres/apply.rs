@@ -4,9 +4,10 @@
 //! `FOR UPDATE`: two writes to one instance serialize, and the second sees what the first
 //! committed (PostgreSQL re-reads a locked row at `READ COMMITTED`).
 
+use super::check::{State, check_step, instance_state};
 use super::children::{self, Outcome};
 use super::continue_as_new;
-use super::db::{Db, col, int, unsigned};
+use super::db::{Db, col, int};
 use super::entity;
 use super::lease::Fence;
 use super::manage;
@@ -363,64 +364,6 @@ pub(super) async fn insert_timer(
     })
 }
 
-/// What a write checks about an instance before changing it.
-pub(super) struct State {
-    pub(super) status: RuntimeStatus,
-    pub(super) history_len: u64,
-    /// Its current run.
-    pub(super) execution_id: String,
-    /// The call that created it, if it is a sub-orchestration.
-    pub(super) parent: Option<ParentInstance>,
-}
-
-/// The instance's status, history length, current run and parent, if it exists; its row is
-/// locked until the transaction ends.
-pub(super) async fn instance_state(
-    db: &Db<'_>,
-    instance_id: &str,
-) -> Result<Option<State>, StoreError> {
-    let Some(row) = db.query_opt(INSTANCE_STATE, &[&instance_id]).await? else {
-        return Ok(None);
-    };
-    state_from_row(&row, instance_id).map(Some)
-}
-
-/// The [`State`] in a row of [`INSTANCE_STATE`].
-pub(super) fn state_from_row(row: &tokio_postgres::Row, key: &str) -> Result<State, StoreError> {
-    let status: String = col(row, 0, "instances", key)?;
-    let history_len: i64 = col(row, 1, "instances", key)?;
-    let execution_id: String = col(row, 2, "instances", key)?;
-    let parent_id: Option<String> = col(row, 3, "instances", key)?;
-    let parent_run: Option<String> = col(row, 4, "instances", key)?;
-    let parent_task: Option<i64> = col(row, 5, "instances", key)?;
-    let parent = match (parent_id, parent_run, parent_task) {
-        (None, _, _) => None,
-        (Some(parent_id), Some(parent_run), Some(task_id)) => Some(ParentInstance {
-            instance_id: parent_id,
-            execution_id: parent_run,
-            task_id: unsigned(task_id, "instances", key, "parent task id")?,
-        }),
-        (Some(parent_id), _, _) => {
-            return Err(StoreError::Corrupt {
-                table: "instances",
-                key: key.to_string(),
-                reason: format!("parent '{parent_id}' without its run or task id"),
-            });
-        }
-    };
-    let status = status.parse().map_err(|err| StoreError::Corrupt {
-        table: "instances",
-        key: key.to_string(),
-        reason: format!("{err}"),
-    })?;
-    Ok(State {
-        status,
-        history_len: unsigned(history_len, "instances", key, "history length")?,
-        execution_id,
-        parent,
-    })
-}
-
 pub(super) async fn disarm_timers(db: &Db<'_>, instance_id: &str) -> Result<(), StoreError> {
     db.execute(DISARM_TIMERS, &[&instance_id]).await?;
     Ok(())
@@ -482,68 +425,6 @@ pub(super) async fn insert_row(
     db.execute(INSERT_INPUT, &[&new.instance_id, &new.input.as_str()])
         .await?;
     Ok(())
-}
-
-/// Checks the step's expectations (instance, status, history length) before changing anything;
-/// the instance's state, if it exists.
-async fn check_step(db: &Db<'_>, step: &StepCommit) -> Result<Option<State>, StoreError> {
-    let state = instance_state(db, &step.instance_id).await?;
-    check_state(step, state)
-}
-
-/// The checks of [`check_step`] on the instance's `state` (read and locked by the caller).
-pub(super) fn check_state(
-    step: &StepCommit,
-    state: Option<State>,
-) -> Result<Option<State>, StoreError> {
-    let id = &step.instance_id;
-    let consume_only = step.status.is_none()
-        && step.events.is_empty()
-        && step.activities.is_empty()
-        && step.timers.is_empty()
-        && step.children.is_empty();
-    let Some(state) = state else {
-        return if consume_only {
-            Ok(None)
-        } else {
-            Err(StoreError::InstanceNotFound(id.clone()))
-        };
-    };
-    let (status, history_len) = (state.status, state.history_len);
-    // Late work for a finished instance is consumed without a step. If a client brought the
-    // instance back meanwhile (rewind, restart), that work may belong to its new life: the
-    // worker must look again rather than delete it.
-    if consume_only && !status.is_terminal() {
-        return Err(StoreError::Fenced(format!(
-            "instance '{id}' is {status}: only a finished instance's messages are consumed \
-             without a step"
-        )));
-    }
-    if !consume_only && *state.execution_id != *step.execution_id {
-        return Err(StoreError::Fenced(format!(
-            "instance '{id}' is on run '{}', the step belongs to run '{}'",
-            state.execution_id, step.execution_id
-        )));
-    }
-    // ContinuedAsNew: the new run's first step, which makes it Running.
-    if step.status.is_some()
-        && !matches!(
-            status,
-            RuntimeStatus::Pending | RuntimeStatus::Running | RuntimeStatus::ContinuedAsNew
-        )
-    {
-        return Err(StoreError::Fenced(format!(
-            "instance '{id}' is {status}: a step may only move a Pending, Running or \
-             ContinuedAsNew instance"
-        )));
-    }
-    if !step.events.is_empty() && history_len != step.first_seq {
-        return Err(StoreError::Fenced(format!(
-            "instance '{id}' has {history_len} history events, the step was computed against {}",
-            step.first_seq
-        )));
-    }
-    Ok(Some(state))
 }
 
 /// Deletes the rows `ids` of `table` that belong to `instance_id`; the ids that were not there.

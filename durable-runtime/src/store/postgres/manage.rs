@@ -2,7 +2,8 @@
 //! (purges are in [`super::purge`], rewinds in [`super::rewind`]).
 //! Each checks the status state machine (see [`Manage`]) before changing anything.
 
-use super::apply::{State, insert_message, insert_row, insert_timer, instance_state, to_json};
+use super::apply::{insert_message, insert_row, insert_timer, to_json};
+use super::check::{State, instance_state};
 use super::children::{self, Outcome};
 use super::db::{Db, col, int};
 use crate::history::{ExecutionStartedEvent, HistoryEvent};

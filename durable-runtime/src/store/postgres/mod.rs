@@ -26,7 +26,9 @@
 //! partition held elsewhere wakes its holder through `LISTEN/NOTIFY` (the `listen` module),
 //! with a poll at every renewal as the fallback.
 
+mod adopt;
 mod apply;
+mod check;
 mod children;
 mod continue_as_new;
 mod db;
@@ -517,7 +519,7 @@ impl Leases for PgLeases {
     }
 
     async fn adopt(&self, limit: usize) -> Result<Adopted, StoreError> {
-        lease::adopt(&self.pool, &self.state, limit).await
+        adopt::adopt(&self.pool, &self.state, limit).await
     }
 
     async fn work_signalled(&self) {

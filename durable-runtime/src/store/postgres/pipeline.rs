@@ -10,7 +10,8 @@
 //! savepoint back and apply it again the sequential way, which answers exactly as before. The
 //! fast path is therefore an optimisation of the common case, never a second set of rules.
 
-use super::apply::{State, check_state, started_event, state_from_row, to_json};
+use super::apply::{started_event, to_json};
+use super::check::{State, check_state, state_from_row};
 use super::db::{col, int};
 use super::entity::LOCKS_HELD;
 use super::lease::Fence;

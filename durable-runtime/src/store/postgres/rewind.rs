@@ -1,7 +1,8 @@
 //! Rewinding a failed instance in a write: the failures its code did not handle run again
 //! (the embedded store's `rewind`, statement for statement).
 
-use super::apply::{insert_activity, insert_message, insert_timer, instance_state, to_json};
+use super::apply::{insert_activity, insert_message, insert_timer, to_json};
+use super::check::instance_state;
 use super::db::{Db, col, int};
 use super::manage::state_for;
 use super::read;

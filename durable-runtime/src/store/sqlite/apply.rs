@@ -4,6 +4,7 @@
 //! cached statements; an error leaves partial changes behind, which the caller rolls back to the
 //! write's savepoint.
 
+use super::check::{State, check_step, instance_state};
 use super::children::{self, Outcome};
 use super::continue_as_new;
 use super::entity;
@@ -274,89 +275,6 @@ pub(super) fn insert_message(
     })
 }
 
-/// What a write checks about an instance before changing it.
-pub(super) struct State {
-    pub(super) status: RuntimeStatus,
-    pub(super) history_len: u64,
-    /// Its current run.
-    pub(super) execution_id: String,
-    /// The call that created it, if it is a sub-orchestration.
-    pub(super) parent: Option<ParentInstance>,
-}
-
-/// The columns of an instance's row that [`State`] is read from.
-type StateRow = (
-    String,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Option<i64>,
-);
-
-/// The instance's status, history length, current run and parent, if it exists.
-pub(super) fn instance_state(
-    conn: &Connection,
-    instance_id: &str,
-) -> Result<Option<State>, StoreError> {
-    let row: Option<StateRow> = conn
-        .prepare_cached(
-            "SELECT status, history_len, execution_id, parent_instance_id, parent_execution_id,
-                    parent_task_id
-             FROM instances WHERE instance_id = ?1",
-        )?
-        .query_row(params![instance_id], |row| {
-            Ok((
-                row.get(0)?,
-                row.get(1)?,
-                row.get(2)?,
-                row.get(3)?,
-                row.get(4)?,
-                row.get(5)?,
-            ))
-        })
-        .optional()
-        .at("instances", instance_id)?;
-    let Some((status, history_len, execution_id, parent_id, parent_run, parent_task)) = row else {
-        return Ok(None);
-    };
-    let parent = match (parent_id, parent_run, parent_task) {
-        (None, _, _) => None,
-        (Some(parent_id), Some(parent_run), Some(task_id)) => Some(ParentInstance {
-            instance_id: parent_id,
-            execution_id: parent_run,
-            task_id: u64::try_from(task_id).map_err(|_| StoreError::Corrupt {
-                table: "instances",
-                key: instance_id.to_string(),
-                reason: format!("negative parent task id {task_id}"),
-            })?,
-        }),
-        (Some(parent_id), _, _) => {
-            return Err(StoreError::Corrupt {
-                table: "instances",
-                key: instance_id.to_string(),
-                reason: format!("parent '{parent_id}' without its run or task id"),
-            });
-        }
-    };
-    let status = status.parse().map_err(|err| StoreError::Corrupt {
-        table: "instances",
-        key: instance_id.to_string(),
-        reason: format!("{err}"),
-    })?;
-    let history_len = u64::try_from(history_len).map_err(|_| StoreError::Corrupt {
-        table: "instances",
-        key: instance_id.to_string(),
-        reason: format!("negative history length {history_len}"),
-    })?;
-    Ok(Some(State {
-        status,
-        history_len,
-        execution_id,
-        parent,
-    }))
-}
-
 fn disarm_timers(conn: &Connection, instance_id: &str) -> Result<(), StoreError> {
     conn.prepare_cached("DELETE FROM timers WHERE instance_id = ?1")?
         .execute(params![instance_id])?;
@@ -417,64 +335,6 @@ pub(super) fn insert_row(
     conn.prepare_cached("INSERT INTO instance_inputs (instance_id, input) VALUES (?1, ?2)")?
         .execute(params![new.instance_id, new.input.as_str()])?;
     Ok(())
-}
-
-/// Checks the step's expectations (instance, status, history length) before changing anything;
-/// the instance's state, if it exists.
-fn check_step(conn: &Connection, step: &StepCommit) -> Result<Option<State>, StoreError> {
-    let id = &step.instance_id;
-    let consume_only = step.status.is_none()
-        && step.events.is_empty()
-        && step.activities.is_empty()
-        && step.timers.is_empty()
-        && step.children.is_empty();
-    let Some(state) = instance_state(conn, id)? else {
-        return if consume_only {
-            Ok(None)
-        } else {
-            Err(StoreError::InstanceNotFound(id.clone()))
-        };
-    };
-    let State {
-        status,
-        history_len,
-        execution_id,
-        ..
-    } = &state;
-    let (status, history_len) = (*status, *history_len);
-    // Late work for a finished instance is consumed without a step. If a client brought the
-    // instance back meanwhile (rewind, restart), that work may belong to its new life: the
-    // worker must look again rather than delete it.
-    if consume_only && !status.is_terminal() {
-        return Err(StoreError::Fenced(format!(
-            "instance '{id}' is {status}: only a finished instance's messages are consumed              without a step"
-        )));
-    }
-    if !consume_only && *execution_id != *step.execution_id {
-        return Err(StoreError::Fenced(format!(
-            "instance '{id}' is on run '{execution_id}', the step belongs to run '{}'",
-            step.execution_id
-        )));
-    }
-    // ContinuedAsNew: the new run's first step, which makes it Running.
-    if step.status.is_some()
-        && !matches!(
-            status,
-            RuntimeStatus::Pending | RuntimeStatus::Running | RuntimeStatus::ContinuedAsNew
-        )
-    {
-        return Err(StoreError::Fenced(format!(
-            "instance '{id}' is {status}: a step may only move a Pending, Running or \
-             ContinuedAsNew instance"
-        )));
-    }
-    if !step.events.is_empty() && history_len != step.first_seq {
-        return Err(StoreError::Fenced(format!(
-            "instance '{id}' has {history_len} history events, the step was computed against {}",
-            step.first_seq
-        )));
-    }
-    Ok(Some(state))
 }
 
 fn apply_step(

@@ -1,7 +1,8 @@
 //! Sub-orchestrations in a write: the children a step creates, and the outcome a finished child
 //! sends back to its parent, each in the same transaction as the step.
 
-use super::apply::{NextIds, create_instance, insert_message, instance_state};
+use super::apply::{NextIds, create_instance, insert_message};
+use super::check::instance_state;
 use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;

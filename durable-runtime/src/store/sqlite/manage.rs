@@ -2,7 +2,8 @@
 //! (purges are in [`super::purge`], rewinds in [`super::rewind`]).
 //! Each checks the status state machine (see [`Manage`]) before changing anything.
 
-use super::apply::{NextIds, State, insert_message, insert_row, instance_state, to_json};
+use super::apply::{NextIds, insert_message, insert_row, to_json};
+use super::check::{State, instance_state};
 use super::children::{self, Outcome};
 use super::error::SqlContext;
 use crate::history::{ExecutionStartedEvent, HistoryEvent};

@@ -10,6 +10,7 @@
 //! writer commit everything queued before it releases the file.
 
 mod apply;
+mod check;
 mod children;
 mod continue_as_new;
 mod entity;

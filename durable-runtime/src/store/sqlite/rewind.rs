@@ -1,6 +1,7 @@
 //! Rewinding a failed instance in a write: the failures its code did not handle run again.
 
-use super::apply::{NextIds, insert_message, instance_state, to_json};
+use super::apply::{NextIds, insert_message, to_json};
+use super::check::instance_state;
 use super::error::SqlContext;
 use super::manage::state_for;
 use super::read;
