@@ -1,6 +1,7 @@
 //! `Client::start_with` a scheduled start time: the instance is `Pending` and runs no code until
 //! then, starts through the timer service when the runtime's clock reaches it (no polling), and
-//! its start survives a restart. A time that has passed starts it at once.
+//! its start survives a restart. A time that has passed starts it at once. By name
+//! (`Client::start_by_name_with`), the same, and an unknown name writes nothing.
 
 mod support;
 
@@ -137,6 +138,53 @@ async fn a_start_time_in_the_past_starts_at_once_and_ids_are_kept() {
     assert!(
         matches!(again, Err(durable_runtime::Error::InstanceAlreadyExists(_))),
         "{again:?}"
+    );
+    runtime.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_scheduled_start_by_name_waits_for_its_time() {
+    let store = TestStore::new();
+    let clock = Arc::new(JumpingClock(AtomicI64::new(0)));
+    let (runtime, client) = store.start_with(|b| b.clock(clock.clone())).await;
+    let options = StartOptions {
+        instance_id: Some("by-name".into()),
+        ..in_an_hour()
+    };
+    let id = client
+        .start_by_name_with("counts_its_run", 4, options)
+        .await
+        .expect("scheduled");
+    assert_eq!(id, "by-name");
+    pending_untouched(&client, &id).await;
+    let early = client
+        .wait_for_completion(&id, Duration::from_millis(300))
+        .await;
+    assert!(
+        matches!(early, Err(durable_runtime::Error::Timeout { .. })),
+        "{early:?}"
+    );
+    pending_untouched(&client, &id).await;
+    clock.0.store(HOUR_MS + 1_000, Ordering::SeqCst);
+    let status = client.wait_for_completion(&id, WAIT).await.expect("starts");
+    assert_eq!(status.output_as::<u32>().expect("output"), 8);
+
+    let options = StartOptions {
+        instance_id: Some("never".into()),
+        ..in_an_hour()
+    };
+    let unknown = client
+        .start_by_name_with("no_such_orchestrator", 4, options)
+        .await;
+    match unknown {
+        Err(err @ durable_runtime::Error::UnknownOrchestrator(_)) => {
+            assert!(err.to_string().contains("'no_such_orchestrator'"), "{err}")
+        }
+        other => panic!("an unknown name must be refused: {other:?}"),
+    }
+    assert!(
+        client.get_status("never").await.expect("reads").is_none(),
+        "nothing was written for an unknown name"
     );
     runtime.shutdown().await;
 }

@@ -1,6 +1,8 @@
 //! Store errors are handled by their class: a transient error is retried until it passes, a
 //! permanent one fails the instance with the reason instead of being retried forever, and a
-//! payload over the limit is refused where it is encoded, with its size and the limit.
+//! payload over the limit is refused where it is encoded, with its size and the limit. A
+//! failure the store refuses to record leaves the instance unfinished, and whoever waits for
+//! it keeps waiting.
 
 mod support;
 
@@ -175,5 +177,87 @@ async fn payloads_over_the_limit_are_refused_with_their_size() {
         .await
         .expect_err("event data over the limit");
     assert!(matches!(err, Error::PayloadTooLarge { .. }), "{err}");
+    runtime.shutdown().await;
+}
+
+/// Refuses every step of an instance and, once `open` says true, the write recording its
+/// failure, counting those refusals in `refused`.
+fn failure_unrecordable(open: tokio::sync::watch::Receiver<bool>, refused: Arc<AtomicU32>) -> Hook {
+    Arc::new(move |phase, write| -> BoxFut {
+        let (mut open, refused) = (open.clone(), refused.clone());
+        let step = matches!(write, Write::Step(step) if step.status.is_some());
+        let failure = matches!(write, Write::FailInstance { .. });
+        Box::pin(async move {
+            if phase != Phase::Before {
+                return None;
+            }
+            if step {
+                return Some(StoreError::Refused("injected: step".into()));
+            }
+            if !failure {
+                return None;
+            }
+            let _ = open.wait_for(|open| *open).await;
+            refused.fetch_add(1, Ordering::SeqCst);
+            Some(StoreError::Refused("injected: failure".into()))
+        })
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failure_that_cannot_be_recorded_does_not_end_the_wait() {
+    const TIMEOUT: Duration = Duration::from_secs(3);
+    let store = TestStore::new();
+    let (open, gate) = tokio::sync::watch::channel(false);
+    let refused = Arc::new(AtomicU32::new(0));
+    let runtime = store
+        .hooked_builder(failure_unrecordable(gate, refused.clone()))
+        .start()
+        .await
+        .expect("starts");
+    let client = runtime.client();
+    let id = client.start(three_steps, 1).await.expect("start");
+
+    let waiting = {
+        let (client, id) = (client.clone(), id.clone());
+        async move { client.wait_for_completion(&id, TIMEOUT).await }
+    };
+    let mut waiting = Box::pin(waiting);
+    // Polled once, the wait has registered for the wake-up before anything below sends one.
+    assert!(futures::poll!(&mut waiting).is_pending());
+    let started = std::time::Instant::now();
+    let waiting = tokio::spawn(waiting);
+
+    open.send_replace(true);
+    let refusal = async {
+        while refused.load(Ordering::SeqCst) == 0 {
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(WAIT, refusal)
+        .await
+        .expect("the failure's write is refused");
+    // Status changes that do not finish the instance wake the wait too.
+    client.suspend(&id, "test").await.expect("suspends");
+    client.resume(&id, "test").await.expect("resumes");
+    assert!(
+        started.elapsed() < TIMEOUT,
+        "the wake-ups came after the wait ended; the test proves nothing"
+    );
+
+    match waiting.await.expect("the wait does not panic") {
+        Err(Error::Timeout { .. }) => {}
+        Ok(status) if status.runtime_status.is_terminal() => {}
+        other => panic!("a wait woken on an unfinished instance returned {other:?}"),
+    }
+    let status = client
+        .get_status(&id)
+        .await
+        .expect("reads")
+        .expect("exists");
+    assert!(
+        !status.runtime_status.is_terminal(),
+        "the failure was not recorded: {status:?}"
+    );
     runtime.shutdown().await;
 }

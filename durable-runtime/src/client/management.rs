@@ -18,9 +18,11 @@ use super::{Client, StartFuture, new_instance_id, store_error};
 use crate::error::Error;
 use crate::function::OrchestratorFn;
 use crate::store::{Manage, Write};
+use serde::Serialize;
 use std::time::SystemTime;
 
-/// How [`Client::start_with`] starts an instance.
+/// How [`Client::start_with`] (and [`Client::start_by_name_with`], by name) starts an
+/// instance.
 ///
 /// ```no_run
 /// # async fn demo(client: durable_runtime::Client) -> Result<(), durable_runtime::Error> {
@@ -49,6 +51,15 @@ pub struct StartOptions {
     pub scheduled_start: Option<SystemTime>,
 }
 
+impl StartOptions {
+    /// The instance id (a fresh one if none was given) and the start time in epoch
+    /// milliseconds: the same for a start by function and by name.
+    fn resolve(self) -> (String, Option<i64>) {
+        let instance_id = self.instance_id.unwrap_or_else(new_instance_id);
+        (instance_id, self.scheduled_start.map(ms_since_epoch))
+    }
+}
+
 impl Client {
     /// Starts `orchestrator` with `input` as `options` say: under a given id, and at a
     /// scheduled time. Returns the instance id once the instance is durable.
@@ -69,13 +80,45 @@ impl Client {
                 )
             }),
         };
-        let instance_id = options.instance_id.unwrap_or_else(new_instance_id);
-        let start_at_ms = options.scheduled_start.map(ms_since_epoch);
+        let (instance_id, start_at_ms) = options.resolve();
         Box::pin(async move {
             let (name, version, input) = start?;
             self.create(name, version, instance_id, input, start_at_ms)
                 .await
         })
+    }
+
+    /// Starts the orchestrator registered as `name` with `input` as `options` say: the by-name
+    /// form of [`start_with`](Self::start_with), for inputs and start times from HTTP or a
+    /// CLI. The name and input are checked as [`start_by_name`](Self::start_by_name) checks
+    /// them (an unknown name is [`Error::UnknownOrchestrator`], and nothing is written).
+    /// Returns the instance id once the instance is durable.
+    ///
+    /// ```no_run
+    /// # async fn demo(client: durable_runtime::Client) -> Result<(), durable_runtime::Error> {
+    /// use durable_runtime::StartOptions;
+    /// use std::time::{Duration, SystemTime};
+    ///
+    /// let options = StartOptions {
+    ///     instance_id: Some("report-2026-11-27".into()),
+    ///     scheduled_start: Some(SystemTime::now() + Duration::from_secs(6 * 3600)),
+    /// };
+    /// let id = client
+    ///     .start_by_name_with("nightly_report", serde_json::json!({ "region": "eu" }), options)
+    ///     .await?;
+    /// # let _ = id; Ok(()) }
+    /// ```
+    pub async fn start_by_name_with(
+        &self,
+        name: &str,
+        input: impl Serialize,
+        options: StartOptions,
+    ) -> Result<String, Error> {
+        let (name, version) = self.orchestrator_named(name)?;
+        let input = self.encode("input", &input)?;
+        let (instance_id, start_at_ms) = options.resolve();
+        self.create(name, version, instance_id, input, start_at_ms)
+            .await
     }
 
     /// Terminates the instance: it ends `Terminated` with `reason` as its output, an

@@ -112,23 +112,30 @@ impl Client {
     /// with a message naming the type. A name no orchestrator of this program has is
     /// [`Error::UnknownOrchestrator`] (on a handle without workers, see
     /// [`RuntimeBuilder::open_client`](crate::RuntimeBuilder::open_client), it is left to
-    /// the runtime that runs the instance).
+    /// the runtime that runs the instance). To start it later, see
+    /// [`start_by_name_with`](Self::start_by_name_with).
     pub async fn start_by_name(
         &self,
         name: &str,
         instance_id: Option<String>,
         input: impl Serialize,
     ) -> Result<String, Error> {
-        let (name, version) = match self.shared.registry.orchestrator(name) {
-            Some(registration) => (registration.name, registration.version.map(str::to_string)),
+        let options = StartOptions {
+            instance_id,
+            scheduled_start: None,
+        };
+        self.start_by_name_with(name, input, options).await
+    }
+
+    /// The registered name and version a start by `name` runs.
+    fn orchestrator_named<'a>(&self, name: &'a str) -> Result<(&'a str, Option<String>), Error> {
+        match self.shared.registry.orchestrator(name) {
+            Some(registration) => Ok((registration.name, registration.version.map(str::to_string))),
             // A handle without workers cannot know what the runtime that runs the instance
             // links in: that runtime checks the name.
-            None if self.detached && !name.is_empty() => (name, None),
-            None => return Err(Error::UnknownOrchestrator(name.to_string())),
-        };
-        let input = self.encode("input", &input)?;
-        let id = instance_id.unwrap_or_else(new_instance_id);
-        self.create(name, version, id, input, None).await
+            None if self.detached && !name.is_empty() => Ok((name, None)),
+            None => Err(Error::UnknownOrchestrator(name.to_string())),
+        }
     }
 
     /// Creates an instance; with `start_at_ms` in the future, its start waits for a timer.
