@@ -328,7 +328,9 @@ async fn until(what: &str, condition: impl Fn() -> bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_message_written_after_a_lapse_waits_for_what_was_written_during_it() {
-    let ttl = Duration::from_millis(300);
+    // Short, for the lapse below to come soon; long enough that the lease, once renewed, does
+    // not lapse again (no renewal follows while adoption is paused) before it is used.
+    let ttl = Duration::from_secs(1);
     let Some((store, leases, url, schema)) =
         shared_store_with("a_message_written_after_a_lapse", ttl).await
     else {
@@ -405,7 +407,8 @@ async fn a_timer_due_before_adoption_fires_after_the_older_messages() {
         .expect("starts");
     let first_client = first.client();
     let id = first_client
-        .start(event_or_timer, 1_000u64)
+        // Long enough for the shutdown, a client's start and the event to come before it.
+        .start(event_or_timer, 3_000u64)
         .await
         .expect("starts");
     support::until_recorded(&first_client, &id, "the timer", 1, |e| {

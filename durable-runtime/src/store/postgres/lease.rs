@@ -360,6 +360,28 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
         held.valid_until = sent + state.ttl;
         lapsed
     };
+    // Held here before the statement's snapshot (see above); a pending mark of a partition no
+    // longer held is dropped: its rows are its new holder's to adopt. Done before balancing,
+    // so that a give-up or a claim that fails does not keep these partitions' adoption (and
+    // the messages waiting for it, see `AdoptionGate`) back.
+    let unsee: Vec<u16> = {
+        let mut held = state.held.write();
+        let Held { epochs, unsee, .. } = &mut *held;
+        unsee.retain(|p| epochs.contains_key(p));
+        unsee.iter().copied().collect()
+    };
+    if !unsee.is_empty() {
+        let unsee_sql: Vec<i16> = unsee.iter().map(|&p| p as i16).collect();
+        db.execute(UNSEE, &[&unsee_sql]).await?;
+    }
+    {
+        let mut held = state.held.write();
+        for &part in &unsee {
+            // Marked unseen: a tenure begins whose adoption takes all of it.
+            held.unsee.remove(&part);
+            held.new_tenure(part);
+        }
+    }
     let workers = usize::try_from(others).unwrap_or(0) + 1;
     let share = usize::from(PARTITIONS).div_ceil(workers);
     let mut claimed = Vec::new();
@@ -387,24 +409,7 @@ pub(crate) async fn renew(pool: &Pool, state: &LeaseState) -> Result<LeaseChange
         let wanted = i64::try_from(share - renewed.len()).unwrap_or(0);
         claimed = claim(&db, state, ttl, wanted).await?;
     }
-    // Held here before the statement's snapshot (see above); a pending mark of a partition no
-    // longer held is dropped: its rows are its new holder's to adopt.
-    let unsee: Vec<u16> = {
-        let mut held = state.held.write();
-        let Held { epochs, unsee, .. } = &mut *held;
-        unsee.retain(|p| epochs.contains_key(p));
-        unsee.iter().copied().collect()
-    };
-    if !unsee.is_empty() {
-        let unsee_sql: Vec<i16> = unsee.iter().map(|&p| p as i16).collect();
-        db.execute(UNSEE, &[&unsee_sql]).await?;
-    }
     let mut held = state.held.write();
-    for &part in &unsee {
-        // Marked unseen: a tenure begins whose adoption takes all of it.
-        held.unsee.remove(&part);
-        held.new_tenure(part);
-    }
     let lost = held
         .reported
         .iter()
