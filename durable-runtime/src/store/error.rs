@@ -115,7 +115,8 @@ pub enum StoreError {
     Closed,
     /// A step or entity batch of a partition whose lease this runtime does not hold (it
     /// expired, or another runtime took it over) in a store shared by many runtimes (see
-    /// [`Leases`]); nothing was applied. The holder of the lease runs that work now.
+    /// [`Leases`](super::Leases)); nothing was applied. The holder of the lease runs that
+    /// work now.
     #[error("this runtime does not hold the lease on '{0}' (any more)")]
     LeaseLost(String),
 }
