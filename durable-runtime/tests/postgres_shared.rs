@@ -110,12 +110,20 @@ fn shared_worker_process() {
         return;
     };
     let ttl = Duration::from_millis(ttl.parse().expect("a TTL in ms"));
+    let step_delay = std::env::var("DURABLE_SH_STEP_DELAY_MS")
+        .ok()
+        .and_then(|ms| ms.parse().ok())
+        .map(Duration::from_millis);
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     rt.block_on(async {
-        let runtime = Runtime::builder()
-            .postgres(&url)
-            .postgres_schema(&schema)
-            .lease_ttl(ttl)
+        let builder = match step_delay {
+            None => Runtime::builder()
+                .postgres(&url)
+                .postgres_schema(&schema)
+                .lease_ttl(ttl),
+            Some(delay) => slow_steps_builder(&url, &schema, ttl, delay).await,
+        };
+        let runtime = builder
             .shutdown_timeout(Duration::from_secs(5))
             .start()
             .await
@@ -139,6 +147,44 @@ fn shared_worker_process() {
     });
 }
 
+/// A shared runtime whose steps each wait `delay` before they reach the store: a worker that
+/// always has steps on their way to a commit (what a stall must catch).
+async fn slow_steps_builder(
+    url: &str,
+    schema: &str,
+    lease_ttl: Duration,
+    delay: Duration,
+) -> durable_runtime::RuntimeBuilder {
+    use durable_runtime::store::postgres::{PostgresStore, SharedOptions};
+    use support::hooked::{BoxFut, HookedStore, Phase};
+    let options = SharedOptions {
+        lease_ttl,
+        worker_id: None,
+    };
+    let store = PostgresStore::connect_shared(url, schema, options)
+        .await
+        .expect("store opens");
+    let hook = Arc::new(
+        move |phase: Phase, write: &durable_runtime::store::Write| -> BoxFut {
+            let step = matches!(write, durable_runtime::store::Write::Step(_));
+            Box::pin(async move {
+                if step && phase == Phase::Before {
+                    tokio::time::sleep(delay).await;
+                }
+                None
+            })
+        },
+    );
+    let hooked = HookedStore {
+        inner: Arc::new(store),
+        hook,
+        page_delay: Duration::ZERO,
+        pages_open: None,
+        leases: None,
+    };
+    Runtime::builder().store(Arc::new(hooked))
+}
+
 /// A worker process and what it printed so far.
 struct Worker {
     child: Child,
@@ -154,6 +200,7 @@ impl Worker {
         log: &std::path::Path,
         ttl_ms: u64,
         activity_ms: u64,
+        step_delay_ms: Option<u64>,
     ) -> Worker {
         let exe = std::env::current_exe().expect("test binary path");
         let mut child = Command::new(exe)
@@ -170,6 +217,10 @@ impl Worker {
             .env("DURABLE_SH_LOG", log)
             .env("DURABLE_SH_TTL_MS", ttl_ms.to_string())
             .env("DURABLE_SH_ACTIVITY_MS", activity_ms.to_string())
+            .env(
+                "DURABLE_SH_STEP_DELAY_MS",
+                step_delay_ms.map(|ms| ms.to_string()).unwrap_or_default(),
+            )
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -412,8 +463,8 @@ async fn two_workers_share_the_work_and_run_each_instance_once() {
     const INSTANCES: u32 = 60;
     let log = dir.path().join("executions.log");
     create_schema(&url, &schema).await;
-    let a = Worker::spawn(&url, &schema, &log, 3_000, 0);
-    let b = Worker::spawn(&url, &schema, &log, 3_000, 0);
+    let a = Worker::spawn(&url, &schema, &log, 3_000, 0, None);
+    let b = Worker::spawn(&url, &schema, &log, 3_000, 0, None);
     until_balanced(&url, &schema, 2).await;
     let epochs_before = epochs(&url, &schema).await;
     let client = shared_client(&url, &schema).await;
@@ -461,8 +512,8 @@ async fn a_killed_worker_s_work_is_finished_by_the_other_after_its_leases_expire
     const INSTANCES: u32 = 60;
     let log = dir.path().join("executions.log");
     create_schema(&url, &schema).await;
-    let a = Worker::spawn(&url, &schema, &log, 1_000, 5);
-    let b = Worker::spawn(&url, &schema, &log, 1_000, 5);
+    let a = Worker::spawn(&url, &schema, &log, 1_000, 5, None);
+    let b = Worker::spawn(&url, &schema, &log, 1_000, 5, None);
     until_balanced(&url, &schema, 2).await;
     let client = shared_client(&url, &schema).await;
     start_all(&client, INSTANCES).await;
@@ -516,9 +567,10 @@ async fn a_worker_stalled_past_its_leases_commits_nothing_when_it_resumes() {
     const INSTANCES: u32 = 40;
     let log = dir.path().join("executions.log");
     create_schema(&url, &schema).await;
-    // Activities that take a while: A is stopped with some in flight.
-    let a = Worker::spawn(&url, &schema, &log, 1_000, 30);
-    let b = Worker::spawn(&url, &schema, &log, 1_000, 30);
+    // Activities that take a while, and steps that take a while to reach the store: A is
+    // stopped with some of each in flight, whenever it is stopped.
+    let a = Worker::spawn(&url, &schema, &log, 1_000, 30, Some(40));
+    let b = Worker::spawn(&url, &schema, &log, 1_000, 30, None);
     until_balanced(&url, &schema, 2).await;
     let client = shared_client(&url, &schema).await;
     start_all(&client, INSTANCES).await;
@@ -631,8 +683,8 @@ async fn a_database_crash_mid_run_is_survived_by_both_workers() {
     const INSTANCES: u32 = 40;
     let log = tmp.path().join("executions.log");
     create_schema(&url, &schema).await;
-    let a = Worker::spawn(&url, &schema, &log, 2_000, 5);
-    let b = Worker::spawn(&url, &schema, &log, 2_000, 5);
+    let a = Worker::spawn(&url, &schema, &log, 2_000, 5, None);
+    let b = Worker::spawn(&url, &schema, &log, 2_000, 5, None);
     until_balanced(&url, &schema, 2).await;
     let client = shared_client(&url, &schema).await;
     // Every start is acknowledged before the crash.
@@ -676,8 +728,8 @@ async fn a_client_of_another_process_suspends_resumes_and_signals_held_instances
     const INSTANCES: u32 = 16;
     let log = dir.path().join("executions.log");
     create_schema(&url, &schema).await;
-    let a = Worker::spawn(&url, &schema, &log, 3_000, 0);
-    let b = Worker::spawn(&url, &schema, &log, 3_000, 0);
+    let a = Worker::spawn(&url, &schema, &log, 3_000, 0, None);
+    let b = Worker::spawn(&url, &schema, &log, 3_000, 0, None);
     until_balanced(&url, &schema, 2).await;
     let client = shared_client(&url, &schema).await;
     let ids: Vec<String> = (0..INSTANCES).map(|i| format!("go-{i:02}")).collect();
