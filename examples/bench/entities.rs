@@ -7,7 +7,8 @@
 //! way every signal is acknowledged only once durable, and the entity batches what queued up
 //! into one commit per batch.
 
-use super::{Bench, BoxError, fresh_runtime, peak_rss_mib, reset_peak_rss};
+use super::memory::{peak_rss_mib, reset_peak_rss};
+use super::{Bench, BoxError, fresh_runtime};
 use durable_runtime::prelude::*;
 use futures::StreamExt;
 use serde::{Deserialize, Serialize};
