@@ -253,13 +253,7 @@ async fn a_message_written_here_waits_for_the_older_ones_adoption_hands_over() {
         return;
     };
     // Before this runtime runs: the instance and its first event, through the store alone.
-    let offline = Runtime::builder()
-        .postgres(&url)
-        .postgres_schema(&schema)
-        .postgres_shared()
-        .open_client()
-        .await
-        .expect("a client of the store alone");
+    let offline = offline_client(&url, &schema).await;
     let id = offline.start(two_events, ()).await.expect("created");
     offline
         .raise_event(&id, "e", "first")
@@ -270,13 +264,35 @@ async fn a_message_written_here_waits_for_the_older_ones_adoption_hands_over() {
     leases.renew().await.expect("claims the partitions");
     assert!(leases.holds(&id), "a lone worker holds every partition");
     let (runtime, client) = start_runtime(store, &leases, no_hook()).await;
+    raise_second_then_adopt(&client, &leases, &id).await;
+    runtime.shutdown().await;
+}
+
+/// A client of the store alone (no worker): what it writes waits in the store for adoption.
+async fn offline_client(url: &str, schema: &str) -> durable_runtime::Client {
+    Runtime::builder()
+        .postgres(url)
+        .postgres_schema(schema)
+        .postgres_shared()
+        .open_client()
+        .await
+        .expect("a client of the store alone")
+}
+
+/// Raises the event "second" through this runtime while adoption is paused, lets adoption go
+/// on, and checks that `two_events` saw "first" (stored earlier) before it.
+async fn raise_second_then_adopt(
+    client: &durable_runtime::Client,
+    leases: &InjectingLeases,
+    id: &str,
+) {
     client
-        .raise_event(&id, "e", "second")
+        .raise_event(id, "e", "second")
         .await
         .expect("raised through this runtime");
     leases.paused.send_replace(false);
     let status = client
-        .wait_for_completion(&id, support::WAIT)
+        .wait_for_completion(id, support::WAIT)
         .await
         .expect("completes");
     assert_eq!(
@@ -284,7 +300,6 @@ async fn a_message_written_here_waits_for_the_older_ones_adoption_hands_over() {
         ("first".to_string(), "second".to_string()),
         "the events in the order they were raised"
     );
-    runtime.shutdown().await;
 }
 
 /// A hook that lets every write through untouched.
@@ -373,20 +388,7 @@ async fn a_message_written_after_a_lapse_waits_for_what_was_written_during_it() 
         .await
         .expect("the lease loop renews");
     assert!(leases.holds(&id), "held again after the renewal");
-    client
-        .raise_event(&id, "e", "second")
-        .await
-        .expect("raised once held again");
-    leases.paused.send_replace(false);
-    let status = client
-        .wait_for_completion(&id, support::WAIT)
-        .await
-        .expect("completes");
-    assert_eq!(
-        status.output_as::<(String, String)>().expect("output"),
-        ("first".to_string(), "second".to_string()),
-        "the events in the order they were raised"
-    );
+    raise_second_then_adopt(&client, &leases, &id).await;
     runtime.shutdown().await;
 }
 
@@ -426,13 +428,7 @@ async fn a_timer_due_before_adoption_fires_after_the_older_messages() {
     first.shutdown().await;
     drop(first_client);
     // The event, through the store, before the timer is due; then the timer comes due.
-    let offline = Runtime::builder()
-        .postgres(&url)
-        .postgres_schema(&schema)
-        .postgres_shared()
-        .open_client()
-        .await
-        .expect("a client of the store alone");
+    let offline = offline_client(&url, &schema).await;
     offline
         .raise_event(&id, "e", "event")
         .await
