@@ -38,6 +38,12 @@ async fn terminate_suspend_and_resume_answer_as_documented() {
         assert_eq!(resumed.status(), StatusCode::ACCEPTED);
         let again = served.post("/instances/m/resume", &Value::Null).await;
         assert_error(again, StatusCode::CONFLICT, "NotApplicable").await;
+        // Suspend and resume reach the history through the instance's steps: wait for them
+        // before the terminate, which ends the instance and would consume them unrecorded.
+        support::until_recorded(&served.client, "m", "the resume", 1, |e| {
+            matches!(e, durable_runtime::HistoryEvent::ExecutionResumed { .. })
+        })
+        .await;
 
         let terminated = served
             .post(
