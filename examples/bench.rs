@@ -175,6 +175,10 @@ struct Args {
     /// Set on the helper worker processes of `--workers N`: the schema to work on.
     #[arg(long, hide = true)]
     pg_worker: Option<String>,
+    /// Give tokio its I/O driver even where no workload needs it (see [`tokio_runtime`]), to
+    /// measure what it costs.
+    #[arg(long)]
+    io_driver: bool,
 }
 
 type BoxError = Box<dyn std::error::Error>;
@@ -480,6 +484,9 @@ fn run_each_in_a_child(args: &Args) -> Result<(), BoxError> {
         if args.quick {
             child.arg("--quick");
         }
+        if args.io_driver {
+            child.arg("--io-driver");
+        }
         let status = child.status()?;
         if !status.success() {
             return Err(format!("workload {workload} failed: {status}").into());
@@ -488,9 +495,32 @@ fn run_each_in_a_child(args: &Args) -> Result<(), BoxError> {
     Ok(())
 }
 
-#[tokio::main]
-async fn main() -> Result<(), BoxError> {
+fn main() -> Result<(), BoxError> {
     let args = Args::parse();
+    tokio_runtime(&args)?.block_on(run(args))
+}
+
+/// The tokio runtime the workloads run on. The embedded store's workloads do no network I/O,
+/// so they get timers only, as a program of the embedded store alone would (and as every
+/// `#[tokio::main]` did before a dependency switched tokio's `net` feature on). With the I/O
+/// driver, an idle worker thread parks in `epoll_wait` and is woken by a write to an
+/// `eventfd`, a few microseconds more per wake-up than a futex; a sequential workload (W3, W5)
+/// wakes a thread about twice per step. HTTP (W8) and PostgreSQL need the driver.
+fn tokio_runtime(args: &Args) -> std::io::Result<tokio::runtime::Runtime> {
+    let network = args.io_driver
+        || args.store != "sqlite"
+        || args.pg_worker.is_some()
+        || args.workload.iter().any(|workload| workload == "w8");
+    let mut builder = tokio::runtime::Builder::new_multi_thread();
+    if network {
+        builder.enable_all();
+    } else {
+        builder.enable_time();
+    }
+    builder.build()
+}
+
+async fn run(args: Args) -> Result<(), BoxError> {
     if let Some(schema) = &args.pg_worker {
         return postgres::run_worker(&args.store, schema).await;
     }

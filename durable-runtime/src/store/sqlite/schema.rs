@@ -272,6 +272,17 @@ enum Found {
 /// [`StoreError::IncompatibleSchema`]. Runs before anything else touches the file (not even its
 /// journal mode), so a refused file is left as it was.
 pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    create_or_migrate(conn, path)?;
+    ensure_incremental_vacuum(conn, path)
+}
+
+/// The schema part of [`prepare`], in one transaction.
+pub(super) fn create_or_migrate(conn: &Connection, path: &Path) -> Result<(), StoreError> {
+    // In an empty file the mode is written with the first table, so a new store needs no
+    // `VACUUM` to get it; in a file with tables this changes nothing (it would take a VACUUM).
+    // It cannot be set inside the transaction.
+    conn.execute_batch("PRAGMA auto_vacuum = INCREMENTAL")
+        .map_err(|err| refuse_unreadable(err, path))?;
     // IMMEDIATE: nothing changes the file between the check and the change.
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|err| refuse_unreadable(err, path))?;
@@ -300,10 +311,7 @@ pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> 
         }
     });
     match result {
-        Ok(()) => {
-            conn.execute_batch("COMMIT")?;
-            ensure_incremental_vacuum(conn, path)
-        }
+        Ok(()) => Ok(conn.execute_batch("COMMIT")?),
         Err(err) => {
             if !conn.is_autocommit() {
                 let _ = conn.execute_batch("ROLLBACK");
@@ -314,8 +322,8 @@ pub(crate) fn prepare(conn: &Connection, path: &Path) -> Result<(), StoreError> 
 }
 
 /// Puts the file in `auto_vacuum = INCREMENTAL` mode, so that purges can give space back. A
-/// file created without it (every file before version 7, and a new one, whose first tables are
-/// created before this runs) is rebuilt once with `VACUUM`, which cannot run in a transaction.
+/// file created without it (every file before version 7; a new one is created in that mode)
+/// is rebuilt once with `VACUUM`, which cannot run in a transaction.
 /// Checked at every open: a process that died between the migration and the `VACUUM` leaves a
 /// file this finishes.
 fn ensure_incremental_vacuum(conn: &Connection, path: &Path) -> Result<(), StoreError> {

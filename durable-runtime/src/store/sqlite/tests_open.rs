@@ -491,3 +491,16 @@ fn user_version(raw: &rusqlite::Connection) -> i32 {
     raw.pragma_query_value(None, "user_version", |row| row.get(0))
         .expect("reads")
 }
+
+#[test]
+fn a_new_store_is_created_in_incremental_vacuum_mode_without_a_rebuild() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let path = dir.path().join("s.db");
+    let raw = rusqlite::Connection::open(&path).expect("opens");
+    super::schema::create_or_migrate(&raw, &path).expect("creates");
+    // Without the `VACUUM` that `prepare` runs on a file in another mode.
+    let mode: i32 = raw
+        .pragma_query_value(None, "auto_vacuum", |row| row.get(0))
+        .expect("reads");
+    assert_eq!(mode, 2, "INCREMENTAL");
+}
