@@ -10,7 +10,9 @@ use crate::store::Backend;
 use crate::store::sqlite::SqliteStore;
 use crate::worker::hooks::Hooks;
 use crate::worker::queue::{AfterStop, run_queue};
-use crate::worker::{Limits, Shared, activity, entity, orchestration, recovery, retention, timer};
+use crate::worker::{
+    Limits, Shared, activity, entity, orchestration, poison, recovery, retention, timer,
+};
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -236,6 +238,23 @@ impl RuntimeBuilder {
         self
     }
 
+    /// How many times work that stopped the process is retried after restarts before it is
+    /// set aside as poison (default: 10; 0: retried forever).
+    ///
+    /// An orchestration step or an activity that stops the whole process (an abort, a stack
+    /// overflow, the out-of-memory killer, a crash in native code) would run again at every
+    /// restart and stop it again, taking every other instance down with it. After a start
+    /// that finds the store was not closed, the work recovered from the process before counts
+    /// its attempts in the store before it runs; past this many, an instance fails, and an
+    /// activity's task fails (its orchestration sees a `TaskFailed`, like any other), with
+    /// the reason recorded. Work that commits in between starts counting again from zero, so
+    /// only work in hand at every stop in a row is set aside. Counted on the embedded store;
+    /// the PostgreSQL store does not count yet.
+    pub fn poison_after(mut self, retries: u32) -> Self {
+        self.limits.poison_after = retries;
+        self
+    }
+
     /// The clock durable timers and step times are read from (default: the system clock).
     /// For tests that move time.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
@@ -323,6 +342,7 @@ impl RuntimeBuilder {
             clock: self.clock,
             limits: self.limits,
             held_back: recovery::HeldBack::new(),
+            suspects: Default::default(),
             adoption_gate: Default::default(),
             hooks: None,
             runs_work: false,
@@ -353,6 +373,7 @@ impl RuntimeBuilder {
             clock: self.clock,
             limits: self.limits,
             held_back: recovery::HeldBack::new(),
+            suspects: Default::default(),
             adoption_gate: Default::default(),
             hooks: self.hooks,
             runs_work: true,
@@ -466,6 +487,7 @@ impl Runtime {
                 activity_timeouts: HashMap::new(),
                 max_timers_in_memory: timer::DEFAULT_MAX_TIMERS_IN_MEMORY,
                 retention: None,
+                poison_after: poison::DEFAULT_POISON_AFTER,
             },
             write_retry_interval: DEFAULT_WRITE_RETRY_INTERVAL,
             hooks: None,

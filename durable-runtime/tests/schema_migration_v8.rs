@@ -109,8 +109,8 @@ async fn a_version_7_file_is_migrated_and_takes_entities() {
     );
     runtime.shutdown().await;
     drop(client);
-    assert_eq!(SCHEMA_VERSION, 8);
-    assert_eq!(pragma(&store, "user_version"), 8);
+    assert_eq!(SCHEMA_VERSION, 9);
+    assert_eq!(pragma(&store, "user_version"), 9);
     let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("opens");
     let state: String = conn
         .query_row(

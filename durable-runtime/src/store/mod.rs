@@ -332,6 +332,20 @@ pub enum Write {
         /// The candidates (`@name@key`).
         entity_ids: Vec<String>,
     },
+    /// Count one more attempt at work recovered after an unclean stop (see
+    /// [`Backend::stopped_uncleanly`]), before the runtime starts it: the answer is
+    /// `Attempts` with the new count (0 if the work is gone meanwhile). A step that commits
+    /// sets its instance's count back to 0; an activity's count goes with its work item.
+    CountAttempt(AttemptOf),
+}
+
+/// Work whose attempts [`Write::CountAttempt`] counts.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum AttemptOf {
+    /// An instance's next step (over the messages it has waiting).
+    Instance(String),
+    /// An activity's work item.
+    Activity(i64),
 }
 
 /// The work a committed step created.
@@ -367,6 +381,8 @@ pub enum Written {
     Purged(u64),
     /// An entity write is durable; the operations it queued.
     Entity(EntityWork),
+    /// An attempt is counted; the count now.
+    Attempts(u32),
 }
 
 /// A stored work row (message, activity or timer) that does not decode. Recovery reports it
@@ -420,6 +436,15 @@ pub struct CurrentRun {
 pub trait Backend: Send + Sync + 'static {
     /// Applies `write` atomically and durably, then reports what it created.
     async fn write(&self, write: Write) -> Result<Written, StoreError>;
+
+    /// Whether the process that had the store open before this one stopped without closing
+    /// it (killed, crashed, out of memory): the work it had in hand may be what stopped it,
+    /// so the runtime counts the attempts at recovered work ([`Write::CountAttempt`]) and sets
+    /// aside what keeps stopping the process. A backend that cannot tell says false, and
+    /// nothing is counted.
+    fn stopped_uncleanly(&self) -> bool {
+        false
+    }
 
     /// The instance's row, if it exists.
     async fn read_instance(&self, instance_id: &str) -> Result<Option<InstanceStatus>, StoreError>;

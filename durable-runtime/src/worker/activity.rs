@@ -37,6 +37,20 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
     }
     let span = tracing::info_span!("activity", instance = %item.instance_id, name = %item.name, task_id = item.task_id);
     async {
+        if let Some(failure) = super::poison::before_activity(&shared, item.id, &item.name).await {
+            tracing::error!(failure = %failure.message, "activity set aside");
+            let event = HistoryEvent::TaskFailed {
+                task_id: item.task_id,
+                failure,
+            };
+            shared.dispatcher.deliver_activity_result(
+                item.instance_id.clone(),
+                item.id,
+                item.execution_id.clone(),
+                event,
+            );
+            return;
+        }
         let mock = shared.hooks.as_ref().and_then(|hooks| {
             hooks.record_start(StartedActivity {
                 instance_id: item.instance_id.clone(),

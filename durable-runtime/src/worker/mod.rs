@@ -5,6 +5,7 @@ pub(crate) mod entity;
 pub(crate) mod hooks;
 pub(crate) mod lease;
 pub(crate) mod orchestration;
+pub(crate) mod poison;
 pub(crate) mod queue;
 pub(crate) mod recovery;
 pub(crate) mod retention;
@@ -36,6 +37,9 @@ pub(crate) struct Limits {
     pub max_timers_in_memory: usize,
     /// Finished instances older than this are purged in the background.
     pub retention: Option<Duration>,
+    /// Retries after restarts of work that stopped the process, before it is set aside
+    /// (0: never); see [`poison`].
+    pub poison_after: u32,
 }
 
 impl Limits {
@@ -57,6 +61,8 @@ pub(crate) struct Shared {
     pub limits: Limits,
     /// New messages waiting for startup recovery to hand over older ones.
     pub held_back: recovery::HeldBack,
+    /// Recovered work not attempted yet, after an unclean stop (see [`poison`]).
+    pub suspects: poison::Suspects,
     /// On a shared store, new messages for the partitions just taken over, waiting for
     /// adoption to hand over older ones.
     pub adoption_gate: lease::AdoptionGate,
@@ -195,7 +201,9 @@ impl Shared {
     fn dispatch(self: &Arc<Self>, written: Written) -> Delivered {
         if !self.runs_work {
             return match written {
-                Written::Delivered(None) | Written::Purged(_) => Delivered::Nothing,
+                Written::Delivered(None) | Written::Purged(_) | Written::Attempts(_) => {
+                    Delivered::Nothing
+                }
                 _ => Delivered::Sent,
             };
         }
@@ -253,7 +261,9 @@ impl Shared {
                 }
                 Delivered::Sent
             }
-            Written::Delivered(None) | Written::Purged(_) => Delivered::Nothing,
+            Written::Delivered(None) | Written::Purged(_) | Written::Attempts(_) => {
+                Delivered::Nothing
+            }
         }
     }
 }

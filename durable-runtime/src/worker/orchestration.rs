@@ -12,7 +12,7 @@
 //! A panic anywhere in a step (a user `Drop` or `Deserialize`) is treated like a fatal error:
 //! the instance fails and the worker goes on, so no instance is left claimed forever.
 
-use super::{Shared, Slot, record_failure, retry_delay};
+use super::{Shared, Slot, poison, record_failure, retry_delay};
 use crate::dispatch::{Inbound, Source};
 use crate::failure::{FailureDetails, panic_failure};
 #[cfg(doc)]
@@ -71,6 +71,18 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String, m
                 continue;
             }
             drop_duplicates(&mut messages);
+            if !failed_instance
+                && let Some(failure) = poison::before_step(&shared, &instance_id).await
+            {
+                if !record_failure(&shared, &instance_id, failure).await {
+                    shared.dispatcher.abandon(&instance_id);
+                    return;
+                }
+                // Finished now: the next step consumes its messages without running any code.
+                failed_instance = true;
+                check_status = true;
+                continue;
+            }
             // Read before the step looks at the status (see `Dispatcher::park_suspended`).
             let changes = shared.dispatcher.changes(&instance_id);
             // Boxed: the step's future is large, and the task of an idle instance need not

@@ -212,6 +212,9 @@ impl Recoverable for Message {
         self.id
     }
     fn hand_over(self, shared: &Shared) {
+        if super::poison::watching(shared) {
+            shared.suspects.note_instance(&self.instance_id);
+        }
         shared.dispatcher.deliver(self);
     }
 }
@@ -221,6 +224,9 @@ impl Recoverable for crate::store::ActivityWorkItem {
         self.id
     }
     fn hand_over(self, shared: &Shared) {
+        if super::poison::watching(shared) {
+            shared.suspects.note_activity(self.id);
+        }
         shared.dispatcher.enqueue_activity(self);
     }
 }

@@ -171,6 +171,9 @@ pub(crate) async fn run(
     let mut next_read = Instant::now();
     // Made once and re-armed for every wait: waiting allocates nothing.
     let mut clock_timer = shared.clock.timer();
+    // Timers due before this start were in hand (or should have been) when the process
+    // before stopped: their steps are suspects, like recovered messages (see `poison`).
+    let suspects_due_by = super::poison::watching(&shared).then(|| shared.clock.now_ms());
     let deadline = loop {
         // One batch fires at a time, so timers due together are written in due order and a
         // burst of due timers costs one batch of memory.
@@ -201,6 +204,11 @@ pub(crate) async fn run(
             match page {
                 Ok(page) => {
                     read_attempt = 0;
+                    if let Some(started_ms) = suspects_due_by {
+                        for timer in page.items.iter().filter(|t| t.fire_at_ms <= started_ms) {
+                            shared.suspects.note_instance(&timer.instance_id);
+                        }
+                    }
                     let corrupt = armed.extend(limit, page);
                     // Reporting retries a failing store for as long as it fails: it must not
                     // hold shutdown (a row not reported yet fails its instance at the next

@@ -74,6 +74,10 @@ pub(crate) async fn apply_write(
         Write::PurgeEntities { entity_ids } => {
             entity::purge(db, entity_ids).await.map(Written::Purged)
         }
+        // Never sent: this store does not tell an unclean stop (`stopped_uncleanly`).
+        Write::CountAttempt(_) => Err(StoreError::Refused(
+            "counting attempts at recovered work is not supported on PostgreSQL".into(),
+        )),
         Write::FailInstance {
             instance_id,
             failure,

@@ -13,8 +13,8 @@ use super::manage;
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;
 use crate::store::{
-    ActivityWorkItem, Message, NewInstance, START_TIMER_TASK, StepCommit, StepWork, StoreError,
-    TimerWorkItem, Write, Written,
+    ActivityWorkItem, AttemptOf, Message, NewInstance, START_TIMER_TASK, StepCommit, StepWork,
+    StoreError, TimerWorkItem, Write, Written,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -119,6 +119,7 @@ pub(crate) fn apply_write(
         }
         Write::Entity(commit) => entity::commit(conn, ids, commit).map(Written::Entity),
         Write::PurgeEntities { entity_ids } => entity::purge(conn, entity_ids).map(Written::Purged),
+        Write::CountAttempt(of) => count_attempt(conn, of).map(Written::Attempts),
         Write::FailInstance {
             instance_id,
             failure,
@@ -248,6 +249,27 @@ pub(crate) fn apply_write(
 }
 
 /// A value of the write that does not serialize can never be written.
+/// Counts one more attempt at `of`; the count now (0 if it is gone).
+fn count_attempt(conn: &Connection, of: &AttemptOf) -> Result<u32, StoreError> {
+    let counted: Option<i64> = match of {
+        AttemptOf::Instance(instance_id) => conn
+            .prepare_cached(
+                "UPDATE instances SET recovery_attempts = recovery_attempts + 1
+                 WHERE instance_id = ?1 RETURNING recovery_attempts",
+            )?
+            .query_row(params![instance_id], |row| row.get(0))
+            .optional()?,
+        AttemptOf::Activity(id) => conn
+            .prepare_cached(
+                "UPDATE activities SET recovery_attempts = recovery_attempts + 1
+                 WHERE id = ?1 RETURNING recovery_attempts",
+            )?
+            .query_row(params![id], |row| row.get(0))
+            .optional()?,
+    };
+    Ok(counted.map_or(0, |count| u32::try_from(count).unwrap_or(u32::MAX)))
+}
+
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {
     serde_json::to_string(value).map_err(|err| {
         StoreError::Refused(format!("a value of the write does not serialize: {err}"))
@@ -464,7 +486,8 @@ fn apply_step(
     if let Some(status) = step.status {
         let failure = step.failure.as_ref().map(to_json).transpose()?;
         conn.prepare_cached(
-            "UPDATE instances SET status = ?2, failure = ?3, updated_ms = ?4, history_len = ?5
+            "UPDATE instances SET status = ?2, failure = ?3, updated_ms = ?4, history_len = ?5,
+                    recovery_attempts = 0
              WHERE instance_id = ?1",
         )?
         .execute(params![
@@ -496,8 +519,10 @@ fn apply_step(
             }
         }
     } else if !step.events.is_empty() {
-        conn.prepare_cached("UPDATE instances SET history_len = ?2 WHERE instance_id = ?1")?
-            .execute(params![id, history_len])?;
+        conn.prepare_cached(
+            "UPDATE instances SET history_len = ?2, recovery_attempts = 0 WHERE instance_id = ?1",
+        )?
+        .execute(params![id, history_len])?;
     }
     Ok(Written::Step(StepWork {
         activities,

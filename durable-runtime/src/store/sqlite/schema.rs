@@ -13,7 +13,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i32 = 0x4455_5242;
 
 /// The schema version this release reads and writes.
-pub const SCHEMA_VERSION: i32 = 8;
+pub const SCHEMA_VERSION: i32 = 9;
 
 /// The version 3 instance and history tables. A new file is created in the version 3 shape and
 /// migrated at once, so there is one definition of the current shape: the migrations.
@@ -243,6 +243,25 @@ END;
 
 fn migrate_from_v7(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(MIGRATE_V7_TO_V8)?;
+    migrate_from_v8(conn)
+}
+
+/// From version 8: poison work. Work recovered after a process stopped without closing the
+/// store counts its attempts (a step that commits sets its instance's count back to 0), and
+/// the store remembers whether the process that has it open closed it (`store_state`'s
+/// `open`: set while a process has the store, cleared when its writer stops after draining).
+const MIGRATE_V8_TO_V9: &str = "
+ALTER TABLE instances ADD COLUMN recovery_attempts INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE activities ADD COLUMN recovery_attempts INTEGER NOT NULL DEFAULT 0;
+CREATE TABLE store_state (
+    key   TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
+) WITHOUT ROWID;
+INSERT INTO store_state (key, value) VALUES ('open', 0);
+";
+
+fn migrate_from_v8(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(MIGRATE_V8_TO_V9)?;
     stamp(conn)
 }
 
@@ -306,7 +325,8 @@ pub(super) fn create_or_migrate(conn: &Connection, path: &Path) -> Result<(), St
                 4 => migrate_from_v4(conn),
                 5 => migrate_from_v5(conn),
                 6 => migrate_from_v6(conn),
-                _ => migrate_from_v7(conn),
+                7 => migrate_from_v7(conn),
+                _ => migrate_from_v8(conn),
             }
         }
     });
@@ -375,7 +395,7 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
             SCHEMA_VERSION => Ok(Found::Current),
             // Version 1 never stamped the id, but a file that has it and version 1 is one.
             1 if tables.iter().any(|t| t == "instances") => Ok(Found::Older(1)),
-            2..=7 => Ok(Found::Older(version)),
+            2..=8 => Ok(Found::Older(version)),
             v if v > SCHEMA_VERSION => Err(incompatible(
                 path,
                 format!(
@@ -411,6 +431,26 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
              {expected})"
         ),
     ))
+}
+
+/// Marks the store open by this process; true if the process before left it open (it stopped
+/// without its writer draining: killed, crashed).
+pub(crate) fn mark_open(conn: &Connection) -> Result<bool, StoreError> {
+    let was_open: i64 = conn
+        .query_row(
+            "SELECT value FROM store_state WHERE key = 'open'",
+            [],
+            |row| row.get(0),
+        )
+        .at("store_state", "open")?;
+    conn.execute("UPDATE store_state SET value = 1 WHERE key = 'open'", [])?;
+    Ok(was_open != 0)
+}
+
+/// Marks the store closed: its writer drained and stopped.
+pub(crate) fn mark_closed(conn: &Connection) -> rusqlite::Result<()> {
+    conn.execute("UPDATE store_state SET value = 0 WHERE key = 'open'", [])
+        .map(|_| ())
 }
 
 fn stamp(conn: &Connection) -> Result<(), StoreError> {
