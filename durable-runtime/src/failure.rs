@@ -52,6 +52,13 @@ pub struct TaskFailed {
 }
 
 impl TaskFailed {
+    /// Whether the task was set aside as poison (it stopped the process at every retry; see
+    /// [`RuntimeBuilder::poison_after`](crate::RuntimeBuilder::poison_after)): no retry
+    /// policy retries it.
+    pub fn is_poison(&self) -> bool {
+        self.details.as_deref() == Some(crate::worker::poison::POISON)
+    }
+
     pub(crate) fn from_details(name: &str, failure: FailureDetails) -> Self {
         TaskFailed {
             name: name.to_string(),

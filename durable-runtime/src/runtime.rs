@@ -244,12 +244,16 @@ impl RuntimeBuilder {
     /// An orchestration step or an activity that stops the whole process (an abort, a stack
     /// overflow, the out-of-memory killer, a crash in native code) would run again at every
     /// restart and stop it again, taking every other instance down with it. After a start
-    /// that finds the store was not closed, the work recovered from the process before counts
-    /// its attempts in the store before it runs; past this many, an instance fails, and an
-    /// activity's task fails (its orchestration sees a `TaskFailed`, like any other), with
-    /// the reason recorded. Work that commits in between starts counting again from zero, so
-    /// only work in hand at every stop in a row is set aside. Counted on the embedded store;
-    /// the PostgreSQL store does not count yet.
+    /// that finds the runtime before did not [`shutdown`](Runtime::shutdown), the work
+    /// recovered from it counts its attempts in the store right before its code runs; past
+    /// this many, an instance fails, and an activity's task fails (its orchestration sees a
+    /// `TaskFailed`, which no retry policy retries: [`TaskFailed::is_poison`]), with the
+    /// reason recorded. A step that commits and an activity that returns start counting again
+    /// from zero, so only work running at every stop in a row is set aside. Counted on the
+    /// embedded store, for steps and activities; entity operations and the PostgreSQL store
+    /// are not counted yet.
+    ///
+    /// [`TaskFailed::is_poison`]: crate::TaskFailed::is_poison
     pub fn poison_after(mut self, retries: u32) -> Self {
         self.limits.poison_after = retries;
         self
@@ -379,6 +383,11 @@ impl RuntimeBuilder {
             runs_work: true,
             leases: leases.clone(),
         });
+        if leases.is_none() {
+            // Before recovery hands anything over: it decides whether recovered work is
+            // counted as a suspect of having stopped the runtime before.
+            poison::mark_running(&shared).await;
+        }
         // Taken before any worker or client can create work: recovery reads up to here.
         let marks = shared.store.work_watermarks().await?;
         let orchestration_slots = Arc::new(Semaphore::new(self.orchestration_concurrency));
@@ -563,6 +572,7 @@ impl Runtime {
         // steps that record them run before the step loop stops.
         let _ = self.stop_steps.send(Some(deadline));
         clean &= self.step_loop.await.unwrap_or(false);
+        let shared_store = self.lease_loop.is_some();
         if let Some(lease_loop) = self.lease_loop {
             // Bounded: a renewal or the release of the leases waits on a database that may
             // hang. Not aborted at the deadline (a renewal cut off in its claim's transaction
@@ -575,6 +585,10 @@ impl Runtime {
         }
         if !clean {
             tracing::warn!("shutdown timed out with work in flight; it resumes at the next start");
+        }
+        if !shared_store {
+            // Shut down: the work left was not what stopped the process.
+            poison::mark_stopped(&self.shared).await;
         }
     }
 }

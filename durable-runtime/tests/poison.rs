@@ -1,20 +1,27 @@
 //! Poison work on the embedded store: an orchestration step or an activity that stops the
 //! process every time it runs (here, `std::process::abort`) is retried `poison_after` times
 //! after restarts, then set aside, with the reason recorded: the instance fails, or the
-//! activity's task fails and its orchestration goes on. A worker process is started again
-//! each time it dies, as a supervisor would; without the limit it would die forever.
-//! (That a clean stop counts nothing is tested on the store: `store::sqlite::tests_open`.)
+//! activity's task fails (and no retry policy retries it) and its orchestration goes on. A
+//! worker process is started again each time it dies, as a supervisor would; without the limit
+//! it would die forever. An activity that returns is not blamed for the step after it, and a
+//! clean shutdown counts nothing.
 
 mod support;
 
 use durable_runtime::prelude::*;
 use std::ffi::OsStr;
+use tokio::sync::Notify;
 
 const RETRIES: u32 = 2;
 
 #[activity]
 async fn abort_the_process(_: ()) -> u32 {
     std::process::abort()
+}
+
+#[activity]
+async fn returns_one(_: ()) -> u32 {
+    1
 }
 
 #[orchestrator]
@@ -28,7 +35,27 @@ async fn calls_an_aborting_activity(
 }
 
 #[orchestrator]
+async fn retries_an_aborting_activity(
+    ctx: OrchestrationContext,
+) -> Result<String, OrchestrationError> {
+    let policy = RetryPolicy::new(3, Duration::from_millis(1));
+    match ctx
+        .call_activity_with_retry(&policy, abort_the_process, ())
+        .await
+    {
+        Ok(n) => Ok(format!("returned {n}")),
+        Err(failed) => Ok(format!("task failed: {}", failed.message)),
+    }
+}
+
+#[orchestrator]
 async fn aborts_in_its_step(_ctx: OrchestrationContext) -> Result<(), OrchestrationError> {
+    stop_the_process()
+}
+
+#[orchestrator]
+async fn aborts_after_an_activity(ctx: OrchestrationContext) -> Result<(), OrchestrationError> {
+    ctx.call_activity(returns_one, ()).await?;
     stop_the_process()
 }
 
@@ -39,8 +66,8 @@ fn stop_the_process() -> ! {
     std::process::abort()
 }
 
-/// Starts the instance named by `DURABLE_POISON_CASE` (once), waits for it and prints its
-/// outcome; dies on the way while the poison runs.
+/// Starts the instance of the case named by `DURABLE_POISON_CASE` (once), waits for it and
+/// prints its outcome; dies on the way while the poison runs.
 #[test]
 #[ignore = "run as a child process by the tests below"]
 fn poison_worker_process() {
@@ -65,7 +92,17 @@ fn poison_worker_process() {
                     .start_with_id(calls_an_aborting_activity, "poison", ())
                     .await
             }
-            _ => client.start_with_id(aborts_in_its_step, "poison", ()).await,
+            "retried activity" => {
+                client
+                    .start_with_id(retries_an_aborting_activity, "poison", ())
+                    .await
+            }
+            "step" => client.start_with_id(aborts_in_its_step, "poison", ()).await,
+            _ => {
+                client
+                    .start_with_id(aborts_after_an_activity, "poison", ())
+                    .await
+            }
         };
         match started {
             Ok(_) | Err(durable_runtime::Error::InstanceAlreadyExists(_)) => {}
@@ -87,17 +124,11 @@ fn poison_worker_process() {
     });
 }
 
-/// Runs the worker until it finishes, starting it again each time it dies; returns how many
-/// times it died and what the last one printed.
-fn supervise(case: &str) -> (u32, Vec<String>) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let store = dir.path().join("poison.db");
-    let env = [
-        ("DURABLE_POISON_STORE", store.as_os_str()),
-        ("DURABLE_POISON_CASE", OsStr::new(case)),
-    ];
-    for deaths in 0..=RETRIES + 3 {
-        let mut worker = support::spawn_worker("poison_worker_process", &env);
+/// Runs the worker `test` until it finishes, starting it again each time it dies; returns how
+/// many times it died and what the last one printed.
+fn supervise(test: &str, env: &[(&str, &OsStr)], most_deaths: u32) -> (u32, Vec<String>) {
+    for deaths in 0..=most_deaths {
+        let mut worker = support::spawn_worker(test, env);
         let output = worker.stdout.take().expect("piped");
         let lines: Vec<String> = std::io::BufRead::lines(std::io::BufReader::new(output))
             .map(|line| line.expect("reads"))
@@ -108,19 +139,34 @@ fn supervise(case: &str) -> (u32, Vec<String>) {
             return (deaths, lines);
         }
     }
-    panic!("the worker died more than {} times", RETRIES + 3);
+    panic!("the worker died more than {most_deaths} times");
+}
+
+/// [`supervise`]s the poison case `case` on a fresh store.
+fn supervise_case(case: &str) -> (u32, Vec<String>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("poison.db");
+    let env = [
+        ("DURABLE_POISON_STORE", store.as_os_str()),
+        ("DURABLE_POISON_CASE", OsStr::new(case)),
+    ];
+    supervise("poison_worker_process", &env, 3 * (RETRIES + 1))
+}
+
+fn line<'a>(lines: &'a [String], prefix: &str) -> &'a str {
+    lines
+        .iter()
+        .find_map(|l| l.strip_prefix(prefix))
+        .unwrap_or_else(|| panic!("no line '{prefix}...' in {lines:?}"))
 }
 
 #[test]
 fn an_activity_that_stops_the_process_fails_its_task_after_the_retries() {
-    let (deaths, lines) = supervise("activity");
+    let (deaths, lines) = supervise_case("activity");
     // Its first run, then each retry.
     assert_eq!(deaths, RETRIES + 1, "{lines:?}");
-    assert!(lines.contains(&"status Completed".to_string()), "{lines:?}");
-    let output = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("output "))
-        .expect("an output");
+    assert_eq!(line(&lines, "status "), "Completed");
+    let output = line(&lines, "output ");
     assert!(
         output.contains("task failed: activity 'abort_the_process' set aside as poison"),
         "the orchestration saw the task fail, with the reason: {output}"
@@ -129,13 +175,110 @@ fn an_activity_that_stops_the_process_fails_its_task_after_the_retries() {
 }
 
 #[test]
+fn a_retry_policy_does_not_retry_a_task_set_aside() {
+    let (deaths, lines) = supervise_case("retried activity");
+    assert_eq!(deaths, RETRIES + 1, "not once more per retry: {lines:?}");
+    assert!(line(&lines, "output ").contains("set aside as poison"));
+}
+
+#[test]
 fn a_step_that_stops_the_process_fails_its_instance_after_the_retries() {
-    let (deaths, lines) = supervise("step");
+    let (deaths, lines) = supervise_case("step");
     assert_eq!(deaths, RETRIES + 1, "{lines:?}");
-    assert!(lines.contains(&"status Failed".to_string()), "{lines:?}");
-    let failure = lines
-        .iter()
-        .find_map(|l| l.strip_prefix("failure "))
-        .expect("a failure");
-    assert!(failure.contains("set aside as poison"), "{failure}");
+    assert_eq!(line(&lines, "status "), "Failed");
+    assert!(line(&lines, "failure ").contains("set aside as poison"));
+}
+
+#[test]
+fn the_step_after_an_activity_is_blamed_not_the_activity() {
+    // The step that stops the process is woken by the activity's result, which reaches it in
+    // memory: the activity returned each time, so the step is what is set aside.
+    let (deaths, lines) = supervise_case("step after activity");
+    assert_eq!(deaths, RETRIES + 1, "{lines:?}");
+    assert_eq!(line(&lines, "status "), "Failed");
+    let failure = line(&lines, "failure ");
+    assert!(
+        failure
+            .starts_with("set aside as poison: the process stopped while this instance's step ran"),
+        "{failure}"
+    );
+}
+
+/// Told each time the activity below starts.
+static ACTIVITY_STARTED: Notify = Notify::const_new();
+
+#[activity]
+async fn waits_unless_last(_: ()) -> String {
+    ACTIVITY_STARTED.notify_one();
+    if std::env::var_os("DURABLE_POISON_LAST").is_some() {
+        "done".to_string()
+    } else {
+        // Shut down with it in hand.
+        std::future::pending().await
+    }
+}
+
+#[orchestrator]
+async fn waits_for_an_activity(ctx: OrchestrationContext) -> Result<String, OrchestrationError> {
+    Ok(ctx.call_activity(waits_unless_last, ()).await?)
+}
+
+/// Starts the instance (once), waits until its activity runs, and shuts down with it in hand;
+/// in the last incarnation the activity returns and the instance's outcome is printed.
+#[test]
+#[ignore = "run as a child process by a_clean_shutdown_with_work_in_hand_counts_nothing"]
+fn clean_shutdown_worker_process() {
+    let Ok(store) = std::env::var("DURABLE_POISON_STORE") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    rt.block_on(async {
+        let runtime = Runtime::builder()
+            .sqlite(store)
+            .poison_after(1)
+            .shutdown_timeout(Duration::from_millis(50))
+            .start()
+            .await
+            .expect("runtime");
+        let client = runtime.client();
+        match client
+            .start_with_id(waits_for_an_activity, "in-hand", ())
+            .await
+        {
+            Ok(_) | Err(durable_runtime::Error::InstanceAlreadyExists(_)) => {}
+            Err(err) => panic!("start failed: {err}"),
+        }
+        ACTIVITY_STARTED.notified().await;
+        if std::env::var_os("DURABLE_POISON_LAST").is_some() {
+            let status = client
+                .wait_for_completion("in-hand", Duration::from_secs(60))
+                .await
+                .expect("finishes");
+            println!("status {:?}", status.runtime_status);
+            if let Some(output) = &status.output {
+                println!("output {output}");
+            }
+        }
+        runtime.shutdown().await;
+        println!("all done");
+    });
+}
+
+#[test]
+fn a_clean_shutdown_with_work_in_hand_counts_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("clean.db");
+    let env = [("DURABLE_POISON_STORE", store.as_os_str())];
+    // Shut down with the activity in hand, more times than the limit (1) allows stops.
+    for _ in 0..3 {
+        let (deaths, lines) = supervise("clean_shutdown_worker_process", &env, 0);
+        assert_eq!(deaths, 0, "{lines:?}");
+    }
+    let last = [
+        ("DURABLE_POISON_STORE", store.as_os_str()),
+        ("DURABLE_POISON_LAST", OsStr::new("1")),
+    ];
+    let (_, lines) = supervise("clean_shutdown_worker_process", &last, 0);
+    assert_eq!(line(&lines, "status "), "Completed", "not set aside");
+    assert_eq!(line(&lines, "output "), "\"done\"");
 }

@@ -140,7 +140,7 @@ impl RetryPolicy {
         started: SystemTime,
         now: SystemTime,
     ) -> Option<Duration> {
-        if attempt >= self.max_attempts {
+        if attempt >= self.max_attempts || failure.is_poison() {
             return None;
         }
         if let Some(retry_if) = &self.retry_if

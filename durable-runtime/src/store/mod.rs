@@ -332,11 +332,20 @@ pub enum Write {
         /// The candidates (`@name@key`).
         entity_ids: Vec<String>,
     },
+    /// Record whether a runtime runs on the store: set when one starts, cleared when it has
+    /// shut down. The answer is `WasRunning` with the value before: set at a start means the
+    /// runtime before stopped without shutting down (killed, crashed), and the work it had in
+    /// hand may be what stopped it. A store that does not keep it refuses the write.
+    MarkRunning(bool),
     /// Count one more attempt at work recovered after an unclean stop (see
-    /// [`Backend::stopped_uncleanly`]), before the runtime starts it: the answer is
+    /// [`MarkRunning`](Self::MarkRunning)), before the runtime runs it: the answer is
     /// `Attempts` with the new count (0 if the work is gone meanwhile). A step that commits
-    /// sets its instance's count back to 0; an activity's count goes with its work item.
+    /// sets its instance's count back to 0 (so do a restart and a rewind); an activity's
+    /// count goes with its work item, or with [`ClearAttempts`](Self::ClearAttempts).
     CountAttempt(AttemptOf),
+    /// Set the count of attempts back to 0 (an activity that returned: the process survived
+    /// it). The answer is `Attempts(0)`.
+    ClearAttempts(AttemptOf),
 }
 
 /// Work whose attempts [`Write::CountAttempt`] counts.
@@ -381,8 +390,10 @@ pub enum Written {
     Purged(u64),
     /// An entity write is durable; the operations it queued.
     Entity(EntityWork),
-    /// An attempt is counted; the count now.
+    /// An attempt is counted (or the count cleared); the count now.
     Attempts(u32),
+    /// Whether a runtime was marked running before ([`Write::MarkRunning`]).
+    WasRunning(bool),
 }
 
 /// A stored work row (message, activity or timer) that does not decode. Recovery reports it
@@ -436,15 +447,6 @@ pub struct CurrentRun {
 pub trait Backend: Send + Sync + 'static {
     /// Applies `write` atomically and durably, then reports what it created.
     async fn write(&self, write: Write) -> Result<Written, StoreError>;
-
-    /// Whether the process that had the store open before this one stopped without closing
-    /// it (killed, crashed, out of memory): the work it had in hand may be what stopped it,
-    /// so the runtime counts the attempts at recovered work ([`Write::CountAttempt`]) and sets
-    /// aside what keeps stopping the process. A backend that cannot tell says false, and
-    /// nothing is counted.
-    fn stopped_uncleanly(&self) -> bool {
-        false
-    }
 
     /// The instance's row, if it exists.
     async fn read_instance(&self, instance_id: &str) -> Result<Option<InstanceStatus>, StoreError>;

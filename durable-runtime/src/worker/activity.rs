@@ -2,6 +2,7 @@
 
 use super::Shared;
 use super::hooks::{Mock, StartedActivity};
+use super::poison::ActivityVerdict;
 use crate::activity_context::ActivityContext;
 use crate::failure::{FailureDetails, panic_failure};
 use crate::history::HistoryEvent;
@@ -37,7 +38,8 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
     }
     let span = tracing::info_span!("activity", instance = %item.instance_id, name = %item.name, task_id = item.task_id);
     async {
-        if let Some(failure) = super::poison::before_activity(&shared, item.id, &item.name).await {
+        let verdict = super::poison::before_activity(&shared, item.id, &item.name).await;
+        if let ActivityVerdict::SetAside(failure) = verdict {
             tracing::error!(failure = %failure.message, "activity set aside");
             let event = HistoryEvent::TaskFailed {
                 task_id: item.task_id,
@@ -92,6 +94,9 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
                 }
             }
         };
+        if matches!(verdict, ActivityVerdict::RunCounted) {
+            super::poison::returned(&shared, item.id).await;
+        }
         let limit = shared.limits.max_payload_bytes;
         let result = result.and_then(|output| match output.as_str().len() {
             size if size > limit => Err(FailureDetails::new(format!(

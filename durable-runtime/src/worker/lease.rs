@@ -228,6 +228,9 @@ pub(crate) fn held_only(leases: &dyn Leases, written: Written) -> Option<Written
             work.messages.retain(|m| held(&m.instance_id));
             Written::Entity(work)
         }
-        other @ (Written::Delivered(None) | Written::Purged(_) | Written::Attempts(_)) => other,
+        other @ (Written::Delivered(None)
+        | Written::Purged(_)
+        | Written::Attempts(_)
+        | Written::WasRunning(_)) => other,
     })
 }

@@ -201,9 +201,10 @@ impl Shared {
     fn dispatch(self: &Arc<Self>, written: Written) -> Delivered {
         if !self.runs_work {
             return match written {
-                Written::Delivered(None) | Written::Purged(_) | Written::Attempts(_) => {
-                    Delivered::Nothing
-                }
+                Written::Delivered(None)
+                | Written::Purged(_)
+                | Written::Attempts(_)
+                | Written::WasRunning(_) => Delivered::Nothing,
                 _ => Delivered::Sent,
             };
         }
@@ -261,9 +262,10 @@ impl Shared {
                 }
                 Delivered::Sent
             }
-            Written::Delivered(None) | Written::Purged(_) | Written::Attempts(_) => {
-                Delivered::Nothing
-            }
+            Written::Delivered(None)
+            | Written::Purged(_)
+            | Written::Attempts(_)
+            | Written::WasRunning(_) => Delivered::Nothing,
         }
     }
 }

@@ -44,6 +44,9 @@ enum Stepped {
     /// The instance is suspended: its messages are kept (in the store, and parked in memory)
     /// until a client resumes or terminates it.
     Suspended,
+    /// The instance's code stopped the process too many times in a row: it is to fail with
+    /// this instead of running (see [`poison`]).
+    SetAside(FailureDetails),
 }
 
 /// Runs steps for `instance_id` until no messages are waiting for it.
@@ -71,18 +74,6 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String, m
                 continue;
             }
             drop_duplicates(&mut messages);
-            if !failed_instance
-                && let Some(failure) = poison::before_step(&shared, &instance_id).await
-            {
-                if !record_failure(&shared, &instance_id, failure).await {
-                    shared.dispatcher.abandon(&instance_id);
-                    return;
-                }
-                // Finished now: the next step consumes its messages without running any code.
-                failed_instance = true;
-                check_status = true;
-                continue;
-            }
             // Read before the step looks at the status (see `Dispatcher::park_suspended`).
             let changes = shared.dispatcher.changes(&instance_id);
             // Boxed: the step's future is large, and the task of an idle instance need not
@@ -125,6 +116,16 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String, m
                         }
                         Err(err) => err,
                     }
+                }
+                Ok(Ok(Stepped::SetAside(failure))) => {
+                    if !record_failure(&shared, &instance_id, failure).await {
+                        shared.dispatcher.abandon(&instance_id);
+                        return;
+                    }
+                    // Finished now: the next step consumes its messages without running code.
+                    failed_instance = true;
+                    check_status = true;
+                    continue;
                 }
                 Ok(Ok(Stepped::AwaitingStart)) => {
                     if !shared
@@ -305,6 +306,13 @@ async fn run_step(
             .filter(|m| !is_start(&m.event))
             .map(|m| m.event.clone()),
     );
+    // The last moment before the instance's code runs.
+    if let Some(failure) = slot
+        .released_during(poison::before_step(shared, instance_id))
+        .await
+    {
+        return Ok(Stepped::SetAside(failure));
+    }
     let step = execution.step(&shared.registry, now, events);
     let (status, output, failure) = match &step.outcome {
         None if step.continued.is_some() => (RuntimeStatus::ContinuedAsNew, None, None),

@@ -2,21 +2,23 @@
 //! stack overflow, the out-of-memory killer, a crash in native code) would run again at every
 //! restart and stop it again, forever, taking every other instance down with it.
 //!
-//! So after a start that finds the store left open ([`Backend::stopped_uncleanly`]), the work
-//! recovered from the process before is a suspect: the messages and activities startup
-//! recovery hands over, and the timers that were due before this start. Before a suspect
-//! instance's first step here, and before a suspect activity starts, one more attempt is
-//! counted in the store ([`Write::CountAttempt`]), durably, before any user code runs. Work
-//! whose count goes past the limit is set aside instead of run: the instance fails, or the
-//! activity's task fails (its orchestration decides, as for any [`TaskFailed`]), with the
-//! reason recorded. A step that commits sets its instance's count back to 0, and a finished
-//! activity's count goes with its work item, so only work that was in hand at each of
-//! several stops in a row is set aside.
+//! A runtime marks the store running when it starts and clears the mark when it has shut down
+//! ([`Write::MarkRunning`]). A start that finds the mark set follows a runtime that stopped
+//! without shutting down, and the work recovered from it is a suspect: the messages and
+//! activities startup recovery hands over (and the instances of those activities, whose
+//! results reach them in memory), and the timers that were due before this start. Right
+//! before a suspect instance's first step here runs its code, and before a suspect activity
+//! starts, one more attempt is counted in the store ([`Write::CountAttempt`]), durably,
+//! before any user code runs. Work whose count goes past the limit is set aside instead of
+//! run: the instance fails, or the activity's task fails (with a failure no retry policy
+//! retries; its orchestration decides, as for any [`TaskFailed`]), with the reason recorded.
+//! A step that commits sets its instance's count back to 0, and so does an activity that
+//! returns, so only work that was running at each of several stops in a row is set aside.
 //!
-//! Nothing is counted after a clean stop, nor for work created since the start, and nothing
-//! costs anything on the path of a runtime that started cleanly.
+//! Nothing is counted after a clean shutdown, nor for work created since the start, and
+//! nothing costs anything on the path of a runtime that started cleanly. Entity operations
+//! are not counted yet.
 //!
-//! [`Backend::stopped_uncleanly`]: crate::store::Backend::stopped_uncleanly
 //! [`TaskFailed`]: crate::HistoryEvent::TaskFailed
 
 use super::{Shared, retry_delay};
@@ -30,46 +32,94 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// The default of [`RuntimeBuilder::poison_after`](crate::RuntimeBuilder::poison_after).
 pub(crate) const DEFAULT_POISON_AFTER: u32 = 10;
 
+/// The details of a task set aside as poison; a retry policy never retries it.
+pub(crate) const POISON: &str = "durable: set aside as poison";
+
 /// Transient store errors in a row after which an attempt goes uncounted (the work runs).
 const COUNT_RETRIES: u32 = 5;
 
 /// The recovered work not yet attempted in this process.
 #[derive(Default)]
 pub(crate) struct Suspects {
-    /// False until the first suspect is noted: the fast path of a clean start.
-    any: AtomicBool,
-    instances: Mutex<HashSet<String>>,
-    activities: Mutex<HashSet<i64>>,
+    /// Set at the start when the runtime before did not shut down; the fast path otherwise.
+    watching: AtomicBool,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    instances: HashSet<String>,
+    activities: HashSet<i64>,
+    /// Instances counted once here already: a timer read later does not count them again.
+    attempted: HashSet<String>,
 }
 
 impl Suspects {
+    /// Whether recovered work is watched (see the module's documentation).
+    pub(crate) fn watching(&self) -> bool {
+        self.watching.load(Ordering::Acquire)
+    }
+
     pub(crate) fn note_instance(&self, instance_id: &str) {
-        self.any.store(true, Ordering::Release);
-        self.instances.lock().insert(instance_id.to_string());
+        let mut state = self.state.lock();
+        if !state.attempted.contains(instance_id) {
+            state.instances.insert(instance_id.to_string());
+        }
     }
 
     pub(crate) fn note_activity(&self, work_item_id: i64) {
-        self.any.store(true, Ordering::Release);
-        self.activities.lock().insert(work_item_id);
+        self.state.lock().activities.insert(work_item_id);
     }
 
     /// True (once) if `instance_id` is a suspect not attempted yet.
     fn take_instance(&self, instance_id: &str) -> bool {
-        self.any.load(Ordering::Acquire) && self.instances.lock().remove(instance_id)
+        if !self.watching() {
+            return false;
+        }
+        let mut state = self.state.lock();
+        let taken = state.instances.remove(instance_id);
+        if taken {
+            state.attempted.insert(instance_id.to_string());
+        }
+        taken
     }
 
     /// True (once) if the activity `work_item_id` is a suspect not attempted yet.
     fn take_activity(&self, work_item_id: i64) -> bool {
-        self.any.load(Ordering::Acquire) && self.activities.lock().remove(&work_item_id)
+        self.watching() && self.state.lock().activities.remove(&work_item_id)
     }
 }
 
-/// Whether recovered work is watched: the store was left open, and the limit is on.
-pub(crate) fn watching(shared: &Shared) -> bool {
-    shared.limits.poison_after > 0 && shared.store.stopped_uncleanly()
+/// Marks the store running; from now on recovered work is watched if the runtime before did
+/// not shut down (and the limit is on). Called before recovery hands anything over.
+pub(crate) async fn mark_running(shared: &Shared) {
+    match shared.store.write(Write::MarkRunning(true)).await {
+        Ok(Written::WasRunning(true)) => {
+            tracing::warn!(
+                "the runtime before stopped without shutting down (killed, crashed): the attempts at the work it left are counted"
+            );
+            if shared.limits.poison_after > 0 {
+                shared.suspects.watching.store(true, Ordering::Release);
+            }
+        }
+        Ok(_) => {}
+        Err(err) => {
+            tracing::debug!(error = %err, "the store does not keep whether a runtime runs on it; poison work is not counted");
+        }
+    }
 }
 
-/// Before a step of `instance_id`: `Some(reason)` if it is to be set aside instead.
+/// Clears the mark [`mark_running`] set: the runtime has shut down.
+pub(crate) async fn mark_stopped(shared: &Shared) {
+    if let Err(err) = shared.store.write(Write::MarkRunning(false)).await
+        && err.class() != ErrorClass::Fatal
+    {
+        tracing::warn!(error = %err, "could not mark the store stopped: the next start counts the attempts at the work left");
+    }
+}
+
+/// Right before a step of `instance_id` runs its code: `Some(reason)` if the instance is to
+/// be set aside instead.
 pub(crate) async fn before_step(shared: &Arc<Shared>, instance_id: &str) -> Option<FailureDetails> {
     if !shared.suspects.take_instance(instance_id) {
         return None;
@@ -77,32 +127,57 @@ pub(crate) async fn before_step(shared: &Arc<Shared>, instance_id: &str) -> Opti
     let attempts = count(shared, AttemptOf::Instance(instance_id.to_string())).await?;
     over_limit(shared, attempts).then(|| {
         FailureDetails::new(format!(
-            "set aside as poison: the process stopped without closing the store while this \
-             instance's step was in hand, and again each of the {} times it was retried after \
-             a restart",
+            "set aside as poison: the process stopped while this instance's step ran, and \
+             again each of the {} times it was retried after a restart",
             attempts - 1
         ))
     })
 }
 
-/// Before the activity `work_item_id` named `name` starts: `Some(reason)` if its task is to
-/// fail instead.
+/// What to do with an activity about to start.
+pub(crate) enum ActivityVerdict {
+    /// Not a suspect: run it.
+    Run,
+    /// A suspect, counted: run it, then call [`returned`].
+    RunCounted,
+    /// Set aside: its task fails with this.
+    SetAside(FailureDetails),
+}
+
+/// Before the activity `work_item_id` named `name` starts.
 pub(crate) async fn before_activity(
     shared: &Arc<Shared>,
     work_item_id: i64,
     name: &str,
-) -> Option<FailureDetails> {
+) -> ActivityVerdict {
     if !shared.suspects.take_activity(work_item_id) {
-        return None;
+        return ActivityVerdict::Run;
     }
-    let attempts = count(shared, AttemptOf::Activity(work_item_id)).await?;
-    over_limit(shared, attempts).then(|| {
-        FailureDetails::new(format!(
-            "activity '{name}' set aside as poison: the process stopped without closing the \
-             store while it ran, and again each of the {} times it was retried after a restart",
-            attempts - 1
-        ))
-    })
+    let Some(attempts) = count(shared, AttemptOf::Activity(work_item_id)).await else {
+        return ActivityVerdict::Run;
+    };
+    if !over_limit(shared, attempts) {
+        return ActivityVerdict::RunCounted;
+    }
+    let mut failure = FailureDetails::new(format!(
+        "activity '{name}' set aside as poison: the process stopped while it ran, and again \
+         each of the {} times it was retried after a restart",
+        attempts - 1
+    ));
+    failure.details = Some(POISON.to_string());
+    ActivityVerdict::SetAside(failure)
+}
+
+/// A counted activity returned: the process survived it, so it is no suspect any more (its
+/// result becomes durable only with its orchestration's next step, which may be the poison).
+pub(crate) async fn returned(shared: &Arc<Shared>, work_item_id: i64) {
+    if let Err(err) = shared
+        .store
+        .write(Write::ClearAttempts(AttemptOf::Activity(work_item_id)))
+        .await
+    {
+        tracing::warn!(error = %err, "could not clear an activity's attempts");
+    }
 }
 
 /// The first attempt counted is the first retry after a stop: the limit is on the retries.

@@ -212,7 +212,7 @@ impl Recoverable for Message {
         self.id
     }
     fn hand_over(self, shared: &Shared) {
-        if super::poison::watching(shared) {
+        if shared.suspects.watching() {
             shared.suspects.note_instance(&self.instance_id);
         }
         shared.dispatcher.deliver(self);
@@ -224,8 +224,10 @@ impl Recoverable for crate::store::ActivityWorkItem {
         self.id
     }
     fn hand_over(self, shared: &Shared) {
-        if super::poison::watching(shared) {
+        if shared.suspects.watching() {
             shared.suspects.note_activity(self.id);
+            // Its result reaches the instance in memory: the step it wakes is a suspect too.
+            shared.suspects.note_instance(&self.instance_id);
         }
         shared.dispatcher.enqueue_activity(self);
     }

@@ -173,7 +173,7 @@ pub(crate) async fn run(
     let mut clock_timer = shared.clock.timer();
     // Timers due before this start were in hand (or should have been) when the process
     // before stopped: their steps are suspects, like recovered messages (see `poison`).
-    let suspects_due_by = super::poison::watching(&shared).then(|| shared.clock.now_ms());
+    let suspects_due_by = shared.suspects.watching().then(|| shared.clock.now_ms());
     let deadline = loop {
         // One batch fires at a time, so timers due together are written in due order and a
         // burst of due timers costs one batch of memory.

@@ -74,10 +74,10 @@ pub(crate) async fn apply_write(
         Write::PurgeEntities { entity_ids } => {
             entity::purge(db, entity_ids).await.map(Written::Purged)
         }
-        // Never sent: this store does not tell an unclean stop (`stopped_uncleanly`).
-        Write::CountAttempt(_) => Err(StoreError::Refused(
-            "counting attempts at recovered work is not supported on PostgreSQL".into(),
-        )),
+        // Not kept here yet: the runtime then counts nothing (see `Write::MarkRunning`).
+        Write::MarkRunning(_) | Write::CountAttempt(_) | Write::ClearAttempts(_) => Err(
+            StoreError::Refused("poison work is not counted on PostgreSQL yet".into()),
+        ),
         Write::FailInstance {
             instance_id,
             failure,

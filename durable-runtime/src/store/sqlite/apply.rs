@@ -120,6 +120,16 @@ pub(crate) fn apply_write(
         Write::Entity(commit) => entity::commit(conn, ids, commit).map(Written::Entity),
         Write::PurgeEntities { entity_ids } => entity::purge(conn, entity_ids).map(Written::Purged),
         Write::CountAttempt(of) => count_attempt(conn, of).map(Written::Attempts),
+        Write::ClearAttempts(of) => clear_attempts(conn, of).map(|()| Written::Attempts(0)),
+        Write::MarkRunning(running) => {
+            let was: i64 = conn
+                .prepare_cached("SELECT value FROM store_state WHERE key = 'running'")?
+                .query_row([], |row| row.get(0))
+                .at("store_state", "running")?;
+            conn.prepare_cached("UPDATE store_state SET value = ?1 WHERE key = 'running'")?
+                .execute(params![i64::from(*running)])?;
+            Ok(Written::WasRunning(was != 0))
+        }
         Write::FailInstance {
             instance_id,
             failure,
@@ -268,6 +278,18 @@ fn count_attempt(conn: &Connection, of: &AttemptOf) -> Result<u32, StoreError> {
             .optional()?,
     };
     Ok(counted.map_or(0, |count| u32::try_from(count).unwrap_or(u32::MAX)))
+}
+
+fn clear_attempts(conn: &Connection, of: &AttemptOf) -> Result<(), StoreError> {
+    match of {
+        AttemptOf::Instance(instance_id) => conn
+            .prepare_cached("UPDATE instances SET recovery_attempts = 0 WHERE instance_id = ?1")?
+            .execute(params![instance_id])?,
+        AttemptOf::Activity(id) => conn
+            .prepare_cached("UPDATE activities SET recovery_attempts = 0 WHERE id = ?1")?
+            .execute(params![id])?,
+    };
+    Ok(())
 }
 
 pub(super) fn to_json<T: serde::Serialize>(value: &T) -> Result<String, StoreError> {

@@ -51,7 +51,7 @@ pub(super) fn apply(
         .execute(params![id, step.execution_id])?;
     conn.prepare_cached(
         "UPDATE instances SET status = ?2, failure = NULL, updated_ms = ?3, history_len = 0,
-                              execution_id = ?4
+                              execution_id = ?4, recovery_attempts = 0
          WHERE instance_id = ?1",
     )?
     .execute(params![

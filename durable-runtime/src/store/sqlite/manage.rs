@@ -283,7 +283,7 @@ fn restart(
         "UPDATE instances SET status = ?2, failure = NULL, custom_status = NULL,
              created_ms = ?3, updated_ms = ?3,
              history_len = 0, execution_id = ?4, parent_instance_id = NULL,
-             parent_execution_id = NULL, parent_task_id = NULL
+             parent_execution_id = NULL, parent_task_id = NULL, recovery_attempts = 0
          WHERE instance_id = ?1",
     )?
     .execute(params![

@@ -90,8 +90,6 @@ pub struct SqliteStore {
     faults: FaultSlot,
     /// Released last, once every connection is closed.
     lock: Option<FileLock>,
-    /// Whether the process before left the store open (see [`Backend::stopped_uncleanly`]).
-    stopped_uncleanly: bool,
 }
 
 /// Counts read connections, so the store can wait for the last one to close.
@@ -157,10 +155,6 @@ impl SqliteStore {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "FULL")?;
         setup(&conn)?;
-        let stopped_uncleanly = schema::mark_open(&conn)?;
-        if stopped_uncleanly {
-            tracing::warn!(path = %path.display(), "the store was not closed by the process before (killed or crashed): the attempts at the work it left are counted");
-        }
         let ids = apply::NextIds::load(&conn)?;
         let faults = FaultSlot::default();
         let (writer, queue) = mpsc::channel();
@@ -181,7 +175,6 @@ impl SqliteStore {
             live_readers: Arc::default(),
             faults,
             lock: Some(lock),
-            stopped_uncleanly,
         })
     }
 
@@ -307,10 +300,6 @@ fn connect(path: &Path) -> Result<Connection, StoreError> {
 impl Backend for SqliteStore {
     async fn write(&self, write: Write) -> Result<Written, StoreError> {
         self.enqueue(write)?.await.map_err(|_| StoreError::Closed)?
-    }
-
-    fn stopped_uncleanly(&self) -> bool {
-        self.stopped_uncleanly
     }
 
     async fn read_instance(&self, instance_id: &str) -> Result<Option<InstanceStatus>, StoreError> {

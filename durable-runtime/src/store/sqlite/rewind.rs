@@ -182,7 +182,8 @@ fn rewind_one(
         to_json(&rewound)?
     ])?;
     conn.prepare_cached(
-        "UPDATE instances SET status = ?2, failure = NULL, updated_ms = ?3, history_len = ?4
+        "UPDATE instances SET status = ?2, failure = NULL, updated_ms = ?3, history_len = ?4,
+                              recovery_attempts = 0
          WHERE instance_id = ?1",
     )?
     .execute(params![

@@ -246,10 +246,10 @@ fn migrate_from_v7(conn: &Connection) -> Result<(), StoreError> {
     migrate_from_v8(conn)
 }
 
-/// From version 8: poison work. Work recovered after a process stopped without closing the
-/// store counts its attempts (a step that commits sets its instance's count back to 0), and
-/// the store remembers whether the process that has it open closed it (`store_state`'s
-/// `open`: set while a process has the store, cleared when its writer stops after draining).
+/// From version 8: poison work. Work recovered after a runtime stopped without shutting down
+/// counts its attempts (a step that commits sets its instance's count back to 0), and the
+/// store remembers whether a runtime runs on it (`store_state`'s `running`: set when one
+/// starts, cleared when it has shut down).
 const MIGRATE_V8_TO_V9: &str = "
 ALTER TABLE instances ADD COLUMN recovery_attempts INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE activities ADD COLUMN recovery_attempts INTEGER NOT NULL DEFAULT 0;
@@ -257,7 +257,7 @@ CREATE TABLE store_state (
     key   TEXT PRIMARY KEY,
     value INTEGER NOT NULL
 ) WITHOUT ROWID;
-INSERT INTO store_state (key, value) VALUES ('open', 0);
+INSERT INTO store_state (key, value) VALUES ('running', 0);
 ";
 
 fn migrate_from_v8(conn: &Connection) -> Result<(), StoreError> {
@@ -431,26 +431,6 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
              {expected})"
         ),
     ))
-}
-
-/// Marks the store open by this process; true if the process before left it open (it stopped
-/// without its writer draining: killed, crashed).
-pub(crate) fn mark_open(conn: &Connection) -> Result<bool, StoreError> {
-    let was_open: i64 = conn
-        .query_row(
-            "SELECT value FROM store_state WHERE key = 'open'",
-            [],
-            |row| row.get(0),
-        )
-        .at("store_state", "open")?;
-    conn.execute("UPDATE store_state SET value = 1 WHERE key = 'open'", [])?;
-    Ok(was_open != 0)
-}
-
-/// Marks the store closed: its writer drained and stopped.
-pub(crate) fn mark_closed(conn: &Connection) -> rusqlite::Result<()> {
-    conn.execute("UPDATE store_state SET value = 0 WHERE key = 'open'", [])
-        .map(|_| ())
 }
 
 fn stamp(conn: &Connection) -> Result<(), StoreError> {

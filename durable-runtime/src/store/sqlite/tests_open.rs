@@ -504,27 +504,3 @@ fn a_new_store_is_created_in_incremental_vacuum_mode_without_a_rebuild() {
         .expect("reads");
     assert_eq!(mode, 2, "INCREMENTAL");
 }
-
-#[test]
-fn a_store_closed_by_its_process_is_not_taken_for_one_left_open() {
-    let dir = tempfile::tempdir().expect("temp dir");
-    assert!(!open(&dir).stopped_uncleanly(), "a new store");
-    let store = open(&dir);
-    assert!(!store.stopped_uncleanly(), "closed by the process before");
-    drop(store);
-    // What a process killed with the store open leaves: the mark it set at open.
-    let raw = rusqlite::Connection::open(dir.path().join("s.db")).expect("opens");
-    let open_mark: i64 = raw
-        .query_row(
-            "SELECT value FROM store_state WHERE key = 'open'",
-            [],
-            |row| row.get(0),
-        )
-        .expect("reads");
-    assert_eq!(open_mark, 0, "cleared when the writer stopped");
-    raw.execute("UPDATE store_state SET value = 1 WHERE key = 'open'", [])
-        .expect("writes");
-    drop(raw);
-    assert!(open(&dir).stopped_uncleanly(), "left open");
-    assert!(!open(&dir).stopped_uncleanly(), "closed again since");
-}

@@ -66,9 +66,6 @@ pub(crate) fn run_writer(
             let _ = pending.reply.send(result);
         }
     }
-    if let Err(err) = super::schema::mark_closed(&conn) {
-        tracing::warn!(error = %err, "could not mark the store closed: the next start counts the attempts at the work left");
-    }
     tracing::debug!("store writer drained and stopped");
 }
 
