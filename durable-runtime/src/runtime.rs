@@ -244,14 +244,15 @@ impl RuntimeBuilder {
     /// An orchestration step or an activity that stops the whole process (an abort, a stack
     /// overflow, the out-of-memory killer, a crash in native code) would run again at every
     /// restart and stop it again, taking every other instance down with it. After a start
-    /// that finds the runtime before did not [`shutdown`](Runtime::shutdown), the work
-    /// recovered from it counts its attempts in the store right before its code runs; past
-    /// this many, an instance fails, and an activity's task fails (its orchestration sees a
-    /// `TaskFailed`, which no retry policy retries: [`TaskFailed::is_poison`]), with the
-    /// reason recorded. A step that commits and an activity that returns start counting again
-    /// from zero, so only work running at every stop in a row is set aside. Counted on the
-    /// embedded store, for steps and activities; entity operations and the PostgreSQL store
-    /// are not counted yet.
+    /// that finds the runtime before did not [`shutdown`](Runtime::shutdown), each attempt at
+    /// the work recovered from it is counted in the store before its code runs (replay
+    /// included) and cleared once the process survived it; work that was running when the
+    /// process stopped is retried alone, one attempt at a time, so that the blame falls on
+    /// the right one. Past this many retries, an instance fails, and an activity's task fails
+    /// (its orchestration sees a `TaskFailed`, which no retry policy retries:
+    /// [`TaskFailed::is_poison`]), with the reason recorded. Counted on the embedded store,
+    /// for steps and activities; entity operations and the PostgreSQL store are not counted
+    /// yet.
     ///
     /// [`TaskFailed::is_poison`]: crate::TaskFailed::is_poison
     pub fn poison_after(mut self, retries: u32) -> Self {

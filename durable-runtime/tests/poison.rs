@@ -59,6 +59,32 @@ async fn aborts_after_an_activity(ctx: OrchestrationContext) -> Result<(), Orche
     stop_the_process()
 }
 
+#[orchestrator]
+async fn retries_an_aborting_child(
+    ctx: OrchestrationContext,
+) -> Result<String, OrchestrationError> {
+    let policy = RetryPolicy::new(3, Duration::from_millis(1));
+    match ctx
+        .call_sub_orchestrator_with_retry(&policy, aborts_in_its_step, ())
+        .await
+    {
+        Ok(()) => Ok("returned".to_string()),
+        Err(failed) => Ok(format!("child failed: {}", failed.message)),
+    }
+}
+
+#[activity]
+async fn takes_a_while(n: u32) -> u32 {
+    // Long enough to be running when the poison beside it stops the process.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    n * 2
+}
+
+#[orchestrator]
+async fn innocent(ctx: OrchestrationContext, n: u32) -> Result<u32, OrchestrationError> {
+    Ok(ctx.call_activity(takes_a_while, n).await?)
+}
+
 /// What a stack overflow or a crash in native code does to an orchestrator's process (the
 /// determinism check refuses `abort` written in the orchestrator itself; a helper hides it,
 /// as a bug deep in a library would be hidden).
@@ -98,6 +124,25 @@ fn poison_worker_process() {
                     .await
             }
             "step" => client.start_with_id(aborts_in_its_step, "poison", ()).await,
+            "retried child" => {
+                client
+                    .start_with_id(retries_an_aborting_child, "poison", ())
+                    .await
+            }
+            "activity beside innocents" => {
+                for n in 0..INNOCENTS {
+                    match client
+                        .start_with_id(innocent, format!("innocent-{n}"), n)
+                        .await
+                    {
+                        Ok(_) | Err(durable_runtime::Error::InstanceAlreadyExists(_)) => {}
+                        Err(err) => panic!("start failed: {err}"),
+                    }
+                }
+                client
+                    .start_with_id(calls_an_aborting_activity, "poison", ())
+                    .await
+            }
             _ => {
                 client
                     .start_with_id(aborts_after_an_activity, "poison", ())
@@ -119,10 +164,24 @@ fn poison_worker_process() {
         if let Some(failure) = &status.failure {
             println!("failure {}", failure.message);
         }
+        if case == "activity beside innocents" {
+            for n in 0..INNOCENTS {
+                let status = client
+                    .wait_for_completion(&format!("innocent-{n}"), Duration::from_secs(60))
+                    .await
+                    .expect("finishes");
+                println!(
+                    "innocent {n} {:?} {:?}",
+                    status.runtime_status, status.output
+                );
+            }
+        }
         println!("all done");
         runtime.shutdown().await;
     });
 }
+
+const INNOCENTS: u32 = 8;
 
 /// Runs the worker `test` until it finishes, starting it again each time it dies; returns how
 /// many times it died and what the last one printed.
@@ -202,6 +261,103 @@ fn the_step_after_an_activity_is_blamed_not_the_activity() {
             .starts_with("set aside as poison: the process stopped while this instance's step ran"),
         "{failure}"
     );
+}
+
+#[test]
+fn a_retry_policy_does_not_retry_a_child_set_aside() {
+    let (deaths, lines) = supervise_case("retried child");
+    assert_eq!(deaths, RETRIES + 1, "not once more per retry: {lines:?}");
+    assert!(line(&lines, "output ").contains("child failed: set aside as poison"));
+}
+
+#[test]
+fn work_running_beside_the_poison_is_not_set_aside() {
+    // The innocent activities run when the poison stops the process, again and again; only
+    // the poison is set aside, and they all finish.
+    let (deaths, lines) = supervise_case("activity beside innocents");
+    assert_eq!(deaths, RETRIES + 1, "{lines:?}");
+    assert!(line(&lines, "output ").contains("set aside as poison"));
+    for n in 0..INNOCENTS {
+        assert_eq!(
+            line(&lines, &format!("innocent {n} ")),
+            format!("Completed Some({})", n * 2),
+            "{lines:?}"
+        );
+    }
+}
+
+#[orchestrator]
+async fn waits_then_replays_badly(ctx: OrchestrationContext) -> Result<(), OrchestrationError> {
+    // A new release whose code stops the process on the histories of the old one: it runs
+    // while the history is replayed, before anything new happens.
+    stop_the_process_if_new_release();
+    ctx.wait_for_event::<()>("go").await?;
+    Ok(())
+}
+
+fn stop_the_process_if_new_release() {
+    if std::env::var_os("DURABLE_POISON_NEW_RELEASE").is_some() {
+        std::process::abort()
+    }
+}
+
+/// The old release starts the instance and shuts down while it waits; the new one raises its
+/// event, and dies replaying it, until the instance is set aside.
+#[test]
+#[ignore = "run as a child process by a_replay_that_stops_the_process_is_set_aside"]
+fn replay_worker_process() {
+    let Ok(store) = std::env::var("DURABLE_POISON_STORE") else {
+        return;
+    };
+    let rt = tokio::runtime::Runtime::new().expect("tokio");
+    rt.block_on(async {
+        let runtime = Runtime::builder()
+            .sqlite(store)
+            .poison_after(RETRIES)
+            .start()
+            .await
+            .expect("runtime");
+        let client = runtime.client();
+        if std::env::var_os("DURABLE_POISON_NEW_RELEASE").is_none() {
+            client
+                .start_with_id(waits_then_replays_badly, "replayed", ())
+                .await
+                .expect("starts");
+            support::until_status(&client, "replayed", RuntimeStatus::Running).await;
+        } else {
+            match client.raise_event_once("replayed", "go", (), "go").await {
+                Ok(()) | Err(durable_runtime::Error::InstanceFinished { .. }) => {}
+                Err(err) => panic!("raise failed: {err}"),
+            }
+            let status = client
+                .wait_for_completion("replayed", Duration::from_secs(60))
+                .await
+                .expect("finishes");
+            println!("status {:?}", status.runtime_status);
+            if let Some(failure) = &status.failure {
+                println!("failure {}", failure.message);
+            }
+        }
+        runtime.shutdown().await;
+        println!("all done");
+    });
+}
+
+#[test]
+fn a_replay_that_stops_the_process_is_set_aside() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let store = dir.path().join("replay.db");
+    let old = [("DURABLE_POISON_STORE", store.as_os_str())];
+    let (deaths, lines) = supervise("replay_worker_process", &old, 0);
+    assert_eq!(deaths, 0, "{lines:?}");
+    let new = [
+        ("DURABLE_POISON_STORE", store.as_os_str()),
+        ("DURABLE_POISON_NEW_RELEASE", OsStr::new("1")),
+    ];
+    let (deaths, lines) = supervise("replay_worker_process", &new, 3 * (RETRIES + 1));
+    assert_eq!(deaths, RETRIES + 1, "{lines:?}");
+    assert_eq!(line(&lines, "status "), "Failed");
+    assert!(line(&lines, "failure ").contains("set aside as poison"));
 }
 
 /// Told each time the activity below starts.

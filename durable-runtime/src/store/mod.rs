@@ -338,13 +338,19 @@ pub enum Write {
     /// hand may be what stopped it. A store that does not keep it refuses the write.
     MarkRunning(bool),
     /// Count one more attempt at work recovered after an unclean stop (see
-    /// [`MarkRunning`](Self::MarkRunning)), before the runtime runs it: the answer is
-    /// `Attempts` with the new count (0 if the work is gone meanwhile). A step that commits
+    /// [`MarkRunning`](Self::MarkRunning)), before the runtime runs it; with
+    /// `unless_counted`, only if its count is 0. The answer is `Attempts` with the count and
+    /// whether this write counted (a count of 0 if the work is gone). A step that commits
     /// sets its instance's count back to 0 (so do a restart and a rewind); an activity's
-    /// count goes with its work item, or with [`ClearAttempts`](Self::ClearAttempts).
-    CountAttempt(AttemptOf),
-    /// Set the count of attempts back to 0 (an activity that returned: the process survived
-    /// it). The answer is `Attempts(0)`.
+    /// count goes with its work item.
+    CountAttempt {
+        /// The work.
+        of: AttemptOf,
+        /// Count only if it is not counted already.
+        unless_counted: bool,
+    },
+    /// Set the count of attempts back to 0 (the process survived the attempt). The answer is
+    /// `Attempts` with a count of 0.
     ClearAttempts(AttemptOf),
 }
 
@@ -390,8 +396,13 @@ pub enum Written {
     Purged(u64),
     /// An entity write is durable; the operations it queued.
     Entity(EntityWork),
-    /// An attempt is counted (or the count cleared); the count now.
-    Attempts(u32),
+    /// An attempt count was written ([`Write::CountAttempt`], [`Write::ClearAttempts`]).
+    Attempts {
+        /// The count now.
+        count: u32,
+        /// Whether the write counted one more.
+        counted: bool,
+    },
     /// Whether a runtime was marked running before ([`Write::MarkRunning`]).
     WasRunning(bool),
 }

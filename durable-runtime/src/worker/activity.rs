@@ -2,7 +2,7 @@
 
 use super::Shared;
 use super::hooks::{Mock, StartedActivity};
-use super::poison::ActivityVerdict;
+use super::poison::{self, Verdict};
 use crate::activity_context::ActivityContext;
 use crate::failure::{FailureDetails, panic_failure};
 use crate::history::HistoryEvent;
@@ -38,21 +38,25 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
     }
     let span = tracing::info_span!("activity", instance = %item.instance_id, name = %item.name, task_id = item.task_id);
     async {
-        let verdict = super::poison::before_activity(&shared, item.id, &item.name).await;
-        if let ActivityVerdict::SetAside(failure) = verdict {
-            tracing::error!(failure = %failure.message, "activity set aside");
-            let event = HistoryEvent::TaskFailed {
-                task_id: item.task_id,
-                failure,
-            };
-            shared.dispatcher.deliver_activity_result(
-                item.instance_id.clone(),
-                item.id,
-                item.execution_id.clone(),
-                event,
-            );
-            return;
-        }
+        let attempt = match poison::before_activity(&shared, item.id, &item.name).await {
+            Verdict::Run => None,
+            Verdict::Attempt(attempt) => Some(attempt),
+            Verdict::SetAside(failure) => {
+                tracing::error!(failure = %failure.message, "activity set aside");
+                shared.suspects.note_instance(&item.instance_id);
+                let event = HistoryEvent::TaskFailed {
+                    task_id: item.task_id,
+                    failure,
+                };
+                shared.dispatcher.deliver_activity_result(
+                    item.instance_id.clone(),
+                    item.id,
+                    item.execution_id.clone(),
+                    event,
+                );
+                return;
+            }
+        };
         let mock = shared.hooks.as_ref().and_then(|hooks| {
             hooks.record_start(StartedActivity {
                 instance_id: item.instance_id.clone(),
@@ -94,8 +98,10 @@ pub(crate) async fn execute(shared: Arc<Shared>, item: ActivityWorkItem) {
                 }
             }
         };
-        if matches!(verdict, ActivityVerdict::RunCounted) {
-            super::poison::returned(&shared, item.id).await;
+        if let Some(attempt) = attempt {
+            attempt.ran(&shared).await;
+            // Its result reaches the instance in memory, and is suspect input there too.
+            shared.suspects.note_instance(&item.instance_id);
         }
         let limit = shared.limits.max_payload_bytes;
         let result = result.and_then(|output| match output.as_str().len() {

@@ -230,7 +230,7 @@ pub(crate) fn held_only(leases: &dyn Leases, written: Written) -> Option<Written
         }
         other @ (Written::Delivered(None)
         | Written::Purged(_)
-        | Written::Attempts(_)
+        | Written::Attempts { .. }
         | Written::WasRunning(_)) => other,
     })
 }

@@ -44,9 +44,6 @@ enum Stepped {
     /// The instance is suspended: its messages are kept (in the store, and parked in memory)
     /// until a client resumes or terminates it.
     Suspended,
-    /// The instance's code stopped the process too many times in a row: it is to fail with
-    /// this instead of running (see [`poison`]).
-    SetAside(FailureDetails),
 }
 
 /// Runs steps for `instance_id` until no messages are waiting for it.
@@ -74,6 +71,24 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String, m
                 continue;
             }
             drop_duplicates(&mut messages);
+            // Before the history is replayed: replay runs the instance's code too.
+            let attempt = match slot
+                .released_during(poison::before_step(&shared, &instance_id))
+                .await
+            {
+                poison::Verdict::Run => None,
+                poison::Verdict::Attempt(attempt) => Some(attempt),
+                poison::Verdict::SetAside(failure) => {
+                    if !record_failure(&shared, &instance_id, failure).await {
+                        shared.dispatcher.abandon(&instance_id);
+                        return;
+                    }
+                    // Finished now: the next step consumes its messages without running code.
+                    failed_instance = true;
+                    check_status = true;
+                    continue;
+                }
+            };
             // Read before the step looks at the status (see `Dispatcher::park_suspended`).
             let changes = shared.dispatcher.changes(&instance_id);
             // Boxed: the step's future is large, and the task of an idle instance need not
@@ -86,7 +101,12 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String, m
                 check_status,
                 &mut slot,
             ));
-            let error = match AssertUnwindSafe(step).catch_unwind().await {
+            let stepped = AssertUnwindSafe(step).catch_unwind().await;
+            if let Some(attempt) = attempt {
+                // Whatever the step did, the process survived its code.
+                attempt.ran(&shared).await;
+            }
+            let error = match stepped {
                 Ok(Ok(Stepped::Committed(kept))) => {
                     execution = kept.filter(|_| shared.dispatcher.keeps_executions());
                     messages.clear();
@@ -116,16 +136,6 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String, m
                         }
                         Err(err) => err,
                     }
-                }
-                Ok(Ok(Stepped::SetAside(failure))) => {
-                    if !record_failure(&shared, &instance_id, failure).await {
-                        shared.dispatcher.abandon(&instance_id);
-                        return;
-                    }
-                    // Finished now: the next step consumes its messages without running code.
-                    failed_instance = true;
-                    check_status = true;
-                    continue;
                 }
                 Ok(Ok(Stepped::AwaitingStart)) => {
                     if !shared
@@ -306,13 +316,6 @@ async fn run_step(
             .filter(|m| !is_start(&m.event))
             .map(|m| m.event.clone()),
     );
-    // The last moment before the instance's code runs.
-    if let Some(failure) = slot
-        .released_during(poison::before_step(shared, instance_id))
-        .await
-    {
-        return Ok(Stepped::SetAside(failure));
-    }
     let step = execution.step(&shared.registry, now, events);
     let (status, output, failure) = match &step.outcome {
         None if step.continued.is_some() => (RuntimeStatus::ContinuedAsNew, None, None),

@@ -4,54 +4,74 @@
 //!
 //! A runtime marks the store running when it starts and clears the mark when it has shut down
 //! ([`Write::MarkRunning`]). A start that finds the mark set follows a runtime that stopped
-//! without shutting down, and the work recovered from it is a suspect: the messages and
-//! activities startup recovery hands over (and the instances of those activities, whose
-//! results reach them in memory), and the timers that were due before this start. Right
-//! before a suspect instance's first step here runs its code, and before a suspect activity
-//! starts, one more attempt is counted in the store ([`Write::CountAttempt`]), durably,
-//! before any user code runs. Work whose count goes past the limit is set aside instead of
-//! run: the instance fails, or the activity's task fails (with a failure no retry policy
-//! retries; its orchestration decides, as for any [`TaskFailed`]), with the reason recorded.
-//! A step that commits sets its instance's count back to 0, and so does an activity that
-//! returns, so only work that was running at each of several stops in a row is set aside.
+//! without shutting down, and the work recovered from it is suspect: the messages and
+//! activities startup recovery hands over, the results of those activities, and the timers that
+//! were due before this start. The step an instance runs after suspect input reaches it, and a
+//! suspect activity, is an attempt: counted in the store ([`Write::CountAttempt`]) before any
+//! of its code runs (replay included), and cleared once it has run, whatever it did, since the
+//! process survived it. So a count only grows for work that was running each time the process
+//! stopped.
 //!
-//! Nothing is counted after a clean shutdown, nor for work created since the start, and
-//! nothing costs anything on the path of a runtime that started cleanly. Entity operations
-//! are not counted yet.
+//! Blame must not fall on innocent work that happened to run beside the poison. The first
+//! attempt after a stop runs beside everything else; work whose count was already set (it
+//! was running when the process stopped) runs alone, one attempt at a time, in quarantine:
+//! if the process stops then, the one attempt running is the one counted. Past the limit, the
+//! work is set aside instead of run: the instance fails, or the activity's task fails, with
+//! the reason and with details no retry policy retries ([`POISON`]).
 //!
-//! [`TaskFailed`]: crate::HistoryEvent::TaskFailed
+//! Nothing is counted after a clean shutdown, nor for work created since the start, and a
+//! runtime that started cleanly pays one atomic load per step. Entity operations are not
+//! counted yet.
 
 use super::{Shared, retry_delay};
 use crate::failure::FailureDetails;
-use crate::store::{AttemptOf, ErrorClass, Write, Written};
+use crate::store::{AttemptOf, ErrorClass, StoreError, Write, Written};
 use parking_lot::Mutex;
 use std::collections::HashSet;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
+use std::time::Duration;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The default of [`RuntimeBuilder::poison_after`](crate::RuntimeBuilder::poison_after).
 pub(crate) const DEFAULT_POISON_AFTER: u32 = 10;
 
-/// The details of a task set aside as poison; a retry policy never retries it.
+/// The details of a task or instance set aside as poison; a retry policy never retries it.
 pub(crate) const POISON: &str = "durable: set aside as poison";
 
 /// Transient store errors in a row after which an attempt goes uncounted (the work runs).
 const COUNT_RETRIES: u32 = 5;
 
-/// The recovered work not yet attempted in this process.
-#[derive(Default)]
+/// How long shutdown waits to clear the running mark.
+const MARK_STOPPED_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The suspect work not attempted yet, and the quarantine.
 pub(crate) struct Suspects {
     /// Set at the start when the runtime before did not shut down; the fast path otherwise.
     watching: AtomicBool,
+    /// Timers due by then (ms since the epoch) are suspect.
+    due_by_ms: AtomicI64,
     state: Mutex<State>,
+    /// One permit: attempts at work that was running when the process stopped take turns.
+    quarantine: Arc<Semaphore>,
+}
+
+impl Default for Suspects {
+    fn default() -> Self {
+        Suspects {
+            watching: AtomicBool::new(false),
+            due_by_ms: AtomicI64::new(i64::MIN),
+            state: Mutex::default(),
+            quarantine: Arc::new(Semaphore::new(1)),
+        }
+    }
 }
 
 #[derive(Default)]
 struct State {
+    /// Instances that suspect input has reached since their last attempt.
     instances: HashSet<String>,
     activities: HashSet<i64>,
-    /// Instances counted once here already: a timer read later does not count them again.
-    attempted: HashSet<String>,
 }
 
 impl Suspects {
@@ -60,31 +80,24 @@ impl Suspects {
         self.watching.load(Ordering::Acquire)
     }
 
+    /// Suspect input reaches `instance_id`: its next step is an attempt.
     pub(crate) fn note_instance(&self, instance_id: &str) {
-        let mut state = self.state.lock();
-        if !state.attempted.contains(instance_id) {
-            state.instances.insert(instance_id.to_string());
-        }
+        self.state.lock().instances.insert(instance_id.to_string());
     }
 
     pub(crate) fn note_activity(&self, work_item_id: i64) {
         self.state.lock().activities.insert(work_item_id);
     }
 
-    /// True (once) if `instance_id` is a suspect not attempted yet.
-    fn take_instance(&self, instance_id: &str) -> bool {
-        if !self.watching() {
-            return false;
-        }
-        let mut state = self.state.lock();
-        let taken = state.instances.remove(instance_id);
-        if taken {
-            state.attempted.insert(instance_id.to_string());
-        }
-        taken
+    /// Whether a timer due at `fire_at_ms` was due before this start.
+    pub(crate) fn timer_is_suspect(&self, fire_at_ms: i64) -> bool {
+        self.watching() && fire_at_ms <= self.due_by_ms.load(Ordering::Acquire)
     }
 
-    /// True (once) if the activity `work_item_id` is a suspect not attempted yet.
+    fn take_instance(&self, instance_id: &str) -> bool {
+        self.watching() && self.state.lock().instances.remove(instance_id)
+    }
+
     fn take_activity(&self, work_item_id: i64) -> bool {
         self.watching() && self.state.lock().activities.remove(&work_item_id)
     }
@@ -99,49 +112,77 @@ pub(crate) async fn mark_running(shared: &Shared) {
                 "the runtime before stopped without shutting down (killed, crashed): the attempts at the work it left are counted"
             );
             if shared.limits.poison_after > 0 {
-                shared.suspects.watching.store(true, Ordering::Release);
+                let suspects = &shared.suspects;
+                suspects
+                    .due_by_ms
+                    .store(shared.clock.now_ms(), Ordering::Release);
+                suspects.watching.store(true, Ordering::Release);
             }
         }
         Ok(_) => {}
+        // A store that does not keep the mark (PostgreSQL, for now).
+        Err(err @ StoreError::Refused(_)) => {
+            tracing::debug!(error = %err, "poison work is not counted on this store");
+        }
         Err(err) => {
-            tracing::debug!(error = %err, "the store does not keep whether a runtime runs on it; poison work is not counted");
+            tracing::warn!(error = %err, "could not mark the store running: poison work is not counted in this run");
         }
     }
 }
 
-/// Clears the mark [`mark_running`] set: the runtime has shut down.
+/// Clears the mark [`mark_running`] set: the runtime has shut down. Bounded: a store that
+/// hangs must not hold shutdown.
 pub(crate) async fn mark_stopped(shared: &Shared) {
-    if let Err(err) = shared.store.write(Write::MarkRunning(false)).await
-        && err.class() != ErrorClass::Fatal
-    {
-        tracing::warn!(error = %err, "could not mark the store stopped: the next start counts the attempts at the work left");
+    let write = shared.store.write(Write::MarkRunning(false));
+    match tokio::time::timeout(MARK_STOPPED_TIMEOUT, write).await {
+        Ok(Ok(_)) => {}
+        Ok(Err(err)) if err.class() == ErrorClass::Fatal => {}
+        Ok(Err(err)) => {
+            tracing::warn!(error = %err, "could not mark the store stopped: the next start counts the attempts at the work left");
+        }
+        Err(_) => tracing::warn!(
+            "the store did not take the stopped mark in time: the next start counts the attempts at the work left"
+        ),
     }
 }
 
-/// Right before a step of `instance_id` runs its code: `Some(reason)` if the instance is to
-/// be set aside instead.
-pub(crate) async fn before_step(shared: &Arc<Shared>, instance_id: &str) -> Option<FailureDetails> {
-    if !shared.suspects.take_instance(instance_id) {
-        return None;
-    }
-    let attempts = count(shared, AttemptOf::Instance(instance_id.to_string())).await?;
-    over_limit(shared, attempts).then(|| {
-        FailureDetails::new(format!(
-            "set aside as poison: the process stopped while this instance's step ran, and \
-             again each of the {} times it was retried after a restart",
-            attempts - 1
-        ))
-    })
-}
-
-/// What to do with an activity about to start.
-pub(crate) enum ActivityVerdict {
-    /// Not a suspect: run it.
+/// What to do with a step or an activity about to run.
+pub(crate) enum Verdict {
+    /// Not an attempt at suspect work: run it.
     Run,
-    /// A suspect, counted: run it, then call [`returned`].
-    RunCounted,
-    /// Set aside: its task fails with this.
+    /// An attempt, counted: run it (alone, if it holds the quarantine), then [`Attempt::ran`].
+    Attempt(Attempt),
+    /// Set aside: fail it with this instead.
     SetAside(FailureDetails),
+}
+
+/// A counted attempt in progress.
+pub(crate) struct Attempt {
+    of: AttemptOf,
+    _quarantine: Option<OwnedSemaphorePermit>,
+}
+
+impl Attempt {
+    /// The attempt has run and the process survived it: its count goes back to 0 (and the
+    /// quarantine is free for the next one).
+    pub(crate) async fn ran(self, shared: &Arc<Shared>) {
+        if let Err(err) = shared
+            .store
+            .write(Write::ClearAttempts(self.of.clone()))
+            .await
+        {
+            tracing::warn!(error = %err, of = ?self.of, "could not clear the attempts at recovered work");
+        }
+    }
+}
+
+/// Before a step of `instance_id` (before its history is replayed).
+pub(crate) async fn before_step(shared: &Arc<Shared>, instance_id: &str) -> Verdict {
+    if !shared.suspects.take_instance(instance_id) {
+        return Verdict::Run;
+    }
+    let what = "set aside as poison: the process stopped while this instance's step ran";
+    attempt(shared, AttemptOf::Instance(instance_id.to_string()), what).await
 }
 
 /// Before the activity `work_item_id` named `name` starts.
@@ -149,49 +190,86 @@ pub(crate) async fn before_activity(
     shared: &Arc<Shared>,
     work_item_id: i64,
     name: &str,
-) -> ActivityVerdict {
+) -> Verdict {
     if !shared.suspects.take_activity(work_item_id) {
-        return ActivityVerdict::Run;
+        return Verdict::Run;
     }
-    let Some(attempts) = count(shared, AttemptOf::Activity(work_item_id)).await else {
-        return ActivityVerdict::Run;
+    let what = format!("activity '{name}' set aside as poison: the process stopped while it ran");
+    attempt(shared, AttemptOf::Activity(work_item_id), &what).await
+}
+
+/// Counts an attempt at `of` (in quarantine if it was running when the process stopped), or
+/// sets it aside, saying `what` happened.
+async fn attempt(shared: &Arc<Shared>, of: AttemptOf, what: &str) -> Verdict {
+    let limit = shared.limits.poison_after;
+    // Counted now only if it was not running when the process stopped; otherwise it waits
+    // for its turn alone and is counted only then, so that waiting behind the poison costs
+    // it nothing.
+    let (attempts, quarantine) = match count(shared, &of, true).await {
+        None => return Verdict::Run,
+        Some(Counted::Now(attempts)) => (attempts, None),
+        Some(Counted::Already(attempts)) if attempts > limit => {
+            return Verdict::SetAside(set_aside(what, attempts));
+        }
+        Some(Counted::Already(_)) => {
+            let Ok(permit) = shared.suspects.quarantine.clone().acquire_owned().await else {
+                return Verdict::Run;
+            };
+            match count(shared, &of, false).await {
+                Some(Counted::Now(attempts) | Counted::Already(attempts)) => {
+                    (attempts, Some(permit))
+                }
+                None => return Verdict::Run,
+            }
+        }
     };
-    if !over_limit(shared, attempts) {
-        return ActivityVerdict::RunCounted;
+    if attempts > limit {
+        return Verdict::SetAside(set_aside(what, attempts));
     }
+    Verdict::Attempt(Attempt {
+        of,
+        _quarantine: quarantine,
+    })
+}
+
+/// The failure of work set aside after `attempts` counted attempts, each of which stopped
+/// the process (the first count is the first retry after the stop that began it).
+fn set_aside(what: &str, attempts: u32) -> FailureDetails {
+    let retries = attempts.saturating_sub(1);
     let mut failure = FailureDetails::new(format!(
-        "activity '{name}' set aside as poison: the process stopped while it ran, and again \
-         each of the {} times it was retried after a restart",
-        attempts - 1
+        "{what}, and again each of the {retries} times it was retried after a restart"
     ));
     failure.details = Some(POISON.to_string());
-    ActivityVerdict::SetAside(failure)
+    failure
 }
 
-/// A counted activity returned: the process survived it, so it is no suspect any more (its
-/// result becomes durable only with its orchestration's next step, which may be the poison).
-pub(crate) async fn returned(shared: &Arc<Shared>, work_item_id: i64) {
-    if let Err(err) = shared
-        .store
-        .write(Write::ClearAttempts(AttemptOf::Activity(work_item_id)))
-        .await
-    {
-        tracing::warn!(error = %err, "could not clear an activity's attempts");
-    }
+enum Counted {
+    /// Counted by this call; the count now.
+    Now(u32),
+    /// Not counted: it was counted before (and not cleared); the count.
+    Already(u32),
 }
 
-/// The first attempt counted is the first retry after a stop: the limit is on the retries.
-fn over_limit(shared: &Shared, attempts: u32) -> bool {
-    attempts > shared.limits.poison_after
-}
-
-/// Counts one attempt; `None` if it could not be counted (the work runs: a store that cannot
-/// count is no reason to set anything aside).
-async fn count(shared: &Arc<Shared>, of: AttemptOf) -> Option<u32> {
+/// Counts one attempt (with `unless_counted`, only if the count is 0); `None` if it could not
+/// be counted (the work runs: a store that cannot count is no reason to set anything aside).
+async fn count(shared: &Arc<Shared>, of: &AttemptOf, unless_counted: bool) -> Option<Counted> {
     let mut failures = 0;
     loop {
-        match shared.store.write(Write::CountAttempt(of.clone())).await {
-            Ok(Written::Attempts(attempts)) => return Some(attempts),
+        let write = Write::CountAttempt {
+            of: of.clone(),
+            unless_counted,
+        };
+        match shared.store.write(write).await {
+            Ok(Written::Attempts {
+                count,
+                counted: true,
+            }) => return Some(Counted::Now(count)),
+            Ok(Written::Attempts {
+                count,
+                counted: false,
+            }) => {
+                return Some(Counted::Already(count));
+            }
             Ok(other) => {
                 tracing::error!(
                     ?other,

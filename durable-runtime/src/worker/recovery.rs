@@ -226,8 +226,6 @@ impl Recoverable for crate::store::ActivityWorkItem {
     fn hand_over(self, shared: &Shared) {
         if shared.suspects.watching() {
             shared.suspects.note_activity(self.id);
-            // Its result reaches the instance in memory: the step it wakes is a suspect too.
-            shared.suspects.note_instance(&self.instance_id);
         }
         shared.dispatcher.enqueue_activity(self);
     }

@@ -171,9 +171,6 @@ pub(crate) async fn run(
     let mut next_read = Instant::now();
     // Made once and re-armed for every wait: waiting allocates nothing.
     let mut clock_timer = shared.clock.timer();
-    // Timers due before this start were in hand (or should have been) when the process
-    // before stopped: their steps are suspects, like recovered messages (see `poison`).
-    let suspects_due_by = shared.suspects.watching().then(|| shared.clock.now_ms());
     let deadline = loop {
         // One batch fires at a time, so timers due together are written in due order and a
         // burst of due timers costs one batch of memory.
@@ -204,11 +201,6 @@ pub(crate) async fn run(
             match page {
                 Ok(page) => {
                     read_attempt = 0;
-                    if let Some(started_ms) = suspects_due_by {
-                        for timer in page.items.iter().filter(|t| t.fire_at_ms <= started_ms) {
-                            shared.suspects.note_instance(&timer.instance_id);
-                        }
-                    }
                     let corrupt = armed.extend(limit, page);
                     // Reporting retries a failing store for as long as it fails: it must not
                     // hold shutdown (a row not reported yet fails its instance at the next
@@ -308,6 +300,14 @@ async fn fail_corrupt(shared: &Arc<Shared>, row: crate::store::CorruptRow) {
 /// an older stored event), and, on a shared store, the timers of partitions whose adoption has
 /// yet to hand over the older messages (see [`AdoptionGate`](super::lease::AdoptionGate)).
 fn hand_over(shared: &Shared, mut due: Vec<TimerWorkItem>) -> Option<Vec<TimerWorkItem>> {
+    // A timer due before this start was (or should have been) in hand when the runtime
+    // before stopped: the step it wakes is an attempt at suspect work (see `poison`).
+    for timer in due
+        .iter()
+        .filter(|timer| shared.suspects.timer_is_suspect(timer.fire_at_ms))
+    {
+        shared.suspects.note_instance(&timer.instance_id);
+    }
     if shared.leases.is_some() {
         // A timer of a partition another runtime took over is that runtime's to fire.
         due.retain(|timer| shared.holds(&timer.instance_id));

@@ -75,7 +75,7 @@ pub(crate) async fn apply_write(
             entity::purge(db, entity_ids).await.map(Written::Purged)
         }
         // Not kept here yet: the runtime then counts nothing (see `Write::MarkRunning`).
-        Write::MarkRunning(_) | Write::CountAttempt(_) | Write::ClearAttempts(_) => Err(
+        Write::MarkRunning(_) | Write::CountAttempt { .. } | Write::ClearAttempts(_) => Err(
             StoreError::Refused("poison work is not counted on PostgreSQL yet".into()),
         ),
         Write::FailInstance {

@@ -119,8 +119,11 @@ pub(crate) fn apply_write(
         }
         Write::Entity(commit) => entity::commit(conn, ids, commit).map(Written::Entity),
         Write::PurgeEntities { entity_ids } => entity::purge(conn, entity_ids).map(Written::Purged),
-        Write::CountAttempt(of) => count_attempt(conn, of).map(Written::Attempts),
-        Write::ClearAttempts(of) => clear_attempts(conn, of).map(|()| Written::Attempts(0)),
+        Write::CountAttempt { of, unless_counted } => count_attempt(conn, of, *unless_counted),
+        Write::ClearAttempts(of) => clear_attempts(conn, of).map(|()| Written::Attempts {
+            count: 0,
+            counted: false,
+        }),
         Write::MarkRunning(running) => {
             let was: i64 = conn
                 .prepare_cached("SELECT value FROM store_state WHERE key = 'running'")?
@@ -259,25 +262,48 @@ pub(crate) fn apply_write(
 }
 
 /// A value of the write that does not serialize can never be written.
-/// Counts one more attempt at `of`; the count now (0 if it is gone).
-fn count_attempt(conn: &Connection, of: &AttemptOf) -> Result<u32, StoreError> {
-    let counted: Option<i64> = match of {
+/// Counts one more attempt at `of` (with `unless_counted`, only if its count is 0).
+fn count_attempt(
+    conn: &Connection,
+    of: &AttemptOf,
+    unless_counted: bool,
+) -> Result<Written, StoreError> {
+    let stored: Option<i64> = match of {
         AttemptOf::Instance(instance_id) => conn
-            .prepare_cached(
-                "UPDATE instances SET recovery_attempts = recovery_attempts + 1
-                 WHERE instance_id = ?1 RETURNING recovery_attempts",
-            )?
+            .prepare_cached("SELECT recovery_attempts FROM instances WHERE instance_id = ?1")?
             .query_row(params![instance_id], |row| row.get(0))
             .optional()?,
         AttemptOf::Activity(id) => conn
-            .prepare_cached(
-                "UPDATE activities SET recovery_attempts = recovery_attempts + 1
-                 WHERE id = ?1 RETURNING recovery_attempts",
-            )?
+            .prepare_cached("SELECT recovery_attempts FROM activities WHERE id = ?1")?
             .query_row(params![id], |row| row.get(0))
             .optional()?,
     };
-    Ok(counted.map_or(0, |count| u32::try_from(count).unwrap_or(u32::MAX)))
+    let Some(stored) = stored else {
+        return Ok(Written::Attempts {
+            count: 0,
+            counted: false,
+        });
+    };
+    let stored = u32::try_from(stored).unwrap_or(u32::MAX);
+    if unless_counted && stored > 0 {
+        return Ok(Written::Attempts {
+            count: stored,
+            counted: false,
+        });
+    }
+    let count = stored.saturating_add(1);
+    match of {
+        AttemptOf::Instance(instance_id) => conn
+            .prepare_cached("UPDATE instances SET recovery_attempts = ?2 WHERE instance_id = ?1")?
+            .execute(params![instance_id, count])?,
+        AttemptOf::Activity(id) => conn
+            .prepare_cached("UPDATE activities SET recovery_attempts = ?2 WHERE id = ?1")?
+            .execute(params![id, count])?,
+    };
+    Ok(Written::Attempts {
+        count,
+        counted: true,
+    })
 }
 
 fn clear_attempts(conn: &Connection, of: &AttemptOf) -> Result<(), StoreError> {
