@@ -239,7 +239,7 @@ impl RuntimeBuilder {
     }
 
     /// How many times work that stopped the process is retried after restarts before it is
-    /// set aside as poison (default: 10; 0: retried forever).
+    /// set aside as poison (default: 0, off: retried forever).
     ///
     /// An orchestration step or an activity that stops the whole process (an abort, a stack
     /// overflow, the out-of-memory killer, a crash in native code) would run again at every
@@ -253,6 +253,12 @@ impl RuntimeBuilder {
     /// [`TaskFailed::is_poison`]), with the reason recorded. Counted on the embedded store,
     /// for steps and activities; entity operations and the PostgreSQL store are not counted
     /// yet.
+    ///
+    /// Off by default because the blame is not yet exact: work that was not running at the
+    /// last stop (first attempts, new work) still runs beside the quarantine, so when several
+    /// things stop the process in turn, an innocent attempt can be counted for another's
+    /// stop; and a quarantined activity holds its slot, and the quarantine, while it runs
+    /// (an activity that waits for another suspect instance waits for good).
     ///
     /// [`TaskFailed::is_poison`]: crate::TaskFailed::is_poison
     pub fn poison_after(mut self, retries: u32) -> Self {

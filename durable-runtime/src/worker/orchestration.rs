@@ -72,10 +72,14 @@ pub(crate) async fn process_instance(shared: Arc<Shared>, instance_id: String, m
             }
             drop_duplicates(&mut messages);
             // Before the history is replayed: replay runs the instance's code too.
-            let attempt = match slot
-                .released_during(poison::before_step(&shared, &instance_id))
-                .await
-            {
+            let verdict = match poison::suspect_step(&shared, &instance_id) {
+                false => poison::Verdict::Run,
+                true => {
+                    slot.released_during(poison::attempt_step(&shared, &instance_id))
+                        .await
+                }
+            };
+            let attempt = match verdict {
                 poison::Verdict::Run => None,
                 poison::Verdict::Attempt(attempt) => Some(attempt),
                 poison::Verdict::SetAside(failure) => {
