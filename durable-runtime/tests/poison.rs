@@ -105,12 +105,7 @@ fn poison_worker_process() {
     };
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     rt.block_on(async {
-        let runtime = Runtime::builder()
-            .sqlite(store)
-            .poison_after(RETRIES)
-            .start()
-            .await
-            .expect("runtime");
+        let runtime = start_runtime(store, RETRIES).await;
         let client = runtime.client();
         let started = match case.as_str() {
             "activity" => {
@@ -157,13 +152,7 @@ fn poison_worker_process() {
             .wait_for_completion("poison", Duration::from_secs(60))
             .await
             .expect("finishes");
-        println!("status {:?}", status.runtime_status);
-        if let Some(output) = &status.output {
-            println!("output {output}");
-        }
-        if let Some(failure) = &status.failure {
-            println!("failure {}", failure.message);
-        }
+        print_outcome(&status);
         if case == "activity beside innocents" {
             for n in 0..INNOCENTS {
                 let status = client
@@ -182,6 +171,28 @@ fn poison_worker_process() {
 }
 
 const INNOCENTS: u32 = 8;
+
+/// A worker's runtime on `store`, setting aside what stops it more than `retries` times.
+async fn start_runtime(store: String, retries: u32) -> Runtime {
+    Runtime::builder()
+        .sqlite(store)
+        .poison_after(retries)
+        .shutdown_timeout(Duration::from_millis(50))
+        .start()
+        .await
+        .expect("runtime")
+}
+
+/// What a worker prints of a finished instance, for [`line`].
+fn print_outcome(status: &durable_runtime::InstanceStatus) {
+    println!("status {:?}", status.runtime_status);
+    if let Some(output) = &status.output {
+        println!("output {output}");
+    }
+    if let Some(failure) = &status.failure {
+        println!("failure {}", failure.message);
+    }
+}
 
 /// Runs the worker `test` until it finishes, starting it again each time it dies; returns how
 /// many times it died and what the last one printed.
@@ -311,12 +322,7 @@ fn replay_worker_process() {
     };
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     rt.block_on(async {
-        let runtime = Runtime::builder()
-            .sqlite(store)
-            .poison_after(RETRIES)
-            .start()
-            .await
-            .expect("runtime");
+        let runtime = start_runtime(store, RETRIES).await;
         let client = runtime.client();
         if std::env::var_os("DURABLE_POISON_NEW_RELEASE").is_none() {
             client
@@ -333,10 +339,7 @@ fn replay_worker_process() {
                 .wait_for_completion("replayed", Duration::from_secs(60))
                 .await
                 .expect("finishes");
-            println!("status {:?}", status.runtime_status);
-            if let Some(failure) = &status.failure {
-                println!("failure {}", failure.message);
-            }
+            print_outcome(&status);
         }
         runtime.shutdown().await;
         println!("all done");
@@ -389,13 +392,7 @@ fn clean_shutdown_worker_process() {
     };
     let rt = tokio::runtime::Runtime::new().expect("tokio");
     rt.block_on(async {
-        let runtime = Runtime::builder()
-            .sqlite(store)
-            .poison_after(1)
-            .shutdown_timeout(Duration::from_millis(50))
-            .start()
-            .await
-            .expect("runtime");
+        let runtime = start_runtime(store, 1).await;
         let client = runtime.client();
         match client
             .start_with_id(waits_for_an_activity, "in-hand", ())
@@ -410,10 +407,7 @@ fn clean_shutdown_worker_process() {
                 .wait_for_completion("in-hand", Duration::from_secs(60))
                 .await
                 .expect("finishes");
-            println!("status {:?}", status.runtime_status);
-            if let Some(output) = &status.output {
-                println!("output {output}");
-            }
+            print_outcome(&status);
         }
         runtime.shutdown().await;
         println!("all done");
