@@ -148,11 +148,7 @@ fn poison_worker_process() {
             Ok(_) | Err(durable_runtime::Error::InstanceAlreadyExists(_)) => {}
             Err(err) => panic!("start failed: {err}"),
         }
-        let status = client
-            .wait_for_completion("poison", Duration::from_secs(60))
-            .await
-            .expect("finishes");
-        print_outcome(&status);
+        print_outcome_of(&client, "poison").await;
         if case == "activity beside innocents" {
             for n in 0..INNOCENTS {
                 let status = client
@@ -181,6 +177,15 @@ async fn start_runtime(store: String, retries: u32) -> Runtime {
         .start()
         .await
         .expect("runtime")
+}
+
+/// Waits for the instance `id` to finish and prints its outcome (see [`print_outcome`]).
+async fn print_outcome_of(client: &Client, id: &str) {
+    let status = client
+        .wait_for_completion(id, Duration::from_secs(60))
+        .await
+        .expect("finishes");
+    print_outcome(&status);
 }
 
 /// What a worker prints of a finished instance, for [`line`].
@@ -335,11 +340,7 @@ fn replay_worker_process() {
                 Ok(()) | Err(durable_runtime::Error::InstanceFinished { .. }) => {}
                 Err(err) => panic!("raise failed: {err}"),
             }
-            let status = client
-                .wait_for_completion("replayed", Duration::from_secs(60))
-                .await
-                .expect("finishes");
-            print_outcome(&status);
+            print_outcome_of(&client, "replayed").await;
         }
         runtime.shutdown().await;
         println!("all done");
@@ -403,11 +404,7 @@ fn clean_shutdown_worker_process() {
         }
         ACTIVITY_STARTED.notified().await;
         if std::env::var_os("DURABLE_POISON_LAST").is_some() {
-            let status = client
-                .wait_for_completion("in-hand", Duration::from_secs(60))
-                .await
-                .expect("finishes");
-            print_outcome(&status);
+            print_outcome_of(&client, "in-hand").await;
         }
         runtime.shutdown().await;
         println!("all done");
