@@ -254,11 +254,8 @@ impl RuntimeBuilder {
     /// for steps and activities; entity operations and the PostgreSQL store are not counted
     /// yet.
     ///
-    /// Off by default because the blame is not yet exact: work that was not running at the
-    /// last stop (first attempts, new work) still runs beside the quarantine, so when several
-    /// things stop the process in turn, an innocent attempt can be counted for another's
-    /// stop; and a quarantined activity holds its slot, and the quarantine, while it runs
-    /// (an activity that waits for another suspect instance waits for good).
+    /// Off by default: the blame is not yet exact (see `worker/poison.rs`): first attempts
+    /// and new work run beside the quarantine, and a quarantined activity holds it.
     ///
     /// [`TaskFailed::is_poison`]: crate::TaskFailed::is_poison
     pub fn poison_after(mut self, retries: u32) -> Self {
