@@ -9,6 +9,8 @@ use super::children::{self, Outcome};
 use super::continue_as_new;
 use super::entity;
 use super::error::SqlContext;
+use super::history_rows;
+use super::large_values::{self, Json, JsonParam};
 use super::manage;
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;
@@ -333,10 +335,12 @@ pub(super) fn insert_message(
     event: &HistoryEvent,
 ) -> Result<Message, StoreError> {
     let id = NextIds::take(&mut ids.messages);
+    let json = Json::of(event)?;
     conn.prepare_cached(
         "INSERT INTO messages (id, instance_id, event, execution_id) VALUES (?1, ?2, ?3, ?4)",
     )?
-    .execute(params![id, instance_id, to_json(event)?, execution_id])?;
+    .execute(params![id, instance_id, json.param()?, execution_id])?;
+    large_values::stream(conn, "messages", "event", id, &json, event)?;
     Ok(Message {
         id,
         instance_id: instance_id.to_string(),
@@ -403,7 +407,8 @@ pub(super) fn insert_row(
         return Err(StoreError::InstanceExists(new.instance_id.clone()));
     }
     conn.prepare_cached("INSERT INTO instance_inputs (instance_id, input) VALUES (?1, ?2)")?
-        .execute(params![new.instance_id, new.input.as_str()])?;
+        .execute(params![new.instance_id, JsonParam(new.input.as_str())])?;
+    large_values::fill_last_insert(conn, "instance_inputs", "input", new.input.as_str())?;
     Ok(())
 }
 
@@ -471,18 +476,8 @@ fn apply_step(
             entity_messages,
         }));
     }
-    if !step.events.is_empty() {
-        let mut append = conn.prepare_cached(
-            "INSERT INTO history (instance_id, seq, timestamp_ms, event) VALUES (?1, ?2, ?3, ?4)",
-        )?;
-        for (offset, event) in (0u64..).zip(&step.events) {
-            append.execute(params![
-                id,
-                step.first_seq + offset,
-                step.timestamp_ms,
-                to_json(event)?
-            ])?;
-        }
+    for (offset, event) in (0u64..).zip(&step.events) {
+        history_rows::append(conn, id, step.first_seq + offset, step.timestamp_ms, event)?;
     }
     let mut activities = Vec::with_capacity(step.activities.len());
     if !step.activities.is_empty() {
@@ -497,9 +492,10 @@ fn apply_step(
                 id,
                 task_id,
                 name,
-                input.as_str(),
+                JsonParam(input.as_str()),
                 step.execution_id
             ])?;
+            large_values::fill(conn, "activities", "input", row, input.as_str())?;
             activities.push(ActivityWorkItem {
                 id: row,
                 instance_id: id.clone(),
@@ -550,7 +546,8 @@ fn apply_step(
             conn.prepare_cached(
                 "INSERT OR REPLACE INTO instance_outputs (instance_id, output) VALUES (?1, ?2)",
             )?
-            .execute(params![id, output.as_str()])?;
+            .execute(params![id, JsonParam(output.as_str())])?;
+            large_values::fill_last_insert(conn, "instance_outputs", "output", output.as_str())?;
         }
         if status.is_terminal() {
             disarm_timers(conn, id)?;

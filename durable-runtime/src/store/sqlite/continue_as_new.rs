@@ -3,6 +3,7 @@
 
 use super::apply::{NextIds, insert_message};
 use super::error::SqlContext;
+use super::large_values::{self, JsonParam};
 use crate::history::{ExecutionStartedEvent, HistoryEvent, ParentInstance};
 use crate::instance::RuntimeStatus;
 use crate::store::{ContinueAsNew, Message, StepCommit, StoreError};
@@ -63,7 +64,8 @@ pub(super) fn apply(
     conn.prepare_cached(
         "INSERT OR REPLACE INTO instance_inputs (instance_id, input) VALUES (?1, ?2)",
     )?
-    .execute(params![id, next.input.as_str()])?;
+    .execute(params![id, JsonParam(next.input.as_str())])?;
+    large_values::fill_last_insert(conn, "instance_inputs", "input", next.input.as_str())?;
     let started = HistoryEvent::ExecutionStarted(Box::new(ExecutionStartedEvent {
         name,
         version,

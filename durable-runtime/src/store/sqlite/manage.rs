@@ -2,10 +2,11 @@
 //! (purges are in [`super::purge`], rewinds in [`super::rewind`]).
 //! Each checks the status state machine (see [`Manage`]) before changing anything.
 
-use super::apply::{NextIds, insert_message, insert_row, to_json};
+use super::apply::{NextIds, insert_message, insert_row};
 use super::check::{State, instance_state};
 use super::children::{self, Outcome};
 use super::error::SqlContext;
+use super::large_values::{self, JsonParam, JsonText};
 use crate::history::{ExecutionStartedEvent, HistoryEvent};
 use crate::instance::RuntimeStatus;
 use crate::payload::Payload;
@@ -141,15 +142,7 @@ fn end_terminated(
     let event = HistoryEvent::ExecutionTerminated {
         reason: reason.to_string(),
     };
-    conn.prepare_cached(
-        "INSERT INTO history (instance_id, seq, timestamp_ms, event) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        instance_id,
-        state.history_len,
-        timestamp_ms,
-        to_json(&event)?
-    ])?;
+    super::history_rows::append(conn, instance_id, state.history_len, timestamp_ms, &event)?;
     conn.prepare_cached(
         "UPDATE instances SET status = ?2, updated_ms = ?3, history_len = ?4
          WHERE instance_id = ?1",
@@ -166,7 +159,8 @@ fn end_terminated(
     conn.prepare_cached(
         "INSERT OR REPLACE INTO instance_outputs (instance_id, output) VALUES (?1, ?2)",
     )?
-    .execute(params![instance_id, output.as_str()])?;
+    .execute(params![instance_id, JsonParam(output.as_str())])?;
+    large_values::fill_last_insert(conn, "instance_outputs", "output", output.as_str())?;
     delete_work(conn, instance_id)
 }
 
@@ -308,7 +302,7 @@ fn started_event(
     instance_id: &str,
     execution_id: &str,
 ) -> Result<Option<HistoryEvent>, StoreError> {
-    let row: Option<(String, Option<String>, String)> = conn
+    let row: Option<(String, Option<String>, JsonText)> = conn
         .prepare_cached(
             "SELECT i.name, i.version, inp.input FROM instances i
              JOIN instance_inputs inp ON inp.instance_id = i.instance_id
@@ -319,7 +313,7 @@ fn started_event(
         })
         .optional()
         .at("instances", instance_id)?;
-    let Some((name, version, input)) = row else {
+    let Some((name, version, JsonText(input))) = row else {
         return Ok(None);
     };
     let input = Payload::from_json(input).map_err(|err| StoreError::Corrupt {

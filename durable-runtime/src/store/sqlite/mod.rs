@@ -15,6 +15,8 @@ mod children;
 mod continue_as_new;
 mod entity;
 mod error;
+mod history_rows;
+mod large_values;
 mod lock;
 mod manage;
 mod purge;

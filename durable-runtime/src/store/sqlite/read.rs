@@ -5,6 +5,7 @@
 //! its own instance, never the whole recovery.
 
 use super::error::SqlContext;
+use super::large_values;
 use crate::failure::FailureDetails;
 use crate::history::{HistoryEvent, HistoryRecord};
 use crate::instance::{InstancePage, InstanceQuery, InstanceStatus, RuntimeStatus};
@@ -16,8 +17,13 @@ use crate::store::{
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 
-const INSTANCE_COLUMNS: &str = "instance_id, name, version, status, input, output, failure, created_ms, updated_ms, \
-     custom_status";
+/// Input and output are read as `''` (which no JSON document is) when they are a large value's
+/// blob: SQLite answers `typeof` from the row's header without loading the value, which
+/// [`payload_column`] then reads straight from its blob.
+const INSTANCE_COLUMNS: &str = "instance_id, name, version, status, \
+     CASE WHEN typeof(input) = 'blob' THEN '' ELSE input END, \
+     CASE WHEN typeof(output) = 'blob' THEN '' ELSE output END, \
+     failure, created_ms, updated_ms, custom_status";
 
 fn corrupt(table: &'static str, key: &str, reason: impl ToString) -> StoreError {
     StoreError::Corrupt {
@@ -36,13 +42,34 @@ fn parse_payload(table: &'static str, key: &str, json: String) -> Result<Payload
         .map_err(|err| corrupt(table, key, format!("payload is not JSON: {err}")))
 }
 
-fn instance_from_row(row: &Row<'_>) -> Result<InstanceStatus, StoreError> {
+/// The JSON of an instance's input or output (`table`'s `column`), from its column in
+/// [`INSTANCE_COLUMNS`].
+fn payload_column(
+    conn: &Connection,
+    table: &'static str,
+    column: &'static str,
+    instance_id: &str,
+    read: String,
+) -> Result<String, StoreError> {
+    if !read.is_empty() {
+        return Ok(read);
+    }
+    let rowid: i64 = conn
+        .prepare_cached(&format!("SELECT rowid FROM {table} WHERE instance_id = ?1"))?
+        .query_row(params![instance_id], |row| row.get(0))
+        .at(table, instance_id)?;
+    large_values::read(conn, table, column, rowid)
+}
+
+fn instance_from_row(conn: &Connection, row: &Row<'_>) -> Result<InstanceStatus, StoreError> {
     let instance_id: String = row.get(0).at("instances", "?")?;
     let key = instance_id.as_str();
     let runtime_status = parse_status(key, &row.get::<_, String>(3).at("instances", key)?)?;
     let output = row
         .get::<_, Option<String>>(5)
         .at("instances", key)?
+        .map(|json| payload_column(conn, "instance_outputs", "output", key, json))
+        .transpose()?
         .map(|json| parse_payload("instances", key, json))
         .transpose()?;
     let failure = row
@@ -57,7 +84,17 @@ fn instance_from_row(row: &Row<'_>) -> Result<InstanceStatus, StoreError> {
         name: row.get(1).at("instances", key)?,
         version: row.get(2).at("instances", key)?,
         runtime_status,
-        input: parse_payload("instances", key, row.get(4).at("instances", key)?)?,
+        input: parse_payload(
+            "instances",
+            key,
+            payload_column(
+                conn,
+                "instance_inputs",
+                "input",
+                key,
+                row.get(4).at("instances", key)?,
+            )?,
+        )?,
         output,
         failure,
         created_ms: row.get(7).at("instances", key)?,
@@ -78,7 +115,7 @@ pub(crate) fn instance(conn: &Connection, id: &str) -> Result<Option<InstanceSta
     let mut stmt = conn.prepare_cached(&sql)?;
     let mut rows = stmt.query(params![id])?;
     match rows.next().at("instances", id)? {
-        Some(row) => instance_from_row(row).map(Some),
+        Some(row) => instance_from_row(conn, row).map(Some),
         None => Ok(None),
     }
 }
@@ -114,31 +151,7 @@ pub(crate) fn watermarks(conn: &Connection) -> Result<Watermarks, StoreError> {
 
 /// The instance's history, in order.
 pub(crate) fn history(conn: &Connection, id: &str) -> Result<Vec<HistoryRecord>, StoreError> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT seq, timestamp_ms, event FROM history WHERE instance_id = ?1 ORDER BY seq",
-    )?;
-    let mut rows = stmt.query(params![id])?;
-    let mut history = Vec::new();
-    // A cold replay reads every event of a long history: nothing is allocated per row but the
-    // event itself (the row's key is spelled out only for an error).
-    while let Some(row) = rows.next().at("history", id)? {
-        let seq: i64 = row.get(0).at("history", id)?;
-        let key = || format!("{id}#{seq}");
-        let json = row
-            .get_ref(2)
-            .and_then(|value| value.as_str().map_err(Into::into))
-            .map_err(|err| super::error::classify(&err, "history", &key()))?;
-        let event = serde_json::from_str(json)
-            .map_err(|err| corrupt("history", &key(), format!("event does not decode: {err}")))?;
-        history.push(HistoryRecord {
-            seq: u64::try_from(seq).map_err(|_| corrupt("history", &key(), "negative seq"))?,
-            timestamp_ms: row
-                .get(1)
-                .map_err(|err| super::error::classify(&err, "history", &key()))?,
-            event,
-        });
-    }
-    Ok(history)
+    super::history_rows::read(conn, id)
 }
 
 /// One page of instances matching `query`.
@@ -181,7 +194,7 @@ pub(crate) fn list(conn: &Connection, query: &InstanceQuery) -> Result<InstanceP
     let mut rows = stmt.query(rusqlite::params_from_iter(args))?;
     let mut instances = Vec::new();
     while let Some(row) = rows.next().at("instances", "")? {
-        instances.push(instance_from_row(row)?);
+        instances.push(instance_from_row(conn, row)?);
     }
     let continuation_token = if instances.len() > page_size as usize {
         instances.truncate(page_size as usize);
@@ -205,6 +218,16 @@ fn text(row: &Row<'_>, index: usize) -> Result<String, String> {
             other.data_type()
         )),
         Err(err) => Err(err.to_string()),
+    }
+}
+
+/// The JSON text in column `index`: text, or a blob of UTF-8 for a large value (see
+/// `large_values`).
+fn json_text(row: &Row<'_>, index: usize) -> Result<String, String> {
+    match row.get_ref(index) {
+        Ok(ValueRef::Blob(bytes)) => String::from_utf8(bytes.to_vec())
+            .map_err(|err| format!("column {index} is not UTF-8: {err}")),
+        _ => text(row, index),
     }
 }
 
@@ -283,7 +306,7 @@ pub(crate) fn pending_messages(
          WHERE id > ?1 ORDER BY id LIMIT ?2",
         params![after_id, sql_limit(limit)],
         |row, id, instance_id| {
-            let event: HistoryEvent = serde_json::from_str(&text(row, 2)?)
+            let event: HistoryEvent = serde_json::from_str(&json_text(row, 2)?)
                 .map_err(|err| format!("event does not decode: {err}"))?;
             Ok(Message {
                 id,
@@ -308,7 +331,7 @@ pub(crate) fn pending_activities(
          WHERE id > ?1 ORDER BY id LIMIT ?2",
         params![after_id, sql_limit(limit)],
         |row, id, instance_id| {
-            let input = Payload::from_json(text(row, 4)?)
+            let input = Payload::from_json(json_text(row, 4)?)
                 .map_err(|err| format!("input is not JSON: {err}"))?;
             Ok(ActivityWorkItem {
                 id,

@@ -1,8 +1,9 @@
 //! Rewinding a failed instance in a write: the failures its code did not handle run again.
 
-use super::apply::{NextIds, insert_message, to_json};
+use super::apply::{NextIds, insert_message};
 use super::check::instance_state;
 use super::error::SqlContext;
+use super::large_values::{self, JsonParam, JsonText};
 use super::manage::state_for;
 use super::read;
 use crate::failure::FailureDetails;
@@ -112,9 +113,10 @@ fn rewind_one(
                     instance_id,
                     task_id,
                     name,
-                    input.as_str(),
+                    JsonParam(input.as_str()),
                     &*run
                 ])?;
+                large_values::fill(conn, "activities", "input", row, input.as_str())?;
                 work.activities.push(ActivityWorkItem {
                     id: row,
                     instance_id: instance_id.to_string(),
@@ -172,15 +174,7 @@ fn rewind_one(
     let rewound = HistoryEvent::ExecutionRewound {
         reason: reason.to_string(),
     };
-    conn.prepare_cached(
-        "INSERT INTO history (instance_id, seq, timestamp_ms, event) VALUES (?1, ?2, ?3, ?4)",
-    )?
-    .execute(params![
-        instance_id,
-        state.history_len,
-        timestamp_ms,
-        to_json(&rewound)?
-    ])?;
+    super::history_rows::append(conn, instance_id, state.history_len, timestamp_ms, &rewound)?;
     conn.prepare_cached(
         "UPDATE instances SET status = ?2, failure = NULL, updated_ms = ?3, history_len = ?4,
                               recovery_attempts = 0
@@ -221,9 +215,9 @@ fn redrive_pending(
         .collect();
     // Results stored as messages and not yet consumed (a timer fired through the store).
     let mut waiting = conn.prepare_cached("SELECT event FROM messages WHERE instance_id = ?1")?;
-    let rows = waiting.query_map(params![instance_id], |row| row.get::<_, String>(0))?;
+    let rows = waiting.query_map(params![instance_id], |row| row.get::<_, JsonText>(0))?;
     for row in rows {
-        let row = row?;
+        let JsonText(row) = row?;
         // A message that does not decode is its consumer's problem, not the rewind's.
         if let Ok(event) = serde_json::from_str::<HistoryEvent>(&row) {
             answered.extend(result_task(&event));
@@ -262,9 +256,10 @@ fn redrive_pending(
                     instance_id,
                     task_id,
                     name,
-                    input.as_str(),
+                    JsonParam(input.as_str()),
                     &**run
                 ])?;
+                large_values::fill(conn, "activities", "input", row, input.as_str())?;
                 work.activities.push(ActivityWorkItem {
                     id: row,
                     instance_id: instance_id.to_string(),
@@ -347,17 +342,19 @@ fn finished_child_outcome(
     let child = created.instance_id.as_str();
     let event = match state.status {
         RuntimeStatus::Completed => {
-            let output: Option<String> = conn
+            let output: Option<JsonText> = conn
                 .prepare_cached("SELECT output FROM instance_outputs WHERE instance_id = ?1")?
                 .query_row(params![child], |row| row.get(0))
                 .optional()
                 .at("instance_outputs", child)?;
             let result = match output {
-                Some(output) => Payload::from_json(output).map_err(|err| StoreError::Corrupt {
-                    table: "instance_outputs",
-                    key: child.to_string(),
-                    reason: format!("payload is not JSON: {err}"),
-                })?,
+                Some(JsonText(output)) => {
+                    Payload::from_json(output).map_err(|err| StoreError::Corrupt {
+                        table: "instance_outputs",
+                        key: child.to_string(),
+                        reason: format!("payload is not JSON: {err}"),
+                    })?
+                }
                 None => Payload::null(),
             };
             HistoryEvent::SubOrchestrationInstanceCompleted { task_id, result }

@@ -13,7 +13,7 @@ use std::path::Path;
 pub const APPLICATION_ID: i32 = 0x4455_5242;
 
 /// The schema version this release reads and writes.
-pub const SCHEMA_VERSION: i32 = 9;
+pub const SCHEMA_VERSION: i32 = 10;
 
 /// The version 3 instance and history tables. A new file is created in the version 3 shape and
 /// migrated at once, so there is one definition of the current shape: the migrations.
@@ -262,6 +262,26 @@ INSERT INTO store_state (key, value) VALUES ('running', 0);
 
 fn migrate_from_v8(conn: &Connection) -> Result<(), StoreError> {
     conn.execute_batch(MIGRATE_V8_TO_V9)?;
+    migrate_from_v9(conn)
+}
+
+/// From version 9: history events of 64 KiB or more are stored out of the history B-tree, in
+/// `history_large` (see `history_rows`); their `history` row keeps an empty `event`. Events
+/// written before stay where they are.
+const MIGRATE_V9_TO_V10: &str = "
+CREATE TABLE history_large (
+    instance_id TEXT NOT NULL,
+    seq         INTEGER NOT NULL,
+    event       BLOB NOT NULL
+);
+CREATE UNIQUE INDEX history_large_by_key ON history_large(instance_id, seq);
+CREATE TRIGGER history_large_goes_with_its_row AFTER DELETE ON history WHEN old.event = '' BEGIN
+    DELETE FROM history_large WHERE instance_id = old.instance_id AND seq = old.seq;
+END;
+";
+
+fn migrate_from_v9(conn: &Connection) -> Result<(), StoreError> {
+    conn.execute_batch(MIGRATE_V9_TO_V10)?;
     stamp(conn)
 }
 
@@ -326,7 +346,8 @@ pub(super) fn create_or_migrate(conn: &Connection, path: &Path) -> Result<(), St
                 5 => migrate_from_v5(conn),
                 6 => migrate_from_v6(conn),
                 7 => migrate_from_v7(conn),
-                _ => migrate_from_v8(conn),
+                8 => migrate_from_v8(conn),
+                _ => migrate_from_v9(conn),
             }
         }
     });
@@ -395,7 +416,7 @@ fn inspect(conn: &Connection, path: &Path) -> Result<Found, StoreError> {
             SCHEMA_VERSION => Ok(Found::Current),
             // Version 1 never stamped the id, but a file that has it and version 1 is one.
             1 if tables.iter().any(|t| t == "instances") => Ok(Found::Older(1)),
-            2..=8 => Ok(Found::Older(version)),
+            2..=9 => Ok(Found::Older(version)),
             v if v > SCHEMA_VERSION => Err(incompatible(
                 path,
                 format!(
