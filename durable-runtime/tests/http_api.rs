@@ -84,12 +84,7 @@ async fn status_shows_history_input_and_output_as_asked() {
             .await;
         served.poll_until_done(&served.url("/instances/h")).await;
 
-        let plain: Value = served
-            .get("/instances/h?showHistory=true")
-            .await
-            .json()
-            .await
-            .expect("JSON");
+        let plain: Value = served.get_json("/instances/h?showHistory=true").await;
         let events = plain["historyEvents"].as_array().expect("history events");
         let types: Vec<&str> = events
             .iter()
@@ -112,11 +107,8 @@ async fn status_shows_history_input_and_output_as_asked() {
 
         // Python's spelling of booleans, as its client sends them.
         let full: Value = served
-            .get("/instances/h?showHistory=True&showHistoryOutput=True&showInput=False")
-            .await
-            .json()
-            .await
-            .expect("JSON");
+            .get_json("/instances/h?showHistory=True&showHistoryOutput=True&showInput=False")
+            .await;
         let events = full["historyEvents"].as_array().expect("history events");
         assert_eq!(events[1]["Result"], "Hello Rome!");
         assert_eq!(events[2]["Result"], "Hello Rome!");

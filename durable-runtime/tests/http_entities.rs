@@ -147,12 +147,7 @@ async fn signals_over_http_are_applied_once_each_and_read_back_on_both_paths() {
         .await;
         let gone = served.get("/entities/counter/a").await;
         assert_error(gone, StatusCode::NOT_FOUND, "EntityNotFound").await;
-        let listed: Vec<Value> = served
-            .get("/entities/counter")
-            .await
-            .json()
-            .await
-            .expect("JSON");
+        let listed: Vec<Value> = served.get_json("/entities/counter").await;
         assert!(
             listed.is_empty(),
             "a deleted entity is not listed: {listed:?}"
@@ -219,12 +214,7 @@ async fn op_is_optional_and_keys_may_hold_any_printable_character() {
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     until_http_state(&served, path, &json!(7)).await;
-    let listed: Vec<Value> = served
-        .get("/entities/counter?fetchState=True")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let listed: Vec<Value> = served.get_json("/entities/counter?fetchState=True").await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!(id_of(&listed[0]), ("counter".to_string(), key.to_string()));
     assert_eq!(listed[0]["state"], 7);
@@ -311,28 +301,19 @@ async fn paging_returns_every_entity_once_and_filters_by_name_and_time() {
 
     // Last-operation time bounds.
     let future: Vec<Value> = served
-        .get("/entities?lastOperationTimeFrom=2999-01-01T00:00:00Z")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+        .get_json("/entities?lastOperationTimeFrom=2999-01-01T00:00:00Z")
+        .await;
     assert!(future.is_empty());
     let past: Vec<Value> = served
-        .get("/entities?lastOperationTimeTo=2000-01-01T00:00:00Z")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+        .get_json("/entities?lastOperationTimeTo=2000-01-01T00:00:00Z")
+        .await;
     assert!(past.is_empty());
     let window: Vec<Value> = served
-        .get(
+        .get_json(
             "/entities/counterpart?lastOperationTimeFrom=2000-01-01T00:00:00Z\
              &lastOperationTimeTo=2999-01-01T00:00:00Z",
         )
-        .await
-        .json()
-        .await
-        .expect("JSON");
+        .await;
     assert_eq!(window.len(), 4);
     // The SDKs' literal `null` token means "from the start".
     let response = served

@@ -27,7 +27,7 @@ async fn terminate_suspend_and_resume_answer_as_documented() {
             .await;
         assert_eq!(suspended.status(), StatusCode::ACCEPTED);
         support::until_status(&served.client, "m", RuntimeStatus::Suspended).await;
-        let body: Value = served.get("/instances/m").await.json().await.expect("JSON");
+        let body: Value = served.get_json("/instances/m").await;
         assert_eq!(body["runtimeStatus"], "Suspended");
         let twice = served.post("/instances/m/suspend", &Value::Null).await;
         assert_error(twice, StatusCode::CONFLICT, "NotApplicable").await;
@@ -55,12 +55,7 @@ async fn terminate_suspend_and_resume_answer_as_documented() {
         let done = served.poll_until_done(&served.url("/instances/m")).await;
         assert_eq!(done["runtimeStatus"], "Terminated");
         assert_eq!(done["output"], "no longer needed");
-        let history: Value = served
-            .get("/instances/m?showHistory=true")
-            .await
-            .json()
-            .await
-            .expect("JSON");
+        let history: Value = served.get_json("/instances/m?showHistory=true").await;
         let types: Vec<&str> = history["historyEvents"]
             .as_array()
             .expect("events")
@@ -216,37 +211,23 @@ async fn list_filters_and_pages_through_every_instance_once() {
     assert_eq!(seen, expected);
 
     let running: Vec<Value> = served
-        .get("/instances?runtimeStatus=Running,Pending")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+        .get_json("/instances?runtimeStatus=Running,Pending")
+        .await;
     assert_eq!(running.len(), 1);
     assert_eq!(running[0]["instanceId"], "other");
 
     let prefixed: Vec<Value> = served
-        .get("/instances/?instanceIdPrefix=batch-&runtimeStatus=Completed")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+        .get_json("/instances/?instanceIdPrefix=batch-&runtimeStatus=Completed")
+        .await;
     assert_eq!(prefixed.len(), 7);
     // Inputs are shown unless asked not to, as in the original.
     assert_eq!(prefixed[3]["input"], 3);
 
     let future: Vec<Value> = served
-        .get("/instances?createdTimeFrom=2999-01-01T00:00:00Z")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+        .get_json("/instances?createdTimeFrom=2999-01-01T00:00:00Z")
+        .await;
     assert!(future.is_empty());
-    let past: Vec<Value> = served
-        .get("/instances?createdTimeFrom=2000-01-01T00:00:00Z&createdTimeTo=2999-01-01T00:00:00.000%2B00:00")
-        .await
-        .json()
-        .await
-        .expect("JSON");
+    let past: Vec<Value> = served.get_json("/instances?createdTimeFrom=2000-01-01T00:00:00Z&createdTimeTo=2999-01-01T00:00:00.000%2B00:00").await;
     assert_eq!(past.len(), 8);
 
     for bad in [
@@ -320,7 +301,7 @@ async fn purge_deletes_finished_instances_one_or_by_filter() {
     assert_eq!(by_filter.status(), StatusCode::OK);
     let body: Value = by_filter.json().await.expect("JSON");
     assert_eq!(body["instancesDeleted"], 3);
-    let left: Vec<Value> = served.get("/instances").await.json().await.expect("JSON");
+    let left: Vec<Value> = served.get_json("/instances").await;
     assert_eq!(left.len(), 1);
     assert_eq!(left[0]["instanceId"], "live");
     // Nothing more matches: 404, as in the original.

@@ -25,22 +25,7 @@ async fn logged_step(
     instance: u32,
     step: u32,
 ) -> Result<String, ActivityError> {
-    let log_path =
-        std::env::var("DURABLE_R1_LOG").map_err(|_| ActivityError::new("no log path"))?;
-    let line = format!(
-        "{} {} {}\n",
-        ctx.instance_id(),
-        ctx.task_id(),
-        std::process::id()
-    );
-    // One write(2) per line on an O_APPEND file: lines never interleave, and a killed process
-    // loses nothing it wrote (the page cache belongs to the kernel).
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)?;
-    log.write_all(line.as_bytes())?;
-    println!("ran {} {}", ctx.instance_id(), ctx.task_id());
+    support::log_activity_run("DURABLE_R1_LOG", &ctx)?;
     Ok(format!("{instance}.{step}"))
 }
 

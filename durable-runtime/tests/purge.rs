@@ -37,11 +37,12 @@ async fn fails(_ctx: OrchestrationContext) -> Result<u32, OrchestrationError> {
 }
 
 /// Every table that holds rows of an instance.
-const TABLES: [&str; 8] = [
+const TABLES: [&str; 9] = [
     "instances",
     "instance_inputs",
     "instance_outputs",
     "history",
+    "history_large",
     "messages",
     "activities",
     "timers",

@@ -5,7 +5,6 @@ use crate::support;
 use durable_runtime::prelude::*;
 use durable_runtime::{Client, HistoryEvent};
 use std::collections::HashSet;
-use std::io::Write;
 
 pub(crate) const STEPS: u32 = 5;
 
@@ -15,22 +14,7 @@ pub(crate) async fn shared_step(
     instance: u32,
     step: u32,
 ) -> Result<String, ActivityError> {
-    let log_path =
-        std::env::var("DURABLE_SH_LOG").map_err(|_| ActivityError::new("no log path"))?;
-    let line = format!(
-        "{} {} {}\n",
-        ctx.instance_id(),
-        ctx.task_id(),
-        std::process::id()
-    );
-    // One write(2) per line on an O_APPEND file: lines never interleave, and a killed process
-    // loses nothing it wrote.
-    let mut log = std::fs::OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(log_path)?;
-    log.write_all(line.as_bytes())?;
-    println!("ran {} {}", ctx.instance_id(), ctx.task_id());
+    support::log_activity_run("DURABLE_SH_LOG", &ctx)?;
     // Work that takes a while (the stall test wants activities in flight).
     if let Some(ms) = std::env::var("DURABLE_SH_ACTIVITY_MS")
         .ok()

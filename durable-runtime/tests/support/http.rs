@@ -121,6 +121,11 @@ impl Served {
             .expect("the server answers")
     }
 
+    /// GET `path`, decoding the JSON answer.
+    pub async fn get_json<T: serde::de::DeserializeOwned>(&self, path: &str) -> T {
+        self.get(path).await.json().await.expect("JSON")
+    }
+
     pub async fn delete(&self, path: &str) -> reqwest::Response {
         self.http
             .delete(self.url(path))

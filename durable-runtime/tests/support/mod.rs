@@ -559,3 +559,30 @@ impl Lcg {
 }
 
 pub const WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// Appends `instance task pid` to the file named by the environment variable `log_var`, and
+/// prints `ran instance task` (the line [`watch_worker`] counts): the record of one execution
+/// of an activity, which the kill tests compare with the history. One write(2) per line on an
+/// O_APPEND file: lines never interleave, and a killed process loses nothing it wrote (the
+/// page cache belongs to the kernel).
+pub fn log_activity_run(
+    log_var: &str,
+    ctx: &durable_runtime::ActivityContext,
+) -> Result<(), durable_runtime::ActivityError> {
+    use std::io::Write;
+    let log_path =
+        std::env::var(log_var).map_err(|_| durable_runtime::ActivityError::new("no log path"))?;
+    let line = format!(
+        "{} {} {}\n",
+        ctx.instance_id(),
+        ctx.task_id(),
+        std::process::id()
+    );
+    let mut log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log_path)?;
+    log.write_all(line.as_bytes())?;
+    println!("ran {} {}", ctx.instance_id(), ctx.task_id());
+    Ok(())
+}

@@ -476,9 +476,7 @@ fn apply_step(
             entity_messages,
         }));
     }
-    for (offset, event) in (0u64..).zip(&step.events) {
-        history_rows::append(conn, id, step.first_seq + offset, step.timestamp_ms, event)?;
-    }
+    history_rows::append(conn, id, step.first_seq, step.timestamp_ms, &step.events)?;
     let mut activities = Vec::with_capacity(step.activities.len());
     if !step.activities.is_empty() {
         let mut enqueue = conn.prepare_cached(

@@ -15,30 +15,37 @@ use rusqlite::{Connection, params};
 #[cfg(doc)]
 use super::large_values::LARGE_VALUE_BYTES;
 
-/// Appends `event` as `instance_id`'s event number `seq`.
+/// Appends `events` as `instance_id`'s events from number `first_seq` on.
 pub(super) fn append(
     conn: &Connection,
     instance_id: &str,
-    seq: u64,
+    first_seq: u64,
     timestamp_ms: i64,
-    event: &HistoryEvent,
+    events: &[HistoryEvent],
 ) -> Result<(), StoreError> {
-    let json = Json::of(event)?;
-    if let Json::Small(text) = &json {
-        conn.prepare_cached(
-            "INSERT INTO history (instance_id, seq, timestamp_ms, event) VALUES (?1, ?2, ?3, ?4)",
-        )?
-        .execute(params![instance_id, seq, timestamp_ms, text])?;
+    if events.is_empty() {
         return Ok(());
     }
-    conn.prepare_cached(
-        "INSERT INTO history (instance_id, seq, timestamp_ms, event) VALUES (?1, ?2, ?3, '')",
-    )?
-    .execute(params![instance_id, seq, timestamp_ms])?;
-    conn.prepare_cached("INSERT INTO history_large (instance_id, seq, event) VALUES (?1, ?2, ?3)")?
-        .execute(params![instance_id, seq, json.param()?])?;
-    let row = conn.last_insert_rowid();
-    large_values::stream(conn, "history_large", "event", row, &json, event)
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO history (instance_id, seq, timestamp_ms, event) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    for (seq, event) in (first_seq..).zip(events) {
+        let json = Json::of(event)?;
+        let Json::Small(text) = &json else {
+            insert.execute(params![instance_id, seq, timestamp_ms, ""])?;
+            // OR REPLACE: a large row left behind (by a hand-edited file) does not block the
+            // event that takes its place.
+            conn.prepare_cached(
+                "INSERT OR REPLACE INTO history_large (instance_id, seq, event) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![instance_id, seq, json.param()?])?;
+            let row = conn.last_insert_rowid();
+            large_values::stream(conn, "history_large", "event", row, &json, event)?;
+            continue;
+        };
+        insert.execute(params![instance_id, seq, timestamp_ms, text])?;
+    }
+    Ok(())
 }
 
 /// The instance's history, in order.
@@ -90,7 +97,7 @@ fn read_large(conn: &Connection, id: &str, seq: i64) -> Result<HistoryEvent, Sto
         ));
     };
     decode(
-        &large_values::read(conn, "history_large", "event", row)?,
+        &large_values::read(conn, "history_large", "event", row, &key)?,
         &key,
     )
 }

@@ -115,17 +115,19 @@ pub(super) fn stream<T: Serialize + ?Sized>(
     let mut out = std::io::BufWriter::with_capacity(256 * 1024, blob);
     serde_json::to_writer(&mut out, value).map_err(|err| {
         if err.is_io() {
-            from_blob_io(std::io::Error::from(err))
+            from_blob_io(std::io::Error::from(err), table)
         } else {
             not_serializable(err)
         }
     })?;
     let mut blob = out
         .into_inner()
-        .map_err(|err| from_blob_io(err.into_error()))?;
+        .map_err(|err| from_blob_io(err.into_error(), table))?;
     // The blob cannot grow, and a shorter second pass would leave zeros behind: either way the
     // write is refused whole rather than stored cut short.
-    let written = blob.stream_position().map_err(from_blob_io)?;
+    let written = blob
+        .stream_position()
+        .map_err(|err| from_blob_io(err, table))?;
     if written != *len as u64 {
         return Err(refused(format!(
             "a value serialized to {len} bytes, then to {written} bytes"
@@ -135,21 +137,26 @@ pub(super) fn stream<T: Serialize + ?Sized>(
     Ok(())
 }
 
-/// Reads the large value in `table`'s `column` at row `rowid` straight from its blob into one
-/// buffer (reading it as a column would copy it twice more: SQLite's own copy, then ours).
+/// Reads the large value in `table`'s `column` at row `rowid` (the row `key` names, for
+/// errors) straight from its blob into one buffer (reading it as a column would copy it twice
+/// more: SQLite's own copy, then ours).
 pub(super) fn read(
     conn: &Connection,
     table: &'static str,
     column: &'static str,
     rowid: i64,
+    key: &str,
 ) -> Result<String, StoreError> {
-    let blob = conn.blob_open(MAIN_DB, table, column, rowid, true)?;
+    let sqlite = |err: rusqlite::Error| super::error::classify(&err, table, key);
+    let blob = conn
+        .blob_open(MAIN_DB, table, column, rowid, true)
+        .map_err(sqlite)?;
     let mut bytes = vec![0; blob.len()];
-    blob.read_at_exact(&mut bytes, 0)?;
-    blob.close()?;
+    blob.read_at_exact(&mut bytes, 0).map_err(sqlite)?;
+    blob.close().map_err(sqlite)?;
     String::from_utf8(bytes).map_err(|err| StoreError::Corrupt {
         table,
-        key: rowid.to_string(),
+        key: key.to_string(),
         reason: format!("{column} is not UTF-8: {err}"),
     })
 }
@@ -202,12 +209,12 @@ impl Write for Counter {
 
 /// An error of a blob write: SQLite's own (classified as any other), or a blob too short for
 /// what was written into it.
-fn from_blob_io(err: std::io::Error) -> StoreError {
+fn from_blob_io(err: std::io::Error, table: &'static str) -> StoreError {
     match err
         .get_ref()
         .and_then(|inner| inner.downcast_ref::<rusqlite::Error>())
     {
-        Some(sqlite) => super::error::classify(sqlite, "database", ""),
+        Some(sqlite) => super::error::classify(sqlite, table, ""),
         None => refused(format!("a large value could not be written whole: {err}")),
     }
 }
@@ -218,4 +225,78 @@ fn not_serializable(err: serde_json::Error) -> StoreError {
 
 fn refused(reason: String) -> StoreError {
     StoreError::Refused(reason)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rusqlite::params;
+
+    fn table() -> Connection {
+        let conn = Connection::open_in_memory().expect("opens");
+        conn.execute_batch("CREATE TABLE t (id INTEGER PRIMARY KEY, v NOT NULL)")
+            .expect("creates");
+        conn
+    }
+
+    #[test]
+    fn a_large_value_is_a_blob_written_in_place_and_read_back_whole() {
+        let conn = table();
+        let value = "x".repeat(LARGE_VALUE_BYTES * 3);
+        let json = Json::of(&value).expect("serializes");
+        assert!(matches!(json, Json::Large(len) if len == value.len() + 2));
+        conn.execute(
+            "INSERT INTO t (id, v) VALUES (1, ?1)",
+            params![json.param().expect("binds")],
+        )
+        .expect("inserts");
+        stream(&conn, "t", "v", 1, &json, &value).expect("streams");
+        let kind: String = conn
+            .query_row("SELECT typeof(v) FROM t", [], |row| row.get(0))
+            .expect("reads");
+        assert_eq!(kind, "blob");
+        let back = read(&conn, "t", "v", 1, "1").expect("reads");
+        assert_eq!(back, format!("\"{value}\""));
+        let JsonText(text) = conn
+            .query_row("SELECT v FROM t", [], |row| row.get(0))
+            .expect("reads as a column");
+        assert_eq!(text, back);
+    }
+
+    #[test]
+    fn a_small_value_stays_text() {
+        let conn = table();
+        let json = Json::of("small").expect("serializes");
+        let Json::Small(text) = &json else {
+            panic!("a small value");
+        };
+        conn.execute(
+            "INSERT INTO t (id, v) VALUES (1, ?1)",
+            params![JsonParam(text)],
+        )
+        .expect("inserts");
+        fill(&conn, "t", "v", 1, text).expect("nothing to fill");
+        let kind: String = conn
+            .query_row("SELECT typeof(v) FROM t", [], |row| row.get(0))
+            .expect("reads");
+        assert_eq!(kind, "text");
+    }
+
+    /// A blob reserved for another length is refused, never stored cut short or padded with
+    /// zeros: the caller's savepoint then undoes the row.
+    #[test]
+    fn a_value_that_does_not_fit_its_blob_is_refused() {
+        let conn = table();
+        let value = "y".repeat(LARGE_VALUE_BYTES);
+        for reserved in [value.len() + 1, value.len() + 3] {
+            let json = Json::Large(reserved);
+            conn.execute(
+                "INSERT OR REPLACE INTO t (id, v) VALUES (1, ?1)",
+                params![json.param().expect("binds")],
+            )
+            .expect("inserts");
+            let err = stream(&conn, "t", "v", 1, &json, &value).expect_err("does not fit");
+            assert!(matches!(err, StoreError::Refused(_)), "{err:?}");
+        }
+    }
 }

@@ -142,7 +142,13 @@ fn end_terminated(
     let event = HistoryEvent::ExecutionTerminated {
         reason: reason.to_string(),
     };
-    super::history_rows::append(conn, instance_id, state.history_len, timestamp_ms, &event)?;
+    super::history_rows::append(
+        conn,
+        instance_id,
+        state.history_len,
+        timestamp_ms,
+        std::slice::from_ref(&event),
+    )?;
     conn.prepare_cached(
         "UPDATE instances SET status = ?2, updated_ms = ?3, history_len = ?4
          WHERE instance_id = ?1",

@@ -58,7 +58,7 @@ fn payload_column(
         .prepare_cached(&format!("SELECT rowid FROM {table} WHERE instance_id = ?1"))?
         .query_row(params![instance_id], |row| row.get(0))
         .at(table, instance_id)?;
-    large_values::read(conn, table, column, rowid)
+    large_values::read(conn, table, column, rowid, instance_id)
 }
 
 fn instance_from_row(conn: &Connection, row: &Row<'_>) -> Result<InstanceStatus, StoreError> {

@@ -174,7 +174,13 @@ fn rewind_one(
     let rewound = HistoryEvent::ExecutionRewound {
         reason: reason.to_string(),
     };
-    super::history_rows::append(conn, instance_id, state.history_len, timestamp_ms, &rewound)?;
+    super::history_rows::append(
+        conn,
+        instance_id,
+        state.history_len,
+        timestamp_ms,
+        std::slice::from_ref(&rewound),
+    )?;
     conn.prepare_cached(
         "UPDATE instances SET status = ?2, failure = NULL, updated_ms = ?3, history_len = ?4,
                               recovery_attempts = 0
