@@ -109,7 +109,7 @@ async fn a_version_7_file_is_migrated_and_takes_entities() {
     );
     runtime.shutdown().await;
     drop(client);
-    assert_eq!(pragma(&store, "user_version"), SCHEMA_VERSION);
+    assert_eq!(pragma(&store, "user_version"), i64::from(SCHEMA_VERSION));
     let conn = durable_runtime::store::sqlite::open_read_only(store.path()).expect("opens");
     let state: String = conn
         .query_row(
