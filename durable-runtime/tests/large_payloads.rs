@@ -225,3 +225,56 @@ async fn large_messages_written_offline_are_recovered_whole() {
     drop(client);
     runtime.shutdown().await;
 }
+
+#[orchestrator]
+async fn echo(_ctx: OrchestrationContext, text: String) -> String {
+    text
+}
+
+/// A version 9 file (before `history_large`) is migrated when opened: its instances are kept,
+/// and large events then leave the history B-tree.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_9_file_is_migrated_and_takes_large_events() {
+    let store = TestStore::new();
+    if !on_sqlite(&store) {
+        return;
+    }
+    let (runtime, client) = store.start().await;
+    let small = client.start(echo, "small".into()).await.expect("starts");
+    client
+        .wait_for_completion(&small, WAIT)
+        .await
+        .expect("completes");
+    drop(client);
+    runtime.shutdown().await;
+    let _ = store.reopen().await;
+    // What version 9 had: the same tables without `history_large`.
+    support::exec_sql(
+        &store,
+        "DROP TRIGGER history_large_goes_with_its_row; DROP TABLE history_large;
+         PRAGMA user_version = 9;",
+    );
+
+    let (runtime, client) = store.restart(|builder| builder).await;
+    let kept = client
+        .get_status(&small)
+        .await
+        .expect("reads")
+        .expect("kept");
+    assert_eq!(kept.output_as::<String>().expect("decodes"), "small");
+    let text = "m".repeat(MIB);
+    let large = client.start(echo, text.clone()).await.expect("starts");
+    let done = client
+        .wait_for_completion(&large, WAIT)
+        .await
+        .expect("completes");
+    assert_eq!(done.output_as::<String>().expect("decodes"), text);
+    assert!(support::count_rows(&store, "history_large", &large) >= 2);
+    let version = support::query_text(
+        &store,
+        "SELECT CAST(user_version AS TEXT) FROM pragma_user_version",
+    );
+    assert_eq!(version.as_deref(), Some("10"));
+    drop(client);
+    runtime.shutdown().await;
+}
