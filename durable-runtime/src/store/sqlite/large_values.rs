@@ -180,17 +180,30 @@ impl FromSql for JsonText {
 struct UpTo(Vec<u8>);
 
 impl Write for UpTo {
+    #[inline]
     fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.write_all(bytes).map(|()| bytes.len())
+    }
+
+    // What serde_json calls, for every fragment: inlined, so that the small value's path costs
+    // what serializing into a plain `Vec` costs.
+    #[inline]
+    fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
         if self.0.len() + bytes.len() >= LARGE_VALUE_BYTES {
-            return Err(std::io::Error::other("a large value"));
+            return Err(large());
         }
         self.0.extend_from_slice(bytes);
-        Ok(bytes.len())
+        Ok(())
     }
 
     fn flush(&mut self) -> std::io::Result<()> {
         Ok(())
     }
+}
+
+#[cold]
+fn large() -> std::io::Error {
+    std::io::Error::other("a large value")
 }
 
 /// A writer that only counts.
