@@ -292,15 +292,25 @@ impl Client {
         timeout: Duration,
     ) -> Result<InstanceStatus, Error> {
         let waited = tokio::time::timeout(timeout, async {
+            let not_found = || Error::InstanceNotFound(instance_id.to_string());
             loop {
                 // Watch before reading, so a finish between the read and the wait is not missed.
                 let finished = self.shared.dispatcher.watch(instance_id);
-                let status = self
-                    .get_status(instance_id)
+                // The status alone until it is terminal: the whole row carries the input (and
+                // a large one would be read at every wake-up).
+                let runtime_status = self
+                    .shared
+                    .store
+                    .read_runtime_status(instance_id)
                     .await?
-                    .ok_or_else(|| Error::InstanceNotFound(instance_id.to_string()))?;
-                if status.runtime_status.is_terminal() {
-                    return Ok(status);
+                    .ok_or_else(not_found)?;
+                if runtime_status.is_terminal() {
+                    let status = self.get_status(instance_id).await?.ok_or_else(not_found)?;
+                    // Not terminal any more only if restarted meanwhile: wait for that run.
+                    if status.runtime_status.is_terminal() {
+                        return Ok(status);
+                    }
+                    continue;
                 }
                 // A wake-up is a hint to read again, never a status in itself.
                 let _ = tokio::time::timeout(COMPLETION_POLL_INTERVAL, finished).await;
