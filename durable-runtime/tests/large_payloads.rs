@@ -1,7 +1,7 @@
 //! Large payloads (over the embedded store's 64 KiB mark, where values are written in place as
 //! blobs and large history events leave the history B-tree): every place a payload is stored
 //! (an instance's input and output, a start message, an activity's input and result, an event,
-//! history) gives back exactly what was written, after a restart too, when read from the store
+//! history, an entity operation's input) gives back exactly what was written, after a restart too, when read from the store
 //! rather than from memory; and a purge takes the out-of-line rows with the instance.
 
 mod support;
@@ -275,6 +275,48 @@ async fn a_version_9_file_is_migrated_and_takes_large_events() {
         "SELECT CAST(user_version AS TEXT) FROM pragma_user_version",
     );
     assert_eq!(version.as_deref(), Some("10"));
+    drop(client);
+    runtime.shutdown().await;
+}
+
+/// Keeps the length of the last text it was given.
+#[entity]
+async fn measure(ctx: &mut EntityContext<u64>) -> Result<(), EntityError> {
+    let text: String = ctx.input()?;
+    *ctx.state_mut() = text.len() as u64;
+    Ok(())
+}
+
+/// A large entity signal written by a client with no runtime running is queued as a blob and
+/// read back whole by the runtime that opens the store next.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_large_entity_signal_is_queued_and_applied_whole() {
+    let store = TestStore::new();
+    if !on_sqlite(&store) {
+        return;
+    }
+    let id = EntityId::new("measure", "one");
+    let text = "e".repeat(MIB + 3);
+    let offline = Runtime::builder()
+        .sqlite(store.path())
+        .open_client()
+        .await
+        .expect("opens");
+    offline
+        .signal_entity_by_name(&id, "measure", text.clone())
+        .await
+        .expect("durable");
+    let queued = support::query_text(
+        &store,
+        "SELECT typeof(input) FROM entity_messages WHERE entity_id = '@measure@one'",
+    );
+    assert_eq!(queued.as_deref(), Some("blob"));
+    drop(offline);
+
+    let (runtime, client) = store.restart(|builder| builder).await;
+    let measured =
+        support::entities::until_state::<u64>(&client, &id, |state| state.is_some()).await;
+    assert_eq!(measured, Some(text.len() as u64));
     drop(client);
     runtime.shutdown().await;
 }

@@ -3,6 +3,7 @@
 
 use super::apply::{NextIds, insert_message, to_json};
 use super::error::SqlContext;
+use super::large_values::{self, JsonParam, JsonText};
 use crate::history::HistoryEvent;
 use crate::payload::Payload;
 use crate::store::{
@@ -28,11 +29,12 @@ pub(super) fn queue(
         id,
         message.entity_id,
         message.operation,
-        message.input.as_str(),
+        JsonParam(message.input.as_str()),
         message.sender,
         reply,
         message.created_ms
     ])?;
+    large_values::fill(conn, "entity_messages", "input", id, message.input.as_str())?;
     Ok(EntityMessage {
         id,
         message: message.clone(),
@@ -279,7 +281,10 @@ pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot,
             let raw = RawEntityMessage {
                 id: row.get(0).at("entity_messages", entity_id)?,
                 operation: text(1),
-                input: text(2),
+                input: row
+                    .get::<_, JsonText>(2)
+                    .map(|JsonText(json)| json)
+                    .map_err(|err| err.to_string()),
                 sender: text(3),
                 created_ms: row.get(4).map_err(|err| err.to_string()),
                 reply: row.get(5).map_err(|err| err.to_string()),
