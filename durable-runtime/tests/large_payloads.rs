@@ -1,8 +1,9 @@
 //! Large payloads (over the embedded store's 64 KiB mark, where values are written in place as
 //! blobs and large history events leave the history B-tree): every place a payload is stored
 //! (an instance's input and output, a start message, an activity's input and result, an event,
-//! history, an entity operation's input) gives back exactly what was written, after a restart too, when read from the store
-//! rather than from memory; and a purge takes the out-of-line rows with the instance.
+//! history, an entity operation's input) gives back exactly what was written, after a restart
+//! too, when read from the store rather than from memory; and a purge takes the out-of-line
+//! rows with the instance.
 
 mod support;
 
