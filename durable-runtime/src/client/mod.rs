@@ -310,7 +310,6 @@ impl Client {
                     if status.runtime_status.is_terminal() {
                         return Ok(status);
                     }
-                    continue;
                 }
                 // A wake-up is a hint to read again, never a status in itself.
                 let _ = tokio::time::timeout(COMPLETION_POLL_INTERVAL, finished).await;

@@ -73,12 +73,16 @@ pub(super) enum Json {
 
 impl Json {
     pub(super) fn of<T: Serialize + ?Sized>(value: &T) -> Result<Json, StoreError> {
-        let mut up_to = UpTo(Vec::with_capacity(256));
+        let mut up_to = UpTo {
+            bytes: Vec::with_capacity(256),
+            reached: false,
+        };
         match serde_json::to_writer(&mut up_to, value) {
-            Ok(()) => String::from_utf8(up_to.0)
+            Ok(()) => String::from_utf8(up_to.bytes)
                 .map(Json::Small)
                 .map_err(|err| refused(format!("a value serialized to invalid UTF-8: {err}"))),
-            Err(err) if err.is_io() => {
+            // Stopped by the mark, not by an error of the value's own.
+            Err(_) if up_to.reached => {
                 let mut counted = Counter(0);
                 serde_json::to_writer(&mut counted, value).map_err(not_serializable)?;
                 Ok(Json::Large(counted.0))
@@ -176,8 +180,11 @@ impl FromSql for JsonText {
     }
 }
 
-/// A writer that takes bytes up to [`LARGE_VALUE_BYTES`], then refuses.
-struct UpTo(Vec<u8>);
+/// A writer that takes bytes up to [`LARGE_VALUE_BYTES`], then refuses (and says so).
+struct UpTo {
+    bytes: Vec<u8>,
+    reached: bool,
+}
 
 impl Write for UpTo {
     #[inline]
@@ -189,10 +196,11 @@ impl Write for UpTo {
     // what serializing into a plain `Vec` costs.
     #[inline]
     fn write_all(&mut self, bytes: &[u8]) -> std::io::Result<()> {
-        if self.0.len() + bytes.len() >= LARGE_VALUE_BYTES {
+        if self.bytes.len() + bytes.len() >= LARGE_VALUE_BYTES {
+            self.reached = true;
             return Err(large());
         }
-        self.0.extend_from_slice(bytes);
+        self.bytes.extend_from_slice(bytes);
         Ok(())
     }
 
