@@ -3,7 +3,7 @@
 
 use super::apply::{NextIds, insert_message, to_json};
 use super::error::SqlContext;
-use super::large_values::{self, JsonParam, JsonText};
+use super::large_values::{self, JsonParam};
 use crate::history::HistoryEvent;
 use crate::payload::Payload;
 use crate::store::{
@@ -271,20 +271,28 @@ pub(super) fn load(conn: &Connection, entity_id: &str) -> Result<EntitySnapshot,
     let mut pending = Vec::new();
     let mut corrupt = Vec::new();
     {
+        // A large input (a blob: see `large_values`) reads as '' here, then straight from its
+        // blob.
         let mut stmt = tx.prepare_cached(
-            "SELECT id, operation, input, sender, created_ms, reply FROM entity_messages
-             WHERE entity_id = ?1 ORDER BY id",
+            "SELECT id, operation, CASE WHEN typeof(input) = 'blob' THEN '' ELSE input END,
+                    sender, created_ms, reply
+             FROM entity_messages WHERE entity_id = ?1 ORDER BY id",
         )?;
         let mut rows = stmt.query(params![entity_id])?;
         while let Some(row) = rows.next().at("entity_messages", entity_id)? {
             let text = |index| row.get::<_, String>(index).map_err(|err| err.to_string());
+            let id: i64 = row.get(0).at("entity_messages", entity_id)?;
+            let input = match text(2) {
+                Ok(json) if json.is_empty() => {
+                    large_values::read(&tx, "entity_messages", "input", id, entity_id)
+                        .map_err(|err| err.to_string())
+                }
+                other => other,
+            };
             let raw = RawEntityMessage {
-                id: row.get(0).at("entity_messages", entity_id)?,
+                id,
                 operation: text(1),
-                input: row
-                    .get::<_, JsonText>(2)
-                    .map(|JsonText(json)| json)
-                    .map_err(|err| err.to_string()),
+                input,
                 sender: text(3),
                 created_ms: row.get(4).map_err(|err| err.to_string()),
                 reply: row.get(5).map_err(|err| err.to_string()),
