@@ -42,6 +42,15 @@ fn on_sqlite(store: &TestStore) -> bool {
     store.postgres.is_none()
 }
 
+/// A client on the embedded store with no runtime running: its writes wait in the store.
+async fn offline_client(store: &TestStore) -> Client {
+    Runtime::builder()
+        .sqlite(store.path())
+        .open_client()
+        .await
+        .expect("opens")
+}
+
 fn held_input() -> String {
     format!("hold:{}", "abcdefghij".repeat(MIB / 10))
 }
@@ -177,11 +186,7 @@ async fn large_messages_written_offline_are_recovered_whole() {
     }
     let input: String = "q".repeat(MIB);
     let answer: String = "r".repeat(2 * MIB);
-    let offline = Runtime::builder()
-        .sqlite(store.path())
-        .open_client()
-        .await
-        .expect("opens");
+    let offline = offline_client(&store).await;
     offline
         .start_by_name("shout_then_wait", Some("offline".into()), input.clone())
         .await
@@ -298,11 +303,7 @@ async fn a_large_entity_signal_is_queued_and_applied_whole() {
     }
     let id = EntityId::new("measure", "one");
     let text = "e".repeat(MIB + 3);
-    let offline = Runtime::builder()
-        .sqlite(store.path())
-        .open_client()
-        .await
-        .expect("opens");
+    let offline = offline_client(&store).await;
     offline
         .signal_entity_by_name(&id, "measure", text.clone())
         .await
