@@ -10,7 +10,6 @@ mod support;
 
 use durable_runtime::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::Write;
 use std::path::Path;
 use support::TestStore;
 

@@ -13,7 +13,6 @@ mod support;
 
 use durable_runtime::prelude::*;
 use std::collections::{BTreeMap, BTreeSet, HashSet};
-use std::io::Write;
 
 const INSTANCES: u32 = 100;
 const STEPS: u32 = 5;
