@@ -75,9 +75,12 @@ async fn a_large_timer_backlog_fires_in_bounded_memory() {
         DUE + LATER
     );
     // Holding every armed timer in memory (as before the window, or with a window of ten
-    // million) grew it by 229 MiB here; the default window, by 16 MiB.
+    // million) grew it by 229 MiB here; the default window, by 16 to 24 MiB from run to run
+    // (the allocator's arenas and the page cache's timing, not the timers: the same code
+    // measured 19, 20 and 24 in a row). The bound sits well above that spread and well below
+    // the unbounded case.
     assert!(
-        grown_mib < 24,
+        grown_mib < 64,
         "peak RSS grew by {grown_mib} MiB for {} armed timers",
         DUE + LATER
     );
