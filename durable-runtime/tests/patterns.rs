@@ -242,7 +242,9 @@ async fn instances_survive_a_restart_and_can_be_listed() {
     drop(client);
     runtime.shutdown().await;
 
-    let (runtime, client) = store.start().await;
+    // Once the store is released (on PostgreSQL, the schema's lock goes with its connection a
+    // moment after shutdown returns).
+    let (runtime, client) = store.restart(|builder| builder).await;
     let page = client
         .list(&InstanceQuery {
             instance_id_prefix: Some("list-".into()),
